@@ -1,0 +1,1 @@
+"""Ingest: stream a corpus into sharded sliding-window TFRecords (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Model: config, builder, distributed training loop, checkpoints, evaluation and export."""

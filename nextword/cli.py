@@ -1,0 +1,59 @@
+"""The `nextword` command: one typer app, one subcommand group per stage.
+
+Each stage owns its typer layer (`ingest.cli`, `model.cli`, `generate.cli`); this module
+only mounts them and turns `NextwordError` into a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import typer
+
+from nextword.errors import NextwordError
+
+# TensorFlow's C++ start-up chatter is noise for a CLI user; keep real errors.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+app = typer.Typer(
+    name="nextword",
+    help="Stream a corpus into sliding-window TFRecords, train a next-word model on them "
+    "under tf.distribute, and generate text from the export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _mount() -> None:
+    # Imported here, not at module top, so `nextword --help` stays fast.
+    from ingest.cli import register as register_ingest
+
+    register_ingest(app)
+
+
+def run_app(typer_app: typer.Typer, prog_name: str) -> None:
+    """Run a typer app, printing NextwordError as a message instead of a traceback."""
+    try:
+        typer_app(prog_name=prog_name, standalone_mode=True)
+    except NextwordError as error:
+        print_error(error)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+def print_error(error: NextwordError) -> None:
+    print(f"error: {error.message}", file=sys.stderr)
+    if error.hint:
+        print(f"  → {error.hint}", file=sys.stderr)
+
+
+def main() -> None:
+    _mount()
+    run_app(app, "nextword")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""`dataset.json`: the manifest that makes a DATA_DIR describe itself.
+
+Plain dataclasses with JSON round trips; no TensorFlow here, so the manifest can be read
+by tools that do not train (inspect, verify, benchmarks). All paths inside are relative
+to DATA_DIR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import posixpath
+from dataclasses import dataclass, field
+
+from nextword.errors import ArtifactError
+
+MANIFEST_NAME = "dataset.json"
+VOCAB_NAME = "vocab.txt"
+FORMAT_NAME = "nextword.dataset"
+FORMAT_VERSION = 1
+FEATURE_NAME = "tokens"  # int64[context_length + 1]; pre-padded with 0; last id is the target
+SPLITS = ("train", "val")
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+@dataclass(frozen=True)
+class Shard:
+    file: str
+    records: int
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Split:
+    documents: int
+    tokens: int
+    windows: int
+    shards: tuple[Shard, ...]
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(shard.file for shard in self.shards)
+
+
+@dataclass(frozen=True)
+class Counters:
+    documents: int = 0  # rows / lines read, whatever their content
+    empty_documents: int = 0  # no words after tokenization (empty, whitespace or punctuation only)
+    skipped_rows: int = 0  # malformed rows dropped under --on-error skip
+    tokens: int = 0
+    oov_tokens: int = 0  # words mapped to <unk>
+    replaced_bytes: int = 0  # invalid UTF-8 bytes replaced by U+FFFD
+    nul_bytes: int = 0  # NUL bytes turned into spaces
+    truncated_inputs: int = 0  # cut .gz streams kept up to the cut under --on-error skip
+
+
+@dataclass(frozen=True)
+class Manifest:
+    fingerprint: str
+    tokenizer: dict
+    vocab_file: str
+    vocab_size: int
+    vocab_sha256: str
+    context_length: int
+    stride: int
+    seed: int
+    val_fraction: float
+    splits: dict[str, Split]
+    counters: Counters
+    inputs: tuple[dict, ...] = ()
+    created_by: str = ""
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+    feature: str = FEATURE_NAME
+    pad_id: int = 0
+    unk_id: int = 1
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def record_length(self) -> int:
+        return self.context_length + 1
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise ArtifactError(
+                f"the dataset has no split {name!r}; it has {sorted(self.splits)}",
+                hint="pass --split with one of those names",
+            )
+        return self.splits[name]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = MANIFEST_NAME) -> "Manifest":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ArtifactError(
+                f"{source} is not valid JSON ({error})",
+                hint="the dataset is damaged; run `nextword ingest` again into an empty --out",
+            ) from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT_NAME:
+            raise ArtifactError(
+                f"{source} is not a nextword dataset manifest (format={raw.get('format') if isinstance(raw, dict) else None!r})",
+                hint="point at a DATA_DIR written by `nextword ingest`",
+            )
+        if raw.get("format_version") != FORMAT_VERSION:
+            raise ArtifactError(
+                f"{source} has format_version {raw.get('format_version')}, this nextword reads {FORMAT_VERSION}",
+                hint="re-run `nextword ingest` with this version of nextword",
+            )
+        raw["splits"] = {
+            name: Split(
+                documents=split["documents"],
+                tokens=split["tokens"],
+                windows=split["windows"],
+                shards=tuple(Shard(**shard) for shard in split["shards"]),
+            )
+            for name, split in raw["splits"].items()
+        }
+        raw["counters"] = Counters(**raw["counters"])
+        raw["inputs"] = tuple(raw.get("inputs", ()))
+        return cls(**raw)
+
+
+def shard_paths(data_dir: str, split: Split) -> list[str]:
+    return [posixpath.join(data_dir, shard.file) for shard in split.shards]
+
+
+def load_manifest(data_dir: str) -> Manifest:
+    """Read DATA_DIR/dataset.json, with an error that says what to do when it is not there."""
+    from nextword import storage  # imports TensorFlow; keep it out of plain manifest use
+
+    path = storage.join(data_dir, MANIFEST_NAME)
+    if not storage.exists(path):
+        if storage.isdir(data_dir) and any(name.endswith(".partial") for name in storage.listdir(data_dir)):
+            hint = "the ingest into it did not finish; run the same `nextword ingest` command again to resume"
+        else:
+            hint = "pass the --out directory of a finished `nextword ingest` run"
+        raise ArtifactError(f"{data_dir} holds no {MANIFEST_NAME}: it is not a nextword dataset", hint=hint)
+    return Manifest.from_json(storage.read_text(path), source=path)
+
+
+def load_vocabulary(data_dir: str, manifest: Manifest) -> list[str]:
+    """vocab.txt as a list (line number = id), checked against the manifest's sha256."""
+    import hashlib
+
+    from nextword import storage
+
+    path = storage.join(data_dir, manifest.vocab_file)
+    with storage.open_file(path, "rb") as handle:
+        data = handle.read()
+    if hashlib.sha256(data).hexdigest() != manifest.vocab_sha256:
+        raise ArtifactError(
+            f"{path} does not match the sha256 recorded in {MANIFEST_NAME}",
+            hint="the dataset was modified after ingest; re-run `nextword ingest`",
+        )
+    tokens = data.decode("utf-8").split("\n")
+    if tokens and tokens[-1] == "":
+        tokens.pop()
+    if len(tokens) != manifest.vocab_size:
+        raise ArtifactError(f"{path} has {len(tokens)} tokens, the manifest says {manifest.vocab_size}")
+    return tokens
