@@ -1,0 +1,91 @@
+"""A tiny but valid DATA_DIR for the reader and training tests.
+
+Written the way ingest writes one (vocab.txt, sharded tf.train.Example records, dataset.json
+from the Manifest dataclass), from a synthetic corpus with a learnable pattern: every document
+walks the word list with a fixed stride, so the next word follows from the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfrecords.manifest import FEATURE_NAME, Counters, Manifest, Shard, Split, shard_name
+
+
+def synthetic_documents(count: int, vocab_words: int, seed: int = 0) -> list[list[int]]:
+    rng = np.random.default_rng(seed)
+    documents = []
+    for _ in range(count):
+        length = int(rng.integers(3, 20))
+        start = int(rng.integers(0, vocab_words))
+        step = int(rng.integers(1, 3))
+        documents.append([2 + (start + step * i) % vocab_words for i in range(length)])
+    return documents
+
+
+def windows_of(document: list[int], context_length: int) -> list[list[int]]:
+    """Every (context -> next word) window, pre-padded with 0, the last id is the target."""
+    padded = [0] * context_length + document
+    return [padded[end - context_length : end + 1] for end in range(context_length, len(padded))]
+
+
+def example_bytes(window: list[int]) -> bytes:
+    feature = tf.train.Feature(int64_list=tf.train.Int64List(value=window))
+    return tf.train.Example(features=tf.train.Features(feature={FEATURE_NAME: feature})).SerializeToString()
+
+
+def write_split(data_dir: str, name: str, documents, context_length: int, shards: int) -> Split:
+    windows = [w for document in documents for w in windows_of(document, context_length)]
+    written = []
+    for index in range(shards):
+        file = shard_name(name, index, shards)
+        path = os.path.join(data_dir, file)
+        part = windows[index::shards]
+        with tf.io.TFRecordWriter(path) as writer:
+            for window in part:
+                writer.write(example_bytes(window))
+        with open(path, "rb") as handle:
+            data = handle.read()
+        written.append(Shard(file=file, records=len(part), bytes=len(data), sha256=hashlib.sha256(data).hexdigest()))
+    tokens = sum(len(d) for d in documents)
+    return Split(documents=len(documents), tokens=tokens, windows=len(windows), shards=tuple(written))
+
+
+def write_data_dir(
+    data_dir: str,
+    context_length: int = 6,
+    vocab_words: int = 20,
+    train_documents: int = 120,
+    val_documents: int = 20,
+    train_shards: int = 3,
+    val_shards: int = 1,
+) -> str:
+    os.makedirs(data_dir, exist_ok=True)
+    vocab = ["<pad>", "<unk>"] + [f"w{i}" for i in range(vocab_words)]
+    vocab_data = ("\n".join(vocab) + "\n").encode()
+    with open(os.path.join(data_dir, "vocab.txt"), "wb") as handle:
+        handle.write(vocab_data)
+    splits = {
+        "train": write_split(data_dir, "train", synthetic_documents(train_documents, vocab_words, 1), context_length, train_shards),
+        "val": write_split(data_dir, "val", synthetic_documents(val_documents, vocab_words, 2), context_length, val_shards),
+    }
+    manifest = Manifest(
+        fingerprint=hashlib.sha256(repr((context_length, vocab_words, train_documents)).encode()).hexdigest()[:16],
+        tokenizer={},
+        vocab_file="vocab.txt",
+        vocab_size=len(vocab),
+        vocab_sha256=hashlib.sha256(vocab_data).hexdigest(),
+        context_length=context_length,
+        stride=1,
+        seed=0,
+        val_fraction=0.1,
+        splits=splits,
+        counters=Counters(documents=train_documents + val_documents),
+    )
+    with open(os.path.join(data_dir, "dataset.json"), "w") as handle:
+        handle.write(manifest.to_json())
+    return data_dir
