@@ -1,0 +1,110 @@
+"""The distributed step: 2 replicas at global batch B == 1 replica at B; mixed precision; cuDNN configs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from _train_data import write_data_dir
+from model.builder import is_cudnn_eligible
+from model.config import NOTEBOOK_PRESET, ModelConfig
+from model.loop import Trainer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+ONE_STEP = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from model.strategy import split_cpu, make_strategy
+    devices, data_dir, objective, out, optimizer = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    split_cpu(devices)
+    import tensorflow as tf
+    from model.config import ModelConfig
+    from model.loop import Trainer
+    from tfrecords.reader import ReaderConfig, make_dataset
+    strategy = make_strategy("mirrored" if devices > 1 else "default", devices)
+    assert strategy.num_replicas_in_sync == devices
+    config = ModelConfig(vocab_size=22, context_length=6, layers=2, units=16, embedding_dim=8, dropout=0.0, objective=objective)
+    trainer = Trainer(strategy, config, optimizer, 0.5 if optimizer == "sgd" else 0.01, seed=7)
+    global_batch = 16
+    def dataset_fn(ctx):
+        return make_dataset(data_dir, "train", ReaderConfig(batch_size=ctx.get_per_replica_batch_size(global_batch), objective=objective, seed=1), input_context=ctx)
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
+    loss, weight = trainer.train_steps(iterator, 2)
+    np.savez(out, loss=float(loss / weight), *[v.numpy() for v in trainer.model.trainable_variables])
+    """
+)
+
+
+def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd") -> dict:
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+    subprocess.run(
+        [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer],
+        check=True, env=env, timeout=240, capture_output=True,
+    )
+    return dict(np.load(out))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective,optimizer", [("last", "sgd"), ("all", "sgd"), ("all", "adam")])
+def test_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, objective, optimizer):
+    # sgd: its step scales with the gradient, so a loss averaged per replica instead of over
+    # the global batch would change the weights; adam: the optimizer state path under 2 replicas.
+    data_dir = write_data_dir(str(tmp_path / "data"))
+    one = run_one_step(1, data_dir, objective, str(tmp_path / "one.npz"), optimizer)
+    two = run_one_step(2, data_dir, objective, str(tmp_path / "two.npz"), optimizer)
+    assert one.keys() == two.keys() and len(one) > 3
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # and the step did change the weights (a broken loop that never applies would pass above)
+    fresh = Trainer(tf.distribute.get_strategy(), ModelConfig(vocab_size=22, context_length=6, layers=2, units=16, embedding_dim=8, dropout=0.0, objective=objective), "sgd", 0.5, seed=7)
+    assert not np.allclose(fresh.model.trainable_variables[0].numpy(), one["arr_0"])
+
+
+def test_mixed_precision_builds_loss_scaling_and_float32_logits():
+    config = ModelConfig(vocab_size=12, context_length=4, layers=1, units=8, embedding_dim=4)
+    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3, mixed_precision=True)
+    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert trainer.model.get_layer("rnn_0").compute_dtype == "float16"
+    logits = trainer.model(tf.zeros([2, 4], tf.int32))
+    assert logits.dtype == tf.float32
+    dataset = tf.data.Dataset.from_tensors(
+        (tf.ones([2, 4], tf.int32), tf.fill([2, 4], 3), tf.ones([2, 4], tf.float32))
+    ).repeat(3)
+    before = trainer.model.get_layer("logits").kernel.numpy().copy()
+    loss, weight = trainer.train_steps(iter(dataset), 3)
+    assert np.isfinite(float(loss)) and float(weight) == 24.0
+    assert not np.allclose(before, trainer.model.get_layer("logits").kernel.numpy())
+    # the global policy is restored, so later models are float32 again
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [dict(arch="lstm"), dict(arch="gru"), NOTEBOOK_PRESET, dict(arch="gru", bidirectional=True, objective="last")],
+)
+def test_recurrent_layers_stay_cudnn_eligible(overrides):
+    config = ModelConfig(vocab_size=12, context_length=4, **{"units": 8, "embedding_dim": 4, **overrides})
+    trainer = Trainer(tf.distribute.get_strategy(), config, "rmsprop", 1e-3)
+    recurrent = [layer for layer in trainer.model.layers if layer.name.startswith("rnn_")]
+    assert len(recurrent) == config.layers
+    assert all(is_cudnn_eligible(layer) for layer in recurrent)
+    # no mask: pads are plain inputs (a pre-padded mask would force the slow kernel)
+    assert trainer.model.get_layer("embedding").mask_zero is False
+
+
+def test_pad_targets_weigh_nothing():
+    config = ModelConfig(vocab_size=12, context_length=4, layers=1, units=8, embedding_dim=4, dropout=0.0)
+    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3)
+    context = tf.constant([[0, 0, 3, 4]], tf.int32)
+    targets = tf.constant([[0, 3, 4, 5]], tf.int32)
+    weights = tf.constant([[0.0, 1.0, 1.0, 1.0]])
+    loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors((context, targets, weights))), 1)
+    assert float(weight) == 3.0
