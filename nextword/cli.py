@@ -30,6 +30,7 @@ def _mount() -> None:
     from ingest.cli import register as register_ingest
 
     register_ingest(app)
+    from generate.cli import register as register_gen; register_gen(app)
 
 
 def run_app(typer_app: typer.Typer, prog_name: str) -> None:
