@@ -40,6 +40,7 @@ def final_word_sums(logits: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tenso
         "top1": tf.reduce_sum(hits[:, 0] * weights),
         "top5": tf.reduce_sum(tf.reduce_max(hits, axis=1) * weights),
         "windows": tf.reduce_sum(weights),
+        "rows": tf.cast(tf.shape(targets)[0], tf.float32),
     }
 
 
@@ -50,10 +51,11 @@ class MetricTotals:
     loss: float = 0.0
     top1: float = 0.0
     top5: float = 0.0
-    windows: float = 0.0
+    windows: float = 0.0  # windows whose target counts (not pad)
+    rows: float = 0.0  # windows read
 
     def add(self, sums: dict) -> None:
-        for name in ("loss", "top1", "top5", "windows"):
+        for name in ("loss", "top1", "top5", "windows", "rows"):
             setattr(self, name, getattr(self, name) + float(sums[name]))
 
     def result(self) -> dict:

@@ -30,6 +30,7 @@ def _mount() -> None:
     from ingest.cli import register as register_ingest
 
     register_ingest(app)
+    from model.cli import register as register_model; register_model(app)
     from generate.cli import register as register_gen; register_gen(app)
 
 

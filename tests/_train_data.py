@@ -89,3 +89,33 @@ def write_data_dir(
     with open(os.path.join(data_dir, "dataset.json"), "w") as handle:
         handle.write(manifest.to_json())
     return data_dir
+
+
+# The model stage's typer commands in a subprocess (the `nextword` entry point also mounts
+# ingest, which these tests do not need).
+CLI_SCRIPT = (
+    "import typer; from nextword.cli import run_app; from model.cli import register; "
+    "app = typer.Typer(pretty_exceptions_enable=False); register(app); run_app(app, 'nextword')"
+)
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_command(*args: str) -> list[str]:
+    import sys
+
+    return [sys.executable, "-c", CLI_SCRIPT, *args]
+
+
+def cli_env(**extra: str) -> dict:
+    return dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **extra)
+
+
+def checkpoint_weights(run_dir: str) -> dict:
+    """Model variables of RUN_DIR's latest checkpoint, by checkpoint key."""
+    path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return {
+        name: reader.get_tensor(name)
+        for name in reader.get_variable_to_shape_map()
+        if name.startswith("model_variables/")
+    }

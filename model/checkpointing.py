@@ -1,0 +1,111 @@
+"""RUN_DIR bookkeeping: run.json, checkpoints of model + optimizer + training position.
+
+The checkpoint holds the model's variables (weights AND dropout seed-generator states), the
+optimizer's variables, and the position: global step, epoch, and steps done in that epoch.
+Together with a reader that is a pure function of (seed, epoch), that is an exact resume.
+`tf.train.CheckpointManager` writes the data files first and the `checkpoint` index last, so
+a run killed mid-save resumes from the previous complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+
+import tensorflow as tf
+
+from nextword import storage
+from nextword.errors import ArtifactError
+from model.config import ModelConfig
+
+RUN_FORMAT = "nextword.run"
+RUN_FILE = "run.json"
+CHECKPOINTS = "checkpoints"
+
+
+class TrainingPosition:
+    """step, epoch, epoch_step as int64 variables (checkpointed)."""
+
+    def __init__(self) -> None:
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+
+    def as_dict(self) -> dict:
+        return {"step": int(self.step.numpy()), "epoch": int(self.epoch.numpy()), "epoch_step": int(self.epoch_step.numpy())}
+
+
+def make_checkpoint(model, optimizer=None, position: TrainingPosition | None = None) -> tf.train.Checkpoint:
+    # Lists of variables, not the Keras objects: Keras 3 models are not checkpoint children,
+    # and the model's variables include the dropout seed states the optimizer does not track.
+    parts = {"model_variables": list(model.variables)}
+    if optimizer is not None:
+        parts["optimizer_variables"] = list(optimizer.variables)
+    if position is not None:
+        parts.update(step=position.step, epoch=position.epoch, epoch_step=position.epoch_step)
+    return tf.train.Checkpoint(**parts)
+
+
+def checkpoint_dir(run_dir: str, chief: bool) -> str:
+    """The chief writes into RUN_DIR/checkpoints; other workers into a temp dir (removed at the end)."""
+    if chief:
+        return storage.join(run_dir, CHECKPOINTS)
+    return tempfile.mkdtemp(prefix="nextword-worker-ckpt-")
+
+
+def latest_checkpoint(run_dir: str) -> str | None:
+    directory = storage.join(run_dir, CHECKPOINTS)
+    return tf.train.latest_checkpoint(directory) if storage.isdir(directory) else None
+
+
+def write_run_file(run_dir: str, settings: dict, model_config: ModelConfig, data_dir: str, fingerprint: str) -> None:
+    record = {
+        "format": RUN_FORMAT,
+        "format_version": 1,
+        "data_dir": data_dir,
+        "dataset_fingerprint": fingerprint,
+        "model_config": model_config.to_dict(),
+        "settings": settings,
+    }
+    storage.makedirs(run_dir)
+    storage.write_atomic(storage.join(run_dir, RUN_FILE), json.dumps(record, indent=2) + "\n")
+
+
+def read_run_file(run_dir: str) -> dict:
+    path = storage.join(run_dir, RUN_FILE)
+    if not storage.exists(path):
+        raise ArtifactError(f"{run_dir} holds no {RUN_FILE}: it is not a nextword RUN_DIR", hint="pass the --out directory of `nextword train`")
+    try:
+        record = json.loads(storage.read_text(path))
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path} is not valid JSON ({error})", hint="the RUN_DIR is damaged; train into a new --out") from None
+    if record.get("format") != RUN_FORMAT:
+        raise ArtifactError(f"{path} is not a nextword run record (format={record.get('format')!r})")
+    return record
+
+
+def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str) -> None:
+    """Refuse to resume a RUN_DIR made with another dataset or another model config."""
+    record = read_run_file(run_dir)
+    if record["dataset_fingerprint"] != fingerprint:
+        raise ArtifactError(
+            f"{run_dir} was trained on another dataset (fingerprint {record['dataset_fingerprint']}, "
+            f"this DATA_DIR has {fingerprint})",
+            hint="train into a new --out, or pass the DATA_DIR it was made with",
+        )
+    saved = record["model_config"]
+    if saved != model_config.to_dict():
+        changed = sorted(key for key in saved if saved.get(key) != model_config.to_dict().get(key))
+        raise ArtifactError(
+            f"{run_dir} holds a model with another config (differs in: {', '.join(changed)})",
+            hint="repeat the original flags to resume (see run.json), or train into a new --out",
+        )
+
+
+def restore_model_weights(run_dir: str, model) -> str:
+    """Load the latest checkpoint's model variables into `model`; returns the checkpoint path."""
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise ArtifactError(f"{run_dir} holds no checkpoint", hint="train first (`nextword train DATA_DIR --out RUN_DIR`)")
+    make_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()
+    return path

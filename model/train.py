@@ -1,0 +1,278 @@
+"""`nextword train`: the pure core. Settings in, RUN_DIR out, a summary dict back.
+
+Order matters: logical CPU devices and op determinism are configured before TensorFlow
+runs its first op; the strategy before the model; the model inside `strategy.scope()`.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import tensorflow as tf
+
+from nextword import storage
+from nextword.errors import ArtifactError, SettingsError
+from model import checkpointing
+from model.history import History, plot_history
+from model.loop import Trainer
+from model.metrics import evaluate_batches
+from model.settings import TrainSettings
+from model.strategy import is_chief, is_multiworker, make_strategy, split_cpu, use_mixed_precision
+from model.progress import TrainingProgress
+from tfrecords.manifest import load_manifest
+from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+
+SUMMARY_FILE = "summary.json"
+LOG_EVERY_STEPS = 50
+EVAL_BATCH = 1024
+
+
+class StopSignal:
+    """SIGINT sets a flag; the loop saves a checkpoint and leaves at the next call boundary."""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Ctrl-C stays a KeyboardInterrupt
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.interrupted = True
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def run_training(settings: TrainSettings) -> dict:
+    split_cpu(settings.devices)
+    if settings.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    manifest = load_manifest(settings.data_dir)
+    strategy = make_strategy(settings.strategy, settings.devices)
+    session = TrainingSession(settings, manifest, strategy)
+    with StopSignal() as stop:
+        return session.run(stop)
+
+
+class TrainingSession:
+    def __init__(self, settings: TrainSettings, manifest, strategy: tf.distribute.Strategy):
+        self.settings, self.manifest, self.strategy = settings, manifest, strategy
+        self.chief = is_chief(strategy)
+        self.model_config = settings.model_config(manifest.vocab_size, manifest.context_length)
+        self.global_batch = settings.training_choice("batch_size")
+        replicas = strategy.num_replicas_in_sync
+        if self.global_batch % replicas:
+            raise SettingsError(
+                f"--batch-size {self.global_batch} does not split over {replicas} replicas",
+                hint=f"pass a multiple of {replicas}",
+            )
+        self.mixed_precision = use_mixed_precision(settings.mixed_precision)
+        latest = self._check_run_dir()
+        self.trainer = Trainer(
+            strategy, self.model_config, settings.training_choice("optimizer"),
+            settings.training_choice("learning_rate"), self.mixed_precision, settings.seed,
+        )
+        self.position = checkpointing.TrainingPosition()
+        checkpoint = checkpointing.make_checkpoint(self.trainer.model, self.trainer.optimizer, self.position)
+        self.checkpoint_dir = checkpointing.checkpoint_dir(settings.out, self.chief)
+        self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
+        if latest:
+            checkpoint.restore(latest).assert_existing_objects_matched()
+        if self.chief:
+            checkpointing.write_run_file(
+                settings.out, settings.to_dict(), self.model_config, settings.data_dir, manifest.fingerprint
+            )
+        self.history = History(settings.out, self.chief, resume_step=self.position.as_dict()["step"])
+        self.reader_config = ReaderConfig(
+            batch_size=self.global_batch // replicas, objective=self.model_config.objective,
+            seed=settings.seed, shuffle_buffer=settings.shuffle_buffer,
+        )
+        self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
+        self.replicas_per_pipeline = replicas // self.pipelines
+        self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
+
+    def _check_run_dir(self) -> str | None:
+        out = self.settings.out
+        latest = checkpointing.latest_checkpoint(out)
+        if latest and self.settings.resume is False:
+            raise SettingsError(
+                f"{out} already holds checkpoints and --no-resume was given",
+                hint="train into a new --out, remove the old RUN_DIR, or drop --no-resume to continue it",
+            )
+        if storage.exists(storage.join(out, checkpointing.RUN_FILE)):
+            checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint)
+        return latest
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        plan = epoch_plan(
+            self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0
+        )
+        return plan.batches // self.replicas_per_pipeline
+
+    def _agree_fn(self, flag):
+        # Every worker must stop at the same step, or the others wait forever in all-reduce.
+        per_replica = self.strategy.run(lambda value: tf.identity(value), args=(flag,))
+        return self.strategy.reduce("max", per_replica, axis=None)
+
+    def agree(self, stop: bool) -> bool:
+        if self._agree is None:
+            return stop
+        return bool(self._agree(tf.constant(1 if stop else 0, tf.int32)) > 0)
+
+    def epoch_iterator(self, epoch: int, epoch_step: int):
+        skip = epoch_step * self.replicas_per_pipeline
+
+        def dataset_fn(input_context):
+            return make_dataset(
+                self.settings.data_dir, "train", self.reader_config, input_context=input_context,
+                epoch=epoch, skip_batches=skip, manifest=self.manifest,
+            )
+
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+
+    def run(self, stop: StopSignal) -> dict:
+        settings = self.settings
+        steps_per_epoch = self.steps_per_epoch(0)
+        if steps_per_epoch < 1:
+            raise SettingsError(
+                f"the train split ({self.manifest.splits['train'].windows} windows) holds no full batch of {self.global_batch}",
+                hint="pass a smaller --batch-size or ingest more text",
+            )
+        epoch_steps = settings.epochs * steps_per_epoch
+        target_steps = min(epoch_steps, settings.max_steps or epoch_steps)
+        stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
+        started = time.monotonic()
+        start_step = self.position.as_dict()["step"]
+        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step)
+        with progress:
+            stopped_by = self._train(stop, steps_per_epoch, target_steps, started, progress) or stopped_by
+        train_seconds = time.monotonic() - started
+        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
+        summary = self._summary(stopped_by, start_step, train_seconds)
+        self.history.save(summary)
+        if self.chief:
+            storage.write_atomic(storage.join(settings.out, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+            if self.history.record["steps"] or self.history.record["epochs"]:
+                plot_history(settings.out)
+        if settings.export and stopped_by != "interrupt":
+            self._export(summary)
+        self._cleanup()
+        return summary
+
+    def _train(self, stop, steps_per_epoch, target_steps, started, progress) -> str | None:
+        settings, position = self.settings, self.position
+        window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
+        while position.as_dict()["step"] < target_steps:
+            epoch, epoch_step = int(position.epoch.numpy()), int(position.epoch_step.numpy())
+            iterator = self.epoch_iterator(epoch, epoch_step)
+            while epoch_step < steps_per_epoch and position.as_dict()["step"] < target_steps:
+                step = position.as_dict()["step"]
+                steps = min(
+                    settings.steps_per_call, steps_per_epoch - epoch_step, target_steps - step,
+                    settings.checkpoint_every - step % settings.checkpoint_every,
+                )
+                try:
+                    loss, weight = self.trainer.train_steps(iterator, steps)
+                except tf.errors.OutOfRangeError:
+                    raise ArtifactError(
+                        f"epoch {epoch} of the train split ended after {epoch_step} of {steps_per_epoch} steps: "
+                        "the shards hold fewer windows than dataset.json says",
+                        hint="the dataset was modified after ingest; run `nextword verify` or re-ingest",
+                    ) from None
+                epoch_step += steps
+                position.step.assign_add(steps)
+                position.epoch_step.assign(epoch_step)
+                loss_sum, weight_sum, window_sum = loss_sum + float(loss), weight_sum + float(weight), window_sum + steps * self.global_batch
+                step = position.as_dict()["step"]
+                elapsed = time.monotonic() - since
+                progress.update(step, epoch, float(loss) / max(float(weight), 1.0), window_sum / max(elapsed, 1e-9))
+                if step % LOG_EVERY_STEPS < steps or epoch_step == steps_per_epoch:
+                    self.history.log_steps({
+                        "step": step, "epoch": epoch, "loss": loss_sum / max(weight_sum, 1.0),
+                        "windows_per_second": window_sum / max(elapsed, 1e-9),
+                    })
+                    window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
+                if step % settings.checkpoint_every == 0:
+                    self.manager.save(checkpoint_number=step)
+                    self.history.save()
+                over_budget = settings.time_budget is not None and time.monotonic() - started >= settings.time_budget
+                if self.agree(stop.interrupted or over_budget):
+                    return "interrupt" if stop.interrupted else "time_budget"
+            if epoch_step >= steps_per_epoch:
+                self._end_epoch(epoch, progress)
+        return None
+
+    def _end_epoch(self, epoch: int, progress) -> None:
+        self.position.epoch.assign(epoch + 1)
+        self.position.epoch_step.assign(0)
+        if self.chief and "val" in self.manifest.splits and self.manifest.splits["val"].windows:
+            metrics = self.validate()
+            train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
+            row = {"epoch": epoch, "step": self.position.as_dict()["step"], "train_loss": train_loss}
+            row.update({f"val_{key}": value for key, value in metrics.items() if key != "windows"})
+            self.history.log_epoch(row)
+            progress.note(
+                f"epoch {epoch}: val loss {metrics['loss']:.4f}  perplexity {metrics['perplexity']:.2f}  "
+                f"top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}"
+            )
+        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
+        self.history.save()
+
+    def validate(self) -> dict:
+        config = ReaderConfig(batch_size=EVAL_BATCH, objective="last", training=False)
+        dataset = make_dataset(self.settings.data_dir, "val", config, manifest=self.manifest)
+        totals = evaluate_batches(self.trainer.final_word_logits, dataset)
+        expected = self.manifest.splits["val"].windows
+        if int(totals.rows) != expected:
+            raise ArtifactError(f"the val split read {int(totals.rows)} windows, dataset.json says {expected}",
+                                hint="the dataset was modified after ingest; re-run `nextword ingest`")
+        return totals.result()
+
+    def _summary(self, stopped_by: str, start_step: int, train_seconds: float) -> dict:
+        position = self.position.as_dict()
+        trained = (position["step"] - start_step) * self.global_batch
+        last_epoch = self.history.record["epochs"][-1] if self.history.record["epochs"] else {}
+        last_steps = self.history.record["steps"][-1] if self.history.record["steps"] else {}
+        return {
+            "stopped_by": stopped_by,
+            "steps": position["step"],
+            "epochs_completed": position["epoch"],
+            "windows_trained_this_session": trained,
+            "train_seconds_this_session": round(train_seconds, 3),
+            "windows_per_second": round(trained / train_seconds, 1) if train_seconds > 0 else None,
+            "train_loss": last_steps.get("loss"),
+            "validation": {key[4:]: value for key, value in last_epoch.items() if key.startswith("val_")},
+            "strategy": type(self.strategy).__name__,
+            "replicas": self.strategy.num_replicas_in_sync,
+            "mixed_precision": self.mixed_precision,
+            "batch_size": self.global_batch,
+            "optimizer": self.settings.training_choice("optimizer"),
+            "learning_rate": self.settings.training_choice("learning_rate"),
+            "parameters": int(self.trainer.model.count_params()),
+            "model_config": self.model_config.to_dict(),
+            "dataset_fingerprint": self.manifest.fingerprint,
+        }
+
+    def _export(self, summary: dict) -> None:
+        try:
+            from model.export import export_model
+        except ImportError as error:
+            raise SettingsError(f"the export is not available in this build ({error})", hint="pass --no-export") from None
+        import tempfile
+
+        export_dir = storage.join(self.settings.out, "export") if self.chief else tempfile.mkdtemp(prefix="nextword-worker-export-")
+        export_model(self.trainer.model, self.model_config, self.settings.data_dir, export_dir, summary)
+        if not self.chief:
+            storage.remove(export_dir)
+
+    def _cleanup(self) -> None:
+        if not self.chief:
+            storage.remove(self.checkpoint_dir)

@@ -1,0 +1,144 @@
+"""`nextword train / eval / plot` end to end on tiny data (in process, typer's runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from _train_data import cli_command, cli_env, write_data_dir
+from model.cli import register
+from model.settings import TrainSettings
+from nextword.errors import ArtifactError, SettingsError
+
+SMALL = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--no-progress"]
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_data_dir(str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="module")
+def trained_run(data_dir, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    result = CliRunner().invoke(cli(), ["train", data_dir, "--out", run_dir, "--epochs", "2", "--no-export", "--checkpoint-every", "25", *SMALL])
+    assert result.exit_code == 0, result.output
+    return run_dir, result.output
+
+
+def test_train_writes_the_run_dir(trained_run):
+    run_dir, output = trained_run
+    assert "stopped by epochs" in output and "validation: loss" in output
+    for name in ("run.json", "history.json", "summary.json", "checkpoints/checkpoint"):
+        assert os.path.exists(os.path.join(run_dir, name)), name
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(run_dir, "logs")))
+    history = json.load(open(os.path.join(run_dir, "history.json")))
+    assert [row["epoch"] for row in history["epochs"]] == [0, 1]
+    assert history["epochs"][1]["val_loss"] < history["epochs"][0]["val_loss"]  # it learns
+    for key in ("val_perplexity", "val_top1", "val_top5"):
+        assert key in history["epochs"][-1]
+    summary = history["summary"]
+    assert summary["stopped_by"] == "epochs" and summary["epochs_completed"] == 2
+    assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == "adam"
+    for name in ("loss.png", "accuracy.png", "perplexity.png"):
+        assert open(os.path.join(run_dir, "plots", name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_eval_on_the_run_dir_matches_the_last_validation(trained_run, data_dir):
+    run_dir, _ = trained_run
+    result = CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
+    assert scores["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    assert scores["top1"] == pytest.approx(last["val_top1"])
+    assert scores["windows"] > 0 and scores["source"] == "checkpoint"
+    text = CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--split", "train"])
+    assert text.exit_code == 0 and "perplexity" in text.output and "train:" in text.output
+
+
+def test_plot_regenerates_the_pngs(trained_run):
+    run_dir, _ = trained_run
+    os.remove(os.path.join(run_dir, "plots", "loss.png"))
+    result = CliRunner().invoke(cli(), ["plot", run_dir])
+    assert result.exit_code == 0 and os.path.exists(os.path.join(run_dir, "plots", "loss.png"))
+
+
+def test_rerun_of_a_finished_run_resumes_without_training(trained_run, data_dir):
+    run_dir, _ = trained_run
+    result = CliRunner().invoke(cli(), ["train", data_dir, "--out", run_dir, "--epochs", "2", "--no-export", *SMALL])
+    assert result.exit_code == 0, result.output
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["windows_trained_this_session"] == 0
+
+
+def test_resume_with_another_model_config_is_refused(trained_run, data_dir):
+    run_dir, _ = trained_run
+    result = CliRunner().invoke(cli(), ["train", data_dir, "--out", run_dir, "--no-export", *SMALL, "--units", "32"])
+    assert isinstance(result.exception, ArtifactError)
+    assert "differs in: units" in result.exception.message
+
+
+def test_no_resume_refuses_to_overwrite(trained_run, data_dir):
+    run_dir, _ = trained_run
+    result = CliRunner().invoke(cli(), ["train", data_dir, "--out", run_dir, "--no-resume", "--no-export", *SMALL])
+    assert isinstance(result.exception, SettingsError)
+
+
+def test_resume_on_another_dataset_is_refused(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    other = write_data_dir(str(tmp_path / "other"), train_documents=60)
+    result = CliRunner().invoke(cli(), ["train", other, "--out", run_dir, "--no-export", *SMALL])
+    assert isinstance(result.exception, ArtifactError) and "another dataset" in result.exception.message
+
+
+def test_time_budget_stops_cleanly_and_saves(data_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    args = ["train", data_dir, "--out", run_dir, "--epochs", "1000", "--time-budget", "1", "--no-export", *SMALL]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["stopped_by"] == "time_budget" and 0 < summary["steps"]
+    assert summary["train_seconds_this_session"] < 10
+    assert f"ckpt-{summary['steps']}.index" in os.listdir(os.path.join(run_dir, "checkpoints"))
+
+
+def test_max_steps_and_notebook_preset(data_dir, tmp_path):
+    run_dir = str(tmp_path / "run")
+    args = ["train", data_dir, "--out", run_dir, "--preset", "notebook", "--batch-size", "32", "--max-steps", "7", "--no-export", "--no-progress"]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["steps"] == 7 and summary["stopped_by"] == "max_steps"
+    assert summary["optimizer"] == "rmsprop" and summary["batch_size"] == 32  # explicit flag beats preset
+    config = summary["model_config"]
+    assert (config["embedding_dim"], config["layers"], config["units"], config["bidirectional"], config["objective"]) == (8, 3, 50, True, "last")
+
+
+def test_settings_validation():
+    with pytest.raises(SettingsError, match="--strategy"):
+        TrainSettings(data_dir="d", out="o", strategy="tpu")
+    with pytest.raises(SettingsError, match="--batch-size"):
+        TrainSettings(data_dir="d", out="o", batch_size=0)
+    with pytest.raises(SettingsError, match="--bidirectional"):
+        TrainSettings(data_dir="d", out="o", bidirectional=True).model_config(10, 4)
+    assert TrainSettings(data_dir="d", out="o", preset="notebook", units=64).model_config(10, 4).units == 64
+
+
+def test_cli_errors_print_a_message_without_traceback(tmp_path):
+    result = subprocess.run(
+        cli_command("train", str(tmp_path), "--out", str(tmp_path / "run")),
+        env=cli_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "not a nextword dataset" in result.stderr and "Traceback" not in result.stderr
