@@ -1,0 +1,105 @@
+"""Exact resume: kill -9 at a random step and run again == one uninterrupted run; Ctrl-C saves."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from _train_data import checkpoint_weights, cli_command, cli_env, write_data_dir
+
+# Dropout on: resumed dropout masks must match too (seed-generator states are checkpointed).
+ARGS = [
+    "--layers", "2", "--units", "24", "--embedding-dim", "8", "--dropout", "0.2", "--batch-size", "8",
+    "--epochs", "3", "--seed", "11", "--checkpoint-every", "7", "--steps-per-call", "3",
+    "--deterministic", "--no-export", "--no-progress",
+]
+TIMEOUT = 240
+
+
+def train(data_dir: str, run_dir: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_command("train", data_dir, "--out", run_dir, *ARGS),
+        env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT,
+    )
+
+
+def checkpoint_steps(run_dir: str) -> list[int]:
+    directory = os.path.join(run_dir, "checkpoints")
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    return sorted(int(name[5:-6]) for name in names if name.startswith("ckpt-") and name.endswith(".index"))
+
+
+def start_and_wait_for_checkpoint(data_dir: str, run_dir: str, at_least: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        cli_command("train", data_dir, "--out", run_dir, *ARGS),
+        env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and process.poll() is None:
+        steps = checkpoint_steps(run_dir)
+        if steps and steps[-1] >= at_least:
+            return process
+        time.sleep(0.02)
+    process.kill()
+    pytest.fail(f"no checkpoint at step >= {at_least} (exit {process.poll()}): {process.communicate()[1][-2000:]}")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_data_dir(str(tmp_path_factory.mktemp("data")), train_documents=150)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("whole"))
+    result = train(data_dir, run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_equals_an_uninterrupted_run(data_dir, uninterrupted, tmp_path):
+    total_steps = json.load(open(os.path.join(uninterrupted, "summary.json")))["steps"]
+    kill_after = random.Random().randrange(8, total_steps // 2)
+    run_dir = str(tmp_path / "killed")
+    process = start_and_wait_for_checkpoint(data_dir, run_dir, kill_after)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    assert not os.path.exists(os.path.join(run_dir, "summary.json"))  # it died mid-run
+    resumed_from = checkpoint_steps(run_dir)[-1]
+    assert 0 < resumed_from < total_steps
+
+    result = train(data_dir, run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["steps"] == total_steps
+    assert summary["windows_trained_this_session"] == (total_steps - resumed_from) * 8
+    expected, got = checkpoint_weights(uninterrupted), checkpoint_weights(run_dir)
+    assert expected.keys() == got.keys() and len(expected) > 5
+    for name in expected:
+        np.testing.assert_array_equal(expected[name], got[name], err_msg=name)
+    # history keeps one row per epoch, none duplicated by the replayed steps
+    history = json.load(open(os.path.join(run_dir, "history.json")))
+    assert [row["epoch"] for row in history["epochs"]] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_and_exits_cleanly(data_dir, tmp_path):
+    run_dir = str(tmp_path / "interrupted")
+    process = start_and_wait_for_checkpoint(data_dir, run_dir, 7)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted: checkpoint saved at step" in stderr and "Traceback" not in stderr
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["stopped_by"] == "interrupt"
+    assert checkpoint_steps(run_dir)[-1] == summary["steps"] > 0
+    assert not os.path.exists(os.path.join(run_dir, "export"))
