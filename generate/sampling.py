@@ -71,9 +71,13 @@ def banned_by_ngrams(history: tf.Tensor, length: tf.Tensor, ngram: tf.Tensor, vo
 def top_k_filter(logits: tf.Tensor, top_k: tf.Tensor) -> tf.Tensor:
     """Keep the k largest logits per row (ties at the k-th value kept); k <= 0 disables."""
     vocab_size = tf.shape(logits)[-1]
-    k = tf.minimum(tf.where(top_k > 0, top_k, vocab_size), vocab_size)
-    kth_largest = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
-    return tf.where(logits < kth_largest, tf.constant(NEG_INF, logits.dtype), logits)
+
+    def filtered() -> tf.Tensor:
+        k = tf.minimum(top_k, vocab_size)
+        kth_largest = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
+        return tf.where(logits < kth_largest, tf.constant(NEG_INF, logits.dtype), logits)
+
+    return tf.cond(top_k > 0, filtered, lambda: logits)  # skip the sort when off
 
 
 def top_p_filter(logits: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:

@@ -1,0 +1,142 @@
+"""gen vs the notebook's generation loop, on the same model, in one run.
+
+    python bench/gen_bench.py EXPORT_DIR          # an existing export (e.g. a trained demo model)
+    python bench/gen_bench.py --demo notebook     # a random-weight export of the notebook's network
+    python bench/gen_bench.py --demo default      # ... of nextword's default network
+
+The notebook loop (`model.predict` on the pre-padded window once per word, numpy sampling)
+runs on a Keras model rebuilt from the export's own weights, so both sides use the same
+network. `benchmark_generation(export_dir)` returns the figures as a dict for bench/run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+PROMPT = "last night i went on a date with"
+
+
+def keras_model_from_export(generator):
+    """The export's network as a Keras model (weights copied from the SavedModel's variables)."""
+    from model.builder import build_model
+    from model.config import ModelConfig
+
+    config = ModelConfig.from_dict(generator.card["model"])
+    model = build_model(config)
+    stack = generator.loaded.stack
+    weights = [stack.embedding.numpy()]
+    for layer in stack.layers:
+        for direction in ("forward", "backward"):
+            if direction in layer:
+                weights += [layer[direction][name].numpy() for name in ("kernel", "recurrent_kernel", "bias")]
+    weights += [stack.logits_kernel.numpy(), stack.logits_bias.numpy()]
+    model.set_weights(weights)
+    return model, config
+
+
+def notebook_words_per_second(generator, words: int) -> float:
+    """The notebook's `generate_text`: predict on the padded window for every word."""
+    import tensorflow as tf
+
+    model, config = keras_model_from_export(generator)
+    window = generator.loaded.signatures["tokenize"](prompts=tf.constant([PROMPT]))["window"].numpy()
+    rng = np.random.default_rng(0)
+    model.predict(window, verbose=0)  # warm-up, as a notebook cell would have done
+    started = time.perf_counter()
+    for _ in range(words):
+        logits = model.predict(window, verbose=0).reshape(-1, config.vocab_size)[-1].astype("float64")
+        probabilities = np.exp(logits - logits.max())
+        probabilities[:2] = 0  # the notebook crashed on id 0; mask it so the loop can run
+        next_id = rng.choice(len(probabilities), p=probabilities / probabilities.sum())
+        window = np.concatenate([window[:, 1:], [[next_id]]], axis=1).astype("int32")
+    return words / (time.perf_counter() - started)
+
+
+def gen_words_per_second(generator, samples: int, words: int, repeats: int = 3) -> float:
+    from generate.generator import GenerateSettings
+
+    settings = GenerateSettings(words=words, seed=1)
+    generator.generate([PROMPT] * samples, settings)  # warm-up (first call builds kernels)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        generator.generate([PROMPT] * samples, settings)
+        best = min(best, time.perf_counter() - started)
+    return samples * words / best
+
+
+def time_to_first_word(export_dir: str) -> float:
+    """Seconds from launching `gen` to its first byte on stdout (TF import + verify + load + call)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generate.cli", export_dir, PROMPT, "--words", "30", "--seed", "1", "--stream"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    process.stdout.read(1)
+    elapsed = time.perf_counter() - started
+    process.communicate()
+    return elapsed
+
+
+def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int = 200, batch: int = 64) -> dict:
+    from generate.generator import Generator
+
+    generator = Generator.load(export_dir)
+    notebook = notebook_words_per_second(generator, notebook_words)
+    single = gen_words_per_second(generator, 1, words)
+    batched = gen_words_per_second(generator, batch, words)
+    return {
+        "model": generator.card["model"],
+        "notebook_words_per_s": notebook,
+        f"gen_1x{words}_words_per_s": single,
+        f"gen_{batch}x{words}_words_per_s": batched,
+        "speedup_1_sample": single / notebook,
+        f"speedup_{batch}_samples": batched / notebook,
+        "targets": {"speedup_1_sample": 100, f"speedup_{batch}_samples": 1000},
+        "time_to_first_word_s": time_to_first_word(export_dir),
+    }
+
+
+def demo_export(kind: str, directory: str) -> str:
+    """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8) or `default` (ModelConfig defaults)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+    from model.config import NOTEBOOK_PRESET, ModelConfig
+    from model.export import export_model
+    from test_export_fixtures import random_model, write_data_dir
+
+    words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]
+    data_dir = write_data_dir(os.path.join(directory, "data"), context_length=44, words=words)
+    settings = NOTEBOOK_PRESET if kind == "notebook" else {}
+    config = ModelConfig(vocab_size=len(words) + 2, context_length=44, **settings)
+    export_dir = os.path.join(directory, "export")
+    export_model(random_model(config), config, data_dir, export_dir, {"note": "random weights (speed only)"})
+    return export_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("export_dir", nargs="?")
+    parser.add_argument("--demo", choices=["notebook", "default"])
+    parser.add_argument("--notebook-words", type=int, default=20)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=64)
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        export_dir = arguments.export_dir or demo_export(arguments.demo or "notebook", scratch)
+        results = benchmark_generation(export_dir, arguments.notebook_words, arguments.words, arguments.batch)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
