@@ -63,6 +63,7 @@ def print_summary(summary: dict, out: str) -> None:
             f"validation: loss {validation['loss']:.4f}  perplexity {validation['perplexity']:.2f}  "
             f"top-1 {validation['top1']:.4f}  top-5 {validation['top5']:.4f}"
         )
+    lines.append(f"weights sha256: {summary['weights_sha256']}")
     lines.append(f"run dir: {out}")
     typer.echo("\n".join(lines))
 

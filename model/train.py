@@ -6,6 +6,7 @@ runs its first op; the strategy before the model; the model inside `strategy.sco
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import time
@@ -49,6 +50,13 @@ class StopSignal:
     def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def weights_fingerprint(model) -> str:
+    digest = hashlib.sha256()
+    for variable in model.trainable_variables:
+        digest.update(variable.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def run_training(settings: TrainSettings) -> dict:
@@ -120,7 +128,7 @@ class TrainingSession:
     def _agree_fn(self, flag):
         # Every worker must stop at the same step, or the others wait forever in all-reduce.
         per_replica = self.strategy.run(lambda value: tf.identity(value), args=(flag,))
-        return self.strategy.reduce("max", per_replica, axis=None)
+        return self.strategy.reduce("sum", per_replica, axis=None)  # ReduceOp has no MAX; any flag > 0
 
     def agree(self, stop: bool) -> bool:
         if self._agree is None:
@@ -257,6 +265,8 @@ class TrainingSession:
             "optimizer": self.settings.training_choice("optimizer"),
             "learning_rate": self.settings.training_choice("learning_rate"),
             "parameters": int(self.trainer.model.count_params()),
+            # Equal on every worker of a multi-worker run (and between a resumed and an uninterrupted run).
+            "weights_sha256": weights_fingerprint(self.trainer.model),
             "model_config": self.model_config.to_dict(),
             "dataset_fingerprint": self.manifest.fingerprint,
         }
