@@ -65,6 +65,7 @@ def final_logits_from_export(export_dir: str) -> callable:
     signature = loaded.signatures["score_ids"]
 
     def final_logits(context):
+        keep_alive = loaded  # noqa: F841  the SavedModel owns the variables the signature reads
         return signature(context=context)["logits"]
 
     return final_logits

@@ -1,0 +1,82 @@
+"""`nextword eval` on a RUN_DIR (checkpoint) and on its EXPORT_DIR (score_ids), trained under
+MirroredStrategy with 2 logical CPU devices (`--devices 2`, strategy auto) with the export on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from _train_data import cli_command, cli_env, write_data_dir
+from model.cli import register
+from model.evaluate import evaluate
+from nextword.errors import ArtifactError
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return write_data_dir(str(tmp_path_factory.mktemp("data")))
+
+
+@pytest.fixture(scope="module")
+def mirrored_run(data_dir, tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("run"))
+    args = ["train", data_dir, "--out", run_dir, "--devices", "2", "--layers", "1", "--units", "16",
+            "--embedding-dim", "8", "--batch-size", "16", "--epochs", "2", "--no-progress"]
+    result = subprocess.run(cli_command(*args), env=cli_env(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_trained_under_mirrored_with_two_replicas_and_exported(mirrored_run):
+    summary = json.load(open(os.path.join(mirrored_run, "summary.json")))
+    assert summary["replicas"] == 2 and summary["strategy"] == "MirroredStrategy"
+    assert os.path.exists(os.path.join(mirrored_run, "export", "card.json"))
+
+
+@pytest.mark.slow
+def test_eval_of_export_equals_eval_of_checkpoint(mirrored_run, data_dir):
+    from_checkpoint = evaluate(mirrored_run, data_dir)
+    from_export = evaluate(os.path.join(mirrored_run, "export"), data_dir)
+    assert (from_checkpoint["source"], from_export["source"]) == ("checkpoint", "export")
+    for key in ("loss", "perplexity", "top1", "top5"):
+        assert from_export[key] == pytest.approx(from_checkpoint[key], rel=1e-4), key
+    last = json.load(open(os.path.join(mirrored_run, "history.json")))["epochs"][-1]
+    assert from_checkpoint["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    assert 0 < from_checkpoint["top1"] <= from_checkpoint["top5"] <= 1
+    assert from_checkpoint["windows"] == 240
+
+
+@pytest.mark.slow
+def test_eval_cli_json_on_the_export(mirrored_run, data_dir):
+    result = CliRunner().invoke(cli(), ["eval", os.path.join(mirrored_run, "export"), data_dir, "--split", "train", "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.output)
+    assert scores["split"] == "train" and scores["windows"] > 240 and scores["perplexity"] > 1
+
+
+def test_eval_refuses_what_is_not_a_model(data_dir, tmp_path):
+    with pytest.raises(ArtifactError, match="neither a RUN_DIR"):
+        evaluate(str(tmp_path), data_dir)
+    with pytest.raises(ArtifactError, match="not a nextword dataset"):
+        evaluate(str(tmp_path), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_eval_refuses_another_dataset_and_unknown_split(mirrored_run, data_dir, tmp_path):
+    other = write_data_dir(str(tmp_path / "other"), vocab_words=30)
+    with pytest.raises(ArtifactError, match="vocab"):
+        evaluate(mirrored_run, other)
+    with pytest.raises(ArtifactError, match="no split 'test'"):
+        evaluate(mirrored_run, data_dir, split="test")
