@@ -307,3 +307,53 @@ def test_loads_with_tensorflow_alone_in_a_clean_process(lstm_export, tmp_path):
     assert report["logits_shape"] == [1, config.vocab_size]
     in_process = call_generate(loaded, ["the cat", ""], num_words=6, seed=42)["ids"].tolist()
     assert report["ids"] == in_process  # same seed, same words, across processes
+
+
+TRICKY_CORPUS = [
+    "Don't STOP believing, don't stop!",
+    "café CAFÉ Café cafe\u0301 — the café",
+    "the,cat.sat!on(mat)[dog] {x} <y> a|b",
+    "ｔｈｅ ＣＡＴ sat 😀 on the mat 😀",
+    "dog—ran ‘quoted’ “double” it's O'Brien's",
+    "tabs\tand  many   spaces the cat",
+]
+
+
+@pytest.mark.slow
+def test_export_tokenizes_exactly_like_the_real_ingest_wrote(tmp_path):
+    """Run the real ingest on tricky text; every window it wrote must be a run of the ids the
+    export's tokenizer gives the same documents (pre-padded windows must be document prefixes)."""
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(TRICKY_CORPUS) + "\n", encoding="utf-8")
+    data_dir = str(tmp_path / "data")
+    manifest = run_ingest(IngestSettings(inputs=(str(corpus),), out=data_dir, context_length=3, val_fraction=0.0,
+                                         workers=1))
+    config = ModelConfig(vocab_size=manifest.vocab_size, context_length=3, layers=1, units=4, embedding_dim=4)
+    export_model(build_model(config), config, data_dir, str(tmp_path / "export"), {})
+    loaded = tf.saved_model.load(str(tmp_path / "export" / "saved_model"))
+    tokenized = loaded.signatures["tokenize"](prompts=tf.constant(TRICKY_CORPUS))
+    documents = [row[:length].tolist() for row, length in zip(tokenized["ids"].numpy(), tokenized["lengths"].numpy())]
+    assert all(1 not in document for document in documents)  # every corpus word is in the vocabulary
+
+    records = []
+    for split in manifest.splits.values():
+        for path in [os.path.join(data_dir, shard.file) for shard in split.shards]:
+            for raw in tf.data.TFRecordDataset(path):
+                example = tf.io.parse_single_example(raw, {"tokens": tf.io.FixedLenFeature([4], tf.int64)})
+                records.append(example["tokens"].numpy().tolist())
+    assert len(records) >= sum(len(document) for document in documents) - len(documents) > 0
+
+    def is_run_of_a_document(window: list[int]) -> bool:
+        words = [token for token in window if token != 0]
+        padded = len(words) < len(window)
+        for document in documents:
+            starts = [0] if padded else range(len(document) - len(words) + 1)
+            if any(document[start : start + len(words)] == words for start in starts):
+                return True
+        return False
+
+    bad = [record for record in records if not is_run_of_a_document(record)]
+    assert bad == []
