@@ -59,7 +59,7 @@ def export_model(
     manifest = load_manifest(data_dir)
     vocabulary = load_vocabulary(data_dir, manifest)
     _check_matches_dataset(config, manifest)
-    export_dir = export_dir.rstrip("/")
+    export_dir, data_dir = str(export_dir).rstrip("/"), str(data_dir)
     staging = f"{export_dir}.tmp-{uuid.uuid4().hex[:8]}"
     storage.makedirs(staging)
     try:
