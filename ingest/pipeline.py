@@ -1,0 +1,289 @@
+"""run_ingest: corpus -> vocabulary -> every sliding window in sharded TFRecords -> manifest.
+
+Pass 1 streams the corpus once to count words, documents and windows per split (and finds
+every malformed row before a single shard byte is written). Pass 2 streams it again:
+the main process tokenizes with the TF Text definition, worker processes cut windows and
+encode frames with numpy, and the main process appends them to the shards in document
+order. Memory holds a few batches at a time, whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import multiprocessing
+import time
+from typing import Callable
+
+import numpy as np
+
+from ingest.settings import IngestSettings
+from ingest.sources import BUILTIN, iter_documents, resolve_inputs
+from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
+from ingest.windows import WindowPlan, document_key, encode_block, is_validation, windows_per_document
+from ingest.writer import STATE_DIR, ShardSet, local_path, publish, read_state, write_state
+from nextword import __version__, storage
+from nextword.errors import ArtifactError, InputError
+from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
+
+TARGET_SHARD_BYTES = 128 << 20
+_OURS = (MANIFEST_NAME, VOCAB_NAME, STATE_DIR)
+
+# progress(stage, documents done, documents total or None, windows written)
+Progress = Callable[[str, int, "int | None", int], None]
+
+
+def _no_progress(stage: str, done: int, total: int | None, windows: int) -> None:
+    pass
+
+
+def run_ingest(settings: IngestSettings, progress: Progress = _no_progress) -> Manifest:
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
+    fingerprint = settings.fingerprint(specs)
+    finished = _check_output_dir(settings, fingerprint)
+    if finished is not None:
+        return finished
+    tokenizer = _Tokenizer()
+    summary = read_state(settings.out, "pass1.json")
+    if summary is None or summary.get("fingerprint") != fingerprint:
+        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress)
+    vocabulary = summary["vocabulary"]
+    plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
+    shards = _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
+    manifest = _manifest(settings, specs, fingerprint, summary, shards)
+    publish(settings.out, shards)
+    storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
+    storage.remove(storage.join(settings.out, STATE_DIR))
+    del vocabulary
+    return manifest
+
+
+# ------------------------------------------------------------------ the output directory
+
+def _check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | None:
+    """A finished identical dataset is returned; a different or foreign one is refused."""
+    out = settings.out
+    names = storage.listdir(out) if storage.isdir(out) else []
+    if not names:
+        return None
+    manifest_path = storage.join(out, MANIFEST_NAME)
+    if storage.exists(manifest_path) and not settings.overwrite:
+        try:
+            existing = Manifest.from_json(storage.read_text(manifest_path), source=manifest_path)
+        except ArtifactError:
+            existing = None
+        if existing is not None and existing.fingerprint == fingerprint:
+            return existing
+        raise ArtifactError(
+            f"{out} already holds a different dataset (other inputs or settings)",
+            hint="choose another --out, or pass --overwrite to replace it",
+        )
+    foreign = [name for name in names if not (name in _OURS or name.endswith((".tfrecord", ".tfrecord.partial")))]
+    if foreign:
+        raise ArtifactError(
+            f"{out} is not empty and is not a nextword dataset (it holds {foreign[:3]}{'…' if len(foreign) > 3 else ''})",
+            hint="choose an empty or new --out directory",
+        )
+    state = read_state(out, "pass1.json")
+    if state is not None and state.get("fingerprint") != fingerprint and not settings.overwrite:
+        raise ArtifactError(
+            f"{out} holds an unfinished ingest of other inputs or settings",
+            hint="run that ingest's command again to finish it, choose another --out, or pass --overwrite",
+        )
+    if settings.overwrite or (state is not None and state.get("fingerprint") != fingerprint):
+        for name in names:
+            storage.remove(storage.join(out, name))
+    return None
+
+
+# ------------------------------------------------------------------ TensorFlow side
+
+class _Tokenizer:
+    """The TF Text tokenizer as two compiled functions: count words, and map words to ids."""
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        from ingest.text import split_words
+
+        self._tf = tf
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def count(texts):
+            words = split_words(texts)
+            unique, _, counts = tf.unique_with_counts(words.flat_values)
+            return words.row_lengths(), unique, counts
+
+        self.count = count
+        self.to_ids = None
+
+    def use_vocabulary(self, tokens: list[str]) -> None:
+        tf = self._tf
+        from ingest.text import tokenize_to_ids, vocabulary_table
+
+        table = vocabulary_table(tokens)
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def to_ids(texts):
+            ids = tokenize_to_ids(texts, table)
+            return tf.cast(ids.flat_values, tf.int32), ids.row_lengths()
+
+        self._table = table  # keep the table alive with the function
+        self.to_ids = to_ids
+
+
+# ------------------------------------------------------------------ pass 1: counting
+
+def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: Progress) -> dict:
+    counts = WordCounts()
+    counters = collections.Counter()
+    per_split = {name: collections.Counter() for name in SPLITS}
+    done = 0
+    for batch in iter_documents(specs, settings.on_error, batch_bytes=4 << 20):
+        for name, value in dataclasses.asdict(batch.counters).items():
+            counters[name] += value
+        if not batch.texts:
+            continue
+        lengths, unique, word_counts = (tensor.numpy() for tensor in tokenizer.count(batch.texts))
+        counts.update(unique.tolist(), word_counts.tolist())
+        validation = is_validation(np.array([document_key(text) for text in batch.texts], dtype=np.uint64),
+                                   settings.val_fraction)
+        counters["documents"] += len(lengths)
+        counters["empty_documents"] += int((lengths == 0).sum())
+        for index, name in enumerate(SPLITS):
+            chosen = lengths[validation == bool(index)]
+            per_split[name].update(documents=len(chosen), tokens=int(chosen.sum()),
+                                   windows=int(windows_per_document(chosen, settings.stride).sum()))
+        done += len(lengths)
+        progress("counting words", done, None, 0)
+    _refuse_empty(settings, specs, counters, per_split)
+    vocabulary, oov = select_vocabulary(counts, settings.vocab_size)
+    counters["tokens"] = counts.total
+    counters["oov_tokens"] = oov
+    summary = dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=dict(counters),
+                   splits={name: dict(value) for name, value in per_split.items()},
+                   shard_counts=_shard_counts(settings, counts, vocabulary, per_split))
+    storage.makedirs(settings.out)
+    data, _ = vocabulary_bytes(vocabulary)
+    storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
+    write_state(settings.out, "pass1.json", summary)
+    return summary
+
+
+def _refuse_empty(settings, specs, counters, per_split) -> None:
+    names = ", ".join("the embedded corpus" if spec.path == BUILTIN else spec.path for spec in specs)
+    if per_split["train"]["windows"] == 0:
+        if counters["documents"] == 0:
+            raise InputError(f"the corpus ({names}) holds no documents", hint="check the inputs (and --column)")
+        if per_split["val"]["windows"] > 0:
+            raise InputError(
+                f"every document of ({names}) fell into the validation split, none into train",
+                hint="lower --val-fraction or add documents",
+            )
+        raise InputError(
+            f"the corpus ({names}) has {counters['documents']} documents but none with two or more words, "
+            "so there is no (context -> next word) window to write",
+            hint="check --column and --format: is this the text you meant?",
+        )
+
+
+def _shard_counts(settings, counts: WordCounts, vocabulary: list[str], per_split) -> list[int]:
+    """Size shards to ~TARGET_SHARD_BYTES from the exact window counts and the ids' varint sizes."""
+    index = {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}
+    varint_bytes = sum(count * (1 + (index.get(word, 1) >= 128) + (index.get(word, 1) >= 16384))
+                       for word, count in counts.counts.items())
+    average = varint_bytes / max(counts.total, 1)
+    per_window = 40 + (settings.context_length + 1) * average
+    estimated = [per_split[name]["windows"] * per_window for name in SPLITS]
+    train = settings.shards or max(1, math.ceil(estimated[0] / TARGET_SHARD_BYTES))
+    validation = 0 if per_split["val"]["windows"] == 0 else min(train, max(1, math.ceil(estimated[1] / TARGET_SHARD_BYTES)))
+    return [train, validation]
+
+
+# ------------------------------------------------------------------ pass 2: windows
+
+def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: _Tokenizer, progress: Progress):
+    tokenizer.use_vocabulary(summary["vocabulary"])
+    state = read_state(settings.out, "pass2.json")
+    resumable = state is not None and state.get("fingerprint") == fingerprint and local_path(settings.out) is not None
+    try:
+        shard_set = ShardSet(settings.out, plan.shard_counts, state if resumable else None)
+    except ArtifactError:
+        state, resumable = None, False
+        shard_set = ShardSet(settings.out, plan.shard_counts, None)
+    done = state["documents"] if resumable else 0
+    total = summary["counters"]["documents"]
+    windows = sum(sum(shard["records"] for shard in split) for split in state["shards"]) if resumable else 0
+    if state is not None and state.get("complete") and resumable:
+        shard_set.close()
+        return shard_set.finished_shards()
+    pool = multiprocessing.get_context("spawn").Pool(settings.workers) if settings.workers > 1 else None
+    in_flight: collections.deque = collections.deque()
+    last_checkpoint = time.monotonic()
+
+    def write_oldest() -> None:
+        nonlocal done, windows
+        documents, pending = in_flight.popleft()
+        block = pending.get() if pool is not None else pending
+        for split, shard, frames, records in block.pieces:
+            shard_set.append(split, shard, frames, records)
+            windows += records
+        done += documents
+        progress("writing windows", done, total, windows)
+
+    try:
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, skip_documents=done):
+            if not batch.texts:
+                continue
+            flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(batch.texts))
+            keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
+            arguments = (plan, flat_ids, lengths, keys, is_validation(keys, settings.val_fraction))
+            pending = pool.apply_async(encode_block, arguments) if pool is not None else encode_block(*arguments)
+            in_flight.append((len(batch.texts), pending))
+            while len(in_flight) > 2 * settings.workers:
+                write_oldest()
+            if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
+                while in_flight:
+                    write_oldest()
+                write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, **shard_set.checkpoint()))
+                last_checkpoint = time.monotonic()
+        while in_flight:
+            write_oldest()
+        final = shard_set.checkpoint()
+    finally:
+        if pool is not None:
+            pool.terminate()
+        shard_set.close()
+    if done != total:
+        raise InputError(f"the inputs changed while being read: {total} documents in pass 1, {done} in pass 2",
+                         hint="do not modify the corpus during ingest; run the command again")
+    write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, complete=True, **final))
+    return shard_set.finished_shards()
+
+
+# ------------------------------------------------------------------ manifest
+
+def _manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
+    from ingest.text import TOKENIZER_CONFIG
+
+    _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
+    splits = {}
+    for index, name in enumerate(SPLITS):
+        recorded = summary["splits"][name]
+        written = sum(shard.records for shard in shards[index])
+        if written != recorded["windows"]:
+            raise ArtifactError(f"{name}: wrote {written} windows, pass 1 counted {recorded['windows']}",
+                                hint="this is a bug in nextword; please report it with the command you ran")
+        splits[name] = Split(documents=recorded["documents"], tokens=recorded["tokens"],
+                             windows=written, shards=tuple(shards[index]))
+    known = {field.name for field in dataclasses.fields(Counters)}
+    counters = Counters(**{key: value for key, value in summary["counters"].items() if key in known})
+    return Manifest(
+        fingerprint=fingerprint, tokenizer=TOKENIZER_CONFIG, vocab_file=VOCAB_NAME,
+        vocab_size=len(summary["vocabulary"]), vocab_sha256=vocab_sha256,
+        context_length=settings.context_length, stride=settings.stride, seed=settings.seed,
+        val_fraction=settings.val_fraction, splits=splits, counters=counters,
+        inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column} for spec in specs),
+        created_by=f"nextword {__version__}",
+    )

@@ -1,0 +1,327 @@
+"""Stream documents out of CSV/TSV/Parquet/JSONL/text files (optionally .gz), in batches.
+
+Nothing here holds more than one batch: pyarrow reads CSV and Parquet in record batches,
+text and JSON lines are read line by line with a length cap. Every document comes out as
+valid UTF-8 `str`; what had to be repaired or dropped is counted in `SourceCounters`.
+One row (CSV/TSV/Parquet/JSONL) or one line (text) is one document.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+import os
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from nextword.errors import InputError
+
+FORMATS = ("csv", "tsv", "parquet", "jsonl", "text")
+MAX_DOCUMENT_BYTES = 16 << 20  # a single line/row over this is malformed input
+_CSV_BLOCK_BYTES = 2 * MAX_DOCUMENT_BYTES + (1 << 20)  # pyarrow needs a whole row inside one block
+_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
+               ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
+BUILTIN = "builtin:pydoc-topics"
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    path: str
+    format: str
+    column: str | None
+
+    @property
+    def compressed(self) -> bool:
+        return self.path.endswith(".gz")
+
+
+@dataclass
+class SourceCounters:
+    skipped_rows: int = 0
+    replaced_bytes: int = 0
+    nul_bytes: int = 0
+    truncated_inputs: int = 0
+
+
+@dataclass
+class DocumentBatch:
+    texts: list[str]
+    first_index: int  # global index of texts[0] in the stream of all documents
+    counters: SourceCounters = field(default_factory=SourceCounters)
+
+
+# ---------------------------------------------------------------- resolving inputs
+
+def detect_format(path: str) -> str:
+    stem = path[:-3] if path.endswith(".gz") else path
+    extension = os.path.splitext(stem)[1].lower()
+    if extension not in _EXTENSIONS:
+        raise InputError(
+            f"{path}: cannot tell the format from the extension {extension or '(none)'!r}",
+            hint=f"pass --format with one of {', '.join(FORMATS)}",
+        )
+    return _EXTENSIONS[extension]
+
+
+def resolve_inputs(paths: list[str], format: str, column: str | None) -> list[InputSpec]:
+    """Check every input exists and is readable, and settle its format and text column."""
+    if not paths:
+        raise InputError("no input files given", hint="name one or more INPUT files, or pass --builtin")
+    specs = []
+    for path in paths:
+        if path == BUILTIN:
+            specs.append(InputSpec(BUILTIN, "text", None))
+            continue
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file", hint="check the path")
+        if os.path.isdir(path):
+            raise InputError(f"{path} is a directory, expected a file", hint="name the files inside it")
+        try:
+            with open(path, "rb") as handle:
+                handle.read(1)
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror})", hint="check its permissions") from None
+        file_format = detect_format(path) if format == "auto" else format
+        if file_format not in FORMATS:
+            raise InputError(f"--format must be auto or one of {', '.join(FORMATS)}, got {format!r}")
+        if file_format == "parquet" and path.endswith(".gz"):
+            raise InputError(f"{path}: .gz applies to csv/tsv/jsonl/text; Parquet compresses itself")
+        specs.append(InputSpec(path, file_format, None if file_format == "text" else _pick_column(path, file_format, column)))
+    return specs
+
+
+def _pick_column(path: str, file_format: str, column: str | None) -> str:
+    columns = _list_columns(path, file_format)
+    if column is not None:
+        if column not in columns:
+            raise InputError(
+                f"{path}: no column {column!r}; it has {columns}",
+                hint="pass --column with one of those names",
+            )
+        return column
+    if len(columns) == 1:
+        return columns[0]
+    raise InputError(
+        f"{path}: which column holds the text? It has {columns}",
+        hint="pass --column NAME",
+    )
+
+
+def _list_columns(path: str, file_format: str) -> list[str]:
+    try:
+        if file_format == "parquet":
+            return list(pq.ParquetFile(path).schema_arrow.names)
+        if file_format in ("csv", "tsv"):
+            with _open_binary(path) as handle:
+                reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+                                         parse_options=_csv_parse_options(file_format, "error", path))
+                return list(reader.schema.names)
+        with _open_binary(path) as handle:
+            for line in handle:
+                if line.strip():
+                    record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise InputError(f"{path}: line 1 is not a JSON object", hint="JSON lines need one object per line")
+                    return list(record)
+            return []
+    except (pa.ArrowInvalid, OSError, EOFError, zlib.error, ValueError) as error:
+        if isinstance(error, InputError):
+            raise
+        raise InputError(f"{path}: cannot read the header ({error})", hint=f"is it really {file_format}?") from None
+
+
+# ---------------------------------------------------------------- decoding
+
+class _ReplacementCounter:
+    """A codecs error handler that counts the bytes it replaces with U+FFFD."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        codecs.register_error("nextword-count", self)
+
+    def __call__(self, error: UnicodeDecodeError) -> tuple[str, int]:
+        self.count += error.end - error.start
+        return "\ufffd", error.end
+
+
+_REPLACEMENTS = _ReplacementCounter()
+
+
+def clean_text(raw: bytes, counters: SourceCounters) -> str:
+    """bytes -> valid UTF-8 str: invalid bytes become U+FFFD, NUL becomes a space (both counted)."""
+    before = _REPLACEMENTS.count
+    text = raw.decode("utf-8", errors="nextword-count")
+    counters.replaced_bytes += _REPLACEMENTS.count - before
+    if "\x00" in text:
+        counters.nul_bytes += text.count("\x00")
+        text = text.replace("\x00", " ")
+    return text
+
+
+def _open_binary(path: str):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
+
+
+# ---------------------------------------------------------------- readers (raw bytes per document)
+
+def _bad_row(spec: InputSpec, where: str, problem: str, on_error: str, counters: SourceCounters) -> None:
+    if on_error == "strict":
+        raise InputError(
+            f"{spec.path}, {where}: {problem}",
+            hint="fix the input, or pass --on-error skip to drop such rows and count them",
+        )
+    counters.skipped_rows += 1
+
+
+def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes | None]:
+    """Yield each line's bytes (no line ending); None for a line dropped as too long."""
+    with _open_binary(spec.path) as handle:
+        number = 0
+        while True:
+            line = handle.readline(MAX_DOCUMENT_BYTES + 1)
+            if not line:
+                return
+            number += 1
+            if number == 1 and line.startswith(codecs.BOM_UTF8):
+                line = line[len(codecs.BOM_UTF8):]
+            if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of it without holding it
+                    line = handle.readline(MAX_DOCUMENT_BYTES)
+                _bad_row(spec, f"line {number}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
+                yield None
+                continue
+            yield line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+
+
+def _text_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    for line in _read_lines(spec, on_error, counters):
+        if line is not None:
+            yield line
+
+
+def _jsonl_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    for number, line in enumerate(_read_lines(spec, on_error, counters), start=1):
+        if line is None:
+            continue
+        if not line.strip():
+            continue  # blank separator lines are not documents
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            _bad_row(spec, f"line {number}", f"not valid JSON ({error})", on_error, counters)
+            continue
+        value = record.get(spec.column) if isinstance(record, dict) else None
+        if not isinstance(value, str):
+            problem = "is not a JSON object" if not isinstance(record, dict) else (
+                f"has no field {spec.column!r}" if spec.column not in record else f"field {spec.column!r} is not a string")
+            _bad_row(spec, f"line {number}", problem, on_error, counters)
+            continue
+        yield value.encode("utf-8", errors="surrogatepass")
+
+
+def _csv_parse_options(file_format: str, on_error: str, path: str, counters: SourceCounters | None = None):
+    def invalid_row(row) -> str:
+        where = f"row {row.number}" if row.number is not None else "a row"
+        problem = f"has {row.actual_columns} fields where the header has {row.expected_columns} ({row.text[:60]!r})"
+        spec = InputSpec(path, file_format, None)
+        _bad_row(spec, where, problem, on_error, counters if counters is not None else SourceCounters())
+        return "skip"
+
+    return pa_csv.ParseOptions(delimiter="\t" if file_format == "tsv" else ",", newlines_in_values=True,
+                               invalid_row_handler=invalid_row)
+
+
+def _column_batches(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[pa.Array]:
+    if spec.format == "parquet":
+        yield from (batch.column(0) for batch in pq.ParquetFile(spec.path).iter_batches(batch_size=8192, columns=[spec.column]))
+        return
+    with _open_binary(spec.path) as handle:
+        reader = pa_csv.open_csv(
+            handle,
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
+            parse_options=_csv_parse_options(spec.format, on_error, spec.path, counters),
+            convert_options=pa_csv.ConvertOptions(column_types={spec.column: pa.binary()}, include_columns=[spec.column]),
+        )
+        for batch in reader:
+            yield batch.column(0)
+
+
+def _table_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    row = 0
+    for column in _column_batches(spec, on_error, counters):
+        for value in column.cast(pa.binary()).to_pylist():
+            row += 1
+            if value is None:
+                yield b""  # a null cell is an empty document
+            elif len(value) > MAX_DOCUMENT_BYTES:
+                _bad_row(spec, f"row {row}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
+            else:
+                yield value
+
+
+def _builtin_documents() -> Iterator[bytes]:
+    from pydoc_data.topics import topics  # ships inside every CPython: ~65K words of real prose
+
+    for name in sorted(topics):
+        yield topics[name].replace("\n", " ").encode("utf-8")
+
+
+def _raw_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    if spec.path == BUILTIN:
+        yield from _builtin_documents()
+    elif spec.format == "text":
+        yield from _text_documents(spec, on_error, counters)
+    elif spec.format == "jsonl":
+        yield from _jsonl_documents(spec, on_error, counters)
+    else:
+        yield from _table_documents(spec, on_error, counters)
+
+
+def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    """Turn I/O and decompression failures into InputError naming the file."""
+    try:
+        yield from _raw_documents(spec, on_error, counters)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        if on_error == "strict":
+            raise InputError(
+                f"{spec.path}: the compressed stream is cut short or damaged ({error})",
+                hint="re-download or re-compress the file, or pass --on-error skip to keep what precedes the damage",
+            ) from None
+        counters.truncated_inputs += 1
+    except pa.ArrowInvalid as error:
+        raise InputError(f"{spec.path}: cannot be parsed as {spec.format} ({error})",
+                         hint="check --format, or that each row is smaller than 32 MB") from None
+    except OSError as error:
+        raise InputError(f"{spec.path}: read failed ({error})", hint="check the file and the disk") from None
+
+
+def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 << 20,
+                   skip_documents: int = 0) -> Iterator[DocumentBatch]:
+    """Every document of every input, in order, as batches of about `batch_bytes` of text.
+
+    skip_documents: documents to pass over first (resuming); they are not decoded.
+    """
+    counters = SourceCounters()
+    texts: list[str] = []
+    size = 0
+    index = 0
+    first = skip_documents
+    for spec in specs:
+        for raw in _guarded(spec, on_error, counters):
+            index += 1
+            if index <= skip_documents:
+                continue
+            texts.append(clean_text(raw, counters))
+            size += len(raw) + 64
+            if size >= batch_bytes:
+                yield DocumentBatch(texts, first, counters)
+                first += len(texts)
+                texts, size, counters = [], 0, SourceCounters()
+    if texts or counters != SourceCounters():
+        yield DocumentBatch(texts, first, counters)
