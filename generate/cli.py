@@ -11,15 +11,14 @@ returns, flushing word by word; it does not make the model produce words earlier
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import sys
 from typing import List, Optional
 
 import typer
 
 from nextword.errors import InputError
+from nextword.quiet import quiet_native_stderr
 
 HELP = (
     "Generate text from an exported nextword model (the export dir, or a RUN_DIR holding export/). "
@@ -69,28 +68,6 @@ def gen_command(
     streaming = sys.stdout.isatty() if stream is None else stream
     for sample in samples:
         print_sample(sample.prompt, sample.text, streaming)
-
-
-@contextlib.contextmanager
-def quiet_native_stderr():
-    """Silence TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) while it loads.
-
-    They go straight to file descriptor 2, past TF_CPP_MIN_LOG_LEVEL. Python errors are
-    unaffected: they are printed after the descriptor is restored. NEXTWORD_TF_LOGS=1
-    keeps them.
-    """
-    if os.environ.get("NEXTWORD_TF_LOGS") or "tensorflow" in sys.modules:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def read_prompts_file(path: str) -> list[str]:

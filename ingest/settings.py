@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass
 
 from ingest.sources import FORMATS, InputSpec
-from ingest.text import TOKENIZER_CONFIG
 from nextword.errors import SettingsError
 from tfrecords.manifest import FORMAT_VERSION
 
@@ -62,6 +61,8 @@ class IngestSettings:
     def fingerprint(self, specs: list[InputSpec]) -> str:
         """What determines the output bytes: inputs (path, size, mtime), tokenizer and layout
         settings. Not workers, batch size or checkpoint cadence: they never change the output."""
+        from ingest.text import TOKENIZER_CONFIG  # imports TensorFlow: not at module import
+
         inputs = []
         for spec in specs:
             stat = os.stat(spec.path) if os.path.exists(spec.path) else None

@@ -27,11 +27,13 @@ app = typer.Typer(
 
 def _mount() -> None:
     # Imported here, not at module top, so `nextword --help` stays fast.
+    from generate.cli import register as register_gen
     from ingest.cli import register as register_ingest
+    from model.cli import register as register_model
 
     register_ingest(app)
-    from model.cli import register as register_model; register_model(app)
-    from generate.cli import register as register_gen; register_gen(app)
+    register_model(app)
+    register_gen(app)
 
 
 def run_app(typer_app: typer.Typer, prog_name: str) -> None:

@@ -1,0 +1,188 @@
+"""`nextword ingest | inspect | verify`: the thin typer layer over ingest.pipeline and tfrecords.verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from ingest.settings import IngestSettings, default_workers
+from ingest.sources import BUILTIN
+from nextword.errors import SettingsError
+from nextword.quiet import load_tensorflow
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def _progress_reporter(console):
+    """A rich progress bar on stderr, driven by the pipeline's progress callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    progress = Progress(
+        TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TextColumn("docs"),
+        TextColumn("{task.fields[windows]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+    tasks: dict[str, int] = {}
+    started = time.monotonic()
+
+    def report(stage: str, done: int, total: int | None, windows: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total, windows="")
+        rate = windows / max(time.monotonic() - started, 1e-9)
+        label = f"{windows:,} windows ({rate:,.0f}/s)" if windows else ""
+        progress.update(tasks[stage], completed=done, total=total, windows=label)
+
+    return progress, report
+
+
+def summary_dict(manifest, data_dir: str, seconds: float | None = None) -> dict:
+    splits = {name: {"documents": split.documents, "tokens": split.tokens, "windows": split.windows,
+                     "shards": len(split.shards), "bytes": sum(shard.bytes for shard in split.shards)}
+              for name, split in manifest.splits.items()}
+    windows = sum(split["windows"] for split in splits.values())
+    total_bytes = sum(split["bytes"] for split in splits.values())
+    summary = {
+        "data_dir": data_dir, "vocab_size": manifest.vocab_size, "context_length": manifest.context_length,
+        "stride": manifest.stride, "splits": splits, "counters": dataclasses.asdict(manifest.counters),
+        "windows": windows, "bytes_per_window": round(total_bytes / windows, 1) if windows else None,
+    }
+    if seconds is not None:
+        summary["seconds"] = round(seconds, 2)
+        summary["windows_per_second"] = round(windows / seconds) if seconds > 0 else None
+    return summary
+
+
+def _print_summary(console, summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"dataset {summary['data_dir']}", show_edge=False)
+    for column in ("split", "documents", "tokens", "windows", "shards", "MB"):
+        table.add_column(column, justify="right" if column != "split" else "left")
+    for name, split in summary["splits"].items():
+        table.add_row(name, f"{split['documents']:,}", f"{split['tokens']:,}", f"{split['windows']:,}",
+                      str(split["shards"]), f"{split['bytes'] / 1e6:,.1f}")
+    console.print(table)
+    counters = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in summary["counters"].items() if value)
+    console.print(f"vocabulary {summary['vocab_size']:,} words, context {summary['context_length']}, "
+                  f"stride {summary['stride']}, {summary['bytes_per_window']} bytes/window")
+    console.print(f"counters: {counters}")
+    if "seconds" in summary:
+        console.print(f"{summary['windows']:,} windows in {summary['seconds']} s "
+                      f"({summary['windows_per_second'] or 0:,} windows/s)")
+
+
+def ingest_command(
+    inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT...", help="Corpus files: .csv .tsv .parquet .jsonl .txt (csv/tsv/jsonl/txt may be .gz)."),
+    out: str = typer.Option(..., "--out", "-o", help="DATA_DIR to write (empty, new, or an unfinished ingest of the same command)."),
+    builtin: bool = typer.Option(False, "--builtin", help="Use the embedded corpus: Python's documentation topics (pydoc_data, ~65K words)."),
+    format: str = typer.Option("auto", "--format", help="auto|csv|tsv|parquet|jsonl|text. auto = by extension. text: one line is one document."),
+    column: Optional[str] = typer.Option(None, "--column", help="Text column (CSV/TSV/Parquet/JSONL). Needed when there is more than one."),
+    vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word)."),
+    context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
+    stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Train shards (default: sized to ~128 MB each; val is sized alike)."),
+    val_fraction: float = typer.Option(IngestSettings.val_fraction, "--val-fraction", help="Share of whole documents held out, by a stable hash of their text."),
+    seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),
+    on_error: str = typer.Option(IngestSettings.on_error, "--on-error", help="strict: stop at the first malformed row with its file and row; skip: drop and count it."),
+    workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    checkpoint_seconds: float = typer.Option(IngestSettings.checkpoint_seconds, "--checkpoint-seconds", hidden=True),
+    batch_bytes: int = typer.Option(IngestSettings.batch_bytes, "--batch-bytes", hidden=True),
+) -> None:
+    """Stream a corpus into sharded TFRecords of every (context -> next word) window.
+
+    Two passes over the input, memory flat in its size. Rerun the same command after a crash
+    or kill to resume; it ends byte-identical to an uninterrupted run.
+    """
+    load_tensorflow()
+    from ingest.pipeline import run_ingest
+
+    paths = list(inputs or [])
+    if builtin:
+        paths.append(BUILTIN)
+    if not paths:
+        raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
+    settings = IngestSettings(
+        inputs=tuple(paths), out=out, format=format, column=column, vocab_size=vocab_size, context_length=context,
+        stride=stride, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
+        overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
+    )
+    console = _console()
+    progress, report = _progress_reporter(console)
+    started = time.monotonic()
+    with progress:
+        manifest = run_ingest(settings, progress=report)
+    summary = summary_dict(manifest, out, time.monotonic() - started)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_summary(console, summary)
+        console.print(f"next: nextword inspect {out}   |   nextword train {out} --out RUN_DIR")
+
+
+def inspect_command(
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR"),
+    windows: int = typer.Option(5, "--windows", help="How many windows to decode back to words."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout."),
+) -> None:
+    """Summarise a dataset's manifest and decode a few windows back to words."""
+    load_tensorflow()
+    from tfrecords.manifest import load_manifest
+    from tfrecords.verify import sample_windows
+
+    manifest = load_manifest(data_dir)
+    summary = summary_dict(manifest, data_dir)
+    samples = sample_windows(data_dir, manifest, windows)
+    summary["samples"] = [{"context": " ".join(context), "target": target} for context, target in samples]
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console = _console()
+    _print_summary(console, summary)
+    for sample in summary["samples"]:
+        console.print(f"  [dim]…{sample['context'][-70:]}[/dim] → [bold]{sample['target']}[/bold]", highlight=False)
+
+
+def verify_command(
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR"),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Check every shard: CRCs, record count, size and sha256 against the manifest. Exit 1 naming each bad file."""
+    load_tensorflow()
+    from tfrecords.verify import verify_dataset
+
+    console = _console()
+
+    def show(report) -> None:
+        if not as_json:
+            mark = "[green]ok[/green]  " if report.ok else "[red]BAD[/red] "
+            console.print(f"{mark} {report.file}  {report.records:,} records  {'; '.join(report.problems)}", highlight=False)
+
+    _, reports = verify_dataset(data_dir, on_shard=show)
+    bad = [report for report in reports if not report.ok]
+    if as_json:
+        typer.echo(json.dumps({"data_dir": data_dir, "ok": not bad,
+                               "shards": [dataclasses.asdict(report) for report in reports]}, indent=2))
+    elif bad:
+        console.print(f"[red]{len(bad)} of {len(reports)} shards are damaged:[/red] {', '.join(r.file for r in bad)}")
+        console.print("→ re-run `nextword ingest` into a new --out (or restore the files) before training on it")
+    else:
+        console.print(f"all {len(reports)} shards match the manifest")
+    if bad:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest")(ingest_command)
+    app.command("inspect")(inspect_command)
+    app.command("verify")(verify_command)

@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny synthetic corpora and a real (tiny) ingested dataset."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+WORDS = ("the a of to and in is it that was for on are with as his they be at one have this from or had by "
+         "word but what some we can out other were all there when up use your how said an each she which do "
+         "their time if will way about many then them write would like so these her long make thing see him "
+         "two has look more day could go come did number sound no most people my over know water than call "
+         "first who may down side been now find any new work part take get place made live where after back").split()
+
+
+def synthetic_documents(count: int, seed: int = 0, min_words: int = 0, max_words: int = 60) -> list[str]:
+    """Zipf-ish documents over a fixed word list, with some punctuation and capitals."""
+    rng = random.Random(seed)
+    weights = [1.0 / (rank + 1) for rank in range(len(WORDS))]
+    documents = []
+    for _ in range(count):
+        words = rng.choices(WORDS, weights, k=rng.randint(min_words, max_words))
+        text = " ".join(word.capitalize() if rng.random() < 0.05 else word for word in words)
+        documents.append(text.replace(" the ", ", the ", 1))
+    return documents
+
+
+def write_lines(path, documents: list[str]) -> str:
+    with open(path, "w", encoding="utf-8") as handle:
+        for document in documents:
+            handle.write(document + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> str:
+    """~300 documents of 0-60 words, one per line."""
+    return write_lines(tmp_path_factory.mktemp("corpus") / "tiny.txt", synthetic_documents(300))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory, tiny_corpus) -> str:
+    """A DATA_DIR written by the real ingest: vocab 64, context 8, 2 train shards, 20% val."""
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings
+
+    out = str(tmp_path_factory.mktemp("data") / "tiny")
+    run_ingest(IngestSettings(inputs=(tiny_corpus,), out=out, vocab_size=64, context_length=8, shards=2,
+                              val_fraction=0.2, seed=1, workers=1))
+    return out

@@ -1,0 +1,151 @@
+"""End to end: ingest writes every window, a faithful manifest, and the same bytes however it runs."""
+
+import gzip
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from conftest import synthetic_documents, write_lines
+from ingest.pipeline import run_ingest
+from ingest.settings import IngestSettings
+from nextword.errors import ArtifactError
+from tfrecords.manifest import load_manifest, load_vocabulary
+
+
+def ingest(inputs, out, **overrides):
+    settings = dict(inputs=tuple(str(path) for path in inputs), out=str(out), vocab_size=64, context_length=8,
+                    shards=3, val_fraction=0.2, workers=1)
+    settings.update(overrides)
+    return run_ingest(IngestSettings(**settings))
+
+
+def read_split(data_dir, manifest, split):
+    spec = {"tokens": tf.io.FixedLenFeature([manifest.record_length], tf.int64)}
+    rows = []
+    for shard in manifest.splits[split].shards:
+        for record in tf.data.TFRecordDataset(os.path.join(data_dir, shard.file)):
+            rows.append(tuple(tf.io.parse_single_example(record, spec)["tokens"].numpy().tolist()))
+    return rows
+
+
+def directory_bytes(path) -> dict:
+    return {name: (path / name).read_bytes() for name in sorted(os.listdir(path))}
+
+
+def test_every_window_is_written_and_counted(tiny_dataset, tiny_corpus):
+    manifest = load_manifest(tiny_dataset)
+    documents = open(tiny_corpus, encoding="utf-8").read().splitlines()
+    from ingest.text import split_words
+
+    word_counts = [len(words) for words in split_words(documents).to_list()]
+    assert manifest.counters.documents == len(documents)
+    assert manifest.counters.tokens == sum(word_counts)
+    assert manifest.counters.empty_documents == sum(1 for count in word_counts if count == 0)
+    total_windows = sum(split.windows for split in manifest.splits.values())
+    assert total_windows == sum(count - 1 for count in word_counts if count > 0)  # Σ(tokens − 1)
+    for name, split in manifest.splits.items():
+        assert len(read_split(tiny_dataset, manifest, name)) == split.windows
+        assert sum(shard.records for shard in split.shards) == split.windows
+    assert manifest.splits["train"].windows + manifest.splits["val"].windows == total_windows
+
+
+def test_windows_match_a_plain_python_reference(tmp_path):
+    documents = synthetic_documents(40, seed=5)
+    corpus = write_lines(tmp_path / "c.txt", documents)
+    manifest = ingest([corpus], tmp_path / "out", val_fraction=0.0, context_length=4)
+    vocabulary = load_vocabulary(str(tmp_path / "out"), manifest)
+    index = {word: position for position, word in enumerate(vocabulary)}
+    from ingest.text import split_words
+
+    expected = []
+    for words in split_words(documents).to_list():
+        ids = [index.get(word.decode(), 1) for word in words]
+        for target in range(1, len(ids)):
+            context = ids[max(0, target - 4):target]
+            expected.append(tuple([0] * (4 - len(context)) + context + [ids[target]]))
+    assert sorted(read_split(str(tmp_path / "out"), manifest, "train")) == sorted(expected)
+
+
+def test_vocabulary_rule(tmp_path):
+    corpus = write_lines(tmp_path / "v.txt", ["b a c b a b", "d c"])  # b:3 a:2 c:2 d:1
+    manifest = ingest([corpus], tmp_path / "out", vocab_size=5, val_fraction=0.0, shards=1)
+    assert load_vocabulary(str(tmp_path / "out"), manifest) == ["<pad>", "<unk>", "b", "a", "c"]  # a/c tie: by word
+    assert manifest.counters.oov_tokens == 1
+
+
+def test_identical_for_any_workers_and_batch_size(tmp_path, tiny_corpus):
+    ingest([tiny_corpus], tmp_path / "one", workers=1)
+    ingest([tiny_corpus], tmp_path / "two", workers=2, batch_bytes=2048)
+    assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
+
+
+def test_formats_give_the_same_windows(tmp_path):
+    documents = synthetic_documents(60, seed=2, min_words=1)
+    write_lines(tmp_path / "c.txt", documents)
+    with gzip.open(tmp_path / "c.txt.gz", "wt", encoding="utf-8") as handle:
+        handle.write("".join(doc + "\n" for doc in documents))
+    frame = pd.DataFrame({"id": range(len(documents)), "body": documents})
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    frame.to_csv(tmp_path / "c.tsv.gz", index=False, sep="\t", compression="gzip")
+    frame.to_parquet(tmp_path / "c.parquet")
+    with open(tmp_path / "c.jsonl", "w") as handle:
+        for doc in documents:
+            handle.write(json.dumps({"body": doc, "n": 1}) + "\n")
+    results = {}
+    for name in ("c.txt", "c.txt.gz", "c.csv", "c.tsv.gz", "c.parquet", "c.jsonl"):
+        out = tmp_path / f"out-{name}"
+        manifest = ingest([tmp_path / name], out, column=None if name.startswith("c.txt") else "body")
+        results[name] = (manifest.counters.documents, read_split(str(out), manifest, "train"),
+                         (out / "vocab.txt").read_bytes())
+    assert len({json.dumps(value[:2]) + value[2].decode() for value in results.values()}) == 1
+
+
+def test_rerun_is_idempotent_and_other_datasets_are_refused(tmp_path, tiny_corpus):
+    out = tmp_path / "out"
+    first = ingest([tiny_corpus], out)
+    before = directory_bytes(out)
+    assert ingest([tiny_corpus], out) == first  # finished and identical: nothing to do
+    assert directory_bytes(out) == before
+    with pytest.raises(ArtifactError, match="different dataset"):
+        ingest([tiny_corpus], out, vocab_size=32)
+    replaced = ingest([tiny_corpus], out, vocab_size=32, overwrite=True)
+    assert replaced.vocab_size == 32
+
+
+def test_foreign_directory_is_refused(tmp_path, tiny_corpus):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(ArtifactError, match="not a nextword dataset"):
+        ingest([tiny_corpus], tmp_path / "out")
+    assert (tmp_path / "out" / "notes.txt").read_text() == "mine"
+
+
+def test_shards_are_samples_of_the_whole_corpus(tiny_dataset):
+    manifest = load_manifest(tiny_dataset)
+    counts = [shard.records for shard in manifest.splits["train"].shards]
+    assert len(counts) == 2 and min(counts) > 0.7 * max(counts)
+
+
+def test_builtin_corpus(tmp_path):
+    manifest = ingest(["builtin:pydoc-topics"], tmp_path / "b", vocab_size=500, context_length=44, val_fraction=0.1)
+    assert manifest.counters.documents > 50 and manifest.counters.tokens > 50_000
+    assert manifest.splits["val"].windows > 0
+
+
+def test_tracemalloc_peak_is_flat_in_corpus_size(tmp_path):
+    import tracemalloc
+
+    documents = synthetic_documents(400, seed=9, min_words=20, max_words=80)
+    small = write_lines(tmp_path / "small.txt", documents)
+    large = write_lines(tmp_path / "large.txt", documents * 8)
+    peaks = []
+    for name, corpus in (("s", small), ("l", large)):
+        tracemalloc.start()
+        ingest([corpus], tmp_path / name, batch_bytes=16 << 10)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0], peaks  # 8x the corpus, not 8x the memory
