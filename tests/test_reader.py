@@ -121,3 +121,14 @@ def test_not_a_dataset_and_bad_settings(tmp_path):
         make_dataset(str(tmp_path), "train", ReaderConfig())
     with pytest.raises(SettingsError):
         ReaderConfig(batch_size=0)
+
+
+def test_reads_a_dataset_written_by_the_real_ingest(tiny_dataset):
+    manifest = load_manifest(tiny_dataset)
+    for split in ("train", "val"):
+        config = ReaderConfig(batch_size=32, training=False, objective="last")
+        read = rows(make_dataset(tiny_dataset, split, config))
+        assert len(read) == manifest.splits[split].windows > 0
+        assert all(len(row) == manifest.context_length + 1 and 1 <= row[-1] < manifest.vocab_size for row in read)  # <unk> targets are real words
+    context, targets, _ = next(iter(make_dataset(tiny_dataset, "train", ReaderConfig(batch_size=4))))
+    assert context.shape == (4, manifest.context_length) and targets.shape == (4, manifest.context_length)

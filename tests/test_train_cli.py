@@ -142,3 +142,13 @@ def test_cli_errors_print_a_message_without_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert "not a nextword dataset" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tmp_path):
+    run_dir = str(tmp_path / "run")
+    result = CliRunner().invoke(cli(), ["train", tiny_dataset, "--out", run_dir, "--epochs", "1", "--no-export", *SMALL])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(CliRunner().invoke(cli(), ["eval", run_dir, tiny_dataset, "--json"]).output)
+    from tfrecords.manifest import load_manifest
+
+    assert scores["windows"] == load_manifest(tiny_dataset).splits["val"].windows
