@@ -120,7 +120,7 @@ def _list_columns(path: str, file_format: str) -> list[str]:
         if file_format in ("csv", "tsv"):
             with _open_binary(path) as handle:
                 reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-                                         parse_options=_csv_parse_options(file_format, "error", path))
+                                         parse_options=_csv_parse_options(file_format, "skip", SourceCounters()))  # rows are judged later
                 return list(reader.schema.names)
         with _open_binary(path) as handle:
             for line in handle:
@@ -225,12 +225,13 @@ def _jsonl_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -
         yield value.encode("utf-8", errors="surrogatepass")
 
 
-def _csv_parse_options(file_format: str, on_error: str, path: str, counters: SourceCounters | None = None):
+def _csv_parse_options(file_format: str, on_error: str, counters: SourceCounters | None = None):
     def invalid_row(row) -> str:
-        where = f"row {row.number}" if row.number is not None else "a row"
-        problem = f"has {row.actual_columns} fields where the header has {row.expected_columns} ({row.text[:60]!r})"
-        spec = InputSpec(path, file_format, None)
-        _bad_row(spec, where, problem, on_error, counters if counters is not None else SourceCounters())
+        # Exceptions raised here are swallowed by pyarrow: "error" makes it raise ArrowInvalid
+        # naming the row, which _guarded turns into an InputError.
+        if on_error == "strict" or counters is None:
+            return "error"
+        counters.skipped_rows += 1
         return "skip"
 
     return pa_csv.ParseOptions(delimiter="\t" if file_format == "tsv" else ",", newlines_in_values=True,
@@ -245,7 +246,7 @@ def _column_batches(spec: InputSpec, on_error: str, counters: SourceCounters) ->
         reader = pa_csv.open_csv(
             handle,
             read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=_csv_parse_options(spec.format, on_error, spec.path, counters),
+            parse_options=_csv_parse_options(spec.format, on_error, counters),
             convert_options=pa_csv.ConvertOptions(column_types={spec.column: pa.binary()}, include_columns=[spec.column]),
         )
         for batch in reader:
@@ -295,6 +296,9 @@ def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterat
             ) from None
         counters.truncated_inputs += 1
     except pa.ArrowInvalid as error:
+        if "CSV parse error" in str(error):
+            raise InputError(f"{spec.path}: {str(error).replace('CSV parse error: ', '')}".replace("\n", " "),
+                             hint="fix the input, or pass --on-error skip to drop such rows and count them") from None
         raise InputError(f"{spec.path}: cannot be parsed as {spec.format} ({error})",
                          hint="check --format, or that each row is smaller than 32 MB") from None
     except OSError as error:
