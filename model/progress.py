@@ -9,8 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class TrainingProgress:
-    def __init__(self, enabled: bool, total: int, done: int = 0):
+    def __init__(self, enabled: bool, total: int, done: int = 0, notes: bool = True):
         self.enabled = enabled
+        self.notes = notes  # per-epoch validation lines, printed even without the bar
         self.console = Console(file=sys.stderr)
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
@@ -35,5 +36,5 @@ class TrainingProgress:
         self.progress.update(self.task, completed=step, epoch=epoch, loss=loss, windows_per_second=windows_per_second)
 
     def note(self, message: str) -> None:
-        if self.enabled:
+        if self.notes:
             self.progress.console.print(message)

@@ -159,7 +159,7 @@ class TrainingSession:
         stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
         started = time.monotonic()
         start_step = self.position.as_dict()["step"]
-        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step)
+        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step, notes=self.chief)
         with progress:
             stopped_by = self._train(stop, steps_per_epoch, target_steps, started, progress) or stopped_by
         train_seconds = time.monotonic() - started
@@ -258,7 +258,7 @@ class TrainingSession:
             "windows_per_second": round(trained / train_seconds, 1) if train_seconds > 0 else None,
             "train_loss": last_steps.get("loss"),
             "validation": {key[4:]: value for key, value in last_epoch.items() if key.startswith("val_")},
-            "strategy": type(self.strategy).__name__,
+            "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),
             "replicas": self.strategy.num_replicas_in_sync,
             "mixed_precision": self.mixed_precision,
             "batch_size": self.global_batch,
