@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfrecords.encode import encode_windows
+from tfrecords.encode import StreamEncoder
 
-_ENCODE_ROWS = 32768  # windows encoded per call: bounds the encoder's temporary arrays (~40 MB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
 
@@ -80,7 +79,6 @@ def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, ke
     token_document = np.repeat(np.arange(len(lengths)), lengths)
     token_offset = np.arange(len(flat_ids)) - (np.cumsum(lengths) - lengths)[token_document]
     padded[(np.cumsum(lengths + context) - lengths)[token_document] + token_offset] = flat_ids
-    view = np.lib.stride_tricks.sliding_window_view(padded, context + 1)
     starts, document, position = window_rows(lengths, plan.stride, context)
 
     split = validation[document].astype(np.int64)
@@ -91,10 +89,10 @@ def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, ke
     order = np.lexsort((shard, split))  # stable: document order within each (split, shard)
     bucket = (split * max(plan.shard_counts) + shard)[order]
     boundaries = np.flatnonzero(np.diff(bucket)) + 1
+    encoder = StreamEncoder(padded)  # every window is a slice of this one stream
     pieces = []
     for group in np.split(np.arange(len(order)), boundaries) if len(order) else []:
         rows = order[group]
-        frames = b"".join(encode_windows(view[starts[rows[i:i + _ENCODE_ROWS]]])[0]
-                          for i in range(0, len(rows), _ENCODE_ROWS))
+        frames, _ = encoder.encode(starts[rows], context + 1)
         pieces.append((int(split[rows[0]]), int(shard[rows[0]]), frames, len(rows)))
     return EncodedBlock(tuple(pieces))

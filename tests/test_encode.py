@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecords import encode
-from tfrecords.encode import crc32c, encode_windows
+from tfrecords.encode import crc32c, encode_stream_windows, encode_windows
 
 
 def reference_frames(rows: np.ndarray, path) -> bytes:
@@ -33,9 +32,18 @@ def test_byte_identical_to_protobuf(tmp_path, largest):
     assert sizes.sum() == len(frames)
 
 
-def test_per_byte_crc_fallback_matches(tmp_path, monkeypatch):
-    monkeypatch.setattr(encode, "_MAX_TABLE_ENTRIES", 0)  # force the large-vocabulary path
-    rows = np.random.default_rng(7).integers(0, 70_000, size=(50, 9))
+def test_overlapping_stream_windows_equal_materialised_windows(tmp_path):
+    rng = np.random.default_rng(3)
+    stream = rng.integers(0, 40_000, size=5000)
+    starts = rng.integers(0, 5000 - 45, size=700)  # any order, overlapping
+    frames, sizes = encode_stream_windows(stream, starts, 45)
+    windows = np.stack([stream[start:start + 45] for start in starts])
+    assert frames == encode_windows(windows)[0] == reference_frames(windows, tmp_path / "ref.tfrecord")
+    assert len(sizes) == 700
+
+
+def test_huge_ids(tmp_path):
+    rows = np.random.default_rng(7).integers(0, 2**40, size=(30, 5))
     assert encode_windows(rows)[0] == reference_frames(rows, tmp_path / "ref.tfrecord")
 
 
