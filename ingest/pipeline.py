@@ -10,6 +10,7 @@ order. Memory holds a few batches at a time, whatever the corpus size.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
@@ -21,7 +22,7 @@ import numpy as np
 from ingest.settings import IngestSettings
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
-from ingest.windows import WindowPlan, document_key, encode_block, is_validation, windows_per_document
+from ingest.windows import WindowPlan, document_key, encode_job, is_validation, windows_per_document
 from ingest.writer import STATE_DIR, ShardSet, local_path, publish, read_state, write_state
 from nextword import __version__, storage
 from nextword.errors import ArtifactError, InputError
@@ -135,28 +136,43 @@ class _Tokenizer:
 
 # ------------------------------------------------------------------ pass 1: counting
 
+def _in_order(executor, function, items, depth: int):
+    """executor.map(function, items) in order, with at most `depth` items in flight
+    (Executor.map would read the whole input ahead)."""
+    pending: collections.deque = collections.deque()
+    for item in items:
+        pending.append(executor.submit(function, item))
+        if len(pending) > depth:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: Progress) -> dict:
     counts = WordCounts()
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
     done = 0
-    for batch in iter_documents(specs, settings.on_error, batch_bytes=4 << 20):
-        for name, value in dataclasses.asdict(batch.counters).items():
-            counters[name] += value
-        if not batch.texts:
-            continue
-        lengths, unique, word_counts = (tensor.numpy() for tensor in tokenizer.count(batch.texts))
-        counts.update(unique.tolist(), word_counts.tolist())
-        validation = is_validation(np.array([document_key(text) for text in batch.texts], dtype=np.uint64),
-                                   settings.val_fraction)
-        counters["documents"] += len(lengths)
-        counters["empty_documents"] += int((lengths == 0).sum())
-        for index, name in enumerate(SPLITS):
-            chosen = lengths[validation == bool(index)]
-            per_split[name].update(documents=len(chosen), tokens=int(chosen.sum()),
-                                   windows=int(windows_per_document(chosen, settings.stride).sum()))
-        done += len(lengths)
-        progress("counting words", done, None, 0)
+
+    def count(batch):  # in a thread: TensorFlow ops release the GIL
+        keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
+        results = tokenizer.count(batch.texts) if batch.texts else ()
+        return batch, keys, [tensor.numpy() for tensor in results]
+
+    batches = iter_documents(specs, settings.on_error, batch_bytes=2 << 20)
+    with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
+        for batch, keys, results in _in_order(threads, count, batches, depth=settings.workers):
+            for name, value in dataclasses.asdict(batch.counters).items():
+                counters[name] += value
+            if not batch.texts:
+                continue
+            lengths, unique, word_counts = results
+            counts.update(unique.tolist(), word_counts.tolist())
+            _add_split_totals(per_split, lengths, is_validation(keys, settings.val_fraction), settings.stride)
+            counters["documents"] += len(lengths)
+            counters["empty_documents"] += int((lengths == 0).sum())
+            done += len(lengths)
+            progress("counting words", done, None, 0)
     _refuse_empty(settings, specs, counters, per_split)
     vocabulary, oov = select_vocabulary(counts, settings.vocab_size)
     counters["tokens"] = counts.total
@@ -169,6 +185,13 @@ def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: P
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
     write_state(settings.out, "pass1.json", summary)
     return summary
+
+
+def _add_split_totals(per_split, lengths: np.ndarray, validation: np.ndarray, stride: int) -> None:
+    for index, name in enumerate(SPLITS):
+        chosen = lengths[validation == bool(index)]
+        per_split[name].update(documents=len(chosen), tokens=int(chosen.sum()),
+                               windows=int(windows_per_document(chosen, stride).sum()))
 
 
 def _refuse_empty(settings, specs, counters, per_split) -> None:
@@ -204,62 +227,75 @@ def _shard_counts(settings, counts: WordCounts, vocabulary: list[str], per_split
 # ------------------------------------------------------------------ pass 2: windows
 
 def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: _Tokenizer, progress: Progress):
+    """Tokenize (a thread) -> cut and encode windows (worker processes) -> append to shards
+    (here), each stage in document order, a few batches in flight."""
     tokenizer.use_vocabulary(summary["vocabulary"])
-    state = read_state(settings.out, "pass2.json")
-    resumable = state is not None and state.get("fingerprint") == fingerprint and local_path(settings.out) is not None
-    try:
-        shard_set = ShardSet(settings.out, plan.shard_counts, state if resumable else None)
-    except ArtifactError:
-        state, resumable = None, False
-        shard_set = ShardSet(settings.out, plan.shard_counts, None)
-    done = state["documents"] if resumable else 0
-    total = summary["counters"]["documents"]
-    windows = sum(sum(shard["records"] for shard in split) for split in state["shards"]) if resumable else 0
-    if state is not None and state.get("complete") and resumable:
-        shard_set.close()
+    shard_set, done, windows, complete = _open_shards(settings, fingerprint, plan)
+    if complete:
         return shard_set.finished_shards()
-    pool = multiprocessing.get_context("spawn").Pool(settings.workers) if settings.workers > 1 else None
-    in_flight: collections.deque = collections.deque()
+    total = summary["counters"]["documents"]
+
+    def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
+        flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(batch.texts))
+        keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
+        return plan, flat_ids, lengths, keys, is_validation(keys, settings.val_fraction)
+
+    batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
+                                                 skip_documents=done) if batch.texts)
     last_checkpoint = time.monotonic()
-
-    def write_oldest() -> None:
-        nonlocal done, windows
-        documents, pending = in_flight.popleft()
-        block = pending.get() if pool is not None else pending
-        for split, shard, frames, records in block.pieces:
-            shard_set.append(split, shard, frames, records)
-            windows += records
-        done += documents
-        progress("writing windows", done, total, windows)
-
     try:
-        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, skip_documents=done):
-            if not batch.texts:
-                continue
-            flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(batch.texts))
-            keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
-            arguments = (plan, flat_ids, lengths, keys, is_validation(keys, settings.val_fraction))
-            pending = pool.apply_async(encode_block, arguments) if pool is not None else encode_block(*arguments)
-            in_flight.append((len(batch.texts), pending))
-            while len(in_flight) > 2 * settings.workers:
-                write_oldest()
-            if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
-                while in_flight:
-                    write_oldest()
-                write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, **shard_set.checkpoint()))
-                last_checkpoint = time.monotonic()
-        while in_flight:
-            write_oldest()
+        with concurrent.futures.ThreadPoolExecutor(1) as threads, _encoder_pool(settings.workers) as pool:
+            jobs = _in_order(threads, tokenize, batches, depth=2)
+            for block in _in_order(pool, encode_job, jobs, depth=2 * settings.workers):
+                for split, shard, frames, records in block.pieces:
+                    shard_set.append(split, shard, frames, records)
+                    windows += records
+                done += block.documents
+                progress("writing windows", done, total, windows)
+                if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
+                    write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done,
+                                                                 **shard_set.checkpoint()))
+                    last_checkpoint = time.monotonic()
         final = shard_set.checkpoint()
     finally:
-        if pool is not None:
-            pool.terminate()
         shard_set.close()
     if done != total:
         raise InputError(f"the inputs changed while being read: {total} documents in pass 1, {done} in pass 2",
                          hint="do not modify the corpus during ingest; run the command again")
     write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, complete=True, **final))
     return shard_set.finished_shards()
+
+
+def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool]:
+    """(shards, documents already written, windows already written, pass 2 complete), resuming
+    from the last checkpoint of the same command when there is a usable one."""
+    state = read_state(settings.out, "pass2.json")
+    if state is not None and state.get("fingerprint") == fingerprint and local_path(settings.out) is not None:
+        try:
+            shard_set = ShardSet(settings.out, plan.shard_counts, state)
+            windows = sum(shard["records"] for split in state["shards"] for shard in split)
+            if state.get("complete"):
+                shard_set.close()
+            return shard_set, state["documents"], windows, bool(state.get("complete"))
+        except ArtifactError:
+            pass  # a temporary shard shorter than its checkpoint: start pass 2 over
+    return ShardSet(settings.out, plan.shard_counts, None), 0, 0, False
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """--workers 1: encode in this process, no pool to start."""
+
+    def submit(self, function, *arguments):
+        future = concurrent.futures.Future()
+        future.set_result(function(*arguments))
+        return future
+
+
+def _encoder_pool(workers: int) -> concurrent.futures.Executor:
+    if workers == 1:
+        return _InlineExecutor()
+    # spawn, not fork: this process runs TensorFlow threads; the workers need numpy only.
+    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 # ------------------------------------------------------------------ manifest

@@ -55,6 +55,7 @@ class WindowPlan:
 @dataclass(frozen=True)
 class EncodedBlock:
     """Per (split, shard): the frames of that shard's windows from this block, in document order."""
+    documents: int
     pieces: tuple[tuple[int, int, bytes, int], ...]  # (split index 0=train 1=val, shard, frames, records)
 
 
@@ -95,4 +96,9 @@ def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, ke
         rows = order[group]
         frames, _ = encoder.encode(starts[rows], context + 1)
         pieces.append((int(split[rows[0]]), int(shard[rows[0]]), frames, len(rows)))
-    return EncodedBlock(tuple(pieces))
+    return EncodedBlock(len(lengths), tuple(pieces))
+
+
+def encode_job(arguments: tuple) -> EncodedBlock:
+    """encode_block(*arguments): one picklable callable for a process pool."""
+    return encode_block(*arguments)
