@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 
 import tensorflow as tf
 
-from nextword.errors import SettingsError
+from nextword.errors import NextwordError, SettingsError
 
 
 def split_cpu(devices: int | None) -> None:
@@ -76,3 +78,55 @@ def is_multiworker(strategy: tf.distribute.Strategy) -> bool:
 def use_mixed_precision(setting: bool | None) -> bool:
     """Default on only with a GPU: on CPU float16 math is emulated and slower."""
     return gpu_count() > 0 if setting is None else setting
+
+
+class WorkerLostError(NextwordError):
+    """A peer of a multi-worker run died or became unreachable: every worker must restart."""
+
+    exit_code = 75  # EX_TEMPFAIL: a launcher may restart the whole job on this code
+
+
+# TF's own failure detection raises these: the coordination service's heartbeats (a peer
+# stopped sending them) and gRPC (a peer's socket closed) abort every pending collective.
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                  tf.errors.CancelledError, tf.errors.FailedPreconditionError)
+
+
+def _failure_reason(error: tf.errors.OpError) -> str:
+    """The part of TF's message that names the lost peer, on one line."""
+    text = error.message.rsplit("aborted by:", 1)[-1]
+    lines = [line.strip() for line in text.split("The error could be from", 1)[0].splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    named_tasks = [line for line in lines[1:] if line.startswith("/job:")]  # the heartbeat error lists them
+    return re.sub(r"\s+", " ", " ".join(lines[:1] + named_tasks))[:300]
+
+
+@contextlib.contextmanager
+def fail_fast_on_lost_worker(strategy: tf.distribute.Strategy, run_dir: str, on_failure=None):
+    """Turn TF's peer-failure errors into a WorkerLostError that says to restart all workers.
+
+    Collectives cannot continue with a missing worker, and a restarted worker cannot rejoin
+    a running cluster (TF 2.x has no elastic MultiWorkerMirroredStrategy): the only recovery
+    is to restart every worker, which resumes from the chief's last checkpoint.
+    """
+    if not is_multiworker(strategy):
+        yield
+        return
+    try:
+        yield
+    except _PEER_FAILURES as error:
+        if on_failure is not None:
+            on_failure()
+        workers = strategy.extended._num_workers  # noqa: SLF001
+        from model.checkpointing import latest_checkpoint
+
+        try:
+            latest = latest_checkpoint(run_dir)
+        except (tf.errors.OpError, OSError):
+            latest = None
+        resume = f"from {latest}" if latest else "from the start (no checkpoint was written yet)"
+        raise WorkerLostError(
+            f"multi-worker training stopped: a worker was lost ({_failure_reason(error)})",
+            hint=f"restart ALL {workers} workers with the same command and TF_CONFIG; training resumes {resume}",
+        ) from None

@@ -20,7 +20,8 @@ from model.history import History, plot_history
 from model.loop import Trainer
 from model.metrics import evaluate_batches
 from model.settings import TrainSettings
-from model.strategy import is_chief, is_multiworker, make_strategy, split_cpu, use_mixed_precision
+from model.strategy import (fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy, split_cpu,
+                            use_mixed_precision)
 from model.progress import TrainingProgress
 from tfrecords.manifest import load_manifest
 from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
@@ -65,8 +66,9 @@ def run_training(settings: TrainSettings) -> dict:
         tf.config.experimental.enable_op_determinism()
     manifest = load_manifest(settings.data_dir)
     strategy = make_strategy(settings.strategy, settings.devices)
-    session = TrainingSession(settings, manifest, strategy)
-    with StopSignal() as stop:
+    with fail_fast_on_lost_worker(strategy, settings.out):
+        session = TrainingSession(settings, manifest, strategy)
+    with StopSignal() as stop, fail_fast_on_lost_worker(strategy, settings.out, on_failure=session._cleanup):
         return session.run(stop)
 
 
