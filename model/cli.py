@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from model.settings import RECIPE_DEFAULTS, TrainSettings
+from nextword.quiet import load_tensorflow
 
 _MODEL_HELP = "default: the preset's, else our recipe's (model/config.py ModelConfig)"
 
@@ -42,6 +43,7 @@ def train(
 ) -> None:
     """Train a next-word model on DATA_DIR under a tf.distribute strategy (resumable)."""
     settings = TrainSettings(**{name: value for name, value in locals().items()})
+    load_tensorflow()
     from model.train import run_training
 
     summary = run_training(settings)
@@ -75,6 +77,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Loss, perplexity, top-1 and top-5 accuracy of the window's final word over a split."""
+    load_tensorflow()
     from model.evaluate import evaluate as run_eval
 
     result = run_eval(model_dir, data_dir, split)
