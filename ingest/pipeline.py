@@ -216,7 +216,12 @@ def _shard_counts(settings, counts: WordCounts, vocabulary: list[str], per_split
     index = {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}
     varint_bytes = sum(count * (1 + (index.get(word, 1) >= 128) + (index.get(word, 1) >= 16384))
                        for word, count in counts.counts.items())
-    average = varint_bytes / max(counts.total, 1)
+    return shard_counts_for_size(settings, varint_bytes, counts.total, per_split)
+
+
+def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_split) -> list[int]:
+    """(train, val) shard counts from the ids' total varint bytes (shared with the Beam ingest)."""
+    average = varint_bytes / max(total_tokens, 1)
     per_window = 40 + (settings.context_length + 1) * average
     estimated = [per_split[name]["windows"] * per_window for name in SPLITS]
     train = settings.shards or max(1, math.ceil(estimated[0] / TARGET_SHARD_BYTES))
