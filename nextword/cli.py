@@ -30,10 +30,12 @@ def _mount() -> None:
     from generate.cli import register as register_gen
     from ingest.cli import register as register_ingest
     from model.cli import register as register_model
+    from nextword.demo import register as register_demo
 
     register_ingest(app)
     register_model(app)
     register_gen(app)
+    register_demo(app)
 
 
 def run_app(typer_app: typer.Typer, prog_name: str) -> None:

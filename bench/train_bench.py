@@ -1,0 +1,88 @@
+"""Reader, training-loop, quality and generation sections (the orchestrating side; workers run them).
+
+Each section returns a plain dict of figures; bench/run collects them and writes the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+from common import BENCH, PYTHON, median, python_script, run_checked, train_and_eval
+
+
+def reader_section(data_dir: str, windows: int, repeats: int, log=print) -> dict:
+    measured = run_checked(python_script("train_worker", "reader", data_dir, "--windows", str(windows),
+                                         "--repeats", str(repeats)))
+    result = measured.json()
+    result["share_of_ceiling"] = result["reader_windows_per_second"] / result["raw_windows_per_second"]
+    log(f"  reader {result['reader_windows_per_second']:,.0f} windows/s = {result['share_of_ceiling']:.0%} of the raw "
+        f"TFRecordDataset ceiling {result['raw_windows_per_second']:,.0f}")
+    return result
+
+
+def loop_section(data_dir: str, steps: int, fit_windows: int, repeats: int, log=print) -> dict:
+    """The notebook's network at batch 512: our Trainer + reader vs the notebook's model.fit on one-hot arrays."""
+    ours = run_checked(python_script("train_worker", "loop", data_dir, "--preset", "notebook", "--batch-size", "512",
+                                     "--steps", str(steps), "--repeats", str(repeats))).json()
+    default = run_checked(python_script("train_worker", "loop", data_dir, "--steps", str(steps),
+                                        "--repeats", str(repeats))).json()
+    fit = run_checked(python_script("notebook_recipe", "fit", data_dir, "--batch-size", "512",
+                                    "--windows", str(fit_windows), "--repeats", str(repeats))).json()
+    fit["windows_per_second"] = median(fit["windows_per_second_runs"])
+    ratio = ours["windows_per_second"] / fit["windows_per_second"]
+    log(f"  notebook network: our loop {ours['windows_per_second']:,.0f} windows/s vs model.fit "
+        f"{fit['windows_per_second']:,.0f} ({ratio:.2f}x); input wait {ours['input_wait_share']:.1%} (notebook net), "
+        f"{default['input_wait_share']:.1%} (default recipe)")
+    return {"ours": ours, "fit": fit, "ratio": ratio, "target_ratio": 1.5, "default_recipe": default}
+
+
+def quality_section(data_dir: str, work: str, budget: float, log=print) -> dict:
+    """Equal training budget on the same data: --preset notebook vs the default recipe (exported)."""
+    rows = {}
+    for name, options in (("notebook", ["--preset", "notebook"]), ("default", [])):
+        run_dir = os.path.join(work, f"quality-{name}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        result = train_and_eval(data_dir, run_dir, budget, options, export=name == "default")
+        rows[name] = {"val": result["val"], "steps": result["summary"]["steps"],
+                      "windows_per_second": result["summary"]["windows_per_second"],
+                      "parameters": result["summary"]["parameters"], "model": result["summary"]["model_config"],
+                      "batch_size": result["summary"]["batch_size"], "optimizer": result["summary"]["optimizer"],
+                      "learning_rate": result["summary"]["learning_rate"], "run_dir": run_dir}
+        log(f"  {name}: perplexity {result['val']['perplexity']:.1f}, top-1 {result['val']['top1']:.3f} "
+            f"({result['summary']['steps']} steps)")
+    notebook, default = rows["notebook"]["val"], rows["default"]["val"]
+    return {
+        "budget_seconds": budget, "rows": rows,
+        "accuracy_ratio": default["top1"] / notebook["top1"],
+        "perplexity_ratio": default["perplexity"] / notebook["perplexity"],
+        "reference": {"accuracy_ratio": 2.7, "perplexity_ratio": 0.2,
+                      "note": "unidirectional LSTM, objective all, the issue's quick test"},
+        "export_dir": os.path.join(rows["default"]["run_dir"], "export"),
+    }
+
+
+def generation_section(export_dir: str, notebook_words: int, words: int, batch: int, log=print) -> dict:
+    """bench/gen_bench.py on the quality section's default-recipe export, in its own process."""
+    code = (
+        "import json, sys; sys.path.insert(0, %r); from gen_bench import benchmark_generation; "
+        "print(json.dumps(benchmark_generation(%r, %d, %d, %d)))" % (BENCH, export_dir, notebook_words, words, batch)
+    )
+    result = run_checked([PYTHON, "-c", code]).json()
+    result["words"], result["batch"] = words, batch
+    log(f"  gen: 1 x {words} = {result['speedup_1_sample']:,.0f}x the notebook loop, {batch} x {words} = "
+        f"{result[f'speedup_{batch}_samples']:,.0f}x; first word after {result['time_to_first_word_s']:.1f} s")
+    return result
+
+
+def scale_section(smoke: bool, log=print) -> dict:
+    """Hook for bench/scale_bench.py (issue 6): Beam DirectRunner vs local ingest, 1 vs 2 workers."""
+    script = os.path.join(BENCH, "scale_bench.py")
+    if not os.path.exists(script):
+        log("  bench/scale_bench.py does not exist yet: section skipped")
+        return {"skipped": "bench/scale_bench.py does not exist yet"}
+    argv = [PYTHON, script, "--json"] + (["--smoke"] if smoke else [])
+    measured = run_checked(argv)
+    return json.loads(measured.stdout[measured.stdout.index("{"):])
+

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""nextword's side of the reader and training-loop benchmarks (bench/run runs it in a subprocess).
+
+    python bench/train_worker.py reader DATA_DIR --windows 1000000 --batch-size 1024 --repeats 3
+        windows/s through `tfrecords.reader.make_dataset` alone, and the ceiling of the raw
+        `TFRecordDataset` over the same files, batched (no shuffle, no parse) in the same process.
+
+    python bench/train_worker.py loop DATA_DIR [--preset notebook] --batch-size 512 --steps 64 --repeats 3
+        steady-state windows/s of `model.loop.Trainer` fed by the real reader, and the same steps
+        fed from batches already in memory: the difference is the time the step waits on input.
+
+One JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def timed_windows(dataset, windows: int, batch_size: int) -> float:
+    """Iterate until `windows` windows have passed; windows/s (first batch excluded: pipeline start)."""
+    iterator = iter(dataset)
+    next(iterator)
+    seen, started = 0, time.perf_counter()
+    for batch in iterator:
+        seen += batch_size
+        if seen >= windows:
+            break
+    return seen / (time.perf_counter() - started)
+
+
+def reader_benchmark(data_dir: str, windows: int, batch_size: int, repeats: int) -> dict:
+    import tensorflow as tf
+
+    from nextword import storage
+    from tfrecords.manifest import load_manifest
+    from tfrecords.reader import ReaderConfig, make_dataset
+
+    manifest = load_manifest(data_dir)
+    files = [storage.join(data_dir, shard.file) for shard in manifest.split("train").shards]
+    total = manifest.splits["train"].windows
+    windows = min(windows, total - 2 * batch_size)
+    raw, reader = [], []
+    for repeat in range(repeats):
+        raw_dataset = tf.data.TFRecordDataset(files).batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        raw.append(timed_windows(raw_dataset, windows, batch_size))
+        config = ReaderConfig(batch_size=batch_size, objective="all", seed=repeat)
+        reader.append(timed_windows(make_dataset(data_dir, "train", config, manifest=manifest), windows, batch_size))
+    return {"windows": windows, "batch_size": batch_size, "shards": len(files),
+            "raw_windows_per_second_runs": raw, "reader_windows_per_second_runs": reader,
+            "raw_windows_per_second": statistics.median(raw), "reader_windows_per_second": statistics.median(reader)}
+
+
+def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, steps: int, repeats: int) -> dict:
+    import tensorflow as tf
+
+    from model.loop import Trainer
+    from model.settings import TrainSettings
+    from tfrecords.manifest import load_manifest
+    from tfrecords.reader import ReaderConfig, make_dataset
+
+    manifest = load_manifest(data_dir)
+    settings = TrainSettings(data_dir=data_dir, out="unused", preset=preset, batch_size=batch_size)
+    config = settings.model_config(manifest.vocab_size, manifest.context_length)
+    batch = settings.training_choice("batch_size")
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(strategy, config, settings.training_choice("optimizer"), settings.training_choice("learning_rate"))
+    reader_config = ReaderConfig(batch_size=batch, objective=config.objective)
+    steps_per_call = 8
+
+    def dataset(epoch: int):
+        # Repeat epochs so a long measurement never runs dry on a small split.
+        return make_dataset(data_dir, "train", reader_config, manifest=manifest, epoch=epoch).repeat()
+
+    def rate(iterator) -> float:
+        trainer.train_steps(iterator, steps_per_call)  # warm-up: trace, and fill the prefetch buffer
+        done, started = 0, time.perf_counter()
+        while done < steps:
+            loss, _ = trainer.train_steps(iterator, steps_per_call)
+            done += steps_per_call
+        float(loss)  # wait for the last step
+        return done * batch / (time.perf_counter() - started)
+
+    from_reader, from_memory = [], []
+    in_memory = dataset(0).take(steps_per_call * 4).cache().repeat()
+    list(in_memory.take(steps_per_call * 4))  # fill the cache before timing
+    for repeat in range(repeats):
+        from_reader.append(rate(iter(dataset(repeat))))
+        from_memory.append(rate(iter(in_memory)))
+    reader_rate, memory_rate = statistics.median(from_reader), statistics.median(from_memory)
+    return {"preset": preset or "default", "model": config.to_dict(), "batch_size": batch, "steps": steps,
+            "windows_per_second_runs": from_reader, "in_memory_windows_per_second_runs": from_memory,
+            "windows_per_second": reader_rate, "in_memory_windows_per_second": memory_rate,
+            # Share of step time spent waiting on the reader (clipped at 0: noise can make it negative).
+            "input_wait_share": max(0.0, 1.0 - reader_rate / memory_rate)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    reader = commands.add_parser("reader")
+    reader.add_argument("data_dir")
+    reader.add_argument("--windows", type=int, default=1_000_000)
+    reader.add_argument("--batch-size", type=int, default=1024)
+    reader.add_argument("--repeats", type=int, default=3)
+    loop = commands.add_parser("loop")
+    loop.add_argument("data_dir")
+    loop.add_argument("--preset", default=None)
+    loop.add_argument("--batch-size", type=int, default=None)
+    loop.add_argument("--steps", type=int, default=64)
+    loop.add_argument("--repeats", type=int, default=3)
+    arguments = parser.parse_args()
+    if arguments.command == "reader":
+        result = reader_benchmark(arguments.data_dir, arguments.windows, arguments.batch_size, arguments.repeats)
+    else:
+        result = loop_benchmark(arguments.data_dir, arguments.preset, arguments.batch_size, arguments.steps, arguments.repeats)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
