@@ -96,6 +96,8 @@ def ingest_command(
     workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    runner: str = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs nextword[beam])."),
+    beam_option: Optional[List[str]] = typer.Option(None, "--beam-option", metavar="K=V", help="Passed to Beam as --K=V (repeatable), e.g. runner=FlinkRunner. Default: DirectRunner, --workers processes."),
     checkpoint_seconds: float = typer.Option(IngestSettings.checkpoint_seconds, "--checkpoint-seconds", hidden=True),
     batch_bytes: int = typer.Option(IngestSettings.batch_bytes, "--batch-bytes", hidden=True),
 ) -> None:
@@ -104,6 +106,10 @@ def ingest_command(
     Two passes over the input, memory flat in its size. Rerun the same command after a crash
     or kill to resume; it ends byte-identical to an uninterrupted run.
     """
+    if runner not in ("local", "beam"):
+        raise SettingsError(f"--runner must be local or beam, got {runner!r}")
+    if beam_option and runner != "beam":
+        raise SettingsError("--beam-option applies to --runner beam only", hint="add --runner beam")
     load_tensorflow()
     from ingest.pipeline import run_ingest
 
@@ -121,7 +127,12 @@ def ingest_command(
     progress, report = _progress_reporter(console)
     started = time.monotonic()
     with progress:
-        manifest = run_ingest(settings, progress=report)
+        if runner == "beam":
+            from ingest.beam import run_beam_ingest
+
+            manifest = run_beam_ingest(settings, beam_option or (), progress=report)
+        else:
+            manifest = run_ingest(settings, progress=report)
     summary = summary_dict(manifest, out, time.monotonic() - started)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,222 @@
+"""run_beam_ingest: the same ingest as `run_ingest`, as two Apache Beam pipelines.
+
+Same readers (`ingest.sources`), the same TF Text tokenizer, the same vocabulary rule (most
+frequent words, ties by word), the same windows and seeded shard hash (`ingest.windows.
+encode_block`) and the same `dataset.json`. Shards come out byte-identical to the local
+ingest's: each shard's pieces are written in document order.
+
+    pass 1 (count):  files -> document batches -> Reshuffle -> tokenize, count
+                       word counts: CombinePerKey(sum) -> Top(vocab_size - 2) = vocabulary
+                       counters, split sizes: CombineGlobally(sum)      -> .partial/pass1.json
+    driver:          vocabulary + shard counts -> vocab.txt (as the local ingest)
+    pass 2 (write):  files -> document batches -> Reshuffle -> ids -> encode_block
+                       -> GroupByKey((split, shard)) -> one shard file each, sha256 after the
+                       write                                            -> .partial/pass2.json
+    driver:          empty shards, checks against pass 1, rename shards, dataset.json last
+
+A worker reads whole input files (the readers stream one file in order), so reading
+parallelises over files; tokenizing and encoding parallelise over document batches.
+Workers write through `tf.io.gfile`, so DATA_DIR may be a URL the workers can reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Sequence
+
+from ingest.pipeline import Progress, _check_output_dir, _manifest, _no_progress, _refuse_empty, shard_counts_for_size
+from ingest.settings import IngestSettings
+from ingest.sources import InputSpec, resolve_inputs
+from ingest.text import RESERVED_TOKENS
+from ingest.vocab import vocabulary_bytes
+from ingest.windows import WindowPlan
+from ingest.writer import PARTIAL_SUFFIX, STATE_DIR, publish, read_state
+from nextword import storage
+from nextword.errors import ArtifactError, InputError, NextwordError, SettingsError
+from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Manifest, Shard, shard_name
+
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def _beam():
+    """apache_beam, or a SettingsError saying how to install it."""
+    try:
+        import apache_beam
+    except ImportError:
+        raise SettingsError("--runner beam needs Apache Beam, which is not installed",
+                            hint="pip install 'nextword[beam]'  (apache-beam[tfrecord]==2.77.0)") from None
+    return apache_beam
+
+
+# ------------------------------------------------------------------ options
+
+def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> list[str]:
+    """`--beam-option K=V` (or a bare K for a switch) -> Beam's `--K=V` flags.
+
+    Without a runner: DirectRunner with `settings.workers` processes (multi_processing).
+    """
+    flags, given = [], set()
+    for option in beam_options:
+        key, _, value = option.partition("=")
+        key = key.strip().lstrip("-")
+        if not key:
+            raise SettingsError(f"--beam-option expects KEY=VALUE, got {option!r}",
+                                hint="e.g. --beam-option runner=FlinkRunner --beam-option direct_num_workers=4")
+        given.add(key)
+        flags.append(f"--{key}={value}" if "=" in option else f"--{key}")
+    runner = next((flag.split("=", 1)[1] for flag in flags if flag.startswith("--runner=")), "DirectRunner")
+    if "runner" not in given:
+        flags.append(f"--runner={runner}")
+    if runner in ("DirectRunner", "direct"):
+        if "direct_num_workers" not in given:
+            flags.append(f"--direct_num_workers={settings.workers}")
+        if "direct_running_mode" not in given:
+            flags.append(f"--direct_running_mode={'multi_processing' if settings.workers > 1 else 'in_memory'}")
+        if "default_sdk_harness_log_level" not in given:
+            flags.append("--default_sdk_harness_log_level=WARNING")  # worker processes log INFO lines otherwise
+    return flags
+
+
+# ------------------------------------------------------------------ the two pipelines
+
+def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec]) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from ingest.beam_transforms import CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
+
+    with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
+        batches = (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
+                   | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
+                   | "Spread" >> beam.Reshuffle())
+        counted = batches | "Count" >> beam.ParDo(CountWords(settings.stride, settings.val_fraction)).with_outputs(
+            "words", main="counters")
+        word_counts = counted.words | "SumWords" >> beam.CombinePerKey(sum)
+        vocabulary = (word_counts
+                      | "TopWords" >> beam.combiners.Top.Of(settings.vocab_size - len(RESERVED_TOKENS),
+                                                            key=lambda item: (-item[1], item[0]), reverse=True)
+                      | "Vocabulary" >> beam.Map(vocabulary_of))
+        sizes = (word_counts
+                 | "Coverage" >> beam.Map(coverage, beam.pvalue.AsSingleton(vocabulary))
+                 | "SumCoverage" >> beam.CombineGlobally(sum_dicts))
+        counters = counted.counters | "SumCounters" >> beam.CombineGlobally(sum_dicts)
+        (pipeline | "One" >> beam.Create([None])
+         | "Summary" >> beam.Map(lambda _, words, size, total: {"vocabulary": words, "sizes": size, "counters": total},
+                                 beam.pvalue.AsSingleton(vocabulary), beam.pvalue.AsSingleton(sizes),
+                                 beam.pvalue.AsSingleton(counters))
+         | "Save" >> beam.Map(save_state, settings.out, "beam-pass1.json"))
+
+
+def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec], plan: WindowPlan) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from ingest.beam_transforms import EncodeWindows, read_batches, save_state, write_shard
+
+    with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
+        (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
+         | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
+         | "Spread" >> beam.Reshuffle()
+         | "Encode" >> beam.ParDo(EncodeWindows(settings.out, plan, settings.val_fraction))
+         | "ByShard" >> beam.GroupByKey()
+         | "Write" >> beam.Map(write_shard, settings.out, plan.shard_counts)
+         | "All" >> beam.combiners.ToList()
+         | "Save" >> beam.Map(save_state, settings.out, "beam-pass2.json"))
+
+
+def _run(pipeline_function, *arguments) -> None:
+    """Run one pipeline; a NextwordError raised on a worker comes back as itself (no traceback)."""
+    try:
+        pipeline_function(*arguments)
+    except Exception as error:  # Beam re-raises worker errors annotated, or wrapped in its own types
+        raise _worker_error(error) from None
+
+
+_KINDS = {"InputError": InputError, "ArtifactError": ArtifactError, "SettingsError": SettingsError}
+
+
+def _worker_error(error: Exception) -> Exception:
+    """The NextwordError inside Beam's error (same class, message and hint), else the error itself."""
+    text = str(error)
+    if isinstance(error, NextwordError):
+        kind = type(error)
+    else:
+        found = re.search(r"\b(InputError|ArtifactError|SettingsError): ", text)
+        if found is None:
+            return error
+        kind, text = _KINDS[found.group(1)], text[found.end():]
+    message, _, hint = text.partition("\n  → ")  # how NextwordError prints its hint
+    return kind(_one_line(message), hint=_one_line(hint) or None)
+
+
+def _one_line(text: str) -> str:
+    """Up to Beam's " [while running 'Step']" annotation or the end of the line."""
+    return re.split(r" \[while running |\n", text, maxsplit=1)[0].strip()
+
+
+# ------------------------------------------------------------------ driver
+
+def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
+                    progress: Progress = _no_progress) -> Manifest:
+    """The ingest as Beam pipelines (see the module docstring); returns the manifest written."""
+    beam = _beam()
+    flags = pipeline_flags(settings, beam_options)
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
+    fingerprint = settings.fingerprint(specs)
+    finished = _check_output_dir(settings, fingerprint)
+    if finished is not None:
+        return finished
+    storage.makedirs(settings.out)
+    progress("counting words", 0, None, 0)
+    _run(_count_pipeline, beam, flags, settings, specs)
+    summary = _pass1_summary(settings, specs, fingerprint, read_state(settings.out, "beam-pass1.json"))
+    documents = summary["counters"]["documents"]
+    progress("counting words", documents, documents, 0)
+    plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
+    _run(_write_pipeline, beam, flags, settings, specs, plan)
+    shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
+    progress("writing windows", documents, documents, sum(shard.records for split in shards for shard in split))
+    manifest = _manifest(settings, specs, fingerprint, summary, shards)
+    publish(settings.out, shards)
+    storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
+    storage.remove(storage.join(settings.out, STATE_DIR))
+    return manifest
+
+
+def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dict | None) -> dict:
+    """Pass 1's Beam output -> the summary the local ingest keeps (and vocab.txt, written here)."""
+    if state is None:
+        raise ArtifactError("the Beam counting pipeline finished without writing its summary",
+                            hint="check the runner's logs; the workers must be able to write to --out")
+    totals = state["counters"]
+    per_split = {name: {key: totals.get(f"{name}/{key}", 0) for key in ("documents", "tokens", "windows")}
+                 for name in SPLITS}
+    counters = {key: value for key, value in totals.items() if "/" not in key}
+    counters.setdefault("documents", 0)
+    _refuse_empty(settings, specs, counters, per_split)
+    sizes = state["sizes"]
+    counters["tokens"] = sizes.get("total", 0)
+    counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
+    vocabulary = state["vocabulary"]
+    data, _ = vocabulary_bytes(vocabulary)
+    storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
+    shard_counts = shard_counts_for_size(settings, sizes.get("varint_bytes", 0), counters["tokens"], per_split)
+    return dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=counters, splits=per_split,
+                shard_counts=shard_counts)
+
+
+def _collect_shards(data_dir: str, plan: WindowPlan, written: list[dict]) -> list[list[Shard]]:
+    """Every shard of the plan; one that got no window is written empty (as the local ingest does)."""
+    found = {(entry["split"], entry["index"]): entry for entry in written}
+    shards = []
+    for split, count in enumerate(plan.shard_counts):
+        split_shards = []
+        for index in range(count):
+            entry = found.get((split, index))
+            if entry is None:
+                name = shard_name(SPLITS[split], index, count)
+                storage.write_atomic(storage.join(data_dir, name + PARTIAL_SUFFIX), b"")
+                entry = {"file": name, "records": 0, "bytes": 0, "sha256": _EMPTY_SHA256}
+            split_shards.append(Shard(file=entry["file"], records=entry["records"], bytes=entry["bytes"],
+                                      sha256=entry["sha256"]))
+        shards.append(split_shards)
+    return shards

@@ -1,0 +1,133 @@
+"""The Beam side of `ingest.beam`: transforms and DoFns that run on Beam workers.
+
+Imports apache_beam at module level (the DoFns subclass `beam.DoFn`); `ingest.beam` imports
+this module only once it knows Beam is installed. Elements are plain tuples, dicts, str and
+bytes: a document batch is (input index, first document index, texts list[str], source
+counters dict); a piece of a shard is (input index, first document index, frames bytes, records).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Iterable
+
+import apache_beam as beam
+import numpy as np
+
+from ingest.pipeline import _add_split_totals, _Tokenizer
+from ingest.sources import InputSpec, iter_documents
+from ingest.text import RESERVED_TOKENS
+from ingest.windows import WindowPlan, document_key, encode_block, is_validation
+from ingest.writer import PARTIAL_SUFFIX, write_state
+from nextword import storage
+from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name
+
+
+def read_batches(indexed_spec: tuple[int, InputSpec], on_error: str, batch_bytes: int) -> Iterable[tuple]:
+    """(input index, spec) -> (input index, first document index, texts, source counters)."""
+    index, spec = indexed_spec
+    for batch in iter_documents([spec], on_error, batch_bytes=batch_bytes):
+        yield index, batch.first_index, batch.texts, dataclasses.asdict(batch.counters)
+
+
+def sum_dicts(dicts: Iterable[dict]) -> dict:
+    """Key-wise sum (a commutative, associative Beam combine)."""
+    total: dict = {}
+    for values in dicts:
+        for key, value in values.items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+class CountWords(beam.DoFn):
+    """A document batch -> tagged "words" (word bytes, count) pairs + one counters dict."""
+
+    def __init__(self, stride: int, val_fraction: float):
+        self.stride, self.val_fraction = stride, val_fraction
+
+    def setup(self):
+        self.tokenizer = _Tokenizer()  # TensorFlow loads once per worker, not per bundle
+
+    def process(self, batch):
+        _, _, texts, source_counters = batch
+        counters = dict(source_counters)
+        if texts:
+            lengths, unique, counts = (tensor.numpy() for tensor in self.tokenizer.count(texts))
+            for word, count in zip(unique.tolist(), counts.tolist()):
+                yield beam.pvalue.TaggedOutput("words", (word, count))
+            counters.update(split_counters(texts, lengths, self.stride, self.val_fraction))
+        yield counters
+
+
+def split_counters(texts: list[str], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
+    """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
+    validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
+    per_split = {name: collections.Counter() for name in SPLITS}
+    _add_split_totals(per_split, lengths, validation, stride)
+    counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum())}
+    counters.update({f"{name}/{key}": value for name, totals in per_split.items() for key, value in totals.items()})
+    return counters
+
+
+def vocabulary_of(top_words: list[tuple[bytes, int]]) -> list[str]:
+    return list(RESERVED_TOKENS) + [word.decode("utf-8") for word, _ in top_words]
+
+
+def coverage(word_count: tuple[bytes, int], vocabulary: list[str]) -> dict:
+    """One word's share of: all tokens, tokens inside the vocabulary, and the ids' varint bytes."""
+    word, count = word_count
+    position = _vocabulary_index(vocabulary).get(word, 1)
+    return {"total": count, "covered": count if position > 1 else 0,
+            "varint_bytes": count * (1 + (position >= 128) + (position >= 16384))}
+
+
+_INDEX_CACHE: dict = {}
+
+
+def _vocabulary_index(vocabulary: list[str]) -> dict[bytes, int]:
+    key = id(vocabulary)  # the side input is one list object per worker: build its index once
+    if key not in _INDEX_CACHE:
+        _INDEX_CACHE.clear()
+        _INDEX_CACHE[key] = {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}
+    return _INDEX_CACHE[key]
+
+
+class EncodeWindows(beam.DoFn):
+    """A document batch -> ((split, shard), (input, first document, frames bytes, records)) per piece."""
+
+    def __init__(self, data_dir: str, plan: WindowPlan, val_fraction: float):
+        self.data_dir, self.plan, self.val_fraction = data_dir, plan, val_fraction
+
+    def setup(self):
+        self.tokenizer = _Tokenizer()
+        vocabulary = storage.read_text(storage.join(self.data_dir, VOCAB_NAME)).split("\n")[:-1]
+        self.tokenizer.use_vocabulary(vocabulary)
+
+    def process(self, batch):
+        input_index, first, texts, _ = batch
+        if not texts:
+            return
+        flat_ids, lengths = (tensor.numpy() for tensor in self.tokenizer.to_ids(texts))
+        keys = np.array([document_key(text) for text in texts], dtype=np.uint64)
+        block = encode_block(self.plan, flat_ids, lengths, keys, is_validation(keys, self.val_fraction))
+        for split, shard, frames, records in block.pieces:
+            yield (split, shard), (input_index, first, frames, records)
+
+
+def write_shard(keyed_pieces, data_dir: str, shard_counts: tuple[int, int]) -> dict:
+    """All pieces of one shard, in document order, into its temporary file; sha256 from the file."""
+    (split, shard), pieces = keyed_pieces
+    ordered = sorted(pieces, key=lambda piece: (piece[0], piece[1]))  # (input, first document)
+    name = shard_name(SPLITS[split], shard, shard_counts[split])
+    path = storage.join(data_dir, name + PARTIAL_SUFFIX)
+    with storage.open_file(path, "wb") as handle:
+        for _, _, frames, _ in ordered:
+            handle.write(frames)
+    sha256, size = storage.sha256_of(path)
+    return {"split": split, "index": shard, "file": name, "records": sum(piece[3] for piece in ordered),
+            "bytes": size, "sha256": sha256}
+
+
+def save_state(value, data_dir: str, name: str) -> None:
+    write_state(data_dir, name, value)
