@@ -115,16 +115,19 @@ def generation_chart(gen: dict, directory: str) -> str:
 def tune_chart(tune: dict, directory: str) -> str:
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=(6.5, 3.6))
-    for row in tune["rows"]:
+    final_rows = tune.get("final_rows") or []
+    for row in tune["rows"] + final_rows:
         c = row["candidate"]
-        chosen = row["index"] == tune["winner"]
-        axes.scatter(row["val"]["perplexity"], row["val"]["top1"], s=60 if chosen else 30,
-                     color="#d62728" if chosen else NEXTWORD, zorder=3)
-        axes.annotate(f"#{row['index']} {c['arch']} {c['layers']}x{c['units']}", (row["val"]["perplexity"], row["val"]["top1"]),
+        final = row in final_rows
+        chosen = str(row["index"]) == str(tune["winner"]) and final == bool(final_rows)
+        axes.scatter(row["val"]["perplexity"], row["val"]["top1"], s=60 if chosen else 30, marker="s" if final else "o",
+                     color="#d62728" if chosen else (NEXTWORD if final else NOTEBOOK), zorder=3)
+        axes.annotate(f"#{row['index']} {c['arch']} {c['layers']}x{c['units']} d{c['dropout']}", (row["val"]["perplexity"], row["val"]["top1"]),
                       fontsize=7, xytext=(4, 2), textcoords="offset points")
     axes.set_xlabel("held-out perplexity (lower is better)")
     axes.set_ylabel("held-out top-1")
-    axes.set_title(f"default-recipe candidates, {tune['budget_seconds']:.0f} s each (red: chosen)")
+    stages = f"grey: {tune['budget_seconds']:.0f} s" + (f", blue: {tune['final_budget_seconds']:.0f} s" if final_rows else "")
+    axes.set_title(f"default-recipe candidates ({stages}; red: chosen)", fontsize=10)
     axes.grid(alpha=0.3)
     return _save(figure, directory, "tune.png")
 

@@ -83,20 +83,32 @@ def quality_lines(quality: dict) -> list[str]:
     return lines
 
 
-def tune_lines(tune: dict | None) -> list[str]:
-    if not tune:
-        return ["bench/tune_results.json is missing: run `python bench/tune_defaults.py`."]
-    lines = [f"`bench/tune_defaults.py`, {tune['budget_seconds']:.0f} s of training per candidate, {tune['date']}; "
-             f"rule: {tune['rule']}. Load average before each run in the last column (shared machine).", "",
-             "| # | arch | layers | units | emb | dropout | lr | batch | steps | windows/s | held-out top-1 | perplexity | load |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for row in sorted(tune["rows"], key=lambda row: row["val"]["perplexity"]):
+def _tune_table(rows: list[dict], winner: str | None) -> list[str]:
+    lines = ["| # | arch | layers | units | emb | dropout | lr | batch | steps | windows/s | held-out top-1 | perplexity | load |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for row in sorted(rows, key=lambda row: row["val"]["perplexity"]):
         c = row["candidate"]
-        mark = " **(chosen)**" if row["index"] == tune["winner"] else ""
+        mark = " **(chosen)**" if winner is not None and str(row["index"]) == winner else ""
         lines.append(f"| {row['index']}{mark} | {c['arch']} | {c['layers']} | {c['units']} | {c['embedding_dim']} | "
                      f"{c['dropout']} | {c['learning_rate']:g} | {c['batch_size']} | {row['steps']:,} | "
                      f"{_fmt(row['windows_per_second'])} | {row['val']['top1']:.4f} | {row['val']['perplexity']:.2f} | "
                      f"{row['load_before']} |")
+    return lines
+
+
+def tune_lines(tune: dict | None) -> list[str]:
+    if not tune:
+        return ["bench/tune_results.json is missing: run `python bench/tune_defaults.py`."]
+    final_rows = tune.get("final_rows") or []
+    winner = str(tune["winner"])
+    lines = [f"`bench/tune_defaults.py`, {tune['date']}. Rule: {tune['rule']}. Objective `all`, adam, every candidate "
+             "in its own `nextword train` process; load average before each run in the last column (shared machine).", "",
+             f"Stage 1: {tune['budget_seconds']:.0f} s of training per candidate.", ""]
+    lines += _tune_table(tune["rows"], None if final_rows else winner)
+    if final_rows:
+        lines += ["", f"Stage 2: the best stage-1 candidates, as-is and with +0.2 dropout, "
+                      f"{tune['final_budget_seconds']:.0f} s each (the quality benchmark's budget).", ""]
+        lines += _tune_table(final_rows, winner)
     return lines
 
 

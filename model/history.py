@@ -73,36 +73,82 @@ def load_history(run_dir: str) -> dict:
     return json.loads(storage.read_text(path))
 
 
+FIGURES = {
+    "loss.png": ("loss (cross-entropy, nats)", [("train loss (every target of the objective)", "steps", "loss"),
+                                                ("validation loss (the window's last word)", "epochs", "val_loss")]),
+    "accuracy.png": ("validation accuracy of the next word",
+                     [("validation top-1", "epochs", "val_top1"), ("validation top-5", "epochs", "val_top5")]),
+    "perplexity.png": ("validation perplexity (lower is better)", [("validation perplexity", "epochs", "val_perplexity")]),
+}
+
+
+def _last_step(record: dict) -> int:
+    return max([row["step"] for rows in (record.get("steps", []), record.get("epochs", [])) for row in rows] or [1])
+
+
+def _draw(axes, title: str, series: list, record: dict) -> None:
+    """One panel: a line per series; validation points marked and their last value written beside them."""
+    drawn = False
+    for label, rows_key, key in series:
+        points = [(row["step"], row[key]) for row in record.get(rows_key, []) if row.get(key) is not None]
+        if not points:
+            continue
+        drawn = True
+        is_validation = rows_key == "epochs"
+        (line,) = axes.plot(*zip(*points), marker="o" if is_validation else None, linewidth=2 if is_validation else 1.2,
+                            label=label)
+        if is_validation:
+            step, value = points[-1]
+            text = f"{value:.1%}" if "top" in key else f"{value:.2f}"
+            axes.annotate(text, (step, value), xytext=(5, 4), textcoords="offset points", fontsize=8, color=line.get_color())
+    axes.set_title(title, fontsize=10)
+    axes.set_xlabel("training step")
+    axes.set_xlim(0, _last_step(record) * 1.05)  # same range in every panel, even with one validation point
+    if "accuracy" in title:
+        axes.set_ylim(0, 1)
+    axes.grid(alpha=0.3)
+    if drawn:
+        axes.legend(fontsize=8)
+        values = [line.get_ydata() for line in axes.get_lines()]
+        low = min(min(v) for v in values)
+        if "perplexity" in title and low > 0 and max(max(v) for v in values) / low > 4:
+            axes.set_yscale("log")
+    else:
+        axes.text(0.5, 0.5, "no validation yet:\nthe first epoch has not finished", ha="center", va="center",
+                  transform=axes.transAxes, color="grey")
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
+
+
 def plot_history(run_dir: str) -> list[str]:
-    """Write loss.png, accuracy.png and perplexity.png into RUN_DIR/plots; returns their paths."""
+    """Write loss.png, accuracy.png, perplexity.png and overview.png (all three side by side)
+    into RUN_DIR/plots; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     record = load_history(run_dir)
-    steps, epochs = record.get("steps", []), record.get("epochs", [])
     storage.makedirs(storage.join(run_dir, PLOTS))
-    figures = {
-        "loss.png": [("train loss", steps, "loss"), ("validation loss", epochs, "val_loss")],
-        "accuracy.png": [("validation top-1", epochs, "val_top1"), ("validation top-5", epochs, "val_top5")],
-        "perplexity.png": [("validation perplexity", epochs, "val_perplexity")],
-    }
-    written = []
-    for name, series in figures.items():
+    images = {}
+    for name, (title, series) in FIGURES.items():
         figure, axes = plt.subplots(figsize=(6, 4))
-        for label, rows, key in series:
-            points = [(row["step"], row[key]) for row in rows if row.get(key) is not None]
-            if points:
-                axes.plot(*zip(*points), marker="o" if rows is epochs else None, label=label)
-        axes.set_xlabel("step")
-        axes.set_title(name[:-4])
-        axes.grid(alpha=0.3)
-        axes.legend()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
+        _draw(axes, title, series, record)
+        images[name] = _png(figure)
         plt.close(figure)
+    figure, panels = plt.subplots(1, 3, figsize=(15, 4))
+    for axes, (title, series) in zip(panels, FIGURES.values()):
+        _draw(axes, title, series, record)
+    images["overview.png"] = _png(figure)
+    plt.close(figure)
+    written = []
+    for name, data in images.items():
         path = storage.join(run_dir, PLOTS, name)
-        storage.write_atomic(path, buffer.getvalue())
+        storage.write_atomic(path, data)
         written.append(path)
     return written

@@ -1,0 +1,86 @@
+"""bench/run --smoke (what CI runs), and the benchmark plumbing it relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(REPO, "bench")
+sys.path.insert(0, BENCH)
+
+SECTIONS = ("ingest", "reader", "loop", "quality", "generation")
+
+
+def test_memory_cap_kills_the_whole_process_tree_and_says_so():
+    from common import run_measured
+
+    # A parent that starts a child, and the child grows past the cap: the sum over the tree must trip it.
+    grower = "import time; block = bytearray(400 << 20); time.sleep(30)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grower!r}])"
+    measured = run_measured([sys.executable, "-c", parent], memory_cap_bytes=200 << 20, timeout=60)
+    assert measured.killed_at_bytes is not None and measured.killed_at_bytes > 200 << 20
+    assert measured.seconds < 25
+    assert measured.returncode != 0
+
+
+def test_peak_rss_counts_children():
+    from common import run_measured
+
+    child = "import time; block = bytearray(150 << 20); block[::4096] = b'x' * len(block[::4096]); time.sleep(1)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    measured = run_measured([sys.executable, "-c", parent])
+    assert measured.returncode == 0
+    assert measured.peak_rss_bytes > 150 << 20
+
+
+def test_report_says_when_the_notebook_ran_out_of_memory(tmp_path):
+    from report import ingest_table
+
+    ours = {"runs": 1, "windows": 1000, "windows_per_second": 5000.0, "peak_rss_bytes": 1 << 29, "bytes_per_window": 93.0}
+    notebook = {"out_of_memory": True, "killed_at_bytes": 12 << 30, "wall_seconds": 42.0, "peak_rss_bytes": 12 << 30,
+                "cap_bytes": 12 << 30}
+    lines = "\n".join(ingest_table({"corpora": [{"bytes": 200_000_000, "nextword": ours, "notebook": notebook}]}))
+    assert "ran out of memory at 12.0 GB after 42 s" in lines
+    assert "200 MB" in lines
+
+
+def test_tuning_picks_the_lowest_perplexity_and_breaks_near_ties_by_accuracy():
+    from tune_defaults import best_candidate
+
+    rows = [{"index": 0, "val": {"perplexity": 80.0, "top1": 0.30}},
+            {"index": 1, "val": {"perplexity": 70.0, "top1": 0.28}},
+            {"index": 2, "val": {"perplexity": 70.5, "top1": 0.29}}]
+    assert best_candidate(rows)["index"] == 2
+    assert best_candidate(rows[:2])["index"] == 1
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_every_section_and_chart_without_touching_results_md(tmp_path):
+    committed = os.path.join(BENCH, "RESULTS.md")
+    before = os.path.getmtime(committed) if os.path.exists(committed) else None
+    out = tmp_path / "bench"
+    result = subprocess.run([sys.executable, os.path.join(BENCH, "run"), "--smoke", "--out", str(out)],
+                            capture_output=True, text=True, cwd=REPO, timeout=900,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-4000:])
+    with open(out / "results.json") as handle:
+        results = json.load(handle)
+    for section in SECTIONS:
+        assert section in results and "error" not in results[section], (section, results.get(section))
+    assert results["quality"]["rows"]["default"]["val"]["perplexity"] > 1
+    assert results["generation"]["notebook_words_per_s"] > 0
+    assert all(row["nextword"]["windows"] > 0 for row in results["ingest"]["corpora"])
+    text = (out / "RESULTS.md").read_text()
+    for heading in ("## Ingest", "## Reader and training loop", "## Quality at equal budget", "## Generation",
+                    "## Scale-out", "Load average"):
+        assert heading in text
+    charts = sorted(os.listdir(out / "charts"))
+    assert {"ingest.png", "loop.png", "quality.png", "generation.png"} <= set(charts)
+    assert all(0 < os.path.getsize(out / "charts" / name) < 200_000 for name in charts)
+    after = os.path.getmtime(committed) if os.path.exists(committed) else None
+    assert before == after
