@@ -21,11 +21,22 @@ def join(base: str, *names: str) -> str:
 
 
 def exists(path: str) -> bool:
-    return gfile.exists(path)
+    return gfile.exists(path) and _listed_in_parent(path)
 
 
 def isdir(path: str) -> bool:
-    return gfile.isdir(path)
+    return gfile.isdir(path) and _listed_in_parent(path)
+
+
+def _listed_in_parent(path: str) -> bool:
+    """TF's in-memory ram:// filesystem answers exists/isdir by name prefix ("ram://run/export"
+    "exists" once "ram://run/export.tmp-1" does); there, ask the parent's listing instead."""
+    if not path.startswith("ram://"):
+        return True
+    parent, name = posixpath.split(path.rstrip("/"))
+    if parent in ("ram:", "ram:/") or not name:
+        return True
+    return name in {entry.rstrip("/") for entry in gfile.listdir(parent)}
 
 
 def makedirs(path: str) -> None:
@@ -44,7 +55,29 @@ def remove(path: str) -> None:
 
 
 def rename(source: str, target: str) -> None:
-    gfile.rename(source, target, overwrite=True)
+    """Rename a file or a directory. Where a directory cannot be renamed (TF's ram:// moves the
+    directory entry without its files; some object stores refuse) its files are copied, then
+    the source is deleted: not atomic there, but complete."""
+    if source.startswith("ram://") and gfile.isdir(source):
+        _copy_tree(source, target)
+        gfile.rmtree(source)
+        return
+    try:
+        gfile.rename(source, target, overwrite=True)
+    except tf.errors.OpError:
+        if not gfile.isdir(source):
+            raise
+        _copy_tree(source, target)
+        gfile.rmtree(source)
+
+
+def _copy_tree(source: str, target: str) -> None:
+    for directory, _, names in gfile.walk(source):
+        relative = posixpath.relpath(directory, source)
+        destination = target if relative == "." else join(target, relative)
+        gfile.makedirs(destination)
+        for name in names:
+            gfile.copy(join(directory, name), join(destination, name), overwrite=True)
 
 
 def size(path: str) -> int:
