@@ -2,27 +2,33 @@
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 
 .PHONY: demo test bench bench-smoke clean
 
-$(STAMP): pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,beam]'  # beam: the Beam ingest runs in CI too
-	touch $(STAMP)
 
-demo: $(STAMP)  ## ingest -> train -> export -> generate on the embedded corpus
+# The demo needs the package alone; the tests also need pytest and the Beam extra (the Beam ingest runs in CI).
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,beam]'
+	touch $@ $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run  ## ingest -> train -> export -> generate on the embedded corpus
 	$(BIN)/nextword demo
 
-test: $(STAMP)  ## the whole test suite, slow round trips included
+test: $(VENV)/.installed-test  ## the whole test suite, slow round trips included
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## every benchmark; rewrites bench/RESULTS.md
+bench: $(VENV)/.installed-test  ## every benchmark; rewrites bench/RESULTS.md
 	$(BIN)/python bench/run
 
-bench-smoke: $(STAMP)
-	$(BIN)/python bench/run --smoke
+bench-smoke: $(VENV)/.installed-test
+	$(BIN)/python bench/run --smoke --out $(VENV)/bench-smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache
