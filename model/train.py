@@ -148,8 +148,25 @@ class TrainingSession:
 
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
+    def check_workers_resumed_alike(self) -> None:
+        """Every worker must restore the same checkpoint. A RUN_DIR that is not one shared location
+        (each machine its own local path) would leave the others at step 0 beside the chief."""
+        if self._agree is None:
+            return
+        step, replicas = float(self.position.as_dict()["step"]), self.strategy.num_replicas_in_sync
+        total = float(self._agree(tf.constant(step, tf.float64)))
+        squares = float(self._agree(tf.constant(step * step, tf.float64)))  # equal sums of x and x² <=> all equal
+        if total != replicas * step or squares != replicas * step * step:
+            raise ArtifactError(
+                f"the workers resumed from different checkpoints (this worker: step {int(step)}, "
+                f"the cluster's mean: step {total / replicas:g})",
+                hint="give every worker the same DATA_DIR and RUN_DIR on shared storage (gs://, s3://, NFS): "
+                "only the chief writes checkpoints and every worker restores from RUN_DIR/checkpoints",
+            )
+
     def run(self, stop: StopSignal) -> dict:
         settings = self.settings
+        self.check_workers_resumed_alike()
         steps_per_epoch = self.steps_per_epoch(0)
         if steps_per_epoch < 1:
             raise SettingsError(

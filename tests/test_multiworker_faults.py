@@ -147,3 +147,28 @@ def test_the_lost_worker_message_names_tf_s_reason_on_one_line(message, expected
     from model.strategy import _failure_reason
 
     assert _failure_reason(tf.errors.UnavailableError(None, None, message)) == expected
+
+
+@pytest.mark.slow
+def test_workers_that_restore_different_checkpoints_stop_instead_of_diverging(tmp_path):
+    data_dir = write_data_dir(str(tmp_path / "data"), train_documents=100, train_shards=4)
+    run_dir = str(tmp_path / "run")
+    first = subprocess.run(cli_command("train", data_dir, "--out", run_dir, *ARGS, "--max-steps", "10"),
+                           env=cli_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert checkpoint_steps(run_dir)[-1] == 10
+
+    # The chief sees RUN_DIR's checkpoint at step 10; the other worker is given an empty RUN_DIR
+    # (as when each machine passes its own local path): it would start from step 0.
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    workers = []
+    for index, out in enumerate((run_dir, str(tmp_path / "elsewhere"))):
+        env = cli_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen(cli_command("train", data_dir, "--out", out, *ARGS, "--max-steps", "20"),
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = finish(workers)
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 1, stderr[-3000:]
+        assert "error: the workers resumed from different checkpoints" in stderr
+        assert "same DATA_DIR and RUN_DIR on shared storage" in stderr
+    assert checkpoint_steps(run_dir)[-1] == 10  # nothing trained on top of the mismatch
