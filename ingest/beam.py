@@ -22,6 +22,7 @@ Workers write through `tf.io.gfile`, so DATA_DIR may be a URL the workers can re
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from typing import Sequence
 
@@ -74,7 +75,9 @@ def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> lis
         if "direct_running_mode" not in given:
             flags.append(f"--direct_running_mode={'multi_processing' if settings.workers > 1 else 'in_memory'}")
         if "default_sdk_harness_log_level" not in given:
-            flags.append("--default_sdk_harness_log_level=WARNING")  # worker processes log INFO lines otherwise
+            # Local worker processes would print INFO lines, and every worker error twice (with its
+            # traceback) before the driver re-raises it: the driver's error says it once.
+            flags.append("--default_sdk_harness_log_level=CRITICAL")
     return flags
 
 
@@ -125,10 +128,15 @@ def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
 
 def _run(pipeline_function, *arguments) -> None:
     """Run one pipeline; a NextwordError raised on a worker comes back as itself (no traceback)."""
+    beam_logger = logging.getLogger("apache_beam")
+    level = beam_logger.level
+    beam_logger.setLevel(logging.CRITICAL)  # its runner logs each worker error (traceback included) before raising it
     try:
         pipeline_function(*arguments)
     except Exception as error:  # Beam re-raises worker errors annotated, or wrapped in its own types
         raise _worker_error(error) from None
+    finally:
+        beam_logger.setLevel(level)
 
 
 _KINDS = {"InputError": InputError, "ArtifactError": ArtifactError, "SettingsError": SettingsError}

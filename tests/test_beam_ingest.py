@@ -91,6 +91,13 @@ def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, m
         assert beam.splits["val"].shards == ()
 
 
+def test_beam_workers_write_a_file_url_data_dir_through_gfile(tmp_path, tiny_corpus):
+    common = dict(inputs=(tiny_corpus,), vocab_size=64, context_length=8, shards=2, val_fraction=0.2, seed=1, workers=1)
+    run_ingest(IngestSettings(out=str(tmp_path / "local"), **common))
+    run_beam_ingest(IngestSettings(out=f"file://{tmp_path}/beam", **common))
+    assert_same_dataset(str(tmp_path / "local"), str(tmp_path / "beam"))
+
+
 def test_a_malformed_row_on_a_beam_worker_is_the_same_input_error(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine words here"}\n{"text": 3}\n')
@@ -104,7 +111,7 @@ def test_pipeline_flags_default_to_a_multiprocess_directrunner_and_pass_options_
     settings = IngestSettings(inputs=("x.txt",), out="out", workers=3)
     assert pipeline_flags(settings, []) == [
         "--runner=DirectRunner", "--direct_num_workers=3", "--direct_running_mode=multi_processing",
-        "--default_sdk_harness_log_level=WARNING"]
+        "--default_sdk_harness_log_level=CRITICAL"]
     flags = pipeline_flags(settings, ["runner=FlinkRunner", "flink_master=host:8081", "--parallelism=8", "save_main_session"])
     assert flags == ["--runner=FlinkRunner", "--flink_master=host:8081", "--parallelism=8", "--save_main_session"]
     single = pipeline_flags(IngestSettings(inputs=("x.txt",), out="out", workers=1), ["direct_num_workers=2"])
