@@ -15,13 +15,19 @@ from typing import Iterable
 import apache_beam as beam
 import numpy as np
 
-from ingest.pipeline import _add_split_totals, _Tokenizer
-from ingest.sources import InputSpec, iter_documents
-from ingest.text import RESERVED_TOKENS
-from ingest.windows import WindowPlan, document_key, encode_block, is_validation
-from ingest.writer import PARTIAL_SUFFIX, write_state
-from nextword import storage
-from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name
+from nextword.quiet import load_tensorflow
+
+# A Beam worker process imports this module first (to unpickle the DoFns): TensorFlow loads
+# here, without its C++ start-up lines on the worker's stderr.
+load_tensorflow()
+
+from ingest.pipeline import _add_split_totals, _Tokenizer  # noqa: E402
+from ingest.sources import InputSpec, iter_documents  # noqa: E402
+from ingest.text import RESERVED_TOKENS  # noqa: E402
+from ingest.windows import WindowPlan, document_key, encode_block, is_validation  # noqa: E402
+from ingest.writer import PARTIAL_SUFFIX, write_state  # noqa: E402
+from nextword import storage  # noqa: E402
+from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
 
 
 def read_batches(indexed_spec: tuple[int, InputSpec], on_error: str, batch_bytes: int) -> Iterable[tuple]:
