@@ -129,9 +129,35 @@ def generation_lines(gen: dict) -> list[str]:
 def scale_lines(scale: dict | None) -> list[str]:
     if not scale or "skipped" in scale:
         reason = (scale or {}).get("skipped", "not run")
-        return [f"Not measured: {reason}. Hook: bench/train_bench.py `scale_section` runs "
-                "`bench/scale_bench.py --json` when that file exists."]
-    return ["```json", __import__("json").dumps(scale, indent=2), "```"]
+        return [f"Not measured: {reason}. Hook: bench/train_bench.py `scale_section` calls "
+                "`bench/scale_bench.py` `benchmark_beam_ingest(corpus_path)` and `benchmark_workers(data_dir)` "
+                "when that file exists."]
+    lines = []
+    beam = scale.get("benchmark_beam_ingest", {})
+    if "error" in beam:
+        lines += [f"Beam ingest: error: {beam['error']}", ""]
+    elif beam:
+        local, direct = beam["local"], beam["beam_directrunner"]
+        lines += [f"| ingest, {beam['corpus_mb']} MB corpus ({beam['windows']:,} windows) | windows/s | peak RSS |",
+                  "| --- | ---: | ---: |",
+                  f"| local `nextword ingest` | {local['windows_per_second']:,} | {local['peak_rss_mb_max']:,.0f} MB |",
+                  f"| `--runner beam` (DirectRunner, {beam['workers']} workers) | {direct['windows_per_second']:,} | "
+                  f"{direct['peak_rss_mb_max']:,.0f} MB |",
+                  f"| **Beam time / local time** | **{beam['beam_over_local_time']}x** | |", "",
+                  f"Same dataset byte for byte: {beam['identical_manifest']}. {beam['note']}.", ""]
+    workers = scale.get("benchmark_workers", {})
+    if "error" in workers:
+        lines += [f"Workers: error: {workers['error']}"]
+    elif workers:
+        single = workers["single_process"]["steady_windows_per_second"]
+        lines += [f"| training ({workers['model']}, global batch {workers['global_batch']}, {workers['steps']} steps) | "
+                  "steady windows/s | vs one process |", "| --- | ---: | ---: |"]
+        for label in ("single_process", "1_worker", "2_workers"):
+            row = workers[label]
+            lines.append(f"| {label.replace('_', ' ')} ({row['strategy']}, {row['replicas']} replica(s)) | "
+                         f"{row['steady_windows_per_second']:,} | {row['steady_windows_per_second'] / single:.2f}x |")
+        lines += ["", f"{workers['note']}."]
+    return lines
 
 
 def write_results_md(path: str, results: dict, charts: list[str]) -> None:

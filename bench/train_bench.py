@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 
-from common import BENCH, PYTHON, median, python_script, run_checked, train_and_eval
+from common import BENCH, PYTHON, median, python_script, run_checked, run_measured, train_and_eval
 
 
 def reader_section(data_dir: str, windows: int, repeats: int, log=print) -> dict:
@@ -76,13 +76,25 @@ def generation_section(export_dir: str, notebook_words: int, words: int, batch: 
     return result
 
 
-def scale_section(smoke: bool, log=print) -> dict:
-    """Hook for bench/scale_bench.py (issue 6): Beam DirectRunner vs local ingest, 1 vs 2 workers."""
-    script = os.path.join(BENCH, "scale_bench.py")
-    if not os.path.exists(script):
+def scale_section(corpus: str | None, data_dir: str, timeout: float, worker_steps: int, log=print) -> dict:
+    """Hook for bench/scale_bench.py (issue 6, another engineer's file): its
+    `benchmark_beam_ingest(corpus_path)` (Beam DirectRunner vs local ingest windows/s) and
+    `benchmark_workers(data_dir)` (training windows/s with 1 vs 2 workers), each in a subprocess.
+    corpus None skips the Beam run (--smoke: DirectRunner alone takes a minute)."""
+    if not os.path.exists(os.path.join(BENCH, "scale_bench.py")):
         log("  bench/scale_bench.py does not exist yet: section skipped")
         return {"skipped": "bench/scale_bench.py does not exist yet"}
-    argv = [PYTHON, script, "--json"] + (["--smoke"] if smoke else [])
-    measured = run_checked(argv)
-    return json.loads(measured.stdout[measured.stdout.index("{"):])
-
+    results = {}
+    calls = (("benchmark_beam_ingest", f"{corpus!r}"), ("benchmark_workers", f"{data_dir!r}, steps={worker_steps}"))
+    for name, arguments in calls:
+        if name == "benchmark_beam_ingest" and corpus is None:
+            continue
+        code = ("import json, sys; sys.path.insert(0, %r); import scale_bench; "
+                "print(json.dumps(scale_bench.%s(%s), default=str))" % (BENCH, name, arguments))
+        measured = run_measured([PYTHON, "-c", code], timeout=timeout)
+        if measured.returncode != 0:
+            results[name] = {"error": f"exit {measured.returncode} after {measured.seconds:.0f} s: {measured.stderr[-1500:]}"}
+        else:
+            results[name] = measured.json()
+        log(f"  {name}: {json.dumps(results[name])[:300]}")
+    return results

@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
 class TrainingProgress:
-    def __init__(self, enabled: bool, total: int, done: int = 0, notes: bool = True):
+    def __init__(self, enabled: bool, total: int, done: int = 0, notes: bool = True, time_budget: float | None = None):
         self.enabled = enabled
+        # With a time budget the bar tracks the budget (seconds): a run told to stop after N
+        # seconds with a large --epochs would otherwise sit near 0% with an ETA of days.
+        self.time_budget = time_budget
+        self.started = time.monotonic()
         self.notes = notes  # per-epoch validation lines, printed even without the bar
         self.console = Console(file=sys.stderr)
         self.progress = Progress(
             TextColumn("epoch {task.fields[epoch]}"),
             BarColumn(),
-            MofNCompleteColumn(),
+            TextColumn("step {task.fields[step]:,}") if time_budget is not None else MofNCompleteColumn(),
+            TextColumn("{task.completed:.0f}/{task.total:.0f} s") if time_budget is not None else TextColumn(""),
             TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("{task.fields[windows_per_second]:>9,.0f} windows/s"),
             TimeRemainingColumn(),
             console=self.console,
             disable=not enabled,
         )
-        self.task = self.progress.add_task("train", total=total, completed=done, epoch=0, loss=float("nan"), windows_per_second=0.0)
+        self.task = self.progress.add_task("train", total=time_budget or total, completed=0.0 if time_budget else done, epoch=0, loss=float("nan"), windows_per_second=0.0,
+                                          step=done)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -33,7 +40,9 @@ class TrainingProgress:
         return self.progress.__exit__(*exc)
 
     def update(self, step: int, epoch: int, loss: float, windows_per_second: float) -> None:
-        self.progress.update(self.task, completed=step, epoch=epoch, loss=loss, windows_per_second=windows_per_second)
+        completed = step if self.time_budget is None else min(time.monotonic() - self.started, self.time_budget)
+        self.progress.update(self.task, completed=completed, epoch=epoch, loss=loss, windows_per_second=windows_per_second,
+                             step=step)
 
     def note(self, message: str) -> None:
         if self.notes:

@@ -178,7 +178,8 @@ class TrainingSession:
         stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
         started = time.monotonic()
         start_step = self.position.as_dict()["step"]
-        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step, notes=self.chief)
+        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step,
+                                    notes=self.chief, time_budget=settings.time_budget)
         with progress:
             stopped_by = self._train(stop, steps_per_epoch, target_steps, started, progress) or stopped_by
         train_seconds = time.monotonic() - started
