@@ -96,7 +96,7 @@ def ingest_command(
     workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    runner: str = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs nextword[beam])."),
+    runner: str = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs the optional Beam extra)."),
     beam_option: Optional[List[str]] = typer.Option(None, "--beam-option", metavar="K=V", help="Passed to Beam as --K=V (repeatable), e.g. runner=FlinkRunner. Default: DirectRunner, --workers processes."),
     checkpoint_seconds: float = typer.Option(IngestSettings.checkpoint_seconds, "--checkpoint-seconds", hidden=True),
     batch_bytes: int = typer.Option(IngestSettings.batch_bytes, "--batch-bytes", hidden=True),
