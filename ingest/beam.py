@@ -26,7 +26,7 @@ import logging
 import re
 from typing import Sequence
 
-from ingest.pipeline import Progress, _check_output_dir, _manifest, _no_progress, _refuse_empty, shard_counts_for_size
+from ingest.pipeline import Progress, check_output_dir, build_manifest, no_progress, refuse_empty, shard_counts_for_size
 from ingest.settings import IngestSettings
 from ingest.sources import InputSpec, resolve_inputs
 from ingest.text import RESERVED_TOKENS
@@ -164,13 +164,13 @@ def _one_line(text: str) -> str:
 # ------------------------------------------------------------------ driver
 
 def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
-                    progress: Progress = _no_progress) -> Manifest:
+                    progress: Progress = no_progress) -> Manifest:
     """The ingest as Beam pipelines (see the module docstring); returns the manifest written."""
     beam = _beam()
     flags = pipeline_flags(settings, beam_options)
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
     fingerprint = settings.fingerprint(specs)
-    finished = _check_output_dir(settings, fingerprint)
+    finished = check_output_dir(settings, fingerprint)
     if finished is not None:
         return finished
     storage.makedirs(settings.out)
@@ -183,7 +183,7 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     _run(_write_pipeline, beam, flags, settings, specs, plan)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
     progress("writing windows", documents, documents, sum(shard.records for split in shards for shard in split))
-    manifest = _manifest(settings, specs, fingerprint, summary, shards)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards)
     publish(settings.out, shards)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
@@ -200,7 +200,7 @@ def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dic
                  for name in SPLITS}
     counters = {key: value for key, value in totals.items() if "/" not in key}
     counters.setdefault("documents", 0)
-    _refuse_empty(settings, specs, counters, per_split)
+    refuse_empty(settings, specs, counters, per_split)
     sizes = state["sizes"]
     counters["tokens"] = sizes.get("total", 0)
     counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)

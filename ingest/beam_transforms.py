@@ -21,7 +21,7 @@ from nextword.quiet import load_tensorflow
 # here, without its C++ start-up lines on the worker's stderr.
 load_tensorflow()
 
-from ingest.pipeline import _add_split_totals, _Tokenizer  # noqa: E402
+from ingest.pipeline import add_split_totals, BatchTokenizer  # noqa: E402
 from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
 from ingest.windows import WindowPlan, document_key, encode_block, is_validation  # noqa: E402
@@ -53,7 +53,7 @@ class CountWords(beam.DoFn):
         self.stride, self.val_fraction = stride, val_fraction
 
     def setup(self):
-        self.tokenizer = _Tokenizer()  # TensorFlow loads once per worker, not per bundle
+        self.tokenizer = BatchTokenizer()  # TensorFlow loads once per worker, not per bundle
 
     def process(self, batch):
         _, _, texts, source_counters = batch
@@ -70,7 +70,7 @@ def split_counters(texts: list[str], lengths: np.ndarray, stride: int, val_fract
     """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
     validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
     per_split = {name: collections.Counter() for name in SPLITS}
-    _add_split_totals(per_split, lengths, validation, stride)
+    add_split_totals(per_split, lengths, validation, stride)
     counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum())}
     counters.update({f"{name}/{key}": value for name, totals in per_split.items() for key, value in totals.items()})
     return counters
@@ -106,7 +106,7 @@ class EncodeWindows(beam.DoFn):
         self.data_dir, self.plan, self.val_fraction = data_dir, plan, val_fraction
 
     def setup(self):
-        self.tokenizer = _Tokenizer()
+        self.tokenizer = BatchTokenizer()
         vocabulary = storage.read_text(storage.join(self.data_dir, VOCAB_NAME)).split("\n")[:-1]
         self.tokenizer.use_vocabulary(vocabulary)
 

@@ -35,24 +35,24 @@ _OURS = (MANIFEST_NAME, VOCAB_NAME, STATE_DIR)
 Progress = Callable[[str, int, "int | None", int], None]
 
 
-def _no_progress(stage: str, done: int, total: int | None, windows: int) -> None:
+def no_progress(stage: str, done: int, total: int | None, windows: int) -> None:
     pass
 
 
-def run_ingest(settings: IngestSettings, progress: Progress = _no_progress) -> Manifest:
+def run_ingest(settings: IngestSettings, progress: Progress = no_progress) -> Manifest:
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
     fingerprint = settings.fingerprint(specs)
-    finished = _check_output_dir(settings, fingerprint)
+    finished = check_output_dir(settings, fingerprint)
     if finished is not None:
         return finished
-    tokenizer = _Tokenizer()
+    tokenizer = BatchTokenizer()
     summary = read_state(settings.out, "pass1.json")
     if summary is None or summary.get("fingerprint") != fingerprint:
         summary = _count_pass(settings, specs, fingerprint, tokenizer, progress)
     vocabulary = summary["vocabulary"]
     plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
     shards = _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
-    manifest = _manifest(settings, specs, fingerprint, summary, shards)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards)
     publish(settings.out, shards)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
@@ -62,7 +62,7 @@ def run_ingest(settings: IngestSettings, progress: Progress = _no_progress) -> M
 
 # ------------------------------------------------------------------ the output directory
 
-def _check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | None:
+def check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | None:
     """A finished identical dataset is returned; a different or foreign one is refused."""
     out = settings.out
     names = storage.listdir(out) if storage.isdir(out) else []
@@ -100,7 +100,7 @@ def _check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | 
 
 # ------------------------------------------------------------------ TensorFlow side
 
-class _Tokenizer:
+class BatchTokenizer:
     """The TF Text tokenizer as two compiled functions: count words, and map words to ids."""
 
     def __init__(self) -> None:
@@ -148,7 +148,7 @@ def _in_order(executor, function, items, depth: int):
         yield pending.popleft().result()
 
 
-def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: Progress) -> dict:
+def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress) -> dict:
     counts = WordCounts()
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
@@ -168,12 +168,12 @@ def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: P
                 continue
             lengths, unique, word_counts = results
             counts.update(unique.tolist(), word_counts.tolist())
-            _add_split_totals(per_split, lengths, is_validation(keys, settings.val_fraction), settings.stride)
+            add_split_totals(per_split, lengths, is_validation(keys, settings.val_fraction), settings.stride)
             counters["documents"] += len(lengths)
             counters["empty_documents"] += int((lengths == 0).sum())
             done += len(lengths)
             progress("counting words", done, None, 0)
-    _refuse_empty(settings, specs, counters, per_split)
+    refuse_empty(settings, specs, counters, per_split)
     vocabulary, oov = select_vocabulary(counts, settings.vocab_size)
     counters["tokens"] = counts.total
     counters["oov_tokens"] = oov
@@ -187,14 +187,14 @@ def _count_pass(settings, specs, fingerprint, tokenizer: _Tokenizer, progress: P
     return summary
 
 
-def _add_split_totals(per_split, lengths: np.ndarray, validation: np.ndarray, stride: int) -> None:
+def add_split_totals(per_split, lengths: np.ndarray, validation: np.ndarray, stride: int) -> None:
     for index, name in enumerate(SPLITS):
         chosen = lengths[validation == bool(index)]
         per_split[name].update(documents=len(chosen), tokens=int(chosen.sum()),
                                windows=int(windows_per_document(chosen, stride).sum()))
 
 
-def _refuse_empty(settings, specs, counters, per_split) -> None:
+def refuse_empty(settings, specs, counters, per_split) -> None:
     names = ", ".join("the embedded corpus" if spec.path == BUILTIN else spec.path for spec in specs)
     if per_split["train"]["windows"] == 0:
         if counters["documents"] == 0:
@@ -231,7 +231,7 @@ def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_sp
 
 # ------------------------------------------------------------------ pass 2: windows
 
-def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: _Tokenizer, progress: Progress):
+def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTokenizer, progress: Progress):
     """Tokenize (a thread) -> cut and encode windows (worker processes) -> append to shards
     (here), each stage in document order, a few batches in flight."""
     tokenizer.use_vocabulary(summary["vocabulary"])
@@ -305,7 +305,7 @@ def _encoder_pool(workers: int) -> concurrent.futures.Executor:
 
 # ------------------------------------------------------------------ manifest
 
-def _manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
+def build_manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
     from ingest.text import TOKENIZER_CONFIG
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
