@@ -56,6 +56,10 @@ STAGE2_EXTRA = [
 ]
 
 
+RULE = ("stage 1 ranks by held-out perplexity; stage 2 (the best stage-1 candidates, each also with +0.2 dropout, "
+        "and the regularised extras r0-r2) at the full budget picks the lowest perplexity, within 1% of it the higher top-1")
+
+
 def options_for(candidate: dict) -> list[str]:
     return [
         "--arch", candidate["arch"], "--layers", str(candidate["layers"]), "--units", str(candidate["units"]),
@@ -109,8 +113,7 @@ def tune(budget: float, indices: list[int], work: str, finalists: int, final_bud
     winner = best_candidate(final_rows or rows)
     return {"budget_seconds": budget, "final_budget_seconds": final_budget,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "rule": "stage 1 ranks by held-out perplexity; stage 2 (finalists, also with +0.2 dropout) at the full "
-                    "budget picks the lowest perplexity, within 1% of it the higher top-1",
+            "rule": RULE,
             "rows": rows, "final_rows": final_rows, "winner": winner["index"], "winner_candidate": winner["candidate"]}
 
 
