@@ -212,7 +212,8 @@ def demo_command(
         seed=seed, layers=layers, units=units, embedding_dim=embedding_dim, batch_size=batch_size, progress=progress,
     )
     # The report goes to stdout (and can be saved); progress bars go to stderr.
-    result = run_demo(settings, Console(stderr=as_json))
+    # soft_wrap: long lines (paths, samples) stay whole when stdout is a file or a pipe.
+    result = run_demo(settings, Console(stderr=as_json, soft_wrap=True))
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
 
