@@ -48,23 +48,14 @@ def build_model(config: ModelConfig) -> keras.Model:
 def is_cudnn_eligible(layer: keras.layers.Layer) -> bool:
     """True when Keras would pick the cuDNN kernel for this recurrent layer on a GPU."""
     inner = layer.forward_layer if isinstance(layer, keras.layers.Bidirectional) else layer
-    if isinstance(inner, keras.layers.LSTM):
-        cell = inner.cell
-        return (
-            cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and cell.recurrent_dropout == 0
-            and not inner.unroll
-            and cell.use_bias
-        )
-    if isinstance(inner, keras.layers.GRU):
-        cell = inner.cell
-        return (
-            cell.activation is keras.activations.tanh
-            and cell.recurrent_activation is keras.activations.sigmoid
-            and cell.recurrent_dropout == 0
-            and not inner.unroll
-            and cell.use_bias
-            and cell.reset_after
-        )
-    return False
+    if not isinstance(inner, (keras.layers.LSTM, keras.layers.GRU)):
+        return False
+    cell = inner.cell
+    return (
+        cell.activation is keras.activations.tanh
+        and cell.recurrent_activation is keras.activations.sigmoid
+        and cell.recurrent_dropout == 0
+        and not inner.unroll
+        and cell.use_bias
+        and (isinstance(inner, keras.layers.LSTM) or cell.reset_after)  # GRU: cuDNN's gate order only
+    )
