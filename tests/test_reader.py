@@ -72,6 +72,23 @@ def test_skip_batches_resumes_inside_an_epoch(data_dir):
     assert resumed == full[3 * 8 :]
 
 
+@pytest.mark.parametrize("skip", [1, 2, 3, 5])
+def test_skip_batches_across_shuffle_chunks(data_dir, skip):
+    config = ReaderConfig(batch_size=8, seed=5, objective="last", shuffle_buffer=16)  # 2 batches a chunk
+    full = rows(make_dataset(data_dir, "train", config, epoch=1))
+    assert rows(make_dataset(data_dir, "train", config, epoch=1, skip_batches=skip)) == full[skip * 8:]
+
+
+def test_a_training_epoch_is_a_permutation_of_the_split(data_dir):
+    every = sorted(rows(make_dataset(data_dir, "train", ReaderConfig(batch_size=8, training=False, objective="last"))))
+    epoch = rows(make_dataset(data_dir, "train", ReaderConfig(batch_size=8, seed=2, objective="last", shuffle_buffer=40)))
+    assert len(epoch) == len(every) // 8 * 8  # only the last partial batch is dropped
+    remaining = list(every)
+    for row in epoch:
+        remaining.remove(row)  # each window at most once
+    assert len(remaining) < 8
+
+
 def test_files_split_across_input_pipelines(data_dir):
     config = ReaderConfig(batch_size=4, training=False, objective="last")
     parts = [
