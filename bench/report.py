@@ -42,7 +42,7 @@ def loop_lines(loop: dict, reader: dict | None) -> list[str]:
             f"batch {reader['batch_size']:,}, median of {len(reader['reader_windows_per_second_runs'])}) | windows/s |",
             "| --- | ---: |",
             f"| raw `TFRecordDataset(files).batch(1024)` ceiling | {_fmt(reader['raw_windows_per_second'])} |",
-            f"| `tfrecords.reader.make_dataset` (interleave, shuffle, batch, parse, prefetch) | "
+            f"| `tfrecords.reader.make_dataset` (files in turn, chunks parsed and permuted whole, batches, prefetch) | "
             f"{_fmt(reader['reader_windows_per_second'])} ({reader['share_of_ceiling']:.0%} of the ceiling) |",
             "",
         ]
@@ -54,6 +54,12 @@ def loop_lines(loop: dict, reader: dict | None) -> list[str]:
             f"| notebook: `model.fit` on numpy arrays, one-hot targets | {_fmt(fit['windows_per_second'])} |",
             f"| nextword: `model.loop.Trainer` fed by the tf.data reader | {_fmt(ours['windows_per_second'])} |",
             f"| **ratio** (target ≥ {loop['target_ratio']}x) | **{loop['ratio']:.2f}x** |",
+            "",
+            "Medians of alternating rounds, one process per side per round; per round, ours "
+            + ", ".join(_fmt(rate) for rate in ours.get("windows_per_second_runs", []))
+            + "; fit " + ", ".join(_fmt(rate) for rate in fit.get("windows_per_second_runs", []))
+            + ". `model.fit`'s speed is bimodal between processes on this shared VM (~2,200 or ~1,200 windows/s, "
+            "same code): a single pair of runs can show anything from 1.0x to 2.0x.",
             "",
             f"Share of training step time waiting on input (reader-fed vs the same steps on batches already in memory; "
             f"target < 5%): notebook network {ours['input_wait_share']:.1%}, default recipe "
