@@ -183,6 +183,8 @@ class TrainingSession:
         with progress:
             stopped_by = self._train(stop, steps_per_epoch, target_steps, started, progress) or stopped_by
         train_seconds = time.monotonic() - started
+        if stopped_by != "interrupt":
+            self._validate_final_weights(progress)
         self.manager.save(checkpoint_number=self.position.as_dict()["step"])
         summary = self._summary(stopped_by, start_step, train_seconds)
         self.history.save(summary)
@@ -241,18 +243,34 @@ class TrainingSession:
     def _end_epoch(self, epoch: int, progress) -> None:
         self.position.epoch.assign(epoch + 1)
         self.position.epoch_step.assign(0)
-        if self.chief and "val" in self.manifest.splits and self.manifest.splits["val"].windows:
-            metrics = self.validate()
-            train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
-            row = {"epoch": epoch, "step": self.position.as_dict()["step"], "train_loss": train_loss}
-            row.update({f"val_{key}": value for key, value in metrics.items() if key != "windows"})
-            self.history.log_epoch(row)
-            progress.note(
-                f"epoch {epoch}: val loss {metrics['loss']:.4f}  perplexity {metrics['perplexity']:.2f}  "
-                f"top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}"
-            )
+        self._log_validation(f"epoch {epoch}", epoch, progress)
         self.manager.save(checkpoint_number=self.position.as_dict()["step"])
         self.history.save()
+
+    def _validate_final_weights(self, progress) -> None:
+        """A run stopped mid-epoch (time budget, max steps) reports the weights it ends with,
+        not those of its last completed epoch."""
+        epochs = self.history.record["epochs"]
+        if epochs and epochs[-1]["step"] == self.position.as_dict()["step"]:
+            return
+        epoch = int(self.position.epoch.numpy())
+        self._log_validation(f"final (step {self.position.as_dict()['step']}, epoch {epoch} partial)", epoch, progress,
+                             partial=True)
+
+    def _log_validation(self, label: str, epoch: int, progress, partial: bool = False) -> None:
+        if not (self.chief and "val" in self.manifest.splits and self.manifest.splits["val"].windows):
+            return
+        metrics = self.validate()
+        train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
+        row = {"epoch": epoch, "step": self.position.as_dict()["step"], "train_loss": train_loss}
+        if partial:
+            row["partial_epoch"] = True
+        row.update({f"val_{key}": value for key, value in metrics.items() if key != "windows"})
+        self.history.log_epoch(row)
+        progress.note(
+            f"{label}: val loss {metrics['loss']:.4f}  perplexity {metrics['perplexity']:.2f}  "
+            f"top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}"
+        )
 
     def validate(self) -> dict:
         config = ReaderConfig(batch_size=EVAL_BATCH, objective="last", training=False)

@@ -123,6 +123,10 @@ def test_max_steps_and_notebook_preset(data_dir, tmp_path):
     assert summary["optimizer"] == "rmsprop" and summary["batch_size"] == 32  # explicit flag beats preset
     config = summary["model_config"]
     assert (config["embedding_dim"], config["layers"], config["units"], config["bidirectional"], config["objective"]) == (8, 3, 50, True, "last")
+    # stopped mid-epoch: the final weights are validated, and that is what the summary reports
+    last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
+    assert last["step"] == 7 and last["partial_epoch"] is True
+    assert summary["validation"]["perplexity"] == last["val_perplexity"]
 
 
 def test_settings_validation():
