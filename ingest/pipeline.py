@@ -49,14 +49,12 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress) -> Ma
     summary = read_state(settings.out, "pass1.json")
     if summary is None or summary.get("fingerprint") != fingerprint:
         summary = _count_pass(settings, specs, fingerprint, tokenizer, progress)
-    vocabulary = summary["vocabulary"]
     plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
     shards = _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
     manifest = build_manifest(settings, specs, fingerprint, summary, shards)
     publish(settings.out, shards)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
-    del vocabulary
     return manifest
 
 

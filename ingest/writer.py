@@ -53,10 +53,9 @@ class ShardSet:
         return storage.join(self.data_dir, name + PARTIAL_SUFFIX)
 
     def _open(self, name: str, append: bool):
-        path = self._temporary(name)
         if self._local is not None:
             return open(os.path.join(self._local, name + PARTIAL_SUFFIX), "ab" if append else "wb")
-        return storage.open_file(path, "wb")
+        return storage.open_file(self._temporary(name), "wb")
 
     def _restore(self, state: dict) -> None:
         if self._local is None:
