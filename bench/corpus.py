@@ -52,3 +52,45 @@ def write_zipf_corpus(path: str, target_bytes: int, seed: int = 0, types: int = 
             documents += len(lengths)
             words += int(lengths.sum())
     return {"bytes": written, "documents": documents, "words": words}
+
+
+_BASE36 = np.frombuffer(b"0123456789abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+_RARE_DIGITS = 7  # 36**7 ~ 7.8e10 distinct rare words available
+_SCRAMBLE = 1_000_000_007  # coprime to 36: i -> i * _SCRAMBLE mod 36**7 never repeats
+
+
+def rare_words(first: int, count: int) -> np.ndarray:
+    """`count` distinct words (bytes S8) numbered from `first`: a digit then 7 base-36 characters,
+    so they never equal a `word_types` word (letters first) nor one another."""
+    scrambled = (np.arange(first, first + count, dtype=np.int64) * _SCRAMBLE) % (36 ** _RARE_DIGITS)
+    characters = np.empty((count, _RARE_DIGITS + 1), dtype=np.uint8)
+    characters[:, 0] = ord("0") + (np.arange(first, first + count) % 10)
+    for position in range(_RARE_DIGITS, 0, -1):
+        scrambled, digit = np.divmod(scrambled, 36)
+        characters[:, position] = _BASE36[digit]
+    return characters.view(f"S{_RARE_DIGITS + 1}").ravel()
+
+
+def write_many_words_corpus(path: str, distinct_rare: int, seed: int = 0, common_types: int = 50_000,
+                            common_share: float = 0.5, words_per_line: int = 100, chunk: int = 1_000_000) -> dict:
+    """A corpus of `distinct_rare` words that occur once each (how a vocabulary's memory grows
+    with distinct words), mixed with Zipf-distributed common words (`common_share` of all words).
+
+    Returns {bytes, documents, words, distinct_rare}. Deterministic for a seed.
+    """
+    rng = np.random.default_rng(seed)
+    common = np.array([word.encode() for word in word_types(common_types, seed)], dtype=object)
+    probabilities = np.arange(1, common_types + 1, dtype=np.float64) ** -1.1
+    probabilities /= probabilities.sum()
+    common_per_chunk = int(chunk * common_share / (1 - common_share))
+    written = documents = words = 0
+    with open(path, "wb") as handle:
+        for first in range(0, distinct_rare, chunk):
+            rare = rare_words(first, min(chunk, distinct_rare - first)).astype(object)
+            tokens = np.concatenate([rare, common[rng.choice(common_types, size=common_per_chunk, p=probabilities)]])
+            tokens = tokens[rng.permutation(len(tokens))]
+            lines = [b" ".join(tokens[start:start + words_per_line]) for start in range(0, len(tokens), words_per_line)]
+            block = b"\n".join(lines) + b"\n"
+            handle.write(block)
+            written, documents, words = written + len(block), documents + len(lines), words + len(tokens)
+    return {"bytes": written, "documents": documents, "words": words, "distinct_rare": distinct_rare}

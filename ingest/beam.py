@@ -10,8 +10,8 @@ ingest's: each shard's pieces are written in document order.
                        counters, split sizes: CombineGlobally(sum)      -> .partial/pass1.json
     driver:          vocabulary + shard counts -> vocab.txt (as the local ingest)
     pass 2 (write):  files -> document batches -> Reshuffle -> ids -> encode_block
-                       -> GroupByKey((split, shard)) -> one shard file each, sha256 after the
-                       write                                            -> .partial/pass2.json
+                       -> GroupByKey((split, shard)) -> pieces in document order -> order_shard
+                       -> one shard file each (the local runner's bytes) -> .partial/pass2.json
     driver:          empty shards, checks against pass 1, rename shards, dataset.json last
 
 A worker reads whole input files (the readers stream one file in order), so reading
@@ -26,12 +26,13 @@ import logging
 import re
 from typing import Sequence
 
-from ingest.pipeline import Progress, check_output_dir, build_manifest, no_progress, refuse_empty, shard_counts_for_size
+from ingest.pipeline import (Progress, build_manifest, check_output_dir, no_progress, refuse_empty, shard_counts_for_size,
+                             window_plan)
+from ingest.windows import WindowPlan
 from ingest.settings import IngestSettings
 from ingest.sources import InputSpec, resolve_inputs
 from ingest.text import RESERVED_TOKENS
 from ingest.vocab import vocabulary_bytes
-from ingest.windows import WindowPlan
 from ingest.writer import PARTIAL_SUFFIX, STATE_DIR, publish, read_state
 from nextword import storage
 from nextword.errors import ArtifactError, InputError, NextwordError, SettingsError
@@ -179,12 +180,12 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     summary = _pass1_summary(settings, specs, fingerprint, read_state(settings.out, "beam-pass1.json"))
     documents = summary["counters"]["documents"]
     progress("counting words", documents, documents, 0)
-    plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
+    plan = window_plan(settings, summary["shard_counts"])
     _run(_write_pipeline, beam, flags, settings, specs, plan)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
-    progress("writing windows", documents, documents, sum(shard.records for split in shards for shard in split))
+    progress("writing windows", documents, documents, sum(shard.windows for split in shards for shard in split))
     manifest = build_manifest(settings, specs, fingerprint, summary, shards)
-    publish(settings.out, shards)
+    publish(settings.out, [shard.file for split in shards for shard in split])
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
     return manifest
@@ -223,8 +224,10 @@ def _collect_shards(data_dir: str, plan: WindowPlan, written: list[dict]) -> lis
             if entry is None:
                 name = shard_name(SPLITS[split], index, count)
                 storage.write_atomic(storage.join(data_dir, name + PARTIAL_SUFFIX), b"")
-                entry = {"file": name, "records": 0, "bytes": 0, "sha256": _EMPTY_SHA256}
+                entry = {"file": name, "records": 0, "bytes": 0, "sha256": _EMPTY_SHA256, "windows": 0,
+                         "record_windows": []}
             split_shards.append(Shard(file=entry["file"], records=entry["records"], bytes=entry["bytes"],
-                                      sha256=entry["sha256"]))
+                                      sha256=entry["sha256"], windows=entry["windows"],
+                                      record_windows=tuple(map(tuple, entry["record_windows"]))))
         shards.append(split_shards)
     return shards

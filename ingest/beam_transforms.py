@@ -21,11 +21,12 @@ from nextword.quiet import load_tensorflow
 # here, without its C++ start-up lines on the worker's stderr.
 load_tensorflow()
 
-from ingest.pipeline import add_split_totals, BatchTokenizer  # noqa: E402
+from ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  # noqa: E402
 from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
-from ingest.windows import WindowPlan, document_key, encode_block, is_validation  # noqa: E402
-from ingest.writer import PARTIAL_SUFFIX, write_state  # noqa: E402
+from ingest.vocab import varint_length  # noqa: E402
+from ingest.windows import RECORD_INFO, WindowPlan, document_key, encode_block, is_validation, order_shard  # noqa: E402
+from ingest.writer import PARTIAL_SUFFIX, describe_shard, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
 from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
 
@@ -85,7 +86,7 @@ def coverage(word_count: tuple[bytes, int], vocabulary: list[str]) -> dict:
     word, count = word_count
     position = _vocabulary_index(vocabulary).get(word, 1)
     return {"total": count, "covered": count if position > 1 else 0,
-            "varint_bytes": count * (1 + (position >= 128) + (position >= 16384))}
+            "varint_bytes": count * varint_length(position)}
 
 
 _INDEX_CACHE: dict = {}
@@ -100,7 +101,7 @@ def _vocabulary_index(vocabulary: list[str]) -> dict[bytes, int]:
 
 
 class EncodeWindows(beam.DoFn):
-    """A document batch -> ((split, shard), (input, first document, frames bytes, records)) per piece."""
+    """A document batch -> ((split, shard), (input, first document, frames bytes, RECORD_INFO bytes)) per piece."""
 
     def __init__(self, data_dir: str, plan: WindowPlan, val_fraction: float):
         self.data_dir, self.plan, self.val_fraction = data_dir, plan, val_fraction
@@ -114,25 +115,23 @@ class EncodeWindows(beam.DoFn):
         input_index, first, texts, _ = batch
         if not texts:
             return
-        flat_ids, lengths = (tensor.numpy() for tensor in self.tokenizer.to_ids(texts))
-        keys = np.array([document_key(text) for text in texts], dtype=np.uint64)
-        block = encode_block(self.plan, flat_ids, lengths, keys, is_validation(keys, self.val_fraction))
-        for split, shard, frames, records in block.pieces:
-            yield (split, shard), (input_index, first, frames, records)
+        block = encode_block(*encode_arguments(self.tokenizer, self.plan, texts, self.val_fraction))
+        for split, shard, frames, info in block.pieces:
+            yield (split, shard), (input_index, first, frames, info.tobytes())
 
 
 def write_shard(keyed_pieces, data_dir: str, shard_counts: tuple[int, int]) -> dict:
-    """All pieces of one shard, in document order, into its temporary file; sha256 from the file."""
+    """All pieces of one shard, in document order (as the local runner appends them), put in the
+    shard's seeded order by the local runner's own `order_shard`, into its temporary file."""
     (split, shard), pieces = keyed_pieces
-    ordered = sorted(pieces, key=lambda piece: (piece[0], piece[1]))  # (input, first document)
+    ordered_pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))  # (input, first document)
+    frames = b"".join(piece[2] for piece in ordered_pieces)
+    info = np.frombuffer(b"".join(piece[3] for piece in ordered_pieces), dtype=RECORD_INFO)
+    ordered, info = order_shard(frames, info)
     name = shard_name(SPLITS[split], shard, shard_counts[split])
-    path = storage.join(data_dir, name + PARTIAL_SUFFIX)
-    with storage.open_file(path, "wb") as handle:
-        for _, _, frames, _ in ordered:
-            handle.write(frames)
-    sha256, size = storage.sha256_of(path)
-    return {"split": split, "index": shard, "file": name, "records": sum(piece[3] for piece in ordered),
-            "bytes": size, "sha256": sha256}
+    with storage.open_file(storage.join(data_dir, name + PARTIAL_SUFFIX), "wb") as handle:
+        handle.write(ordered)
+    return {"split": split, "index": shard, **describe_shard(name, ordered, info)}
 
 
 def save_state(value, data_dir: str, name: str) -> None:

@@ -23,7 +23,7 @@ from ingest.settings import IngestSettings
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from ingest.windows import WindowPlan, document_key, encode_job, is_validation, windows_per_document
-from ingest.writer import STATE_DIR, ShardSet, local_path, publish, read_state, write_state
+from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, read_state, write_state
 from nextword import __version__, storage
 from nextword.errors import ArtifactError, InputError
 from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
@@ -49,13 +49,29 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress) -> Ma
     summary = read_state(settings.out, "pass1.json")
     if summary is None or summary.get("fingerprint") != fingerprint:
         summary = _count_pass(settings, specs, fingerprint, tokenizer, progress)
-    plan = WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(summary["shard_counts"]))
-    shards = _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
+    plan = window_plan(settings, summary["shard_counts"])
+    _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
+    shards = order_shards(settings.out, plan, progress)
     manifest = build_manifest(settings, specs, fingerprint, summary, shards)
-    publish(settings.out, shards)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
     return manifest
+
+
+def window_plan(settings: IngestSettings, shard_counts) -> WindowPlan:
+    return WindowPlan(settings.context_length, settings.stride, settings.seed, tuple(shard_counts),
+                      settings.layout, settings.windows_per_record)
+
+
+def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progress):
+    """Every unordered shard of pass 2 -> its seeded random order, under its final name."""
+    total, done = sum(plan.shard_counts), [0]
+
+    def one_more() -> None:
+        done[0] += 1
+        progress("shuffling shards", done[0], total, 0)
+
+    return order_and_publish(data_dir, plan.shard_counts, one_more)
 
 
 # ------------------------------------------------------------------ the output directory
@@ -132,6 +148,14 @@ class BatchTokenizer:
         self.to_ids = to_ids
 
 
+def encode_arguments(tokenizer: BatchTokenizer, plan: WindowPlan, texts: list[str], val_fraction: float) -> tuple:
+    """A batch of texts -> the arguments of `ingest.windows.encode_block` (both runners use this):
+    (plan, flat ids int32[tokens], lengths int64[documents], document keys uint64, validation bool)."""
+    flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(texts))
+    keys = np.array([document_key(text) for text in texts], dtype=np.uint64)
+    return plan, flat_ids, lengths, keys, is_validation(keys, val_fraction)
+
+
 # ------------------------------------------------------------------ pass 1: counting
 
 def _in_order(executor, function, items, depth: int):
@@ -147,7 +171,8 @@ def _in_order(executor, function, items, depth: int):
 
 
 def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress) -> dict:
-    counts = WordCounts()
+    local_out = local_path(settings.out)  # word-count runs spill beside a local output, else to the temp dir
+    counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
     done = 0
@@ -172,12 +197,13 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             done += len(lengths)
             progress("counting words", done, None, 0)
     refuse_empty(settings, specs, counters, per_split)
-    vocabulary, oov = select_vocabulary(counts, settings.vocab_size)
+    vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
+    counts.close()  # removes the spilled runs
     counters["tokens"] = counts.total
     counters["oov_tokens"] = oov
     summary = dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=dict(counters),
                    splits={name: dict(value) for name, value in per_split.items()},
-                   shard_counts=_shard_counts(settings, counts, vocabulary, per_split))
+                   shard_counts=_shard_counts(settings, kept_counts, counts.total, per_split))
     storage.makedirs(settings.out)
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
@@ -209,19 +235,22 @@ def refuse_empty(settings, specs, counters, per_split) -> None:
         )
 
 
-def _shard_counts(settings, counts: WordCounts, vocabulary: list[str], per_split) -> list[int]:
-    """Size shards to ~TARGET_SHARD_BYTES from the exact window counts and the ids' varint sizes."""
-    index = {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}
-    varint_bytes = sum(count * (1 + (index.get(word, 1) >= 128) + (index.get(word, 1) >= 16384))
-                       for word, count in counts.counts.items())
-    return shard_counts_for_size(settings, varint_bytes, counts.total, per_split)
+def _shard_counts(settings, kept_counts: list[int], total_tokens: int, per_split) -> list[int]:
+    """Size shards to ~TARGET_SHARD_BYTES from the exact window counts and the ids' varint sizes
+    (kept_counts: the corpus count of each vocabulary word, by id from 2, as select_vocabulary gives)."""
+    from ingest.vocab import ids_varint_bytes
+
+    return shard_counts_for_size(settings, ids_varint_bytes(kept_counts, total_tokens), total_tokens, per_split)
 
 
 def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_split) -> list[int]:
     """(train, val) shard counts from the ids' total varint bytes (shared with the Beam ingest)."""
     average = varint_bytes / max(total_tokens, 1)
-    per_window = 40 + (settings.context_length + 1) * average
-    estimated = [per_split[name]["windows"] * per_window for name in SPLITS]
+    if settings.layout == "windows":
+        estimated = [per_split[name]["windows"] * (40 + (settings.context_length + 1) * average) for name in SPLITS]
+    else:  # a record per run of windows_per_record windows: ~30 bytes of framing + its ids once
+        estimated = [per_split[name]["tokens"] * average * (1 + settings.context_length / settings.windows_per_record)
+                     + per_split[name]["windows"] / settings.windows_per_record * 30 for name in SPLITS]
     train = settings.shards or max(1, math.ceil(estimated[0] / TARGET_SHARD_BYTES))
     validation = 0 if per_split["val"]["windows"] == 0 else min(train, max(1, math.ceil(estimated[1] / TARGET_SHARD_BYTES)))
     return [train, validation]
@@ -235,13 +264,11 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
     tokenizer.use_vocabulary(summary["vocabulary"])
     shard_set, done, windows, complete = _open_shards(settings, fingerprint, plan)
     if complete:
-        return shard_set.finished_shards()
+        return
     total = summary["counters"]["documents"]
 
     def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
-        flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(batch.texts))
-        keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
-        return plan, flat_ids, lengths, keys, is_validation(keys, settings.val_fraction)
+        return encode_arguments(tokenizer, plan, batch.texts, settings.val_fraction)
 
     batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
                                                  skip_documents=done) if batch.texts)
@@ -250,9 +277,9 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
         with concurrent.futures.ThreadPoolExecutor(1) as threads, _encoder_pool(settings.workers) as pool:
             jobs = _in_order(threads, tokenize, batches, depth=2)
             for block in _in_order(pool, encode_job, jobs, depth=2 * settings.workers):
-                for split, shard, frames, records in block.pieces:
-                    shard_set.append(split, shard, frames, records)
-                    windows += records
+                for split, shard, frames, info in block.pieces:
+                    shard_set.append(split, shard, frames, info)
+                windows = sum(map(sum, shard_set.windows))
                 done += block.documents
                 progress("writing windows", done, total, windows)
                 if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
@@ -266,7 +293,6 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
         raise InputError(f"the inputs changed while being read: {total} documents in pass 1, {done} in pass 2",
                          hint="do not modify the corpus during ingest; run the command again")
     write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, complete=True, **final))
-    return shard_set.finished_shards()
 
 
 def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool]:
@@ -276,7 +302,7 @@ def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool]
     if state is not None and state.get("fingerprint") == fingerprint and local_path(settings.out) is not None:
         try:
             shard_set = ShardSet(settings.out, plan.shard_counts, state)
-            windows = sum(shard["records"] for split in state["shards"] for shard in split)
+            windows = sum(shard["windows"] for split in state["shards"] for shard in split)
             if state.get("complete"):
                 shard_set.close()
             return shard_set, state["documents"], windows, bool(state.get("complete"))
@@ -310,7 +336,7 @@ def build_manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
     splits = {}
     for index, name in enumerate(SPLITS):
         recorded = summary["splits"][name]
-        written = sum(shard.records for shard in shards[index])
+        written = sum(shard.windows for shard in shards[index])
         if written != recorded["windows"]:
             raise ArtifactError(f"{name}: wrote {written} windows, pass 1 counted {recorded['windows']}",
                                 hint="this is a bug in nextword; please report it with the command you ran")
@@ -324,5 +350,6 @@ def build_manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
         context_length=settings.context_length, stride=settings.stride, seed=settings.seed,
         val_fraction=settings.val_fraction, splits=splits, counters=counters,
         inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column} for spec in specs),
-        created_by=f"nextword {__version__}",
+        created_by=f"nextword {__version__}", layout=settings.layout,
+        windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ingest.sources import FORMATS, InputSpec
 from nextword.errors import SettingsError
-from tfrecords.manifest import FORMAT_VERSION
+from tfrecords.manifest import FORMAT_VERSION, LAYOUTS
 
 
 def default_workers() -> int:
@@ -26,6 +26,8 @@ class IngestSettings:
     vocab_size: int = 20000
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target
     stride: int = 1
+    layout: str = "spans"  # spans: runs of consecutive windows per record; windows: one Example per window
+    windows_per_record: int = 128  # spans: chosen by bench/layout_bench.py (disk and reader speed vs shuffle grain)
     shards: int | None = None  # train shards; None: sized so a shard is ~128 MB
     val_fraction: float = 0.02
     seed: int = 0
@@ -45,6 +47,10 @@ class IngestSettings:
                                 hint="a softmax over millions of words will not train on this toolkit's RNNs anyway")
         if self.context_length < 1:
             raise SettingsError(f"--context must be at least 1, got {self.context_length}")
+        if self.layout not in LAYOUTS:
+            raise SettingsError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+        if not 1 <= self.windows_per_record <= 65536:
+            raise SettingsError(f"--windows-per-record must be between 1 and 65536, got {self.windows_per_record}")
         if self.stride < 1:
             raise SettingsError(f"--stride must be at least 1, got {self.stride}")
         if self.shards is not None and not 1 <= self.shards <= 99999:
@@ -70,7 +76,8 @@ class IngestSettings:
                            stat.st_mtime_ns if stat else None])
         described = dict(
             format_version=FORMAT_VERSION, tokenizer=TOKENIZER_CONFIG, inputs=inputs, vocab_size=self.vocab_size,
-            context_length=self.context_length, stride=self.stride, shards=self.shards,
+            context_length=self.context_length, stride=self.stride, shards=self.shards, layout=self.layout,
+            windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
         )
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]

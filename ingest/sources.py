@@ -9,6 +9,7 @@ One row (CSV/TSV/Parquet/JSONL) or one line (text) is one document.
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import gzip
 import json
 import os
@@ -47,6 +48,10 @@ class SourceCounters:
     replaced_bytes: int = 0
     nul_bytes: int = 0
     truncated_inputs: int = 0
+
+    def minus(self, earlier: SourceCounters) -> SourceCounters:
+        """What was counted since `earlier` (a copy of these counters taken before)."""
+        return SourceCounters(**{name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()})
 
 
 @dataclass
@@ -309,23 +314,29 @@ def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 <
                    skip_documents: int = 0) -> Iterator[DocumentBatch]:
     """Every document of every input, in order, as batches of about `batch_bytes` of text.
 
+    Each batch's counters hold what was counted since the previous batch, so summing them over
+    the batches gives exact totals for any batch size.
     skip_documents: documents to pass over first (resuming); they are not decoded.
     """
-    counters = SourceCounters()
+    # One running object for the whole stream: the readers keep the object they were handed
+    # (and pyarrow's row handler counts whole blocks ahead), so it must never be swapped out.
+    running = SourceCounters()
+    reported = SourceCounters()
     texts: list[str] = []
     size = 0
     index = 0
     first = skip_documents
     for spec in specs:
-        for raw in _guarded(spec, on_error, counters):
+        for raw in _guarded(spec, on_error, running):
             index += 1
             if index <= skip_documents:
                 continue
-            texts.append(clean_text(raw, counters))
+            texts.append(clean_text(raw, running))
             size += len(raw) + 64
             if size >= batch_bytes:
-                yield DocumentBatch(texts, first, counters)
+                yield DocumentBatch(texts, first, running.minus(reported))
+                reported = dataclasses.replace(running)
                 first += len(texts)
-                texts, size, counters = [], 0, SourceCounters()
-    if texts or counters != SourceCounters():
-        yield DocumentBatch(texts, first, counters)
+                texts, size = [], 0
+    if texts or running != reported:
+        yield DocumentBatch(texts, first, running.minus(reported))

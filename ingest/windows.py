@@ -50,13 +50,26 @@ class WindowPlan:
     stride: int
     seed: int
     shard_counts: tuple[int, int]  # (train, val)
+    layout: str = "spans"
+    windows_per_record: int = 128  # spans: the most windows a record holds
+
+    @property
+    def record_windows_limit(self) -> int:
+        return self.windows_per_record if self.layout == "spans" else 1
+
+
+# Per record, beside the shard's frames: the key that orders the shard, the frame's size and
+# its window count. Written to a sidecar file next to the unordered shard, little-endian.
+RECORD_INFO = np.dtype([("order", "<u8"), ("size", "<u4"), ("windows", "<u4")])
+_ORDER_SALT = np.uint64(0x6A09E667F3BCC909)
 
 
 @dataclass(frozen=True)
 class EncodedBlock:
-    """Per (split, shard): the frames of that shard's windows from this block, in document order."""
+    """Per (split, shard): the frames of that shard's records from this block, in document order,
+    with their RECORD_INFO rows."""
     documents: int
-    pieces: tuple[tuple[int, int, bytes, int], ...]  # (split index 0=train 1=val, shard, frames, records)
+    pieces: tuple[tuple[int, int, bytes, np.ndarray], ...]  # (split 0=train 1=val, shard, frames, info)
 
 
 def window_rows(lengths: np.ndarray, stride: int, context_length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,33 +83,101 @@ def window_rows(lengths: np.ndarray, stride: int, context_length: int) -> tuple[
     return padded_start[document] + position, document, position
 
 
+@dataclass(frozen=True)
+class Records:
+    """The records of a block, in document order: each holds padded[start:end] (ids only, its
+    `pad` leading zeros not stored, for spans), `windows` windows of `document`, and is the
+    `index`-th record of that document."""
+    start: np.ndarray
+    end: np.ndarray
+    pad: np.ndarray | None  # None for the "windows" layout (the zeros are stored)
+    windows: np.ndarray
+    document: np.ndarray
+    index: np.ndarray
+
+
+def cut_records(plan: WindowPlan, lengths: np.ndarray) -> Records:
+    """Every window of documents with `lengths`, grouped into records (pure: no ids needed)."""
+    context = plan.context_length
+    starts, document, position = window_rows(lengths, plan.stride, context)
+    window_index = (position - 1) // plan.stride  # of its document
+    if plan.layout == "windows":
+        ones = np.ones(len(starts), dtype=np.int64)
+        return Records(starts, starts + context + 1, None, ones, document, window_index)
+    per_record = plan.windows_per_record
+    first = np.flatnonzero(window_index % per_record == 0)
+    counts = windows_per_document(lengths, plan.stride)
+    windows = np.minimum(per_record, counts[document[first]] - window_index[first])
+    last = first + windows - 1
+    pad = np.maximum(0, context - position[first])
+    return Records(starts[first] + pad, starts[last] + context + 1, pad, windows, document[first],
+                   window_index[first] // per_record)
+
+
+def padded_ids(flat_ids: np.ndarray, lengths: np.ndarray, context_length: int) -> np.ndarray:
+    """int32[total tokens] of documents with `lengths` -> the same with `context_length` zeros before each."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    padded = np.zeros(int(lengths.sum()) + context_length * len(lengths), dtype=np.int32)
+    token_document = np.repeat(np.arange(len(lengths)), lengths)
+    token_offset = np.arange(len(flat_ids)) - (np.cumsum(lengths) - lengths)[token_document]
+    padded[(np.cumsum(lengths + context_length) - lengths)[token_document] + token_offset] = flat_ids
+    return padded
+
+
+def record_keys(plan: WindowPlan, document_keys: np.ndarray, record_index: np.ndarray) -> np.ndarray:
+    """uint64 hash of (seed, document key, record index): the record's shard and place in it."""
+    seed_mix = splitmix64(np.uint64(plan.seed))
+    return splitmix64(np.asarray(document_keys, dtype=np.uint64) ^ splitmix64(record_index.astype(np.uint64) ^ seed_mix))
+
+
 def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, keys: np.ndarray,
                  validation: np.ndarray) -> EncodedBlock:
     """flat_ids int32[total tokens] of documents with `lengths`; keys uint64[documents];
-    validation bool[documents] -> the block's windows as TFRecord frames per shard."""
-    context = plan.context_length
-    lengths = np.asarray(lengths, dtype=np.int64)
-    padded = np.zeros(int(lengths.sum()) + context * len(lengths), dtype=np.int32)
-    token_document = np.repeat(np.arange(len(lengths)), lengths)
-    token_offset = np.arange(len(flat_ids)) - (np.cumsum(lengths) - lengths)[token_document]
-    padded[(np.cumsum(lengths + context) - lengths)[token_document] + token_offset] = flat_ids
-    starts, document, position = window_rows(lengths, plan.stride, context)
+    validation bool[documents] -> the block's records as TFRecord frames per (split, shard).
 
-    split = validation[document].astype(np.int64)
-    shard_counts = np.array(plan.shard_counts, dtype=np.uint64)[split]
-    seed_mix = splitmix64(np.uint64(plan.seed))
-    hashed = splitmix64(np.asarray(keys, dtype=np.uint64)[document] ^ splitmix64(position.astype(np.uint64) ^ seed_mix))
-    shard = (hashed % shard_counts).astype(np.int64)
+    A record's shard and its place in the shard's final order come from a hash of (seed,
+    document key, record index): independent of batches and workers."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    records = cut_records(plan, lengths)
+    split = validation[records.document].astype(np.int64)
+    hashed = record_keys(plan, np.asarray(keys, dtype=np.uint64)[records.document], records.index)
+    shard = (hashed % np.array(plan.shard_counts, dtype=np.uint64)[split]).astype(np.int64)
     order = np.lexsort((shard, split))  # stable: document order within each (split, shard)
+    encoder = StreamEncoder(padded_ids(flat_ids, lengths, plan.context_length))
+    pads = None if records.pad is None else records.pad[order]
+    frames, sizes = encoder.encode_slices(records.start[order], records.end[order], pads)
+    info = np.empty(len(order), dtype=RECORD_INFO)
+    info["order"] = splitmix64(hashed[order] ^ _ORDER_SALT)
+    info["size"] = sizes
+    info["windows"] = records.windows[order]
     bucket = (split * max(plan.shard_counts) + shard)[order]
     boundaries = np.flatnonzero(np.diff(bucket)) + 1
-    encoder = StreamEncoder(padded)  # every window is a slice of this one stream
-    pieces = []
+    frame_ends = np.cumsum(sizes)
+    pieces, first = [], 0
     for group in np.split(np.arange(len(order)), boundaries) if len(order) else []:
-        rows = order[group]
-        frames, _ = encoder.encode(starts[rows], context + 1)
-        pieces.append((int(split[rows[0]]), int(shard[rows[0]]), frames, len(rows)))
+        end = int(frame_ends[group[-1]])
+        row = order[group[0]]
+        pieces.append((int(split[row]), int(shard[row]), frames[first:end], info[group]))
+        first = end
     return EncodedBlock(len(lengths), tuple(pieces))
+
+
+def order_shard(frames: bytes, info: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """A shard's records (frames in arrival order, their RECORD_INFO rows) -> the same records
+    in the shard's seeded random order. Stable: equal keys (duplicated documents) keep
+    arrival order, which is document order for both runners."""
+    order = np.argsort(info["order"], kind="stable")
+    ends = np.cumsum(info["size"], dtype=np.int64)
+    starts = ends - info["size"]
+    view = memoryview(frames)
+    ordered = b"".join([view[start:end] for start, end in zip(starts[order].tolist(), ends[order].tolist())])
+    return ordered, info[order]
+
+
+def record_windows_histogram(windows: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """((windows in a record, records with that many), ...) ascending."""
+    values, counts = np.unique(np.asarray(windows, dtype=np.int64), return_counts=True)
+    return tuple((int(value), int(count)) for value, count in zip(values, counts))
 
 
 def encode_job(arguments: tuple) -> EncodedBlock:

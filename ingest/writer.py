@@ -1,9 +1,13 @@
-"""Shard files written under temporary names, made durable at checkpoints, renamed at the end.
+"""Shards written in two steps: unordered under the state dir, then each one ordered and published.
 
-A shard only gets its final name once every window is in it, and `dataset.json` (written
-last) is what makes a DATA_DIR complete, so a run killed at any moment never leaves a file
-that looks complete but is not. Resuming truncates each temporary shard back to the size
-recorded at the last checkpoint and carries on from there.
+Pass 2 appends every record to its shard's UNORDERED file under `DATA_DIR/.partial/` (frames,
+plus a sidecar of RECORD_INFO rows: order key, size, windows), durable at checkpoints. Files
+are opened only to append a buffer and closed again, so 5,000 shards need no more than a few
+open files. Then each shard is read back (one shard in memory at a time), put in its seeded
+random order (`ingest.windows.order_shard`) and renamed into DATA_DIR. `dataset.json`,
+written last, is what makes a DATA_DIR complete, so a run killed at any moment never leaves
+a file that looks complete but is not. Resuming truncates each unordered file back to the
+size recorded at the last checkpoint and carries on from there.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import hashlib
 import json
 import os
 
+import numpy as np
+
+from ingest.windows import RECORD_INFO, order_shard, record_windows_histogram
 from nextword import storage
 from nextword.errors import ArtifactError
 from tfrecords.manifest import SPLITS, Shard, shard_name
 
 PARTIAL_SUFFIX = ".partial"
 STATE_DIR = ".partial"
+INFO_SUFFIX = ".info"
+BUFFER_BYTES = 16 << 20  # pending appends over all shards before they go to disk
 
 
 def local_path(path: str) -> str | None:
@@ -28,10 +37,11 @@ def local_path(path: str) -> str | None:
 
 
 class ShardSet:
-    """The open temporary shard files of both splits, with running sha256 and counts.
+    """The unordered shard files of both splits, with running sizes and counts.
 
-    `checkpoint()` flushes and fsyncs, returning a JSON-able state; `ShardSet(..., state)`
-    resumes from one. Remote filesystems cannot truncate, so there a resume restarts pass 2.
+    `checkpoint()` writes out and fsyncs, returning a JSON-able state; `ShardSet(..., state)`
+    resumes from one. Remote filesystems cannot append or truncate: there every file keeps one
+    handle open and a resume restarts pass 2.
     """
 
     def __init__(self, data_dir: str, shard_counts: tuple[int, int], state: dict | None = None):
@@ -39,75 +49,149 @@ class ShardSet:
         self.names = [[shard_name(split, index, count) for index in range(count)]
                       for split, count in zip(SPLITS, shard_counts)]
         self.records = [[0] * count for count in shard_counts]
+        self.windows = [[0] * count for count in shard_counts]
         self.sizes = [[0] * count for count in shard_counts]
-        self.digests = [[hashlib.sha256() for _ in range(count)] for count in shard_counts]
-        self.handles = [[None] * count for count in shard_counts]
+        self.pending: dict[tuple[int, int], list] = {}
+        self.pending_bytes = 0
         self._local = local_path(data_dir)
+        self._handles: dict[str, object] = {}
+        storage.makedirs(storage.join(data_dir, STATE_DIR))
         if state is not None:
             self._restore(state)
+        else:
+            self._create_empty()
+
+    def unordered_path(self, split: int, index: int, suffix: str = "") -> str:
+        return storage.join(self.data_dir, STATE_DIR, self.names[split][index] + suffix)
+
+    def _os_path(self, path: str) -> str:
+        return path[len("file://"):] if path.startswith("file://") else path
+
+    def _create_empty(self) -> None:
         for split, names in enumerate(self.names):
-            for index, name in enumerate(names):
-                self.handles[split][index] = self._open(name, append=state is not None)
-
-    def _temporary(self, name: str) -> str:
-        return storage.join(self.data_dir, name + PARTIAL_SUFFIX)
-
-    def _open(self, name: str, append: bool):
-        if self._local is not None:
-            return open(os.path.join(self._local, name + PARTIAL_SUFFIX), "ab" if append else "wb")
-        return storage.open_file(self._temporary(name), "wb")
+            for index in range(len(names)):
+                for suffix in ("", INFO_SUFFIX):
+                    path = self.unordered_path(split, index, suffix)
+                    if self._local is not None:
+                        open(self._os_path(path), "wb").close()
+                    else:
+                        self._handles[path] = storage.open_file(path, "wb")
 
     def _restore(self, state: dict) -> None:
         if self._local is None:
             raise ArtifactError("resuming needs a local DATA_DIR")
         for split, names in enumerate(self.names):
-            for index, name in enumerate(names):
+            for index in range(len(names)):
                 recorded = state["shards"][split][index]
-                path = os.path.join(self._local, name + PARTIAL_SUFFIX)
-                if not os.path.exists(path) or os.path.getsize(path) < recorded["bytes"]:
-                    raise ArtifactError(f"{path} is shorter than its last checkpoint")
-                with open(path, "r+b") as handle:
-                    handle.truncate(recorded["bytes"])  # drop what came after the checkpoint
-                with open(path, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(8 << 20), b""):
-                        self.digests[split][index].update(chunk)
+                for suffix, size in (("", recorded["bytes"]), (INFO_SUFFIX, recorded["records"] * RECORD_INFO.itemsize)):
+                    path = self._os_path(self.unordered_path(split, index, suffix))
+                    if not os.path.exists(path) or os.path.getsize(path) < size:
+                        raise ArtifactError(f"{path} is shorter than its last checkpoint")
+                    with open(path, "r+b") as handle:
+                        handle.truncate(size)  # drop what came after the checkpoint
                 self.sizes[split][index] = recorded["bytes"]
                 self.records[split][index] = recorded["records"]
+                self.windows[split][index] = recorded["windows"]
 
-    def append(self, split: int, shard: int, frames: bytes, records: int) -> None:
-        self.handles[split][shard].write(frames)
-        self.digests[split][shard].update(frames)
+    def append(self, split: int, shard: int, frames: bytes, info: np.ndarray) -> None:
+        self.pending.setdefault((split, shard), []).append((frames, info))
+        self.pending_bytes += len(frames) + info.nbytes
         self.sizes[split][shard] += len(frames)
-        self.records[split][shard] += records
+        self.records[split][shard] += len(info)
+        self.windows[split][shard] += int(info["windows"].sum())
+        if self.pending_bytes > BUFFER_BYTES:
+            self._write_pending(durable=False)
+
+    def _write_pending(self, durable: bool) -> None:
+        for (split, shard), pieces in sorted(self.pending.items()):
+            self._append_file(self.unordered_path(split, shard), b"".join(frames for frames, _ in pieces), durable)
+            self._append_file(self.unordered_path(split, shard, INFO_SUFFIX),
+                              b"".join(info.tobytes() for _, info in pieces), durable)
+        self.pending, self.pending_bytes = {}, 0
+
+    def _append_file(self, path: str, data: bytes, durable: bool) -> None:
+        if self._local is None:
+            self._handles[path].write(data)
+            return
+        with open(self._os_path(path), "ab") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def checkpoint(self) -> dict:
-        for handles in self.handles:
-            for handle in handles:
-                handle.flush()
-                if self._local is not None:
-                    os.fsync(handle.fileno())
-        return {"shards": [[{"bytes": size, "records": records} for size, records in zip(sizes, counts)]
-                           for sizes, counts in zip(self.sizes, self.records)]}
+        self._write_pending(durable=True)
+        for handle in self._handles.values():
+            handle.flush()
+        return {"shards": [[{"bytes": size, "records": records, "windows": windows}
+                            for size, records, windows in zip(sizes, counts, window_counts)]
+                           for sizes, counts, window_counts in zip(self.sizes, self.records, self.windows)]}
 
     def close(self) -> None:
-        for handles in self.handles:
-            for handle in handles:
-                if handle is not None:
-                    handle.close()
-
-    def finished_shards(self) -> list[list[Shard]]:
-        return [[Shard(file=name, records=self.records[split][index], bytes=self.sizes[split][index],
-                       sha256=self.digests[split][index].hexdigest())
-                 for index, name in enumerate(names)] for split, names in enumerate(self.names)]
+        for handle in self._handles.values():
+            handle.close()
+        self._handles = {}
 
 
-def publish(data_dir: str, shards: list[list[Shard]]) -> None:
-    """Give every temporary shard its final name (idempotent: a rerun after a kill finishes it)."""
-    for split_shards in shards:
-        for shard in split_shards:
-            temporary = storage.join(data_dir, shard.file + PARTIAL_SUFFIX)
-            if storage.exists(temporary):
-                storage.rename(temporary, storage.join(data_dir, shard.file))
+def order_and_publish(data_dir: str, shard_counts: tuple[int, int], progress=None) -> list[list[Shard]]:
+    """Put every unordered shard in its seeded random order and give it its final name.
+
+    One shard in memory at a time. Each finished shard is recorded in `.partial/order.json`,
+    so a rerun after a kill orders only the shards still missing (recomputing one that was
+    renamed just before the kill gives the same bytes)."""
+    done = read_state(data_dir, "order.json") or {}
+    names = [[shard_name(split, index, count) for index in range(count)] for split, count in zip(SPLITS, shard_counts)]
+    shards = []
+    for split, split_names in enumerate(names):
+        split_shards = []
+        for index, name in enumerate(split_names):
+            if name not in done or not storage.exists(storage.join(data_dir, name)):
+                done[name] = _order_one(data_dir, name)
+                write_state(data_dir, "order.json", done)
+            split_shards.append(Shard(**{**done[name], "record_windows": tuple(map(tuple, done[name]["record_windows"]))}))
+            if progress is not None:
+                progress()
+        shards.append(split_shards)
+    return shards
+
+
+def _order_one(data_dir: str, name: str) -> dict:
+    unordered = storage.join(data_dir, STATE_DIR, name)
+    with storage.open_file(unordered, "rb") as handle:
+        frames = handle.read()
+    with storage.open_file(unordered + INFO_SUFFIX, "rb") as handle:
+        info = np.frombuffer(handle.read(), dtype=RECORD_INFO)
+    if int(info["size"].sum(dtype=np.int64)) != len(frames):
+        raise ArtifactError(f"{unordered} does not match its record index {unordered + INFO_SUFFIX}",
+                            hint="run the same ingest command with --overwrite to start over")
+    ordered, info = order_shard(frames, info)
+    temporary = storage.join(data_dir, STATE_DIR, name + ".ordered")
+    local = local_path(temporary)
+    if local is not None:
+        with open(local, "wb") as handle:
+            handle.write(ordered)
+            handle.flush()
+            os.fsync(handle.fileno())
+    else:
+        with storage.open_file(temporary, "wb") as handle:
+            handle.write(ordered)
+    storage.rename(temporary, storage.join(data_dir, name))
+    return describe_shard(name, ordered, info)
+
+
+def describe_shard(name: str, ordered: bytes, info: np.ndarray) -> dict:
+    """A finished shard's manifest entry (JSON-able) from its bytes and RECORD_INFO rows."""
+    return dict(file=name, records=len(info), bytes=len(ordered), sha256=hashlib.sha256(ordered).hexdigest(),
+                windows=int(info["windows"].sum(dtype=np.int64)),
+                record_windows=[list(pair) for pair in record_windows_histogram(info["windows"])])
+
+
+def publish(data_dir: str, names: list[str]) -> None:
+    """Give shards written as `name.partial` in DATA_DIR their final name (idempotent)."""
+    for name in names:
+        temporary = storage.join(data_dir, name + PARTIAL_SUFFIX)
+        if storage.exists(temporary):
+            storage.rename(temporary, storage.join(data_dir, name))
 
 
 def read_state(data_dir: str, name: str) -> dict | None:

@@ -51,3 +51,44 @@ def tiny_dataset(tmp_path_factory, tiny_corpus) -> str:
     run_ingest(IngestSettings(inputs=(tiny_corpus,), out=out, vocab_size=64, context_length=8, shards=2,
                               val_fraction=0.2, seed=1, workers=1))
     return out
+
+
+def decode_records(frames_or_paths, layout: str) -> list[tuple[int, list[int]]]:
+    """TFRecord frames (bytes) or shard paths -> [(pad, ids)] per record, in file order.
+    "windows" records have pad 0 and their ids pre-padded (format 1)."""
+    import tempfile
+
+    import tensorflow as tf
+
+    if isinstance(frames_or_paths, bytes):
+        handle = tempfile.NamedTemporaryFile(suffix=".tfrecord", delete=False)
+        handle.write(frames_or_paths)
+        handle.close()
+        paths = [handle.name]
+    else:
+        paths = [str(path) for path in frames_or_paths]
+    records = []
+    for record in tf.data.TFRecordDataset(paths) if paths else []:
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        pad = feature["pad"].int64_list.value[0] if layout == "spans" else 0
+        records.append((int(pad), list(feature["tokens"].int64_list.value)))
+    return records
+
+
+def expand_windows(records, context_length: int, stride: int) -> list[list[int]]:
+    """[(pad, ids)] -> every window the records hold, [context ids..., target] each, in order."""
+    width = context_length + 1
+    windows = []
+    for pad, ids in records:
+        span = [0] * pad + ids
+        windows.extend(span[start:start + width] for start in range(0, len(span) - width + 1, stride))
+    return windows
+
+
+def dataset_windows(data_dir: str, split: str) -> list[list[int]]:
+    """Every window of a split of a DATA_DIR in either layout, shard by shard in file order."""
+    from tfrecords.manifest import load_manifest
+
+    manifest = load_manifest(data_dir)
+    paths = [os.path.join(data_dir, shard.file) for shard in manifest.splits[split].shards]
+    return expand_windows(decode_records(paths, manifest.layout), manifest.context_length, manifest.stride)

@@ -30,14 +30,19 @@ def corpus_files(directory) -> list[str]:
 
 
 def windows_per_split(data_dir: str) -> dict[str, collections.Counter]:
+    """The multiset of windows of each split, expanded from either layout."""
     manifest = load_manifest(data_dir)
-    features = {"tokens": tf.io.FixedLenFeature([manifest.context_length + 1], tf.int64)}
+    width = manifest.context_length + 1
     found = {}
     for name in SPLITS:
         files = [os.path.join(data_dir, shard.file) for shard in manifest.splits[name].shards]
         windows = collections.Counter()
-        for batch in tf.data.TFRecordDataset(files).batch(512) if files else []:
-            windows.update(map(tuple, tf.io.parse_example(batch, features)["tokens"].numpy().tolist()))
+        for record in tf.data.TFRecordDataset(files) if files else []:
+            features = tf.train.Example.FromString(record.numpy()).features.feature
+            ids = list(features["tokens"].int64_list.value)
+            if manifest.layout == "spans":
+                ids = [0] * features["pad"].int64_list.value[0] + ids
+            windows.update(tuple(ids[start:start + width]) for start in range(0, len(ids) - width + 1, manifest.stride))
         found[name] = windows
     return found
 
@@ -76,12 +81,13 @@ def test_beam_cli_on_multiprocess_directrunner_writes_the_local_ingest_s_dataset
     assert not os.path.exists(os.path.join(beam_dir, ".partial"))
 
 
-@pytest.mark.parametrize("documents, max_words, shards, val_fraction", [(300, 60, 2, 0.2), (2, 4, 9, 0.0)],
-                         ids=["tiny-corpus", "empty-shards-no-val"])
-def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, max_words, shards, val_fraction):
+@pytest.mark.parametrize("documents, max_words, shards, val_fraction, layout",
+                         [(300, 60, 2, 0.2, "spans"), (300, 60, 2, 0.2, "windows"), (2, 4, 9, 0.0, "spans")],
+                         ids=["tiny-corpus", "tiny-corpus-windows-layout", "empty-shards-no-val"])
+def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, max_words, shards, val_fraction, layout):
     corpus = write_lines(tmp_path / "corpus.txt", synthetic_documents(documents, seed=2, min_words=3, max_words=max_words))
     common = dict(inputs=(corpus,), vocab_size=64, context_length=8, shards=shards, val_fraction=val_fraction,
-                  seed=1, workers=1)
+                  seed=1, workers=1, layout=layout, windows_per_record=7)
     local = run_ingest(IngestSettings(out=str(tmp_path / "local"), **common))
     beam = run_beam_ingest(IngestSettings(out=str(tmp_path / "beam"), **common))
     assert beam.fingerprint == local.fingerprint  # a rerun of either command finds the other's dataset finished

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecords.encode import crc32c, encode_stream_windows, encode_windows
+from tfrecords.encode import StreamEncoder, crc32c, encode_stream_windows, encode_windows
 
 
 def reference_frames(rows: np.ndarray, path) -> bytes:
@@ -58,3 +58,26 @@ def test_context_lengths_and_empty_block(tmp_path):
 def test_negative_ids_refused():
     with pytest.raises(ValueError):
         encode_windows(np.array([[0, -1]]))
+
+
+@pytest.mark.parametrize("largest_id, longest", [(100, 50), (70_000, 3000)])
+def test_span_records_equal_protobuf_byte_for_byte(tmp_path, largest_id, longest):
+    """Span records (a "pad" and a variable-length "tokens" feature) are protobuf's deterministic
+    bytes, with CRCs TFRecordDataset accepts, short and long (past the tabled CRC powers)."""
+    rng = np.random.default_rng(largest_id)
+    ids = rng.integers(0, largest_id, 20_000)
+    starts = rng.integers(0, 15_000, 200)
+    ends = np.minimum(starts + rng.integers(1, longest, 200), len(ids))
+    pads = rng.integers(0, 200, 200)
+    frames, sizes = StreamEncoder(ids).encode_slices(starts, ends, pads)
+    assert int(sizes.sum()) == len(frames)
+    path = tmp_path / "spans.tfrecord"
+    path.write_bytes(frames)
+    records = [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    assert len(records) == 200
+    for record, start, end, pad in zip(records, starts, ends, pads):
+        expected = tf.train.Example(features=tf.train.Features(feature={
+            "pad": tf.train.Feature(int64_list=tf.train.Int64List(value=[pad])),
+            "tokens": tf.train.Feature(int64_list=tf.train.Int64List(value=ids[start:end])),
+        }))
+        assert record == expected.SerializeToString(deterministic=True)

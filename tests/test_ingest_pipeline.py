@@ -7,9 +7,8 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
 
-from conftest import synthetic_documents, write_lines
+from conftest import dataset_windows, synthetic_documents, write_lines
 from ingest.pipeline import run_ingest
 from ingest.settings import IngestSettings
 from nextword.errors import ArtifactError
@@ -24,12 +23,7 @@ def ingest(inputs, out, **overrides):
 
 
 def read_split(data_dir, manifest, split):
-    spec = {"tokens": tf.io.FixedLenFeature([manifest.record_length], tf.int64)}
-    rows = []
-    for shard in manifest.splits[split].shards:
-        for record in tf.data.TFRecordDataset(os.path.join(data_dir, shard.file)):
-            rows.append(tuple(tf.io.parse_single_example(record, spec)["tokens"].numpy().tolist()))
-    return rows
+    return [tuple(window) for window in dataset_windows(data_dir, split)]
 
 
 def directory_bytes(path) -> dict:
@@ -49,14 +43,18 @@ def test_every_window_is_written_and_counted(tiny_dataset, tiny_corpus):
     assert total_windows == sum(count - 1 for count in word_counts if count > 0)  # Σ(tokens − 1)
     for name, split in manifest.splits.items():
         assert len(read_split(tiny_dataset, manifest, name)) == split.windows
-        assert sum(shard.records for shard in split.shards) == split.windows
+        assert sum(shard.windows for shard in split.shards) == split.windows
     assert manifest.splits["train"].windows + manifest.splits["val"].windows == total_windows
 
 
-def test_windows_match_a_plain_python_reference(tmp_path):
+@pytest.mark.parametrize("layout, windows_per_record, stride",
+                         [("spans", 128, 1), ("spans", 3, 1), ("spans", 4, 3), ("windows", 1, 1), ("windows", 1, 2)])
+def test_windows_match_a_plain_python_reference(tmp_path, layout, windows_per_record, stride):
     documents = synthetic_documents(40, seed=5)
     corpus = write_lines(tmp_path / "c.txt", documents)
-    manifest = ingest([corpus], tmp_path / "out", val_fraction=0.0, context_length=4)
+    manifest = ingest([corpus], tmp_path / "out", val_fraction=0.0, context_length=4, layout=layout,
+                      windows_per_record=windows_per_record, stride=stride)
+    assert manifest.layout == layout and manifest.stride == stride
     vocabulary = load_vocabulary(str(tmp_path / "out"), manifest)
     index = {word: position for position, word in enumerate(vocabulary)}
     from ingest.text import split_words
@@ -64,10 +62,15 @@ def test_windows_match_a_plain_python_reference(tmp_path):
     expected = []
     for words in split_words(documents).to_list():
         ids = [index.get(word.decode(), 1) for word in words]
-        for target in range(1, len(ids)):
+        for target in range(1, len(ids), stride):
             context = ids[max(0, target - 4):target]
             expected.append(tuple([0] * (4 - len(context)) + context + [ids[target]]))
     assert sorted(read_split(str(tmp_path / "out"), manifest, "train")) == sorted(expected)
+    train = manifest.splits["train"]
+    assert train.windows == len(expected) == sum(shard.windows for shard in train.shards)
+    assert all(sum(windows * records for windows, records in shard.record_windows) == shard.windows
+               and sum(records for _, records in shard.record_windows) == shard.records for shard in train.shards)
+    assert max(windows for shard in train.shards for windows, _ in shard.record_windows) <= windows_per_record
 
 
 def test_vocabulary_rule(tmp_path):
@@ -77,10 +80,34 @@ def test_vocabulary_rule(tmp_path):
     assert manifest.counters.oov_tokens == 1
 
 
-def test_identical_for_any_workers_and_batch_size(tmp_path, tiny_corpus):
-    ingest([tiny_corpus], tmp_path / "one", workers=1)
-    ingest([tiny_corpus], tmp_path / "two", workers=2, batch_bytes=2048)
+@pytest.mark.parametrize("layout", ["spans", "windows"])
+def test_identical_for_any_workers_and_batch_size(tmp_path, tiny_corpus, layout):
+    ingest([tiny_corpus], tmp_path / "one", workers=1, layout=layout, windows_per_record=4)
+    ingest([tiny_corpus], tmp_path / "two", workers=2, batch_bytes=2048, layout=layout, windows_per_record=4)
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
+
+
+def test_five_thousand_shards_under_a_limit_of_1024_open_files(tmp_path, tiny_corpus):
+    """Shard files are opened only to append a buffer: the open-file limit does not bound --shards."""
+    import subprocess
+    import sys
+
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))\n"
+        "from ingest.pipeline import run_ingest\n"
+        "from ingest.settings import IngestSettings\n"
+        f"m = run_ingest(IngestSettings(inputs=({tiny_corpus!r},), out={str(tmp_path / 'many')!r}, vocab_size=64,"
+        " context_length=8, shards=5000, val_fraction=0.2, workers=2, windows_per_record=2))\n"
+        "print(len(m.splits['train'].shards), len(m.splits['val'].shards), m.splits['train'].windows)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    train_shards, val_shards, windows = map(int, result.stdout.split()[-3:])
+    assert train_shards == 5000 and val_shards >= 1 and windows > 0
+    assert len([name for name in os.listdir(tmp_path / "many") if name.endswith(".tfrecord")]) == train_shards + val_shards
 
 
 def test_formats_give_the_same_windows(tmp_path):
@@ -126,7 +153,7 @@ def test_foreign_directory_is_refused(tmp_path, tiny_corpus):
 
 def test_shards_are_samples_of_the_whole_corpus(tiny_dataset):
     manifest = load_manifest(tiny_dataset)
-    counts = [shard.records for shard in manifest.splits["train"].shards]
+    counts = [shard.windows for shard in manifest.splits["train"].shards]
     assert len(counts) == 2 and min(counts) > 0.7 * max(counts)
 
 

@@ -66,3 +66,33 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, corpus, uninterrupted, m
     assert finished == []
     subprocess.run(command(corpus, out), check=True, capture_output=True, timeout=300)
     assert directory_bytes(out) == uninterrupted
+
+
+@pytest.mark.parametrize("ordered_before_crash", [0, 2, 4])
+def test_a_crash_while_ordering_shards_resumes_byte_identical(tmp_path, monkeypatch, ordered_before_crash):
+    """Pass 3 orders shards one at a time; a crash between any two (or right after a rename, before
+    the state is saved) leaves no dataset.json, and the rerun orders only what is missing."""
+    from ingest import writer
+    from ingest.pipeline import run_ingest
+    from ingest.settings import IngestSettings
+
+    corpus = write_lines(tmp_path / "c.txt", synthetic_documents(400, seed=3, min_words=5, max_words=40))
+    settings = dict(inputs=(corpus,), vocab_size=64, context_length=8, shards=4, val_fraction=0.2, workers=1,
+                    windows_per_record=4)
+    run_ingest(IngestSettings(out=str(tmp_path / "clean"), **settings))
+    real_order_one, calls = writer._order_one, []
+
+    def crash_after_some(data_dir, name):
+        if len(calls) == ordered_before_crash:
+            real_order_one(data_dir, name)  # renamed into place, but the crash comes before order.json says so
+            raise KeyboardInterrupt("simulated crash")
+        calls.append(name)
+        return real_order_one(data_dir, name)
+
+    monkeypatch.setattr(writer, "_order_one", crash_after_some)
+    with pytest.raises(KeyboardInterrupt):
+        run_ingest(IngestSettings(out=str(tmp_path / "crashed"), **settings))
+    assert not (tmp_path / "crashed" / "dataset.json").exists()
+    monkeypatch.setattr(writer, "_order_one", real_order_one)
+    run_ingest(IngestSettings(out=str(tmp_path / "crashed"), **settings))
+    assert directory_bytes(tmp_path / "crashed") == directory_bytes(tmp_path / "clean")

@@ -24,12 +24,12 @@ import functools
 
 import numpy as np
 
-from tfrecords.manifest import FEATURE_NAME
+from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE
 
 _CASTAGNOLI = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8
 _CHUNK = 32  # stream bytes per chunk of the prefix-register scan
-_BLOCK_WINDOWS = 32768  # windows assembled per pass: bounds temporary arrays to a few tens of MB
+_BLOCK_BYTES = 4 << 20  # payload bytes assembled per pass: bounds temporary arrays to a few tens of MB
 
 
 @functools.cache
@@ -140,19 +140,33 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
-@functools.cache
-def _frame_prefix(payload_length: int) -> tuple[bytes, int]:
-    """(length field + its masked CRC + Example header, CRC32C register contribution constant)
-    for a record whose payload of packed varints is `payload_length` bytes long."""
+def _int64_feature(payload_length: int) -> bytes:
+    """Feature{int64_list{value: packed}} up to its payload of `payload_length` varint bytes."""
     int64_list = b"\x0a" + _varint(payload_length)
-    feature_length = len(int64_list) + payload_length
-    feature = b"\x1a" + _varint(feature_length)
-    key = b"\x0a" + _varint(len(FEATURE_NAME)) + FEATURE_NAME.encode()
-    value_length = len(feature) + feature_length
+    return b"\x1a" + _varint(len(int64_list) + payload_length) + int64_list
+
+
+def _map_entry(name: str, feature_header: bytes, payload_length: int) -> bytes:
+    """Features.feature map entry (key, value) up to its payload."""
+    key = b"\x0a" + _varint(len(name)) + name.encode()
+    value_length = len(feature_header) + payload_length
     entry_length = len(key) + 1 + len(_varint(value_length)) + value_length
-    entry = b"\x0a" + _varint(entry_length) + key + b"\x12" + _varint(value_length)
-    example = b"\x0a" + _varint(len(entry) + value_length)
-    header = example + entry + feature + int64_list
+    return b"\x0a" + _varint(entry_length) + key + b"\x12" + _varint(value_length) + feature_header
+
+
+@functools.cache
+def _frame_prefix(payload_length: int, pad: int | None = None) -> tuple[bytes, int]:
+    """(length field + its masked CRC + Example header, CRC32C register contribution constant)
+    for a record whose "tokens" payload of packed varints is `payload_length` bytes long and
+    ends the record. pad None: a "windows" record (one feature); else a "spans" record whose
+    "pad" feature comes first (map keys in sorted order, as protobuf's deterministic output)."""
+    tokens_entry = _map_entry(FEATURE_NAME, _int64_feature(payload_length), payload_length)
+    entries = tokens_entry
+    if pad is not None:
+        pad_value = _varint(pad)
+        entries = _map_entry(PAD_FEATURE, _int64_feature(len(pad_value)), len(pad_value)) + pad_value + entries
+    entries_length = len(entries) + payload_length
+    header = b"\x0a" + _varint(entries_length) + entries  # Example.features
     data_length = len(header) + payload_length
     length_field = data_length.to_bytes(8, "little")
     length_crc = int(mask_crc(crc32c(length_field))).to_bytes(4, "little")
@@ -161,8 +175,34 @@ def _frame_prefix(payload_length: int) -> tuple[bytes, int]:
     table = _byte_table()
     for byte in header:
         register = int(table[(register ^ byte) & 0xFF]) ^ (register >> 8)
-    advanced = int(_apply(_POWERS.up_to(payload_length)[payload_length], np.array([register], dtype=np.uint32))[0])
+    advanced = int(_advance_by(np.array([register], dtype=np.uint32), np.array([payload_length]))[0])
     return length_field + length_crc + header, advanced ^ 0xFFFFFFFF
+
+
+_TABLED_POWERS = 4096  # A^n from one table up to here (4 KB per n); beyond, by binary powers
+
+
+def _advance_by(values: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A^length(value) elementwise: the CRC register advanced over `length` zero bytes."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if not len(lengths):
+        return values.astype(np.uint32)
+    longest = int(lengths.max())
+    if longest <= _TABLED_POWERS:
+        flat_powers = _POWERS.up_to(longest).reshape(-1, 256)
+        out = np.zeros(len(values), dtype=np.uint32)
+        for lane in range(4):
+            out ^= flat_powers[lengths * 4 + lane, (values >> np.uint32(8 * lane)) & np.uint32(0xFF)]
+        return out
+    out = values.astype(np.uint32).copy()
+    remainder = lengths % _CHUNK
+    out = _advance_by(out, remainder)  # tabled: < CHUNK
+    chunks, exponent = lengths // _CHUNK, 0
+    while chunks.any():
+        odd = (chunks & 1).astype(bool)
+        out[odd] = _apply(_POWERS.doubling(exponent), out[odd])
+        chunks, exponent = chunks >> 1, exponent + 1
+    return out
 
 
 def varint_stream(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +230,7 @@ def varint_stream(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------- frames
 
 class StreamEncoder:
-    """Encodes windows of one id stream: varints and CRC prefix registers computed once."""
+    """Encodes records that are slices of one id stream: varints and CRC prefix registers computed once."""
 
     def __init__(self, ids: np.ndarray):
         ids = np.asarray(ids)
@@ -200,41 +240,60 @@ class StreamEncoder:
         self.registers = _prefix_registers(self.stream)
 
     def encode(self, window_starts: np.ndarray, width: int) -> tuple[bytes, np.ndarray]:
-        """Frames for the windows ids[s : s + width], s in window_starts (in that order)."""
+        """Frames of "windows" records ids[s : s + width], s in window_starts (in that order)."""
         window_starts = np.asarray(window_starts, dtype=np.int64)
-        pieces = [self._encode_block(window_starts[i:i + _BLOCK_WINDOWS], width)
-                  for i in range(0, len(window_starts), _BLOCK_WINDOWS)]
+        return self.encode_slices(window_starts, window_starts + width)
+
+    def encode_slices(self, starts: np.ndarray, ends: np.ndarray, pads: np.ndarray | None = None
+                      ) -> tuple[bytes, np.ndarray]:
+        """Frames of records holding ids[start:end] each, in that order: "windows" records when
+        pads is None, else "spans" records with those pads. -> (frames, int64[records] sizes)."""
+        starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+        pieces, begin = [], 0
+        while begin < len(starts):  # blocks of ~_BLOCK_BYTES of payload bound the temporaries
+            payload = self.offsets[ends[begin:]] - self.offsets[starts[begin:]]
+            end = begin + max(1, int(np.searchsorted(np.cumsum(payload), _BLOCK_BYTES)))
+            block_pads = None if pads is None else np.asarray(pads[begin:end], dtype=np.int64)
+            pieces.append(self._encode_block(starts[begin:end], ends[begin:end], block_pads))
+            begin = end
         if not pieces:
             return b"", np.zeros(0, dtype=np.int64)
         return b"".join(frames for frames, _ in pieces), np.concatenate([sizes for _, sizes in pieces])
 
-    def _encode_block(self, window_starts: np.ndarray, width: int) -> tuple[bytes, np.ndarray]:
-        payload_starts = self.offsets[window_starts]
-        payload_lengths = self.offsets[window_starts + width] - payload_starts
-        distinct, which = np.unique(payload_lengths, return_inverse=True)
-        prefixes = [_frame_prefix(int(length)) for length in distinct]
-        frame_sizes = np.array([len(prefix) for prefix, _ in prefixes], dtype=np.int64)[which] + payload_lengths + 4
-        # CRC of each record's data: a constant for its length ^ the payload slice's linear part,
-        # R[end] ^ A^length(R[start]), one lookup per byte lane of R[start].
-        start_registers = self.registers[payload_starts]
-        flat_powers = _POWERS.up_to(int(distinct[-1])).reshape(-1, 256)
+    def _encode_block(self, starts: np.ndarray, ends: np.ndarray, pads: np.ndarray | None
+                      ) -> tuple[bytes, np.ndarray]:
+        payload_starts = self.offsets[starts]
+        payload_lengths = self.offsets[ends] - payload_starts
+        shapes = payload_lengths if pads is None else np.stack([payload_lengths, pads], axis=1)
+        distinct, which = np.unique(shapes, axis=0, return_inverse=True)
+        which = which.reshape(-1)
+        prefixes = [_frame_prefix(int(length)) if pads is None else _frame_prefix(int(shape[0]), int(shape[1]))
+                    for length, shape in zip(distinct if pads is None else distinct[:, 0], distinct)]
+        prefix_lengths = np.array([len(prefix) for prefix, _ in prefixes], dtype=np.int64)
+        # CRC of each record's data: a constant for its shape ^ the payload slice's linear part,
+        # R[end] ^ A^length(R[start]).
         crc = np.array([constant for _, constant in prefixes], dtype=np.uint32)[which]
         crc ^= self.registers[payload_starts + payload_lengths]
-        for lane in range(4):
-            crc ^= flat_powers[payload_lengths * 4 + lane, (start_registers >> np.uint32(8 * lane)) & np.uint32(0xFF)]
-        crc_bytes = mask_crc(crc).astype("<u4").view(np.uint8).reshape(-1, 4)
+        crc ^= _advance_by(self.registers[payload_starts], payload_lengths)
+        crc_bytes = mask_crc(crc).astype("<u4").view(np.uint8).reshape(-1)
 
-        frame_starts = np.zeros(len(window_starts) + 1, dtype=np.int64)
-        np.cumsum(frame_sizes, out=frame_starts[1:])
-        out = np.empty(int(frame_starts[-1]), dtype=np.uint8)
-        for group, (prefix, _) in enumerate(prefixes):
-            rows = np.flatnonzero(which == group)
-            begin = frame_starts[rows][:, None] + np.arange(len(prefix) + int(distinct[group]) + 4)
-            out[begin[:, : len(prefix)]] = np.frombuffer(prefix, dtype=np.uint8)
-            payload = begin[:, len(prefix): -4]
-            out[payload] = self.stream[payload_starts[rows][:, None] + np.arange(payload.shape[1])]
-            out[begin[:, -4:]] = crc_bytes[rows]
-        return out.tobytes(), frame_sizes
+        # One gather assembles every frame: prefix | payload slice | crc, from one source array.
+        prefix_bytes = np.frombuffer(b"".join(prefix for prefix, _ in prefixes), dtype=np.uint8)
+        prefix_starts = np.cumsum(prefix_lengths) - prefix_lengths
+        source = np.concatenate([prefix_bytes, self.stream, crc_bytes])
+        stream_base, crc_base = len(prefix_bytes), len(prefix_bytes) + len(self.stream)
+        count = len(starts)
+        segment_sources = np.stack([prefix_starts[which], stream_base + payload_starts,
+                                    crc_base + 4 * np.arange(count)], axis=1).reshape(-1)
+        segment_lengths = np.stack([prefix_lengths[which], payload_lengths, np.full(count, 4)], axis=1).reshape(-1)
+        segment_outputs = np.cumsum(segment_lengths) - segment_lengths
+        total = int(segment_lengths.sum())
+        # int32 indices when they fit (always, for blocks of _BLOCK_BYTES): half the memory traffic
+        index_type = np.int32 if max(total, len(source)) < 2**31 else np.int64
+        index = (np.repeat((segment_sources - segment_outputs).astype(index_type), segment_lengths)
+                 + np.arange(total, dtype=index_type))
+        frame_sizes = segment_lengths.reshape(-1, 3).sum(axis=1)
+        return source[index].tobytes(), frame_sizes
 
 
 def encode_stream_windows(ids: np.ndarray, window_starts: np.ndarray, width: int) -> tuple[bytes, np.ndarray]:

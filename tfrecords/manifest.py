@@ -3,6 +3,22 @@
 Plain dataclasses with JSON round trips; no TensorFlow here, so the manifest can be read
 by tools that do not train (inspect, verify, benchmarks). All paths inside are relative
 to DATA_DIR.
+
+Two record layouts (`Manifest.layout`):
+
+- "spans" (format 2, the default): a record is a `tf.train.Example` holding a run of at most
+  `windows_per_record` consecutive windows of ONE document as the ids they cover, once:
+      "pad":    int64[1]  zeros to put before the ids (> 0 only where the span starts at its
+                          document's start: the first windows are pre-padded)
+      "tokens": int64[n]  the ids (no padding)
+  `tf.signal.frame(concat([zeros(pad), tokens]), context_length + 1, stride)` yields exactly
+  the record's windows, each [context ids..., target]; a record holds
+  (pad + n - context_length - 1) // stride + 1 windows.
+- "windows" (format 1, and format 2 with `--layout windows`): one Example per window,
+  "tokens": int64[context_length + 1], pre-padded with 0, the last id is the target.
+
+In both layouts records are spread over shards by a seeded hash and each shard is written in
+a seeded random order, so a shard is a uniform random sample of its split's records.
 """
 
 from __future__ import annotations
@@ -17,9 +33,12 @@ from nextword.errors import ArtifactError
 MANIFEST_NAME = "dataset.json"
 VOCAB_NAME = "vocab.txt"
 FORMAT_NAME = "nextword.dataset"
-FORMAT_VERSION = 1
-FEATURE_NAME = "tokens"  # int64[context_length + 1]; pre-padded with 0; last id is the target
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # format 1 (0.1.0): layout "windows", no per-shard window counts
+FEATURE_NAME = "tokens"  # windows: int64[context_length + 1], pre-padded; spans: int64[n], unpadded
+PAD_FEATURE = "pad"  # spans only: int64[1], zeros to put before "tokens"
 SPLITS = ("train", "val")
+LAYOUTS = ("spans", "windows")
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -32,6 +51,18 @@ class Shard:
     records: int
     bytes: int
     sha256: str
+    windows: int = -1  # -1 in format 1 manifests: there every record is one window
+    # ((windows in a record, records with that many), ...) ascending; what an epoch plan needs
+    # to count the windows the reader selects without reading the shard
+    record_windows: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.windows < 0:  # format 1: one window per record
+            object.__setattr__(self, "windows", self.records)
+        if not self.record_windows and self.records:
+            object.__setattr__(self, "record_windows", ((self.windows // self.records, self.records),)
+                               if self.windows == self.records else ())
+        object.__setattr__(self, "record_windows", tuple(tuple(pair) for pair in self.record_windows))
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,10 @@ class Split:
     tokens: int
     windows: int
     shards: tuple[Shard, ...]
+
+    @property
+    def records(self) -> int:
+        return sum(shard.records for shard in self.shards)
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -76,6 +111,8 @@ class Manifest:
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     feature: str = FEATURE_NAME
+    layout: str = "windows"  # format 1 manifests have no such field: they are "windows"
+    windows_per_record: int = 1  # the most windows a record holds (1 for "windows")
     pad_id: int = 0
     unk_id: int = 1
     extra: dict = field(default_factory=dict)
@@ -109,17 +146,22 @@ class Manifest:
                 f"{source} is not a nextword dataset manifest (format={raw.get('format') if isinstance(raw, dict) else None!r})",
                 hint="point at a DATA_DIR written by `nextword ingest`",
             )
-        if raw.get("format_version") != FORMAT_VERSION:
+        if raw.get("format_version") not in READABLE_VERSIONS:
             raise ArtifactError(
-                f"{source} has format_version {raw.get('format_version')}, this nextword reads {FORMAT_VERSION}",
+                f"{source} has format_version {raw.get('format_version')}, this nextword reads "
+                f"{' and '.join(map(str, READABLE_VERSIONS))}",
                 hint="re-run `nextword ingest` with this version of nextword",
             )
+        if raw.get("layout", "windows") not in LAYOUTS:
+            raise ArtifactError(f"{source} has layout {raw.get('layout')!r}, this nextword reads {LAYOUTS}",
+                                hint="re-run `nextword ingest` with this version of nextword")
         raw["splits"] = {
             name: Split(
                 documents=split["documents"],
                 tokens=split["tokens"],
                 windows=split["windows"],
-                shards=tuple(Shard(**shard) for shard in split["shards"]),
+                shards=tuple(Shard(**{**shard, "record_windows": tuple(map(tuple, shard.get("record_windows", ())))})
+                             for shard in split["shards"]),
             )
             for name, split in raw["splits"].items()
         }
