@@ -45,14 +45,16 @@ def _progress_reporter(console):
 
 def summary_dict(manifest, data_dir: str, seconds: float | None = None) -> dict:
     splits = {name: {"documents": split.documents, "tokens": split.tokens, "windows": split.windows,
-                     "shards": len(split.shards), "bytes": sum(shard.bytes for shard in split.shards)}
+                     "records": split.records, "shards": len(split.shards),
+                     "bytes": sum(shard.bytes for shard in split.shards)}
               for name, split in manifest.splits.items()}
     windows = sum(split["windows"] for split in splits.values())
     total_bytes = sum(split["bytes"] for split in splits.values())
     summary = {
         "data_dir": data_dir, "vocab_size": manifest.vocab_size, "context_length": manifest.context_length,
-        "stride": manifest.stride, "splits": splits, "counters": dataclasses.asdict(manifest.counters),
-        "windows": windows, "bytes_per_window": round(total_bytes / windows, 1) if windows else None,
+        "stride": manifest.stride, "layout": manifest.layout, "windows_per_record": manifest.windows_per_record,
+        "splits": splits, "counters": dataclasses.asdict(manifest.counters),
+        "windows": windows, "bytes_per_window": round(total_bytes / windows, 2) if windows else None,
     }
     if seconds is not None:
         summary["seconds"] = round(seconds, 2)
@@ -71,8 +73,10 @@ def _print_summary(console, summary: dict) -> None:
                       str(split["shards"]), f"{split['bytes'] / 1e6:,.1f}")
     console.print(table)
     counters = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in summary["counters"].items() if value)
+    layout = summary["layout"] + (f" (up to {summary['windows_per_record']} windows a record)"
+                                  if summary["layout"] == "spans" else "")
     console.print(f"vocabulary {summary['vocab_size']:,} words, context {summary['context_length']}, "
-                  f"stride {summary['stride']}, {summary['bytes_per_window']} bytes/window")
+                  f"stride {summary['stride']}, layout {layout}, {summary['bytes_per_window']} bytes/window")
     console.print(f"counters: {counters}")
     if "seconds" in summary:
         console.print(f"{summary['windows']:,} windows in {summary['seconds']} s "
@@ -88,6 +92,8 @@ def ingest_command(
     vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word)."),
     context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
     stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
+    layout: str = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
+    windows_per_record: int = typer.Option(IngestSettings.windows_per_record, "--windows-per-record", help="spans: the most windows a record holds. Larger: fewer bytes and a faster reader; smaller: a finer shuffle grain."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Train shards (default: sized to ~128 MB each; val is sized alike)."),
     val_fraction: float = typer.Option(IngestSettings.val_fraction, "--val-fraction", help="Share of whole documents held out, by a stable hash of their text."),
     seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),
@@ -119,7 +125,7 @@ def ingest_command(
         raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
     settings = IngestSettings(
         inputs=tuple(paths), out=out, format=format, column=column, vocab_size=vocab_size, context_length=context,
-        stride=stride, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
+        stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )
     console = _console()

@@ -167,13 +167,13 @@ class TrainingSession:
     def run(self, stop: StopSignal) -> dict:
         settings = self.settings
         self.check_workers_resumed_alike()
-        steps_per_epoch = self.steps_per_epoch(0)
+        steps_per_epoch = self.steps_per_epoch(0)  # with objective "all" on spans, epochs differ slightly
         if steps_per_epoch < 1:
             raise SettingsError(
                 f"the train split ({self.manifest.splits['train'].windows} windows) holds no full batch of {self.global_batch}",
                 hint="pass a smaller --batch-size or ingest more text",
             )
-        epoch_steps = settings.epochs * steps_per_epoch
+        epoch_steps = sum(self.steps_per_epoch(epoch) for epoch in range(settings.epochs))
         target_steps = min(epoch_steps, settings.max_steps or epoch_steps)
         stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
         started = time.monotonic()
@@ -181,7 +181,7 @@ class TrainingSession:
         progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step,
                                     notes=self.chief, time_budget=settings.time_budget)
         with progress:
-            stopped_by = self._train(stop, steps_per_epoch, target_steps, started, progress) or stopped_by
+            stopped_by = self._train(stop, target_steps, started, progress) or stopped_by
         train_seconds = time.monotonic() - started
         if stopped_by != "interrupt":
             self._validate_final_weights(progress)
@@ -197,11 +197,12 @@ class TrainingSession:
         self._cleanup()
         return summary
 
-    def _train(self, stop, steps_per_epoch, target_steps, started, progress) -> str | None:
+    def _train(self, stop, target_steps, started, progress) -> str | None:
         settings, position = self.settings, self.position
         window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
         while position.as_dict()["step"] < target_steps:
             epoch, epoch_step = int(position.epoch.numpy()), int(position.epoch_step.numpy())
+            steps_per_epoch = self.steps_per_epoch(epoch)
             iterator = self.epoch_iterator(epoch, epoch_step)
             while epoch_step < steps_per_epoch and position.as_dict()["step"] < target_steps:
                 step = position.as_dict()["step"]

@@ -1,6 +1,6 @@
 """A tiny but valid DATA_DIR for the reader and training tests.
 
-Written the way ingest writes one (vocab.txt, sharded tf.train.Example records, dataset.json
+Written the way ingest writes one (vocab.txt, sharded records in either layout, dataset.json
 from the Manifest dataclass), from a synthetic corpus with a learnable pattern: every document
 walks the word list with a fixed stride, so the next word follows from the last one.
 """
@@ -55,6 +55,32 @@ def write_split(data_dir: str, name: str, documents, context_length: int, shards
     return Split(documents=len(documents), tokens=tokens, windows=len(windows), shards=tuple(written))
 
 
+def write_span_split(data_dir: str, name: str, documents, context_length: int, shards: int,
+                     windows_per_record: int) -> Split:
+    """The same windows as span records, through the ingest's own encoder and shard order."""
+    from ingest.windows import WindowPlan, encode_block, order_shard
+    from ingest.writer import describe_shard
+
+    plan = WindowPlan(context_length, 1, 0, (shards, 1), "spans", windows_per_record)
+    lengths = np.array([len(document) for document in documents])
+    flat = np.array([token for document in documents for token in document], dtype=np.int32)
+    keys = np.arange(1, len(documents) + 1, dtype=np.uint64)
+    block = encode_block(plan, flat, lengths, keys, np.zeros(len(documents), bool))
+    pieces = {shard: (frames, info) for _, shard, frames, info in block.pieces}
+    written = []
+    for index in range(shards):
+        frames, info = pieces.get(index, (b"", np.zeros(0, dtype=block.pieces[0][3].dtype)))
+        ordered, info = order_shard(frames, info)
+        file = shard_name(name, index, shards)
+        with open(os.path.join(data_dir, file), "wb") as handle:
+            handle.write(ordered)
+        entry = describe_shard(file, ordered, info)
+        written.append(Shard(**{**entry, "record_windows": tuple(map(tuple, entry["record_windows"]))}))
+    tokens = sum(len(d) for d in documents)
+    windows = sum(shard.windows for shard in written)
+    return Split(documents=len(documents), tokens=tokens, windows=windows, shards=tuple(written))
+
+
 def write_data_dir(
     data_dir: str,
     context_length: int = 6,
@@ -63,15 +89,24 @@ def write_data_dir(
     val_documents: int = 20,
     train_shards: int = 3,
     val_shards: int = 1,
+    layout: str = "spans",
+    windows_per_record: int = 4,
 ) -> str:
+    """layout "spans" (the default format) or "windows" (one Example per window, as format 1)."""
     os.makedirs(data_dir, exist_ok=True)
     vocab = ["<pad>", "<unk>"] + [f"w{i}" for i in range(vocab_words)]
     vocab_data = ("\n".join(vocab) + "\n").encode()
     with open(os.path.join(data_dir, "vocab.txt"), "wb") as handle:
         handle.write(vocab_data)
+    if layout == "spans":
+        def write(name, documents, shards):
+            return write_span_split(data_dir, name, documents, context_length, shards, windows_per_record)
+    else:
+        def write(name, documents, shards):
+            return write_split(data_dir, name, documents, context_length, shards)
     splits = {
-        "train": write_split(data_dir, "train", synthetic_documents(train_documents, vocab_words, 1), context_length, train_shards),
-        "val": write_split(data_dir, "val", synthetic_documents(val_documents, vocab_words, 2), context_length, val_shards),
+        "train": write("train", synthetic_documents(train_documents, vocab_words, 1), train_shards),
+        "val": write("val", synthetic_documents(val_documents, vocab_words, 2), val_shards),
     }
     manifest = Manifest(
         fingerprint=hashlib.sha256(repr((context_length, vocab_words, train_documents)).encode()).hexdigest()[:16],
@@ -85,6 +120,8 @@ def write_data_dir(
         val_fraction=0.1,
         splits=splits,
         counters=Counters(documents=train_documents + val_documents),
+        layout=layout,
+        windows_per_record=windows_per_record if layout == "spans" else 1,
     )
     with open(os.path.join(data_dir, "dataset.json"), "w") as handle:
         handle.write(manifest.to_json())

@@ -338,12 +338,9 @@ def test_export_tokenizes_exactly_like_the_real_ingest_wrote(tmp_path):
     documents = [row[:length].tolist() for row, length in zip(tokenized["ids"].numpy(), tokenized["lengths"].numpy())]
     assert all(1 not in document for document in documents)  # every corpus word is in the vocabulary
 
-    records = []
-    for split in manifest.splits.values():
-        for path in [os.path.join(data_dir, shard.file) for shard in split.shards]:
-            for raw in tf.data.TFRecordDataset(path):
-                example = tf.io.parse_single_example(raw, {"tokens": tf.io.FixedLenFeature([4], tf.int64)})
-                records.append(example["tokens"].numpy().tolist())
+    from conftest import dataset_windows
+
+    records = [window for name in manifest.splits for window in dataset_windows(data_dir, name)]
     assert len(records) >= sum(len(document) for document in documents) - len(documents) > 0
 
     def is_run_of_a_document(window: list[int]) -> bool:

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 from _train_data import cli_command, cli_env, write_data_dir
+from conftest import decode_records, expand_windows
 from test_multiworker import free_ports
 from tfrecords.manifest import load_manifest
 from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
@@ -126,9 +127,8 @@ def test_each_worker_reads_a_disjoint_subset_of_the_shards(tmp_path):
         read = collections.Counter(
             tuple(row) + (int(target),)
             for context_ids, targets, _ in dataset for row, target in zip(context_ids.numpy().tolist(), targets.numpy()))
-        own = collections.Counter(
-            tuple(tf.io.parse_single_example(record, {"tokens": tf.io.FixedLenFeature([7], tf.int64)})["tokens"].numpy())
-            for record in tf.data.TFRecordDataset(list(plan.files)))
+        own = collections.Counter(map(tuple, expand_windows(decode_records(plan.files, manifest.layout),
+                                                            manifest.context_length, manifest.stride)))
         assert sum(read.values()) == plan.batches * config.batch_size
         assert not read - own  # every window this worker trained on lies in its own shards
 

@@ -19,7 +19,9 @@ CONTEXT = 6
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_data_dir(str(tmp_path_factory.mktemp("data")), context_length=CONTEXT)
+    """Layout "windows" (one Example per window): these tests pin its behaviour, unchanged since
+    format 1. Span datasets have their own tests in test_reader_spans.py."""
+    return write_data_dir(str(tmp_path_factory.mktemp("data")), context_length=CONTEXT, layout="windows")
 
 
 def rows(dataset) -> list[tuple]:
@@ -123,7 +125,7 @@ def test_training_pipelines_take_the_same_number_of_batches(data_dir):
 
 
 def test_truncated_shard_is_refused_before_reading(tmp_path):
-    data_dir = write_data_dir(str(tmp_path / "data"), context_length=CONTEXT)
+    data_dir = write_data_dir(str(tmp_path / "data"), context_length=CONTEXT, layout="windows")
     path = os.path.join(data_dir, load_manifest(data_dir).splits["train"].shards[1].file)
     data = open(path, "rb").read()
     record = len(data) // load_manifest(data_dir).splits["train"].shards[1].records
@@ -149,3 +151,38 @@ def test_reads_a_dataset_written_by_the_real_ingest(tiny_dataset):
         assert all(len(row) == manifest.context_length + 1 and 1 <= row[-1] < manifest.vocab_size for row in read)  # <unk> targets are real words
     context, targets, _ = next(iter(make_dataset(tiny_dataset, "train", ReaderConfig(batch_size=4))))
     assert context.shape == (4, manifest.context_length) and targets.shape == (4, manifest.context_length)
+
+
+def test_a_format_1_manifest_reads_as_windows(data_dir, tmp_path):
+    """A 0.1.0 dataset.json has no layout, windows_per_record or per-shard window counts."""
+    import json
+    import shutil
+
+    old = tmp_path / "format1"
+    shutil.copytree(data_dir, old)
+    raw = json.loads((old / "dataset.json").read_text())
+    raw["format_version"] = 1
+    for key in ("layout", "windows_per_record"):
+        raw.pop(key)
+    for split in raw["splits"].values():
+        for shard in split["shards"]:
+            shard.pop("windows"), shard.pop("record_windows")
+    (old / "dataset.json").write_text(json.dumps(raw))
+    manifest = load_manifest(str(old))
+    assert manifest.layout == "windows" and manifest.splits["train"].shards[0].record_windows[0][0] == 1
+    config = ReaderConfig(batch_size=8, seed=1, objective="last", shuffle_buffer=32)
+    assert rows(make_dataset(str(old), "train", config)) == rows(make_dataset(data_dir, "train", config))
+    plans = [epoch_plan(path, load_manifest(path), "train", config, 1) for path in (str(old), data_dir)]
+    assert (plans[0].windows, plans[0].batches) == (plans[1].windows, plans[1].batches)
+
+
+def test_spans_from_the_ingest_encoder_hold_the_same_windows(data_dir, tmp_path):
+    """The same corpus written as span records by the ingest's own encoder (tests/_train_data.py)
+    reads back as exactly the windows of the "windows" layout (whose helper also writes a window
+    with an all-pad context for each document's first word; the ingest never did)."""
+    spans = write_data_dir(str(tmp_path / "spans"), context_length=CONTEXT, layout="spans")
+    assert load_manifest(spans).layout == "spans"
+    for split in ("train", "val"):
+        config = ReaderConfig(batch_size=16, training=False, objective="last")
+        expected = [row for row in rows(make_dataset(data_dir, split, config)) if any(row[:CONTEXT])]
+        assert sorted(rows(make_dataset(spans, split, config))) == sorted(expected)

@@ -1,25 +1,48 @@
 """The tf.data reader: DATA_DIR + split -> batches ready for the model.
 
-One config dataclass (`ReaderConfig`) and one function (`make_dataset`). The pipeline is
+One config dataclass (`ReaderConfig`), `epoch_plan` (what an epoch holds) and `make_dataset`.
+The layout named in the manifest picks the pipeline; both start alike:
 
-    files of this input pipeline (shuffled per epoch from (seed, epoch))
-      -> interleave of TFRecordDataset (deterministic order)
-      -> training: chunks of ~shuffle_buffer records, each parsed as one tensor
-         (tf.io.parse_example), permuted whole (seeded by (seed, epoch, chunk)) and cut into
-         batches of the per-replica batch size: a full shuffle of every chunk without
-         tf.data's per-record shuffle cost, which took ~45% of the reader's time
-         evaluation: batches in file order, each parsed as one tensor
-      -> skip the batches already consumed (resume; whole chunks before parsing)
-      -> take the batches of one epoch -> (context, targets, weights)
-      -> prefetch(AUTOTUNE)
+    files of this input pipeline (shuffled per epoch from (seed, epoch); whole files round
+    robin over pipelines, or every n-th record when there are fewer files than pipelines)
+      -> TFRecordDataset, one file after another (or an interleave, cycle_length > 1)
 
-Everything is a pure function of (seed, epoch, input pipeline), which is what makes a
-resumed run read exactly the windows an uninterrupted run would have read.
+"spans" (format 2): a record is a run of consecutive windows of one document (see
+tfrecords/manifest.py), so the work is per chunk of records, never per window:
+      -> chunks of R = shuffle_buffer // windows_per_record records (not of the batch size, so
+         2 replicas x batch b and 1 replica x batch 2b read the same window stream)
+      -> per chunk, parse pad + tokens (one tf.io.parse_example) and count its selected windows
+      -> resume: skip whole chunks already consumed, from a running count (scan), unexpanded
+      -> per chunk, the selected windows by ONE gather from the chunk's flat padded ids
+         through their start indices; training permutes them first (seeded by (seed, epoch,
+         chunk)); evaluation keeps record order
+      -> rebatch to the batch size (training drops the epoch's final partial batch only)
+   Which windows an epoch selects from a record of W windows k = 0..W-1:
+   - objective "last": every window; targets int32[b] = each window's last id.
+   - objective "all": windows that do not overlap in their targets, so that each token is a
+     target once per epoch. With m = max(1, C // stride) and an offset o in [0, m) per
+     (seed, epoch) (consecutive epochs take consecutive offsets; evaluation uses o = 0), a record
+     selects k with k % m == o, plus k = W - 1. Window k covers padded-span indices
+     [k * stride, k * stride + C]; its target j (0..C-1) is padded index k * stride + 1 + j.
+     The record owns target indices in (C - stride, C + (W - 1) * stride]. Target j of a
+     selected window weighs 1 iff its index is owned, greater than the previous selected
+     window's k' * stride + C (when there is one), and its id is not pad 0. With stride 1
+     every target of the record weighs 1 exactly once per epoch.
+
+"windows" (format 1, or format 2 written with --layout windows): one window per record, as
+in 0.1.0: training parses chunks of ~shuffle_buffer records as one tensor, permutes them whole
+and cuts batches; evaluation batches in file order. Objective "all" there reads every window
+with all C targets weighted (0 only on pad), i.e. each token is a target in ~C windows.
+
+Both end with take(the epoch's batches) -> (context int32[b, C], targets, weights float32
+like targets) -> prefetch(AUTOTUNE). Everything is a pure function of (seed, epoch, input
+pipeline), which is what makes a resumed run read exactly what an uninterrupted run would.
 
 Checks against the manifest: before reading, each shard's size must equal the manifest's
 `bytes` (a file cut at a record boundary would otherwise read as a clean, shorter file);
-`epoch_plan` says how many batches an epoch holds, and the training loop / evaluation
-refuse an epoch that ends early.
+`epoch_plan` counts exactly the windows and batches an epoch holds (span shards from their
+windows-per-record histograms; read once per process when there are fewer files than
+pipelines), and the training loop / evaluation refuse an epoch that ends early.
 """
 
 from __future__ import annotations
@@ -32,11 +55,18 @@ import tensorflow as tf
 
 from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
-from tfrecords.manifest import FEATURE_NAME, Manifest, load_manifest
+from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
+from tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
+                             windows_in_records)
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("last", "all")
+SPAN_FEATURES = {
+    PAD_FEATURE: tf.io.FixedLenFeature([1], tf.int64),
+    # a VarLen feature, parsed straight to ragged: row lengths without a sparse round trip
+    FEATURE_NAME: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
+}
 
 
 @dataclass(frozen=True)
@@ -45,9 +75,13 @@ class ReaderConfig:
 
     batch_size: windows per batch the dataset yields (the PER-REPLICA batch size when used
       through `strategy.distribute_datasets_from_function`; the global one otherwise).
-    objective: "last" -> targets int32[batch]; "all" -> targets int32[batch, context_length].
+    objective: "last" -> targets int32[batch]; "all" -> targets int32[batch, context_length]
+      (on span datasets: non-overlapping windows, each token a target once; module docstring).
     training: shuffle files and windows and drop the last partial batch (every replica and
-      worker must take the same number of steps); evaluation reads every window in order.
+      worker must take the same number of steps); evaluation reads every ("last") or every
+      selected ("all", offset 0) window in order and keeps the last partial batch.
+    shuffle_buffer: windows permuted together (span datasets: chunks of
+      shuffle_buffer // windows_per_record records).
     """
 
     batch_size: int = 256
@@ -83,6 +117,63 @@ class EpochPlan:
     batches: int
 
 
+def epoch_selection(manifest: Manifest, config: ReaderConfig, epoch: int) -> tuple[int, int]:
+    """(offset, period) of the span windows an epoch selects (see tfrecords/spans.py): every
+    window for "last"; for "all" every period-th one from a per-(seed, epoch) offset (offset 0
+    in evaluation, so an evaluation is the same whatever the epoch)."""
+    if config.objective == "last" or manifest.layout != "spans":
+        return 0, 1
+    period = selection_period(manifest.context_length, manifest.stride)
+    return (epoch_offset(config.seed, epoch, period) if config.training else 0), period
+
+
+_RECORD_WINDOWS_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
+
+
+def scan_record_windows(data_dir: str, manifest: Manifest, split: str) -> dict[str, np.ndarray]:
+    """{shard file: int64[records] windows of each record}, read from the shards (parsing only
+    pad and the tokens' lengths); cached per (data_dir, split, shard checksums) in the process."""
+    shards = manifest.split(split).shards
+    key = (data_dir, split, tuple(shard.sha256 for shard in shards))
+    if key not in _RECORD_WINDOWS_CACHE:
+        _RECORD_WINDOWS_CACHE[key] = {
+            shard.file: _record_windows_of_file(storage.join(data_dir, shard.file), manifest) for shard in shards
+        }
+    return _RECORD_WINDOWS_CACHE[key]
+
+
+def _record_windows_of_file(path: str, manifest: Manifest) -> np.ndarray:
+    def lengths(serialized):
+        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
+        return parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME].row_lengths()
+
+    counts = [windows_in_records(pad.numpy(), tokens.numpy(), manifest.context_length, manifest.stride)
+              for pad, tokens in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(4096).map(lengths)]
+    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
+
+
+def windows_per_pipeline(data_dir: str, manifest: Manifest, split: str, shards: list, selection: tuple[int, int],
+                         num_pipelines: int) -> list[int]:
+    """Windows each input pipeline reads in one epoch: whole files round robin when there are
+    enough files, else every num_pipelines-th record of the files in this order."""
+    spans = manifest.layout == "spans"
+    if len(shards) < num_pipelines and not spans:  # one window per record
+        total = sum(shard.records for shard in shards)
+        return [len(range(i, total, num_pipelines)) for i in range(num_pipelines)]
+    if len(shards) < num_pipelines:  # the histograms cannot say which records a pipeline gets
+        by_file = scan_record_windows(data_dir, manifest, split)
+        selected = selected_counts(np.concatenate([np.zeros(0, np.int64)] + [by_file[s.file] for s in shards]), *selection)
+        return [int(selected[i::num_pipelines].sum()) for i in range(num_pipelines)]
+    if not spans:
+        counts = [shard.records for shard in shards]
+    elif all(shard.record_windows or not shard.records for shard in shards):
+        counts = [selected_in_histogram(shard.record_windows, *selection) for shard in shards]
+    else:  # a manifest without histograms: count record by record
+        by_file = scan_record_windows(data_dir, manifest, split)
+        counts = [int(selected_counts(by_file[shard.file], *selection).sum()) for shard in shards]
+    return [sum(counts[i::num_pipelines]) for i in range(num_pipelines)]
+
+
 def epoch_plan(
     data_dir: str,
     manifest: Manifest,
@@ -92,22 +183,19 @@ def epoch_plan(
     num_pipelines: int = 1,
     pipeline_id: int = 0,
 ) -> EpochPlan:
-    """Pure Python: the files and batch count of one pipeline in one epoch."""
+    """The files, window count and batch count of one pipeline in one epoch (exact for both
+    layouts; span shards are read only when there are fewer files than pipelines)."""
     shards = list(manifest.split(split).shards)
     if config.training:
         # Same permutation on every worker: it depends on (seed, epoch) only.
         order = np.random.default_rng([config.seed, epoch]).permutation(len(shards))
         shards = [shards[i] for i in order]
-    counts = [shard.records for shard in shards]
+    selection = epoch_selection(manifest, config, epoch)
+    per_pipeline = windows_per_pipeline(data_dir, manifest, split, shards, selection, num_pipelines)
     if len(shards) >= num_pipelines:
-        mine = shards[pipeline_id::num_pipelines]
-        per_pipeline = [sum(counts[i::num_pipelines]) for i in range(num_pipelines)]
-        record_shard = None
+        mine, record_shard = shards[pipeline_id::num_pipelines], None
     else:
-        mine = shards
-        total = sum(counts)
-        per_pipeline = [len(range(i, total, num_pipelines)) for i in range(num_pipelines)]
-        record_shard = (num_pipelines, pipeline_id)
+        mine, record_shard = shards, (num_pipelines, pipeline_id)
     if config.training:
         batches = min(count // config.batch_size for count in per_pipeline)
     else:
@@ -172,6 +260,133 @@ def shuffled_batches(records: tf.data.Dataset, config: ReaderConfig, epoch: int,
     return parsed.flat_map(lambda *parts: tf.data.Dataset.from_tensor_slices(parts)).skip(skip_batches % batches_per_chunk)
 
 
+def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int]):
+    """string[records] -> (pad int64[r], tokens ragged int64[r, None], windows int64[r],
+    selected int64[r]): the parse every chunk needs, which alone says how many windows it yields."""
+    offset, period = selection
+
+    def count(serialized):
+        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
+        pad, tokens = parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME]
+        windows = (pad + tokens.row_lengths() - context_length - 1) // stride + 1
+        # as tfrecords.spans.selected_counts: k % period == offset, plus the last window
+        selected = (windows - 1 - offset) // period + 1 + tf.cast((windows - 1) % period != offset, tf.int64)
+        return pad, tokens, windows, selected
+
+    return count
+
+
+def padded_flat_ids(pad: tf.Tensor, tokens: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A chunk's spans laid end to end, each after its pad zeros: (ids int32[sum(pad + n)],
+    int32[records] where each record's padded span starts). A ragged concat: ~4x cheaper than
+    scattering the ids to their padded positions."""
+    zeros = tf.RaggedTensor.from_row_lengths(tf.zeros([tf.reduce_sum(pad)], tf.int32), pad, validate=False)
+    spans = tf.concat([zeros, tokens.with_values(tf.cast(tokens.values, tf.int32))], axis=1)
+    return spans.values, tf.cast(spans.row_splits[:-1], tf.int32)
+
+
+def selected_window_starts(windows: tf.Tensor, selected: tf.Tensor, padded_starts: tf.Tensor, context_length: int,
+                           stride: int, selection: tuple[int, int], every_target: bool) -> tf.Tensor:
+    """int32[n, 1 or 2]: per selected window its start in the flat padded ids and, with
+    every_target (objective "all"), the first target j it weights.
+
+    The i-th selected window of a record is k = min(offset + i * period, W - 1); its targets at
+    padded index <= the previous selected window's end (or <= C - stride, the record before's)
+    are someone else's, so it weights targets j >= that bound - k * stride."""
+    offset, period = selection
+    windows, selected = tf.cast(windows, tf.int32), tf.cast(selected, tf.int32)
+    before = tf.cumsum(selected, exclusive=True)
+    if not every_target and selection == (0, 1):  # every window, k = i: fewer ops on the hot path
+        shift = tf.repeat(padded_starts - before * stride, selected)
+        return (tf.range(tf.reduce_sum(selected)) * stride + shift)[:, None]
+    record = tf.repeat(tf.range(tf.size(selected)), selected)
+    i = tf.range(tf.reduce_sum(selected)) - tf.gather(before, record)
+    k = tf.minimum(offset + i * period, tf.gather(windows, record) - 1)
+    starts = tf.gather(padded_starts, record) + k * stride
+    if not every_target:
+        return starts[:, None]
+    owned_after = tf.where(i == 0, context_length - stride, (offset + (i - 1) * period) * stride + context_length)
+    return tf.stack([starts, owned_after - k * stride], axis=1)
+
+
+def context_and_targets(ids: tf.Tensor, starts: tf.Tensor, context_length: int, objective: str,
+                        frame_every_position: bool) -> tuple[tf.Tensor, tf.Tensor]:
+    """The windows ids[start : start + C + 1] as (context int32[n, C], targets int32[n] for "last",
+    int32[n, C] = the window shifted by one for "all"), gathered straight from `ids`.
+
+    frame_every_position: gather whole rows of a [positions, C] frame matrix built from C
+    shifted slices (contiguous copies + one transpose): ~3x faster than gathering n * C single
+    ids, but it frames every position, so it only pays when most positions start a window."""
+    if frame_every_position:
+        positions = tf.size(ids) - context_length + 1
+        frames = tf.transpose(tf.stack([ids[shift: shift + positions] for shift in range(context_length)]))
+
+        def rows(offsets):
+            return tf.gather(frames, offsets)
+    else:
+        def rows(offsets):
+            return tf.gather(ids, offsets[:, None] + tf.range(context_length))
+    targets = tf.gather(ids, starts + context_length) if objective == "last" else rows(starts + 1)
+    return rows(starts), targets
+
+
+def span_chunk_expander(context_length: int, stride: int, objective: str, selection: tuple[int, int],
+                        shuffle_seed: tf.Tensor | None, skip_windows: int):
+    """One chunk of parsed span records -> its selected windows as (context int32[n, C], targets,
+    weights), with ONE gather from the chunk's flat (padded) ids through the window starts.
+
+    shuffle_seed: permute the chunk's windows, seeded by (shuffle_seed, chunk index); None keeps
+    record order. skip_windows: windows of the epoch already consumed (resume); the chunk drops
+    those it holds, given `before`, the epoch's windows in the chunks before it.
+    """
+    frame_every_position = stride * selection[1] <= 2  # see context_and_targets
+
+    def expand(index, pad, tokens, windows, selected, before):
+        ids, padded_starts = padded_flat_ids(pad, tokens)
+        columns = selected_window_starts(windows, selected, padded_starts, context_length, stride, selection,
+                                         every_target=objective == "all")
+        if shuffle_seed is not None:
+            columns = tf.random.experimental.stateless_shuffle(columns, seed=tf.stack([shuffle_seed, index]))
+        columns = columns[tf.cast(tf.maximum(skip_windows - before, 0), tf.int32):]
+        context, targets = context_and_targets(ids, columns[:, 0], context_length, objective, frame_every_position)
+        if objective == "last":
+            return context, targets, tf.cast(tf.not_equal(targets, 0), tf.float32)
+        owned = tf.range(context_length)[None, :] >= columns[:, 1:]
+        return context, targets, tf.cast(owned & tf.not_equal(targets, 0), tf.float32)
+
+    return expand
+
+
+def span_batches(records: tf.data.Dataset, manifest: Manifest, config: ReaderConfig, epoch: int,
+                 skip_batches: int = 0) -> tf.data.Dataset:
+    """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
+    batch size, so 2 replicas x b and 1 replica x 2b read the same window stream) -> parse ->
+    skip whole chunks already consumed -> expand (+ permute in training) -> rebatch."""
+    context_length, stride = manifest.context_length, manifest.stride
+    selection = epoch_selection(manifest, config, epoch)
+    skip_windows = skip_batches * config.batch_size
+    chunk_records = max(1, config.shuffle_buffer // max(1, manifest.windows_per_record))
+    shuffle_seed = tf.constant(config.seed * 1_000_003 + epoch, tf.int64) if config.training else None
+
+    def add_windows_before(before, chunk):
+        index, (pad, tokens, windows, selected) = chunk
+        return before + tf.reduce_sum(selected), (index, pad, tokens, windows, selected, before)
+
+    count = span_chunk_counter(context_length, stride, selection)
+    chunks = records.batch(chunk_records).enumerate().map(
+        lambda index, serialized: (index, count(serialized)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
+    )
+    if skip_windows:
+        chunks = chunks.scan(tf.constant(0, tf.int64), add_windows_before).filter(
+            lambda index, pad, tokens, windows, selected, before: before + tf.reduce_sum(selected) > skip_windows)
+    else:
+        chunks = chunks.map(lambda index, parts: (index, *parts, tf.constant(0, tf.int64)))
+    expand = span_chunk_expander(context_length, stride, config.objective, selection, shuffle_seed, skip_windows)
+    windows = chunks.map(expand, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return windows.rebatch(config.batch_size, drop_remainder=config.training)
+
+
 def make_dataset(
     data_dir: str,
     split: str,
@@ -210,7 +425,9 @@ def make_dataset(
         records = tf.data.TFRecordDataset(files, buffer_size=1 << 20)
     if plan.record_shard is not None:
         records = records.shard(*plan.record_shard)
-    if config.training:
+    if manifest.layout == "spans":
+        parsed = span_batches(records, manifest, config, epoch, skip_batches)
+    elif config.training:
         parsed = shuffled_batches(records, config, epoch, manifest.context_length, skip_batches)
     else:
         parsed = records.batch(config.batch_size).skip(skip_batches).map(
