@@ -56,17 +56,13 @@ import tensorflow as tf
 from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
 from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
+from tfrecords.span_reader import SPAN_FEATURES, span_batches
 from tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
                              windows_in_records)
 
 log = logging.getLogger(__name__)
 
 OBJECTIVES = ("last", "all")
-SPAN_FEATURES = {
-    PAD_FEATURE: tf.io.FixedLenFeature([1], tf.int64),
-    # a VarLen feature, parsed straight to ragged: row lengths without a sparse round trip
-    FEATURE_NAME: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
-}
 
 
 @dataclass(frozen=True)
@@ -260,133 +256,6 @@ def shuffled_batches(records: tf.data.Dataset, config: ReaderConfig, epoch: int,
     return parsed.flat_map(lambda *parts: tf.data.Dataset.from_tensor_slices(parts)).skip(skip_batches % batches_per_chunk)
 
 
-def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int]):
-    """string[records] -> (pad int64[r], tokens ragged int64[r, None], windows int64[r],
-    selected int64[r]): the parse every chunk needs, which alone says how many windows it yields."""
-    offset, period = selection
-
-    def count(serialized):
-        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
-        pad, tokens = parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME]
-        windows = (pad + tokens.row_lengths() - context_length - 1) // stride + 1
-        # as tfrecords.spans.selected_counts: k % period == offset, plus the last window
-        selected = (windows - 1 - offset) // period + 1 + tf.cast((windows - 1) % period != offset, tf.int64)
-        return pad, tokens, windows, selected
-
-    return count
-
-
-def padded_flat_ids(pad: tf.Tensor, tokens: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A chunk's spans laid end to end, each after its pad zeros: (ids int32[sum(pad + n)],
-    int32[records] where each record's padded span starts). A ragged concat: ~4x cheaper than
-    scattering the ids to their padded positions."""
-    zeros = tf.RaggedTensor.from_row_lengths(tf.zeros([tf.reduce_sum(pad)], tf.int32), pad, validate=False)
-    spans = tf.concat([zeros, tokens.with_values(tf.cast(tokens.values, tf.int32))], axis=1)
-    return spans.values, tf.cast(spans.row_splits[:-1], tf.int32)
-
-
-def selected_window_starts(windows: tf.Tensor, selected: tf.Tensor, padded_starts: tf.Tensor, context_length: int,
-                           stride: int, selection: tuple[int, int], every_target: bool) -> tf.Tensor:
-    """int32[n, 1 or 2]: per selected window its start in the flat padded ids and, with
-    every_target (objective "all"), the first target j it weights.
-
-    The i-th selected window of a record is k = min(offset + i * period, W - 1); its targets at
-    padded index <= the previous selected window's end (or <= C - stride, the record before's)
-    are someone else's, so it weights targets j >= that bound - k * stride."""
-    offset, period = selection
-    windows, selected = tf.cast(windows, tf.int32), tf.cast(selected, tf.int32)
-    before = tf.cumsum(selected, exclusive=True)
-    if not every_target and selection == (0, 1):  # every window, k = i: fewer ops on the hot path
-        shift = tf.repeat(padded_starts - before * stride, selected)
-        return (tf.range(tf.reduce_sum(selected)) * stride + shift)[:, None]
-    record = tf.repeat(tf.range(tf.size(selected)), selected)
-    i = tf.range(tf.reduce_sum(selected)) - tf.gather(before, record)
-    k = tf.minimum(offset + i * period, tf.gather(windows, record) - 1)
-    starts = tf.gather(padded_starts, record) + k * stride
-    if not every_target:
-        return starts[:, None]
-    owned_after = tf.where(i == 0, context_length - stride, (offset + (i - 1) * period) * stride + context_length)
-    return tf.stack([starts, owned_after - k * stride], axis=1)
-
-
-def context_and_targets(ids: tf.Tensor, starts: tf.Tensor, context_length: int, objective: str,
-                        frame_every_position: bool) -> tuple[tf.Tensor, tf.Tensor]:
-    """The windows ids[start : start + C + 1] as (context int32[n, C], targets int32[n] for "last",
-    int32[n, C] = the window shifted by one for "all"), gathered straight from `ids`.
-
-    frame_every_position: gather whole rows of a [positions, C] frame matrix built from C
-    shifted slices (contiguous copies + one transpose): ~3x faster than gathering n * C single
-    ids, but it frames every position, so it only pays when most positions start a window."""
-    if frame_every_position:
-        positions = tf.size(ids) - context_length + 1
-        frames = tf.transpose(tf.stack([ids[shift: shift + positions] for shift in range(context_length)]))
-
-        def rows(offsets):
-            return tf.gather(frames, offsets)
-    else:
-        def rows(offsets):
-            return tf.gather(ids, offsets[:, None] + tf.range(context_length))
-    targets = tf.gather(ids, starts + context_length) if objective == "last" else rows(starts + 1)
-    return rows(starts), targets
-
-
-def span_chunk_expander(context_length: int, stride: int, objective: str, selection: tuple[int, int],
-                        shuffle_seed: tf.Tensor | None, skip_windows: int):
-    """One chunk of parsed span records -> its selected windows as (context int32[n, C], targets,
-    weights), with ONE gather from the chunk's flat (padded) ids through the window starts.
-
-    shuffle_seed: permute the chunk's windows, seeded by (shuffle_seed, chunk index); None keeps
-    record order. skip_windows: windows of the epoch already consumed (resume); the chunk drops
-    those it holds, given `before`, the epoch's windows in the chunks before it.
-    """
-    frame_every_position = stride * selection[1] <= 2  # see context_and_targets
-
-    def expand(index, pad, tokens, windows, selected, before):
-        ids, padded_starts = padded_flat_ids(pad, tokens)
-        columns = selected_window_starts(windows, selected, padded_starts, context_length, stride, selection,
-                                         every_target=objective == "all")
-        if shuffle_seed is not None:
-            columns = tf.random.experimental.stateless_shuffle(columns, seed=tf.stack([shuffle_seed, index]))
-        columns = columns[tf.cast(tf.maximum(skip_windows - before, 0), tf.int32):]
-        context, targets = context_and_targets(ids, columns[:, 0], context_length, objective, frame_every_position)
-        if objective == "last":
-            return context, targets, tf.cast(tf.not_equal(targets, 0), tf.float32)
-        owned = tf.range(context_length)[None, :] >= columns[:, 1:]
-        return context, targets, tf.cast(owned & tf.not_equal(targets, 0), tf.float32)
-
-    return expand
-
-
-def span_batches(records: tf.data.Dataset, manifest: Manifest, config: ReaderConfig, epoch: int,
-                 skip_batches: int = 0) -> tf.data.Dataset:
-    """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
-    batch size, so 2 replicas x b and 1 replica x 2b read the same window stream) -> parse ->
-    skip whole chunks already consumed -> expand (+ permute in training) -> rebatch."""
-    context_length, stride = manifest.context_length, manifest.stride
-    selection = epoch_selection(manifest, config, epoch)
-    skip_windows = skip_batches * config.batch_size
-    chunk_records = max(1, config.shuffle_buffer // max(1, manifest.windows_per_record))
-    shuffle_seed = tf.constant(config.seed * 1_000_003 + epoch, tf.int64) if config.training else None
-
-    def add_windows_before(before, chunk):
-        index, (pad, tokens, windows, selected) = chunk
-        return before + tf.reduce_sum(selected), (index, pad, tokens, windows, selected, before)
-
-    count = span_chunk_counter(context_length, stride, selection)
-    chunks = records.batch(chunk_records).enumerate().map(
-        lambda index, serialized: (index, count(serialized)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    )
-    if skip_windows:
-        chunks = chunks.scan(tf.constant(0, tf.int64), add_windows_before).filter(
-            lambda index, pad, tokens, windows, selected, before: before + tf.reduce_sum(selected) > skip_windows)
-    else:
-        chunks = chunks.map(lambda index, parts: (index, *parts, tf.constant(0, tf.int64)))
-    expand = span_chunk_expander(context_length, stride, config.objective, selection, shuffle_seed, skip_windows)
-    windows = chunks.map(expand, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return windows.rebatch(config.batch_size, drop_remainder=config.training)
-
-
 def make_dataset(
     data_dir: str,
     split: str,
@@ -426,7 +295,7 @@ def make_dataset(
     if plan.record_shard is not None:
         records = records.shard(*plan.record_shard)
     if manifest.layout == "spans":
-        parsed = span_batches(records, manifest, config, epoch, skip_batches)
+        parsed = span_batches(records, manifest, config, epoch_selection(manifest, config, epoch), epoch, skip_batches)
     elif config.training:
         parsed = shuffled_batches(records, config, epoch, manifest.context_length, skip_batches)
     else:
