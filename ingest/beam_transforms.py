@@ -25,8 +25,8 @@ from ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  
 from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
 from ingest.vocab import varint_length  # noqa: E402
-from ingest.windows import RECORD_INFO, WindowPlan, document_key, encode_block, is_validation, order_shard  # noqa: E402
-from ingest.writer import PARTIAL_SUFFIX, describe_shard, write_state  # noqa: E402
+from ingest.windows import RECORD_INFO, WindowPlan, document_key, encode_block, is_validation, iter_ordered  # noqa: E402
+from ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
 from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
 
@@ -127,11 +127,10 @@ def write_shard(keyed_pieces, data_dir: str, shard_counts: tuple[int, int]) -> d
     ordered_pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))  # (input, first document)
     frames = b"".join(piece[2] for piece in ordered_pieces)
     info = np.frombuffer(b"".join(piece[3] for piece in ordered_pieces), dtype=RECORD_INFO)
-    ordered, info = order_shard(frames, info)
+    pieces, info = iter_ordered(frames, info)
     name = shard_name(SPLITS[split], shard, shard_counts[split])
-    with storage.open_file(storage.join(data_dir, name + PARTIAL_SUFFIX), "wb") as handle:
-        handle.write(ordered)
-    return {"split": split, "index": shard, **describe_shard(name, ordered, info)}
+    entry = write_shard_file(storage.join(data_dir, name + PARTIAL_SUFFIX), name, pieces, info)
+    return {"split": split, "index": shard, **entry}
 
 
 def save_state(value, data_dir: str, name: str) -> None:

@@ -182,7 +182,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         results = tokenizer.count(batch.texts) if batch.texts else ()
         return batch, keys, [tensor.numpy() for tensor in results]
 
-    batches = iter_documents(specs, settings.on_error, batch_bytes=2 << 20)
+    batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20)
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
         for batch, keys, results in _in_order(threads, count, batches, depth=settings.workers):
             for name, value in dataclasses.asdict(batch.counters).items():

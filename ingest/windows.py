@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -166,12 +167,29 @@ def order_shard(frames: bytes, info: np.ndarray) -> tuple[bytes, np.ndarray]:
     """A shard's records (frames in arrival order, their RECORD_INFO rows) -> the same records
     in the shard's seeded random order. Stable: equal keys (duplicated documents) keep
     arrival order, which is document order for both runners."""
+    pieces, ordered_info = iter_ordered(frames, info)
+    return b"".join(pieces), ordered_info
+
+
+def iter_ordered(frames: bytes, info: np.ndarray, piece_bytes: int = 4 << 20) -> tuple[Iterator[bytes], np.ndarray]:
+    """order_shard's bytes as pieces of ~piece_bytes (to stream into a file without a second
+    copy of the shard), and the ordered RECORD_INFO rows."""
     order = np.argsort(info["order"], kind="stable")
-    ends = np.cumsum(info["size"], dtype=np.int64)
-    starts = ends - info["size"]
-    view = memoryview(frames)
-    ordered = b"".join([view[start:end] for start, end in zip(starts[order].tolist(), ends[order].tolist())])
-    return ordered, info[order]
+    sizes = info["size"].astype(np.int64)
+    starts = (np.cumsum(sizes) - sizes)[order]
+    sizes = sizes[order]
+    # groups of records of ~piece_bytes each, so a piece streams to the file on its own
+    cuts = np.searchsorted(np.cumsum(sizes), np.arange(piece_bytes, int(sizes.sum()), piece_bytes))
+    bounds = [0, *np.unique(cuts).tolist(), len(sizes)]
+    pieces = (gather_segments(frames, starts[first:end], sizes[first:end]) for first, end in zip(bounds, bounds[1:])
+              if end > first)
+    return pieces, info[order]
+
+
+def gather_segments(source: bytes, starts: np.ndarray, sizes: np.ndarray) -> bytes:
+    """source[start : start + size] for each segment, concatenated. Slices mapped in C: ~1 µs a
+    record, 3x faster than a numpy byte gather for ~100-byte records, and no index array."""
+    return b"".join(map(source.__getitem__, map(slice, starts.tolist(), (starts + sizes).tolist())))
 
 
 def record_windows_histogram(windows: np.ndarray) -> tuple[tuple[int, int], ...]:

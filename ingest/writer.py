@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from typing import Iterable
 
 import numpy as np
 
-from ingest.windows import RECORD_INFO, order_shard, record_windows_histogram
+from ingest.windows import RECORD_INFO, iter_ordered, record_windows_histogram
 from nextword import storage
 from nextword.errors import ArtifactError
 from tfrecords.manifest import SPLITS, Shard, shard_name
@@ -164,24 +165,27 @@ def _order_one(data_dir: str, name: str) -> dict:
     if int(info["size"].sum(dtype=np.int64)) != len(frames):
         raise ArtifactError(f"{unordered} does not match its record index {unordered + INFO_SUFFIX}",
                             hint="run the same ingest command with --overwrite to start over")
-    ordered, info = order_shard(frames, info)
+    pieces, info = iter_ordered(frames, info)
     temporary = storage.join(data_dir, STATE_DIR, name + ".ordered")
-    local = local_path(temporary)
-    if local is not None:
-        with open(local, "wb") as handle:
-            handle.write(ordered)
+    entry = write_shard_file(temporary, name, pieces, info, durable=True)
+    storage.rename(temporary, storage.join(data_dir, name))
+    return entry
+
+
+def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.ndarray, durable: bool = False) -> dict:
+    """Write a shard's ordered pieces to `path` (one piece in memory at a time) and return its
+    manifest entry (JSON-able): both runners write shards through this."""
+    digest, size = hashlib.sha256(), 0
+    local = local_path(path)
+    with (open(local, "wb") if local is not None else storage.open_file(path, "wb")) as handle:
+        for piece in pieces:
+            handle.write(piece)
+            digest.update(piece)
+            size += len(piece)
+        if durable and local is not None:
             handle.flush()
             os.fsync(handle.fileno())
-    else:
-        with storage.open_file(temporary, "wb") as handle:
-            handle.write(ordered)
-    storage.rename(temporary, storage.join(data_dir, name))
-    return describe_shard(name, ordered, info)
-
-
-def describe_shard(name: str, ordered: bytes, info: np.ndarray) -> dict:
-    """A finished shard's manifest entry (JSON-able) from its bytes and RECORD_INFO rows."""
-    return dict(file=name, records=len(info), bytes=len(ordered), sha256=hashlib.sha256(ordered).hexdigest(),
+    return dict(file=name, records=len(info), bytes=size, sha256=digest.hexdigest(),
                 windows=int(info["windows"].sum(dtype=np.int64)),
                 record_windows=[list(pair) for pair in record_windows_histogram(info["windows"])])
 

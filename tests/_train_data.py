@@ -58,8 +58,8 @@ def write_split(data_dir: str, name: str, documents, context_length: int, shards
 def write_span_split(data_dir: str, name: str, documents, context_length: int, shards: int,
                      windows_per_record: int) -> Split:
     """The same windows as span records, through the ingest's own encoder and shard order."""
-    from ingest.windows import WindowPlan, encode_block, order_shard
-    from ingest.writer import describe_shard
+    from ingest.windows import WindowPlan, encode_block, iter_ordered
+    from ingest.writer import write_shard_file
 
     plan = WindowPlan(context_length, 1, 0, (shards, 1), "spans", windows_per_record)
     lengths = np.array([len(document) for document in documents])
@@ -70,11 +70,8 @@ def write_span_split(data_dir: str, name: str, documents, context_length: int, s
     written = []
     for index in range(shards):
         frames, info = pieces.get(index, (b"", np.zeros(0, dtype=block.pieces[0][3].dtype)))
-        ordered, info = order_shard(frames, info)
         file = shard_name(name, index, shards)
-        with open(os.path.join(data_dir, file), "wb") as handle:
-            handle.write(ordered)
-        entry = describe_shard(file, ordered, info)
+        entry = write_shard_file(os.path.join(data_dir, file), file, *iter_ordered(frames, info))
         written.append(Shard(**{**entry, "record_windows": tuple(map(tuple, entry["record_windows"]))}))
     tokens = sum(len(d) for d in documents)
     windows = sum(shard.windows for shard in written)
