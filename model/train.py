@@ -244,19 +244,34 @@ class TrainingSession:
     def _end_epoch(self, epoch: int, progress) -> None:
         self.position.epoch.assign(epoch + 1)
         self.position.epoch_step.assign(0)
-        self._log_validation(f"epoch {epoch}", epoch, progress)
-        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
-        self.history.save()
+        if self._validation_due():
+            self._log_validation(f"epoch {epoch}", epoch, progress)
+            self.manager.save(checkpoint_number=self.position.as_dict()["step"])
+            self.history.save()
+
+    def _validation_due(self) -> bool:
+        """At an epoch's end: once at least as many windows were trained since the last validation
+        as the val split holds. One-pass epochs of a small corpus can be shorter than a validation
+        (objective all on the embedded corpus: ~12 steps), which would otherwise spend more time
+        validating than training; on a large corpus this is every epoch."""
+        epochs = self.history.record["epochs"]
+        since = self.position.as_dict()["step"] - (epochs[-1]["step"] if epochs else 0)
+        val = self.manifest.splits.get("val")
+        return since * self.global_batch >= (val.windows if val is not None else 0)
 
     def _validate_final_weights(self, progress) -> None:
-        """A run stopped mid-epoch (time budget, max steps) reports the weights it ends with,
-        not those of its last completed epoch."""
+        """A run reports the weights it ends with: stopped mid-epoch (time budget, max steps), or
+        at the end of an epoch that was not validated (see _validation_due)."""
         epochs = self.history.record["epochs"]
-        if epochs and epochs[-1]["step"] == self.position.as_dict()["step"]:
+        step = self.position.as_dict()["step"]
+        if epochs and epochs[-1]["step"] == step:
             return
         epoch = int(self.position.epoch.numpy())
-        self._log_validation(f"final (step {self.position.as_dict()['step']}, epoch {epoch} partial)", epoch, progress,
-                             partial=True)
+        partial = int(self.position.epoch_step.numpy()) > 0 or epoch == 0
+        if partial:
+            self._log_validation(f"final (step {step}, epoch {epoch} partial)", epoch, progress, partial=True)
+        else:
+            self._log_validation(f"epoch {epoch - 1}", epoch - 1, progress)
 
     def _log_validation(self, label: str, epoch: int, progress, partial: bool = False) -> None:
         if not (self.chief and "val" in self.manifest.splits and self.manifest.splits["val"].windows):
