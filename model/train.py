@@ -108,6 +108,7 @@ class TrainingSession:
         self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
         self.replicas_per_pipeline = replicas // self.pipelines
         self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
+        self.validated_at_step = self._last_validation_before(int(self.position.epoch.numpy()))
 
     def _check_run_dir(self) -> str | None:
         out = self.settings.out
@@ -245,19 +246,32 @@ class TrainingSession:
         self.position.epoch.assign(epoch + 1)
         self.position.epoch_step.assign(0)
         if self._validation_due():
+            self.validated_at_step = self.position.as_dict()["step"]
             self._log_validation(f"epoch {epoch}", epoch, progress)
             self.manager.save(checkpoint_number=self.position.as_dict()["step"])
             self.history.save()
+
+    def _last_validation_before(self, epoch: int) -> int:
+        """The step of the last epoch-end validation before `epoch` (0: none), replayed from the
+        schedule of _validation_due: the same on every worker (the history is the chief's alone)
+        and for a resumed run as for an uninterrupted one."""
+        step = validated = 0
+        for past in range(epoch):
+            step += self.steps_per_epoch(past)
+            if self._worth_a_validation(step - validated):
+                validated = step
+        return validated
+
+    def _worth_a_validation(self, steps: int) -> bool:
+        val = self.manifest.splits.get("val")
+        return steps * self.global_batch >= (val.windows if val is not None else 0)
 
     def _validation_due(self) -> bool:
         """At an epoch's end: once at least as many windows were trained since the last validation
         as the val split holds. One-pass epochs of a small corpus can be shorter than a validation
         (objective all on the embedded corpus: ~12 steps), which would otherwise spend more time
         validating than training; on a large corpus this is every epoch."""
-        epochs = self.history.record["epochs"]
-        since = self.position.as_dict()["step"] - (epochs[-1]["step"] if epochs else 0)
-        val = self.manifest.splits.get("val")
-        return since * self.global_batch >= (val.windows if val is not None else 0)
+        return self._worth_a_validation(self.position.as_dict()["step"] - self.validated_at_step)
 
     def _validate_final_weights(self, progress) -> None:
         """A run reports the weights it ends with: stopped mid-epoch (time budget, max steps), or

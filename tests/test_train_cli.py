@@ -156,3 +156,26 @@ def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tm
     from tfrecords.manifest import load_manifest
 
     assert scores["windows"] == load_manifest(tiny_dataset).splits["val"].windows
+
+
+def test_short_epochs_validate_once_a_val_split_was_trained_and_a_resume_keeps_the_schedule(tmp_path):
+    """A val split larger than an epoch: validation at every 2nd epoch's end (and on the final
+    weights), the same schedule for a run stopped mid-way and resumed as for an uninterrupted one."""
+    data_dir = write_data_dir(str(tmp_path / "data"), train_documents=60, val_documents=110)
+    from tfrecords.manifest import load_manifest
+
+    manifest = load_manifest(data_dir)
+    assert manifest.splits["train"].windows < manifest.splits["val"].windows < 2 * manifest.splits["train"].windows
+    common = ["--epochs", "5", "--no-export", "--objective", "last", *SMALL]
+    whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
+    assert CliRunner().invoke(cli(), ["train", data_dir, "--out", whole, *common]).exit_code == 0
+    steps_per_epoch = manifest.splits["train"].windows // 16
+    stopped = CliRunner().invoke(cli(), ["train", data_dir, "--out", halves, *common, "--max-steps",
+                                         str(int(2.5 * steps_per_epoch))])
+    assert stopped.exit_code == 0, stopped.output
+    assert CliRunner().invoke(cli(), ["train", data_dir, "--out", halves, *common]).exit_code == 0
+    for run_dir in (whole, halves):
+        rows = json.load(open(os.path.join(run_dir, "history.json")))["epochs"]
+        # epochs 1 and 3 by the schedule, epoch 4 (the last) for the final weights; the stopped run's
+        # mid-epoch row for its final weights (partial_epoch) aside
+        assert [row["epoch"] for row in rows if not row.get("partial_epoch")] == [1, 3, 4], run_dir
