@@ -192,12 +192,6 @@ def gather_segments(source: bytes, starts: np.ndarray, sizes: np.ndarray) -> byt
     return b"".join(map(source.__getitem__, map(slice, starts.tolist(), (starts + sizes).tolist())))
 
 
-def record_windows_histogram(windows: np.ndarray) -> tuple[tuple[int, int], ...]:
-    """((windows in a record, records with that many), ...) ascending."""
-    values, counts = np.unique(np.asarray(windows, dtype=np.int64), return_counts=True)
-    return tuple((int(value), int(count)) for value, count in zip(values, counts))
-
-
 def encode_job(arguments: tuple) -> EncodedBlock:
     """encode_block(*arguments): one picklable callable for a process pool."""
     return encode_block(*arguments)

@@ -19,10 +19,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ingest.windows import RECORD_INFO, iter_ordered, record_windows_histogram
+from ingest.windows import RECORD_INFO, iter_ordered
 from nextword import storage
 from nextword.errors import ArtifactError
 from tfrecords.manifest import SPLITS, Shard, shard_name
+from tfrecords.spans import histogram
 
 PARTIAL_SUFFIX = ".partial"
 STATE_DIR = ".partial"
@@ -65,16 +66,13 @@ class ShardSet:
     def unordered_path(self, split: int, index: int, suffix: str = "") -> str:
         return storage.join(self.data_dir, STATE_DIR, self.names[split][index] + suffix)
 
-    def _os_path(self, path: str) -> str:
-        return path[len("file://"):] if path.startswith("file://") else path
-
     def _create_empty(self) -> None:
         for split, names in enumerate(self.names):
             for index in range(len(names)):
                 for suffix in ("", INFO_SUFFIX):
                     path = self.unordered_path(split, index, suffix)
                     if self._local is not None:
-                        open(self._os_path(path), "wb").close()
+                        open(local_path(path), "wb").close()
                     else:
                         self._handles[path] = storage.open_file(path, "wb")
 
@@ -85,7 +83,7 @@ class ShardSet:
             for index in range(len(names)):
                 recorded = state["shards"][split][index]
                 for suffix, size in (("", recorded["bytes"]), (INFO_SUFFIX, recorded["records"] * RECORD_INFO.itemsize)):
-                    path = self._os_path(self.unordered_path(split, index, suffix))
+                    path = local_path(self.unordered_path(split, index, suffix))
                     if not os.path.exists(path) or os.path.getsize(path) < size:
                         raise ArtifactError(f"{path} is shorter than its last checkpoint")
                     with open(path, "r+b") as handle:
@@ -114,7 +112,7 @@ class ShardSet:
         if self._local is None:
             self._handles[path].write(data)
             return
-        with open(self._os_path(path), "ab") as handle:
+        with open(local_path(path), "ab") as handle:
             handle.write(data)
             if durable:
                 handle.flush()
@@ -187,7 +185,7 @@ def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.nda
             os.fsync(handle.fileno())
     return dict(file=name, records=len(info), bytes=size, sha256=digest.hexdigest(),
                 windows=int(info["windows"].sum(dtype=np.int64)),
-                record_windows=[list(pair) for pair in record_windows_histogram(info["windows"])])
+                record_windows=[list(pair) for pair in histogram(info["windows"])])
 
 
 def publish(data_dir: str, names: list[str]) -> None:
