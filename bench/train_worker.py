@@ -9,6 +9,10 @@
         steady-state windows/s of `model.loop.Trainer` fed by the real reader, and the same steps
         fed from batches already in memory: the difference is the time the step waits on input.
 
+    python bench/train_worker.py wait DATA_DIR --epochs 6 [--max-steps N] --repeats 3
+        the default recipe's input wait measured directly (time in next() / step time), over
+        several epochs, for the chained-epochs iterator training uses and a pipeline per epoch.
+
 One JSON line on stdout.
 """
 
@@ -106,6 +110,64 @@ def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, st
             "input_wait_share": max(0.0, 1.0 - reader_rate / memory_rate)}
 
 
+def wait_benchmark(data_dir: str, epochs: int, max_steps: int, repeats: int) -> dict:
+    """Input wait measured where the training loop waits: each step, the time `next()` takes to
+    hand over a batch (wait) and then the step itself (a tf.function, synced), over `epochs`
+    epochs. Two feeds, alternating per round, in one process: the chain of epochs training
+    reads (`make_epochs_dataset`, one iterator) and a new `make_dataset` pipeline per epoch
+    (its Python build and start fall inside `next()` at every epoch boundary). The very first
+    batch of a feed (tracing, the run's one pipeline start) is outside the timing."""
+    import tensorflow as tf
+
+    from model.loop import Trainer
+    from model.settings import TrainSettings
+    from tfrecords.manifest import load_manifest
+    from tfrecords.reader import ReaderConfig, make_dataset, make_epochs_dataset
+
+    manifest = load_manifest(data_dir)
+    settings = TrainSettings(data_dir=data_dir, out="unused")
+    config = settings.model_config(manifest.vocab_size, manifest.context_length)
+    batch = settings.training_choice("batch_size")
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(strategy, config, settings.training_choice("optimizer"), settings.training_choice("learning_rate"))
+    step = tf.function(lambda context, targets, weights: strategy.run(trainer.replica_step, args=(context, targets, weights)))
+    reader_config = ReaderConfig(batch_size=batch, objective=config.objective)
+
+    def chained(first: int):
+        yield from make_epochs_dataset(data_dir, "train", reader_config, range(first, first + epochs), manifest=manifest)
+
+    def per_epoch(first: int):
+        for epoch in range(first, first + epochs):
+            yield from make_dataset(data_dir, "train", reader_config, epoch=epoch, manifest=manifest)
+
+    def measure(batches) -> dict:
+        float(step(*next(batches))[0])
+        wait = total = 0.0
+        steps = 0
+        while steps < max_steps:
+            started = time.perf_counter()
+            try:
+                context, targets, weights = next(batches)
+            except StopIteration:
+                break
+            handed = time.perf_counter()
+            float(step(context, targets, weights)[0])
+            wait, total, steps = wait + handed - started, total + time.perf_counter() - started, steps + 1
+        return {"steps": steps, "wait_seconds": wait, "seconds": total, "wait_share": wait / total,
+                "windows_per_second": steps * batch / total}
+
+    feeds = {"chained": chained, "per_epoch": per_epoch}
+    runs: dict = {name: [] for name in feeds}
+    for repeat in range(repeats):
+        for name in (list(feeds) if repeat % 2 == 0 else list(feeds)[::-1]):
+            runs[name].append(measure(feeds[name](repeat * epochs)))
+    medians = {name: statistics.median(run["wait_share"] for run in rounds) for name, rounds in runs.items()}
+    return {"batch_size": batch, "epochs": epochs, "max_steps": max_steps, "model": config.to_dict(),
+            "steps_per_epoch": runs["chained"][0]["steps"] / epochs if runs["chained"][0]["steps"] < max_steps else None,
+            "runs": runs, "input_wait_share": medians["chained"], "per_epoch_input_wait_share": medians["per_epoch"],
+            "windows_per_second": statistics.median(run["windows_per_second"] for run in runs["chained"])}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -120,8 +182,15 @@ def main() -> None:
     loop.add_argument("--batch-size", type=int, default=None)
     loop.add_argument("--steps", type=int, default=64)
     loop.add_argument("--repeats", type=int, default=3)
+    wait = commands.add_parser("wait")
+    wait.add_argument("data_dir")
+    wait.add_argument("--epochs", type=int, default=6)
+    wait.add_argument("--max-steps", type=int, default=1_000_000)
+    wait.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args()
-    if arguments.command == "reader":
+    if arguments.command == "wait":
+        result = wait_benchmark(arguments.data_dir, arguments.epochs, arguments.max_steps, arguments.repeats)
+    elif arguments.command == "reader":
         result = reader_benchmark(arguments.data_dir, arguments.windows, arguments.batch_size, arguments.repeats)
     else:
         result = loop_benchmark(arguments.data_dir, arguments.preset, arguments.batch_size, arguments.steps, arguments.repeats)

@@ -24,11 +24,13 @@ from model.strategy import (fail_fast_on_lost_worker, is_chief, is_multiworker, 
                             use_mixed_precision)
 from model.progress import TrainingProgress
 from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset, make_epochs_dataset
 
 SUMMARY_FILE = "summary.json"
 LOG_EVERY_STEPS = 50
 EVAL_BATCH = 1024
+# Epochs read through one iterator (make_epochs_dataset): its table holds epochs x files names.
+CHAIN_TABLE_ENTRIES, CHAIN_EPOCHS = 100_000, 1_000
 
 
 class StopSignal:
@@ -108,6 +110,7 @@ class TrainingSession:
         self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
         self.replicas_per_pipeline = replicas // self.pipelines
         self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
+        self._epoch_steps: dict[int, int] = {}
         self.validated_at_step = self._last_validation_before(int(self.position.epoch.numpy()))
 
     def _check_run_dir(self) -> str | None:
@@ -123,10 +126,12 @@ class TrainingSession:
         return latest
 
     def steps_per_epoch(self, epoch: int) -> int:
-        plan = epoch_plan(
-            self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0
-        )
-        return plan.batches // self.replicas_per_pipeline
+        if epoch not in self._epoch_steps:
+            plan = epoch_plan(
+                self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0
+            )
+            self._epoch_steps[epoch] = plan.batches // self.replicas_per_pipeline
+        return self._epoch_steps[epoch]
 
     def _agree_fn(self, flag):
         # Every worker must stop at the same step, or the others wait forever in all-reduce.
@@ -138,16 +143,24 @@ class TrainingSession:
             return stop
         return bool(self._agree(tf.constant(1 if stop else 0, tf.int32)) > 0)
 
-    def epoch_iterator(self, epoch: int, epoch_step: int):
+    def chain_iterator(self, epoch: int, epoch_step: int, target_steps: int):
+        """(iterator over epochs [epoch, end) from epoch_step on, end): one iterator for every
+        epoch up to the one that holds target_steps, within the chain's table size."""
+        files = len(self.manifest.split("train").shards)
+        longest = max(1, min(CHAIN_EPOCHS, CHAIN_TABLE_ENTRIES // max(1, files)))
+        end, start_of_end = epoch + 1, self.position.as_dict()["step"] - epoch_step + self.steps_per_epoch(epoch)
+        while end - epoch < longest and start_of_end < target_steps:
+            start_of_end += self.steps_per_epoch(end)
+            end += 1
         skip = epoch_step * self.replicas_per_pipeline
 
         def dataset_fn(input_context):
-            return make_dataset(
-                self.settings.data_dir, "train", self.reader_config, input_context=input_context,
-                epoch=epoch, skip_batches=skip, manifest=self.manifest,
+            return make_epochs_dataset(
+                self.settings.data_dir, "train", self.reader_config, range(epoch, end),
+                input_context=input_context, skip_batches=skip, manifest=self.manifest,
             )
 
-        return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn)), end
 
     def check_workers_resumed_alike(self) -> None:
         """Every worker must restore the same checkpoint. A RUN_DIR that is not one shared location
@@ -201,10 +214,12 @@ class TrainingSession:
     def _train(self, stop, target_steps, started, progress) -> str | None:
         settings, position = self.settings, self.position
         window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
+        iterator, chain_end = None, 0
         while position.as_dict()["step"] < target_steps:
             epoch, epoch_step = int(position.epoch.numpy()), int(position.epoch_step.numpy())
             steps_per_epoch = self.steps_per_epoch(epoch)
-            iterator = self.epoch_iterator(epoch, epoch_step)
+            if epoch >= chain_end:
+                iterator, chain_end = self.chain_iterator(epoch, epoch_step, target_steps)
             while epoch_step < steps_per_epoch and position.as_dict()["step"] < target_steps:
                 step = position.as_dict()["step"]
                 steps = min(
@@ -213,7 +228,10 @@ class TrainingSession:
                 )
                 try:
                     loss, weight = self.trainer.train_steps(iterator, steps)
-                except tf.errors.OutOfRangeError:
+                except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
+                    # FailedPrecondition: the reader's per-epoch assert_cardinality (any other is re-raised)
+                    if isinstance(error, tf.errors.FailedPreconditionError) and "expected to contain" not in str(error):
+                        raise
                     raise ArtifactError(
                         f"epoch {epoch} of the train split ended after {epoch_step} of {steps_per_epoch} steps: "
                         "the shards hold fewer windows than dataset.json says",

@@ -179,3 +179,16 @@ def test_short_epochs_validate_once_a_val_split_was_trained_and_a_resume_keeps_t
         # epochs 1 and 3 by the schedule, epoch 4 (the last) for the final weights; the stopped run's
         # mid-epoch row for its final weights (partial_epoch) aside
         assert [row["epoch"] for row in rows if not row.get("partial_epoch")] == [1, 3, 4], run_dir
+
+
+def test_a_dataset_holding_fewer_windows_than_its_manifest_says_stops_with_a_message(tmp_path):
+    data_dir = write_data_dir(str(tmp_path / "data"), train_shards=1)
+    path = os.path.join(data_dir, "dataset.json")
+    manifest = json.load(open(path))
+    for shard in manifest["splits"]["train"]["shards"]:  # every record claims one window more than it holds
+        shard["record_windows"] = [[windows + 1, count] for windows, count in shard["record_windows"]]
+    open(path, "w").write(json.dumps(manifest))
+    result = CliRunner().invoke(cli(), ["train", data_dir, "--out", str(tmp_path / "run"), "--epochs", "3",
+                                        "--no-export", "--objective", "last", *SMALL])
+    assert isinstance(result.exception, ArtifactError), result.output  # the CLI boundary prints it (exit 1)
+    assert "epoch 0 of the train split ended after" in str(result.exception) and "verify" in result.exception.hint

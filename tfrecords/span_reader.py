@@ -22,7 +22,7 @@ SPAN_FEATURES = {
 def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int]):
     """string[records] -> (pad int64[r], tokens ragged int64[r, None], windows int64[r],
     selected int64[r]): the parse every chunk needs, which alone says how many windows it yields."""
-    offset, period = selection
+    offset, period = selection  # offset: int or int64 tensor (one traced pipeline for many epochs)
 
     def count(serialized):
         parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
@@ -53,9 +53,10 @@ def selected_window_starts(windows: tf.Tensor, selected: tf.Tensor, padded_start
     padded index <= the previous selected window's end (or <= C - stride, the record before's)
     are someone else's, so it weights targets j >= that bound - k * stride."""
     offset, period = selection
+    offset = tf.cast(offset, tf.int32)
     windows, selected = tf.cast(windows, tf.int32), tf.cast(selected, tf.int32)
     before = tf.cumsum(selected, exclusive=True)
-    if not every_target and selection == (0, 1):  # every window, k = i: fewer ops on the hot path
+    if not every_target:  # objective "last" selects every window (offset 0, period 1), k = i: fewer ops
         shift = tf.repeat(padded_starts - before * stride, selected)
         return (tf.range(tf.reduce_sum(selected)) * stride + shift)[:, None]
     record = tf.repeat(tf.range(tf.size(selected)), selected)
@@ -116,17 +117,18 @@ def span_chunk_expander(context_length: int, stride: int, objective: str, select
     return expand
 
 
-def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection: tuple[int, int], epoch: int,
-                 skip_batches: int = 0) -> tf.data.Dataset:
+def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection: tuple, epoch,
+                 skip_batches=0) -> tf.data.Dataset:
     """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
     batch size, so 2 replicas x b and 1 replica x 2b read the same window stream) -> parse ->
     skip whole chunks already consumed -> expand (+ permute in training) -> rebatch.
 
-    config: the reader's ReaderConfig; selection: (offset, period) of the windows this epoch reads."""
+    config: the reader's ReaderConfig; selection: (offset, period) of the windows this epoch reads.
+    The offset, epoch and skip_batches may be int64 tensors (make_epochs_dataset's flat_map)."""
     context_length, stride = manifest.context_length, manifest.stride
     skip_windows = skip_batches * config.batch_size
     chunk_records = max(1, config.shuffle_buffer // max(1, manifest.windows_per_record))
-    shuffle_seed = tf.constant(config.seed * 1_000_003 + epoch, tf.int64) if config.training else None
+    shuffle_seed = tf.cast(epoch, tf.int64) + config.seed * 1_000_003 if config.training else None
 
     def add_windows_before(before, chunk):
         index, (pad, tokens, windows, selected) = chunk
@@ -137,7 +139,7 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         lambda index, serialized: (index, count(serialized)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
-    if skip_windows:
+    if not (isinstance(skip_windows, int) and skip_windows == 0):  # a tensor may hold any count
         chunks = chunks.scan(tf.constant(0, tf.int64), add_windows_before).filter(
             lambda index, pad, tokens, windows, selected, before: before + tf.reduce_sum(selected) > skip_windows)
     else:
