@@ -272,22 +272,26 @@ def _layout_reader_lines(reader: dict, wait: dict | None) -> list[str]:
              "", f"Spans, objective all (each token a target once per epoch): **{_fmt(reader['spans_all_tokens_per_second'])} "
                  f"target tokens/s** (sum of weights), {_fmt(reader['spans_all_windows_per_second'])} windows/s."]
     if wait:
-        lines += ["", f"Training loop fed from a spans dataset ({wait['data_dir'].rstrip('/').split('/')[-1]}, default recipe, "
-                      f"batch {wait['batch_size']}, {wait['windows_per_second']:,.0f} windows/s): input wait "
-                      f"**{wait['input_wait_share']:.1%}** of step time (target < {wait['target']:.0%}: "
-                      f"{_mark(wait['input_wait_share'] < wait['target'])}); per round, reader vs in-memory windows/s: "
-                      + ", ".join(f"{_fmt(ours)} vs {_fmt(memory)}" for ours, memory in
-                                  zip(wait["windows_per_second_runs"], wait["in_memory_windows_per_second_runs"]))
-                      + (". The rounds straddle zero (the reader side won a round): the share is within this shared "
-                         "machine's noise, not resolved to 2%." if any(ours >= memory for ours, memory in zip(
-                             wait["windows_per_second_runs"], wait["in_memory_windows_per_second_runs"]))
-                         else ". Every round's reader side was slower: a real cost.")
-                      + " The reader's own cost is "
-                      + f"{wait['batch_size']} / {_fmt(reader['spans_windows_per_second'])} windows/s = "
-                      + f"{wait['batch_size'] / reader['spans_windows_per_second'] * 1e6:,.0f} µs per batch, against a "
-                      + f"{wait['batch_size'] / wait['windows_per_second'] * 1e3:,.0f} ms step; on a small corpus the "
-                        "per-epoch pipeline start shows too (an `all` epoch of the embedded corpus is ~12 steps)."]
+        lines += ["", _input_wait_line(wait)]
     return lines
+
+
+def _input_wait_line(wait: dict) -> str:
+    """One input-wait run of bench/train_worker.py wait: the chained feed training uses, and a
+    pipeline per epoch (0.1.0's loop, and this version's before the chain) beside it."""
+    runs = wait["runs"]
+    epochs = wait["epochs"]
+    where = (f"{epochs} epochs of ~{wait['steps_per_epoch']:.0f} steps" if wait.get("steps_per_epoch")
+             else f"{runs['chained'][0]['steps']} steps of one long epoch")
+    return (f"Input wait in the training loop ({wait['data_dir'].rstrip('/').split('/')[-1]}, default recipe, batch "
+            f"{wait['batch_size']}, {where}; time in `next()` over step time, measured per step; "
+            f"{len(runs['chained'])} rounds alternating the two feeds): epochs chained through one iterator, as "
+            f"`nextword train` reads them, **{wait['input_wait_share']:.2%}** (target < {wait['target']:.0%}: "
+            f"{_mark(wait['input_wait_share'] < wait['target'])}; rounds "
+            + ", ".join(f"{run['wait_share']:.2%}" for run in runs["chained"])
+            + f", {wait['windows_per_second']:,.0f} windows/s); a new pipeline per epoch "
+            f"{wait['per_epoch_input_wait_share']:.2%} (rounds "
+            + ", ".join(f"{run['wait_share']:.2%}" for run in runs["per_epoch"]) + ").")
 
 
 def layout_lines(layout: dict) -> list[str]:
@@ -295,9 +299,7 @@ def layout_lines(layout: dict) -> list[str]:
     return (_layout_disk_lines(layout) + [""] + _layout_sweep_lines(layout["sweep"]) + [""]
             + _layout_throughput_lines(throughput) + [""] + _layout_memory_lines(throughput) + [""]
             + _layout_reader_lines(layout["reader"], layout.get("input_wait"))
-            + (["", _layout_reader_lines(layout["reader"], layout["input_wait_long_epochs"])[-1]
-                + (f" ({layout['input_wait_long_epochs']['note']})" if "note" in layout["input_wait_long_epochs"] else "")]
-               if layout.get("input_wait_long_epochs") else []))
+            + (["", _input_wait_line(layout["input_wait_long_epochs"])] if layout.get("input_wait_long_epochs") else []))
 
 
 def write_results_md(path: str, results: dict, charts: list[str]) -> None:

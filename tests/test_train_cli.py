@@ -159,13 +159,16 @@ def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tm
 
 
 def test_short_epochs_validate_once_a_val_split_was_trained_and_a_resume_keeps_the_schedule(tmp_path):
-    """A val split larger than an epoch: validation at every 2nd epoch's end (and on the final
-    weights), the same schedule for a run stopped mid-way and resumed as for an uninterrupted one."""
-    data_dir = write_data_dir(str(tmp_path / "data"), train_documents=60, val_documents=110)
+    """VALIDATE_EVERY val splits of training longer than an epoch: validation at every 2nd epoch's end
+    (and on the final weights), the same schedule for a run stopped mid-way and resumed as for an
+    uninterrupted one."""
+    from model.train import VALIDATE_EVERY
     from tfrecords.manifest import load_manifest
 
+    data_dir = write_data_dir(str(tmp_path / "data"), train_documents=120, val_documents=45)
     manifest = load_manifest(data_dir)
-    assert manifest.splits["train"].windows < manifest.splits["val"].windows < 2 * manifest.splits["train"].windows
+    train, val = manifest.splits["train"].windows, manifest.splits["val"].windows
+    assert train < VALIDATE_EVERY * val < 2 * train
     common = ["--epochs", "5", "--no-export", "--objective", "last", *SMALL]
     whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
     assert CliRunner().invoke(cli(), ["train", data_dir, "--out", whole, *common]).exit_code == 0
