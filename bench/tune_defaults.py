@@ -10,10 +10,9 @@ documents held out). Each candidate trains in its own `nextword train` process f
 number of seconds, then `nextword eval` scores the window's final word on the held-out split.
 Stage 1 ranks every candidate at a short budget. Stage 2 trains the best `--finalists` of
 them, each also with more dropout, at the FULL budget of the quality benchmark: on this small
-corpus, objective "all" sees every token ~44 times per epoch, so a recipe that wins at 60 s
-can overfit by 180 s. The winner is the stage-2 (else stage-1) candidate with the lowest
-held-out perplexity (within 1% of it, the higher top-1 accuracy). The table goes
-to bench/tune_results.json, which bench/run copies into RESULTS.md; the winner's values are
+corpus 180 s is ~75 one-pass epochs, so a recipe that wins at 60 s can overfit by 180 s. The
+winner is the stage-2 (else stage-1) candidate with the lowest held-out perplexity (within 1%
+of it, the higher top-1 accuracy). The table goes to bench/tune_results.json, which bench/run copies into RESULTS.md; the winner's values are
 what model/config.py (ModelConfig) and model/settings.py (RECIPE_DEFAULTS) hold.
 """
 
@@ -46,9 +45,10 @@ CANDIDATES = [
 ]
 
 
-# Always trained in stage 2: stage 1 showed held-out perplexity is best after about ONE epoch
-# (~57K windows) and worse after two, so these spend 180 s on about one epoch (two layers,
-# batch 256) or regularise hard (dropout 0.5, lower learning rate).
+# Always trained in stage 2: stage 1 (0.1.0) showed held-out perplexity is best after about 57K
+# trained windows (~44 one-pass epochs of objective "all") and worse after twice that, so these
+# spend 180 s on about that many windows (two layers, batch 256) or regularise hard (dropout 0.5,
+# lower learning rate).
 STAGE2_EXTRA = [
     ("r0", dict(arch="lstm", layers=2, units=256, embedding_dim=128, dropout=0.5, learning_rate=2e-3, batch_size=256)),
     ("r1", dict(arch="gru", layers=2, units=256, embedding_dim=128, dropout=0.5, learning_rate=3e-3, batch_size=256)),
