@@ -283,13 +283,18 @@ def _input_wait_line(wait: dict) -> str:
     epochs = wait["epochs"]
     where = (f"{epochs} epochs of ~{wait['steps_per_epoch']:.0f} steps" if wait.get("steps_per_epoch")
              else f"{runs['chained'][0]['steps']} steps of one long epoch")
-    return (f"Input wait in the training loop ({wait['data_dir'].rstrip('/').split('/')[-1]}, default recipe, batch "
+    both = epochs > 1 and runs.get("per_epoch")
+    line = (f"Input wait in the training loop ({wait['data_dir'].rstrip('/').split('/')[-1]}, default recipe, batch "
             f"{wait['batch_size']}, {where}; time in `next()` over step time, measured per step; "
-            f"{len(runs['chained'])} rounds alternating the two feeds): epochs chained through one iterator, as "
-            f"`nextword train` reads them, **{wait['input_wait_share']:.2%}** (target < {wait['target']:.0%}: "
+            f"{len(runs['chained'])} rounds{' alternating the two feeds' if both else ''}): "
+            + ("epochs chained through one iterator, as `nextword train` reads them, " if both else "")
+            + f"**{wait['input_wait_share']:.2%}** (target < {wait['target']:.0%}: "
             f"{_mark(wait['input_wait_share'] < wait['target'])}; rounds "
             + ", ".join(f"{run['wait_share']:.2%}" for run in runs["chained"])
-            + f", {wait['windows_per_second']:,.0f} windows/s); a new pipeline per epoch "
+            + f", {wait['windows_per_second']:,.0f} windows/s)")
+    if not both:
+        return line + "."
+    return (line + f"; a new pipeline per epoch (as the loop read before this version) "
             f"{wait['per_epoch_input_wait_share']:.2%} (rounds "
             + ", ".join(f"{run['wait_share']:.2%}" for run in runs["per_epoch"]) + ").")
 

@@ -156,12 +156,13 @@ def wait_benchmark(data_dir: str, epochs: int, max_steps: int, repeats: int) -> 
         return {"steps": steps, "wait_seconds": wait, "seconds": total, "wait_share": wait / total,
                 "windows_per_second": steps * batch / total}
 
-    feeds = {"chained": chained, "per_epoch": per_epoch}
+    feeds = {"chained": chained, "per_epoch": per_epoch} if epochs > 1 else {"chained": chained}  # 1 epoch: the same
     runs: dict = {name: [] for name in feeds}
     for repeat in range(repeats):
         for name in (list(feeds) if repeat % 2 == 0 else list(feeds)[::-1]):
             runs[name].append(measure(feeds[name](repeat * epochs)))
     medians = {name: statistics.median(run["wait_share"] for run in rounds) for name, rounds in runs.items()}
+    medians.setdefault("per_epoch", medians["chained"])
     return {"batch_size": batch, "epochs": epochs, "max_steps": max_steps, "model": config.to_dict(),
             "steps_per_epoch": runs["chained"][0]["steps"] / epochs if runs["chained"][0]["steps"] < max_steps else None,
             "runs": runs, "input_wait_share": medians["chained"], "per_epoch_input_wait_share": medians["per_epoch"],
