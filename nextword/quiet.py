@@ -36,4 +36,7 @@ def load_tensorflow():
         import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
         tf.config.list_physical_devices()  # the CUDA probe prints its failure here
+        # The first integer transpose (the span reader frames windows with one) logs, once per
+        # process and at ERROR level, that oneDNN falls back to Eigen on CPUs without AVX-512.
+        tf.transpose(tf.zeros([2, 2], tf.int32))
     return tf

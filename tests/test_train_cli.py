@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -146,6 +147,18 @@ def test_cli_errors_print_a_message_without_traceback(tmp_path):
     )
     assert result.returncode == 1
     assert "not a nextword dataset" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_train_prints_no_native_log_lines(data_dir, tmp_path):
+    """TensorFlow's C++ log lines ("E0000 ... util.cc:131] oneDNN supports DT_INT64 only on platforms
+    with AVX-512", printed by the span reader's first integer transpose) are not for the user."""
+    result = subprocess.run(
+        cli_command("train", data_dir, "--out", str(tmp_path / "run"), "--max-steps", "3", "--no-export", *SMALL),
+        env=cli_env(), capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    native = [line for line in (result.stdout + result.stderr).splitlines() if re.match(r"[EWIF]\d{4} ", line)]
+    assert not native, native
 
 
 def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tmp_path):
