@@ -236,7 +236,7 @@ def parse_batch(serialized: tf.Tensor, context_length: int, objective: str):
 
 
 def shuffled_batches(records: tf.data.Dataset, config: ReaderConfig, epoch, context_length: int,
-                     skip_batches=0) -> tf.data.Dataset:
+                     skip_batches: int = 0) -> tf.data.Dataset:
     """string records -> parsed training batches; every chunk of ~shuffle_buffer records is
     parsed as one tensor, permuted whole (seeded by (seed, epoch, chunk)) and cut into batches.
 
@@ -312,10 +312,10 @@ def make_epochs_dataset(
     After the first epoch, the per-epoch values (file order, "all" offset, shuffle seed, batch
     count) are a small table and ONE traced pipeline reads every row of it (flat_map): no
     Python graph building per epoch, and the outer prefetch opens the next epoch's files while
-    the current epoch's last batches train. (Built per epoch, the pipeline cost ~0.35 s of Python and iterator
-    start at every epoch boundary, where an `all` epoch of the embedded corpus trains ~3 s.)
-    Each epoch's batch count is asserted: one that ends early fails at its end
-    (FailedPreconditionError "expected to contain") rather than shifting later epochs.
+    the current epoch's last batches train. (A pipeline built per epoch made the training loop
+    wait 23% of its step time on the embedded corpus, whose `all` epochs are ~14 steps; chained,
+    0.8%: bench/RESULTS.md.) Each epoch's batch count is asserted: one that ends early fails at
+    its end (FailedPreconditionError "expected to contain") rather than shifting later epochs.
     """
     if not config.training or len(epochs) < 1:
         raise ValueError("make_epochs_dataset reads at least one training epoch")

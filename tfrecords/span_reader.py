@@ -118,13 +118,13 @@ def span_chunk_expander(context_length: int, stride: int, objective: str, select
 
 
 def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection: tuple, epoch,
-                 skip_batches=0) -> tf.data.Dataset:
+                 skip_batches: int = 0) -> tf.data.Dataset:
     """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
     batch size, so 2 replicas x b and 1 replica x 2b read the same window stream) -> parse ->
     skip whole chunks already consumed -> expand (+ permute in training) -> rebatch.
 
     config: the reader's ReaderConfig; selection: (offset, period) of the windows this epoch reads.
-    The offset, epoch and skip_batches may be int64 tensors (make_epochs_dataset's flat_map)."""
+    The offset and epoch may be int64 tensors (make_epochs_dataset's flat_map); skip_batches is an int."""
     context_length, stride = manifest.context_length, manifest.stride
     skip_windows = skip_batches * config.batch_size
     chunk_records = max(1, config.shuffle_buffer // max(1, manifest.windows_per_record))
@@ -139,7 +139,7 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         lambda index, serialized: (index, count(serialized)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
-    if not (isinstance(skip_windows, int) and skip_windows == 0):  # a tensor may hold any count
+    if skip_windows:
         chunks = chunks.scan(tf.constant(0, tf.int64), add_windows_before).filter(
             lambda index, pad, tokens, windows, selected, before: before + tf.reduce_sum(selected) > skip_windows)
     else:
