@@ -8,14 +8,14 @@ import sys
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
+def quiet_native_stderr(always: bool = False):
     """Silence TensorFlow's C++ start-up lines (CUDA probing, oneDNN notes) while it loads.
 
     They go straight to file descriptor 2, past TF_CPP_MIN_LOG_LEVEL. Python errors are
     unaffected: they are printed after the descriptor is restored. NEXTWORD_TF_LOGS=1
-    keeps them.
+    keeps them. always: also once TensorFlow is loaded (for one known line, see absorb_onednn_note).
     """
-    if os.environ.get("NEXTWORD_TF_LOGS") or "tensorflow" in sys.modules:
+    if os.environ.get("NEXTWORD_TF_LOGS") or ("tensorflow" in sys.modules and not always):
         yield
         return
     sys.stderr.flush()
@@ -36,7 +36,23 @@ def load_tensorflow():
         import tensorflow_text  # noqa: F401  (registers the tokenizer's ops)
 
         tf.config.list_physical_devices()  # the CUDA probe prints its failure here
-        # The first integer transpose (the span reader frames windows with one) logs, once per
-        # process and at ERROR level, that oneDNN falls back to Eigen on CPUs without AVX-512.
-        tf.transpose(tf.zeros([2, 2], tf.int32))
     return tf
+
+
+_ONEDNN_NOTE_ABSORBED = False
+
+
+def absorb_onednn_note() -> None:
+    """The first integer transpose of a process (ragged concat and window framing in the span
+    reader use them) makes oneDNN log, once and at ERROR level, "oneDNN supports DT_INT64 only
+    on platforms with AVX-512. Falling back to the default Eigen-based implementation": noise on
+    the user's terminal. Run that first transpose here, eagerly, with native stderr silenced.
+    Call it after the devices are configured (it initialises TensorFlow's runtime)."""
+    global _ONEDNN_NOTE_ABSORBED
+    if _ONEDNN_NOTE_ABSORBED:
+        return
+    import tensorflow as tf
+
+    with tf.init_scope(), quiet_native_stderr(always=True):
+        tf.transpose(tf.zeros([2, 2], tf.int64)).numpy()
+    _ONEDNN_NOTE_ABSORBED = True

@@ -27,7 +27,8 @@ def cli() -> typer.Typer:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_data_dir(str(tmp_path_factory.mktemp("data")))
+    # a val split small enough to be validated at every epoch's end (model.train.VALIDATE_EVERY)
+    return write_data_dir(str(tmp_path_factory.mktemp("data")), val_documents=5)
 
 
 @pytest.fixture(scope="module")

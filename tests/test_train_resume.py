@@ -53,7 +53,8 @@ def start_and_wait_for_checkpoint(data_dir: str, run_dir: str, at_least: int) ->
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    return write_data_dir(str(tmp_path_factory.mktemp("data")), train_documents=150)
+    # a val split small enough to be validated at every epoch's end (model.train.VALIDATE_EVERY)
+    return write_data_dir(str(tmp_path_factory.mktemp("data")), train_documents=150, val_documents=5)
 
 
 @pytest.fixture(scope="module")

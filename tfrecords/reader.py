@@ -59,6 +59,7 @@ import tensorflow as tf
 
 from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
+from nextword.quiet import absorb_onednn_note
 from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
 from tfrecords.span_reader import SPAN_FEATURES, span_batches
 from tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
@@ -278,6 +279,7 @@ def make_dataset(
     if config.training:
         return make_epochs_dataset(data_dir, split, config, range(epoch, epoch + 1), input_context=input_context,
                                    skip_batches=skip_batches, manifest=manifest)
+    absorb_onednn_note()
     manifest = manifest or load_manifest(data_dir)
     if config.check_sizes:
         check_shard_sizes(data_dir, manifest, split)
@@ -319,6 +321,7 @@ def make_epochs_dataset(
     """
     if not config.training or len(epochs) < 1:
         raise ValueError("make_epochs_dataset reads at least one training epoch")
+    absorb_onednn_note()
     manifest = manifest or load_manifest(data_dir)
     if config.check_sizes:
         check_shard_sizes(data_dir, manifest, split)
