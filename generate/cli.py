@@ -19,6 +19,7 @@ import typer
 
 from nextword.errors import InputError
 from nextword.quiet import quiet_native_stderr
+from nextword.runner import run_app
 
 HELP = (
     "Generate text from an exported nextword model (the export dir, or a RUN_DIR holding export/). "
@@ -133,8 +134,6 @@ gen_app.command(help=HELP)(gen_command)
 
 
 def main() -> None:
-    from nextword.cli import run_app
-
     run_app(gen_app, "gen")
 
 

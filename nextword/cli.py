@@ -1,16 +1,16 @@
 """The `nextword` command: one typer app, one subcommand group per stage.
 
 Each stage owns its typer layer (`ingest.cli`, `model.cli`, `generate.cli`); this module
-only mounts them and turns `NextwordError` into a message and an exit code.
+only mounts them; `nextword.runner` turns errors into messages and exit codes.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+
 import typer
 
-from nextword.errors import NextwordError
+from nextword.runner import run_app
 
 # TensorFlow's C++ start-up chatter is noise for a CLI user; keep real errors.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,24 +36,6 @@ def _mount() -> None:
     register_model(app)
     register_gen(app)
     register_demo(app)
-
-
-def run_app(typer_app: typer.Typer, prog_name: str) -> None:
-    """Run a typer app, printing NextwordError as a message instead of a traceback."""
-    try:
-        typer_app(prog_name=prog_name, standalone_mode=True)
-    except NextwordError as error:
-        print_error(error)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-
-
-def print_error(error: NextwordError) -> None:
-    print(f"error: {error.message}", file=sys.stderr)
-    if error.hint:
-        print(f"  → {error.hint}", file=sys.stderr)
 
 
 def main() -> None:

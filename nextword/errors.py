@@ -30,3 +30,15 @@ class ArtifactError(NextwordError):
 
 class SettingsError(NextwordError):
     """Command-line settings that contradict each other or are out of range."""
+
+
+class ResourceError(NextwordError):
+    """The system refused: permission, disk space, open files or memory (the run can be retried)."""
+
+    exit_code = 74  # EX_IOERR
+
+
+class Interrupted(NextwordError):
+    """Ctrl-C (SIGINT) stopped a command; the message says whether rerunning resumes it."""
+
+    exit_code = 130

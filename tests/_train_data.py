@@ -128,7 +128,7 @@ def write_data_dir(
 # The model stage's typer commands in a subprocess (the `nextword` entry point also mounts
 # ingest, which these tests do not need).
 CLI_SCRIPT = (
-    "import typer; from nextword.cli import run_app; from model.cli import register; "
+    "import typer; from nextword.runner import run_app; from model.cli import register; "
     "app = typer.Typer(pretty_exceptions_enable=False); register(app); run_app(app, 'nextword')"
 )
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
