@@ -88,7 +88,7 @@ def report_bug(error: BaseException) -> int:
     return EXIT_BUG
 
 
-def run_app(typer_app, prog_name: str) -> None:
+def run_app(typer_app, prog_name: str, args: list[str] | None = None) -> None:
     """Run a typer app: NextwordError and OS refusals print as messages, bugs as a short note.
 
     typer turns Ctrl-C into a silent exit 130; a SIGINT handler records that it happened so
@@ -103,7 +103,7 @@ def run_app(typer_app, prog_name: str) -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
     try:
-        typer_app(prog_name=prog_name, standalone_mode=True)
+        typer_app(args=args, prog_name=prog_name, standalone_mode=True)
     except SystemExit as done:
         if interrupted and done.code == EXIT_INTERRUPTED:
             print("interrupted", file=sys.stderr)
