@@ -2,7 +2,7 @@
 
 Imports apache_beam at module level (the DoFns subclass `beam.DoFn`); `ingest.beam` imports
 this module only once it knows Beam is installed. Elements are plain tuples, dicts, str and
-bytes: a document batch is (input index, first document index, texts list[str], source
+bytes: a document batch is (input index, first document index, texts list[bytes] (raw), source
 counters dict); a piece of a shard is (input index, first document index, frames bytes, records).
 """
 
@@ -67,7 +67,7 @@ class CountWords(beam.DoFn):
         yield counters
 
 
-def split_counters(texts: list[str], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
+def split_counters(texts: list[bytes], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
     """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
     validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
     per_split = {name: collections.Counter() for name in SPLITS}

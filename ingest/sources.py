@@ -1,8 +1,10 @@
 """Stream documents out of CSV/TSV/Parquet/JSONL/text files (optionally .gz), in batches.
 
 Nothing here holds more than one batch: pyarrow reads CSV and Parquet in record batches,
-text and JSON lines are read line by line with a length cap. Every document comes out as
-valid UTF-8 `str`; what had to be repaired or dropped is counted in `SourceCounters`.
+text and JSON lines are read line by line with a length cap. Every document comes out as its
+raw bytes: repairing them (invalid UTF-8, NUL, controls) is part of the tokenizer definition
+(`ingest.text.split_words`), so the export repairs a prompt exactly alike. What the tokenizer
+will repair, and what was dropped here, is counted in `SourceCounters`.
 One row (CSV/TSV/Parquet/JSONL) or one line (text) is one document.
 """
 
@@ -56,7 +58,7 @@ class SourceCounters:
 
 @dataclass
 class DocumentBatch:
-    texts: list[str]
+    texts: list[bytes]  # raw, as read: the tokenizer takes bytes
     first_index: int  # global index of texts[0] in the stream of all documents
     counters: SourceCounters = field(default_factory=SourceCounters)
 
@@ -109,13 +111,38 @@ def _pick_column(path: str, file_format: str, column: str | None) -> str:
                 f"{path}: no column {column!r}; it has {columns}",
                 hint="pass --column with one of those names",
             )
-        return column
+        return _text_column(path, file_format, column)
     if len(columns) == 1:
-        return columns[0]
+        return _text_column(path, file_format, columns[0])
     raise InputError(
         f"{path}: which column holds the text? It has {columns}",
         hint="pass --column NAME",
     )
+
+
+def _is_text_type(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _is_text_type(kind.value_type)
+    return any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                                         pa.types.is_large_binary, pa.types.is_null,
+                                         getattr(pa.types, "is_string_view", lambda _: False)))
+
+
+def _text_column(path: str, file_format: str, column: str) -> str:
+    """Parquet columns are typed: refuse one that does not hold text (CSV/TSV cells are read as
+    bytes, JSON values are checked row by row)."""
+    if file_format != "parquet":
+        return column
+    schema = pq.ParquetFile(path).schema_arrow
+    kind = schema.field(column).type
+    if not _is_text_type(kind):
+        text = [field.name for field in schema if _is_text_type(field.type)]
+        raise InputError(
+            f"{path}: column {column!r} holds {kind} values, not text",
+            hint=f"pass --column with a string column ({', '.join(map(repr, text))})" if text
+            else "this file has no string column to read documents from",
+        )
+    return column
 
 
 def _list_columns(path: str, file_format: str) -> list[str]:
@@ -158,15 +185,19 @@ class _ReplacementCounter:
 _REPLACEMENTS = _ReplacementCounter()
 
 
-def clean_text(raw: bytes, counters: SourceCounters) -> str:
-    """bytes -> valid UTF-8 str: invalid bytes become U+FFFD, NUL becomes a space (both counted)."""
-    before = _REPLACEMENTS.count
-    text = raw.decode("utf-8", errors="nextword-count")
-    counters.replaced_bytes += _REPLACEMENTS.count - before
-    if "\x00" in text:
-        counters.nul_bytes += text.count("\x00")
-        text = text.replace("\x00", " ")
-    return text
+def count_repairs(raw: bytes, counters: SourceCounters) -> None:
+    """Count what the tokenizer will repair in `raw` (it does the repairing, in the graph):
+    bytes of ill-formed UTF-8 (each run becomes U+FFFD) and NUL bytes (become spaces)."""
+    if b"\x00" in raw:
+        counters.nul_bytes += raw.count(b"\x00")
+    if raw.isascii():
+        return
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        before = _REPLACEMENTS.count
+        raw.decode("utf-8", errors="nextword-count")
+        counters.replaced_bytes += _REPLACEMENTS.count - before
 
 
 def _open_binary(path: str):
@@ -193,8 +224,8 @@ def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters) -> Ite
             if not line:
                 return
             number += 1
-            if number == 1 and line.startswith(codecs.BOM_UTF8):
-                line = line[len(codecs.BOM_UTF8):]
+            if number == 1 and line.startswith(codecs.BOM_UTF8):  # a file's encoding mark, not text (and
+                line = line[len(codecs.BOM_UTF8):]  # json.loads refuses it); the tokenizer drops U+FEFF anyway
             if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
                 while line and not line.endswith(b"\n"):  # skip the rest of it without holding it
                     line = handle.readline(MAX_DOCUMENT_BYTES)
@@ -322,7 +353,7 @@ def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 <
     # (and pyarrow's row handler counts whole blocks ahead), so it must never be swapped out.
     running = SourceCounters()
     reported = SourceCounters()
-    texts: list[str] = []
+    texts: list[bytes] = []
     size = 0
     index = 0
     first = skip_documents
@@ -331,7 +362,8 @@ def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 <
             index += 1
             if index <= skip_documents:
                 continue
-            texts.append(clean_text(raw, running))
+            count_repairs(raw, running)
+            texts.append(raw)
             size += len(raw) + 64
             if size >= batch_bytes:
                 yield DocumentBatch(texts, first, running.minus(reported))

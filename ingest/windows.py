@@ -27,9 +27,11 @@ def splitmix64(values: np.ndarray) -> np.ndarray:
         return values ^ (values >> np.uint64(31))
 
 
-def document_key(text: str) -> int:
-    """A stable 64-bit key of a document's text (same text, same key, on any machine)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+def document_key(text: bytes | str) -> int:
+    """A stable 64-bit key of a document's raw bytes (same bytes, same key, on any machine;
+    a str is keyed by its UTF-8 bytes, so valid text keys alike either way)."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def is_validation(keys: np.ndarray, fraction: float) -> np.ndarray:

@@ -5,7 +5,7 @@ equations are written in TensorFlow ops, so the SavedModel needs neither Keras n
 project to run: only TensorFlow and TensorFlow Text (the tokenizer ops).
 
 Generation (`generate` signature):
-- the prompt is tokenized by `ingest.text.split_words` + the vocabulary table (the same
+- the prompt's raw bytes are tokenized by `ingest.text.split_words` + the vocabulary table (the same
   definition ingest used), its last `context_length` ids are kept and pre-padded with 0;
 - unidirectional models run that window once from a zero state, exactly as in training,
   then carry every layer's recurrent state from word to word (one cell step per word,
