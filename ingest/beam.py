@@ -26,10 +26,10 @@ import logging
 import re
 from typing import Sequence
 
-from ingest.pipeline import (Progress, build_manifest, check_output_dir, no_progress, refuse_empty, shard_counts_for_size,
-                             window_plan)
+from ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, refuse_empty,
+                             shard_counts_for_size, window_plan)
 from ingest.windows import WindowPlan
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, fingerprint_of
 from ingest.sources import InputSpec, resolve_inputs
 from ingest.text import RESERVED_TOKENS
 from ingest.vocab import vocabulary_bytes
@@ -165,13 +165,15 @@ def _one_line(text: str) -> str:
 # ------------------------------------------------------------------ driver
 
 def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
-                    progress: Progress = no_progress) -> Manifest:
-    """The ingest as Beam pipelines (see the module docstring); returns the manifest written."""
+                    progress: Progress = no_progress, session: IngestSession | None = None) -> Manifest:
+    """The ingest as Beam pipelines (see the module docstring); returns the manifest written.
+    It does not resume: a rerun after an interruption runs both pipelines again."""
     beam = _beam()
     flags = pipeline_flags(settings, beam_options)
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
-    fingerprint = settings.fingerprint(specs)
-    finished = check_output_dir(settings, fingerprint)
+    identity = settings.identity(specs)
+    fingerprint = fingerprint_of(identity)
+    finished = check_output_dir(settings, specs, identity, session)
     if finished is not None:
         return finished
     storage.makedirs(settings.out)
@@ -184,7 +186,7 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     _run(_write_pipeline, beam, flags, settings, specs, plan)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
     progress("writing windows", documents, documents, sum(shard.windows for split in shards for shard in split))
-    manifest = build_manifest(settings, specs, fingerprint, summary, shards)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity)
     publish(settings.out, [shard.file for split in shards for shard in split])
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))

@@ -5,14 +5,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
 from ingest.settings import IngestSettings, default_workers
-from ingest.sources import BUILTIN
+from ingest.sources import BUILTIN, FORMATS
+from nextword.clihelp import Command
 from nextword.errors import SettingsError
 from nextword.quiet import load_tensorflow
+from tfrecords.manifest import LAYOUTS
+
+# Choices the help lists and the parser enforces (IngestSettings checks the same values).
+Format = Literal[("auto", *FORMATS)]
+Layout = Literal[LAYOUTS]
+OnError = Literal["strict", "skip"]
+Runner = Literal["local", "beam"]
 
 
 def _console():
@@ -33,17 +41,24 @@ def _progress_reporter(console):
     tasks: dict[str, int] = {}
     started = time.monotonic()
 
+    first_windows: dict[str, int] = {}
+
     def report(stage: str, done: int, total: int | None, windows: int) -> None:
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=total, windows="")
-        rate = windows / max(time.monotonic() - started, 1e-9)
+            first_windows[stage] = windows  # a resumed stage starts with windows it did not write now
+        rate = (windows - first_windows[stage]) / max(time.monotonic() - started, 1e-9)
         label = f"{windows:,} windows ({rate:,.0f}/s)" if windows else ""
         progress.update(tasks[stage], completed=done, total=total, windows=label)
 
     return progress, report
 
 
-def summary_dict(manifest, data_dir: str, seconds: float | None = None) -> dict:
+def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_before: int = 0,
+                 already_complete: bool = False) -> dict:
+    """The dataset's numbers; with `seconds` (an ingest's), what this session did: the windows it
+    wrote (all but `windows_before`, written by earlier interrupted sessions) and their rate.
+    An ingest that found the dataset complete did nothing: no seconds, no rate."""
     splits = {name: {"documents": split.documents, "tokens": split.tokens, "windows": split.windows,
                      "records": split.records, "shards": len(split.shards),
                      "bytes": sum(shard.bytes for shard in split.shards)}
@@ -56,15 +71,21 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None) -> dict:
         "splits": splits, "counters": dataclasses.asdict(manifest.counters),
         "windows": windows, "bytes_per_window": round(total_bytes / windows, 2) if windows else None,
     }
-    if seconds is not None:
-        summary["seconds"] = round(seconds, 2)
-        summary["windows_per_second"] = round(windows / seconds) if seconds > 0 else None
+    if already_complete:
+        summary["already_complete"] = True
+    elif seconds is not None:
+        written = windows - windows_before
+        summary.update(already_complete=False, seconds=round(seconds, 2), windows_written=written,
+                       windows_per_second=round(written / seconds) if written and seconds > 0 else None)
     return summary
 
 
 def _print_summary(console, summary: dict) -> None:
     from rich.table import Table
 
+    if summary.get("already_complete"):
+        console.print(f"already complete: {summary['data_dir']} holds this dataset ({summary['windows']:,} windows); "
+                      "nothing to do", highlight=False)
     table = Table(title=f"dataset {summary['data_dir']}", show_edge=False)
     for column in ("split", "documents", "tokens", "windows", "shards", "MB"):
         table.add_column(column, justify="right" if column != "split" else "left")
@@ -78,30 +99,34 @@ def _print_summary(console, summary: dict) -> None:
     console.print(f"vocabulary {summary['vocab_size']:,} words, context {summary['context_length']}, "
                   f"stride {summary['stride']}, layout {layout}, {summary['bytes_per_window']} bytes/window")
     console.print(f"counters: {counters}")
-    if "seconds" in summary:
-        console.print(f"{summary['windows']:,} windows in {summary['seconds']} s "
-                      f"({summary['windows_per_second'] or 0:,} windows/s)")
+    if "seconds" in summary and summary["windows_per_second"]:
+        before = summary["windows"] - summary["windows_written"]
+        console.print(f"{summary['windows_written']:,} windows written in {summary['seconds']} s "
+                      f"({summary['windows_per_second']:,} windows/s)"
+                      + (f"; {before:,} were written by an earlier, interrupted run" if before else ""))
+    elif "seconds" in summary:
+        console.print(f"finished in {summary['seconds']} s; every window was written by an earlier, interrupted run")
 
 
 def ingest_command(
     inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT...", help="Corpus files: .csv .tsv .parquet .jsonl .txt (csv/tsv/jsonl/txt may be .gz)."),
-    out: str = typer.Option(..., "--out", "-o", help="DATA_DIR to write (empty, new, or an unfinished ingest of the same command)."),
+    out: str = typer.Option(..., "--out", "-o", metavar="DATA_DIR", help="where to write the dataset (empty, new, or an unfinished ingest of the same command)."),
     builtin: bool = typer.Option(False, "--builtin", help="Use the embedded corpus: Python's documentation topics (pydoc_data, ~65K words)."),
-    format: str = typer.Option("auto", "--format", help="auto|csv|tsv|parquet|jsonl|text. auto = by extension. text: one line is one document."),
+    format: Format = typer.Option("auto", "--format", help="auto = by extension. text: one line is one document."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column (CSV/TSV/Parquet/JSONL). Needed when there is more than one."),
     vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word)."),
     context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
     stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
-    layout: str = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
+    layout: Layout = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
     windows_per_record: int = typer.Option(IngestSettings.windows_per_record, "--windows-per-record", help="spans: the most windows a record holds. Larger: fewer bytes and a faster reader; smaller: a finer shuffle grain."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Train shards (default: sized to ~128 MB each; val is sized alike)."),
     val_fraction: float = typer.Option(IngestSettings.val_fraction, "--val-fraction", help="Share of whole documents held out, by a stable hash of their text."),
     seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),
-    on_error: str = typer.Option(IngestSettings.on_error, "--on-error", help="strict: stop at the first malformed row with its file and row; skip: drop and count it."),
+    on_error: OnError = typer.Option(IngestSettings.on_error, "--on-error", help="strict: stop at the first malformed row with its file and row; skip: drop and count it."),
     workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    runner: str = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs the optional Beam extra)."),
+    runner: Runner = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs the optional Beam extra)."),
     beam_option: Optional[List[str]] = typer.Option(None, "--beam-option", metavar="K=V", help="Passed to Beam as --K=V (repeatable), e.g. runner=FlinkRunner. Default: DirectRunner, --workers processes."),
     checkpoint_seconds: float = typer.Option(IngestSettings.checkpoint_seconds, "--checkpoint-seconds", hidden=True),
     batch_bytes: int = typer.Option(IngestSettings.batch_bytes, "--batch-bytes", hidden=True),
@@ -111,12 +136,11 @@ def ingest_command(
     Two passes over the input, memory flat in its size. Rerun the same command after a crash
     or kill to resume; it ends byte-identical to an uninterrupted run.
     """
-    if runner not in ("local", "beam"):
-        raise SettingsError(f"--runner must be local or beam, got {runner!r}")
     if beam_option and runner != "beam":
         raise SettingsError("--beam-option applies to --runner beam only", hint="add --runner beam")
     load_tensorflow()
-    from ingest.pipeline import run_ingest
+    from ingest.pipeline import IngestSession, run_ingest
+    from nextword.errors import Interrupted
 
     paths = list(inputs or [])
     if builtin:
@@ -130,15 +154,20 @@ def ingest_command(
     )
     console = _console()
     progress, report = _progress_reporter(console)
+    session = IngestSession(note=lambda message: console.print(message, highlight=False))
     started = time.monotonic()
-    with progress:
-        if runner == "beam":
-            from ingest.beam import run_beam_ingest
+    try:
+        with progress:
+            if runner == "beam":
+                from ingest.beam import run_beam_ingest
 
-            manifest = run_beam_ingest(settings, beam_option or (), progress=report)
-        else:
-            manifest = run_ingest(settings, progress=report)
-    summary = summary_dict(manifest, out, time.monotonic() - started)
+                manifest = run_beam_ingest(settings, beam_option or (), progress=report, session=session)
+            else:
+                manifest = run_ingest(settings, progress=report, session=session)
+    except KeyboardInterrupt:
+        again = "resume" if runner == "local" else "start it again (the Beam runner does not resume)"
+        raise Interrupted(f"interrupted: run the same command to {again}") from None
+    summary = summary_dict(manifest, out, time.monotonic() - started, session.windows_before, session.already_complete)
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -147,11 +176,14 @@ def ingest_command(
 
 
 def inspect_command(
-    data_dir: str = typer.Argument(..., metavar="DATA_DIR"),
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="A dataset written by `nextword ingest`."),
     windows: int = typer.Option(5, "--windows", help="How many windows to decode back to words."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout."),
 ) -> None:
     """Summarise a dataset's manifest and decode a few windows back to words."""
+    if windows < 0:
+        raise SettingsError(f"--windows must be 0 (the summary only) or more, got {windows}",
+                            hint="pass how many windows to decode back to words, e.g. --windows 5")
     load_tensorflow()
     from tfrecords.manifest import load_manifest
     from tfrecords.verify import sample_windows
@@ -170,7 +202,7 @@ def inspect_command(
 
 
 def verify_command(
-    data_dir: str = typer.Argument(..., metavar="DATA_DIR"),
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="A dataset written by `nextword ingest`."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Check every shard: CRCs, record count, size and sha256 against the manifest. Exit 1 naming each bad file."""
@@ -199,6 +231,6 @@ def verify_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("ingest")(ingest_command)
-    app.command("inspect")(inspect_command)
-    app.command("verify")(verify_command)
+    app.command("ingest", cls=Command)(ingest_command)
+    app.command("inspect", cls=Command)(inspect_command)
+    app.command("verify", cls=Command)(verify_command)

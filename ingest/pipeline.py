@@ -14,12 +14,13 @@ import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
+import signal
 import time
 from typing import Callable
 
 import numpy as np
 
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, fingerprint_of, identity_changes
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from ingest.windows import WindowPlan, document_key, encode_job, is_validation, windows_per_document
@@ -39,20 +40,41 @@ def no_progress(stage: str, done: int, total: int | None, windows: int) -> None:
     pass
 
 
-def run_ingest(settings: IngestSettings, progress: Progress = no_progress) -> Manifest:
+def _say_nothing(message: str) -> None:
+    pass
+
+
+@dataclasses.dataclass
+class IngestSession:
+    """What one run_ingest call found and did, for the CLI to report. `note` hears each finding as
+    it happens ("resuming from document N ..."); the fields are read at the end."""
+
+    note: Callable[[str], None] = _say_nothing
+    already_complete: bool = False  # DATA_DIR held this very dataset: nothing was done
+    windows_before: int = 0  # windows earlier, interrupted sessions had written (not this session's work)
+
+
+def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
+               session: IngestSession | None = None) -> Manifest:
+    session = session or IngestSession()
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
-    fingerprint = settings.fingerprint(specs)
-    finished = check_output_dir(settings, fingerprint)
+    identity = settings.identity(specs)
+    fingerprint = fingerprint_of(identity)
+    finished = check_output_dir(settings, specs, identity, session)
     if finished is not None:
         return finished
     tokenizer = BatchTokenizer()
     summary = read_state(settings.out, "pass1.json")
     if summary is None or summary.get("fingerprint") != fingerprint:
-        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress)
+        if storage.exists(storage.join(settings.out, STATE_DIR)):
+            session.note("resuming: pass 1 of 3 (counting words) keeps no checkpoint, so it starts again")
+        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity)
+    elif read_state(settings.out, "pass2.json") is None:
+        session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
     plan = window_plan(settings, summary["shard_counts"])
-    _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress)
+    _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress, session)
     shards = order_shards(settings.out, plan, progress)
-    manifest = build_manifest(settings, specs, fingerprint, summary, shards)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
     return manifest
@@ -76,9 +98,12 @@ def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progre
 
 # ------------------------------------------------------------------ the output directory
 
-def check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | None:
-    """A finished identical dataset is returned; a different or foreign one is refused."""
-    out = settings.out
+def check_output_dir(settings: IngestSettings, specs, identity: dict,
+                     session: IngestSession | None = None) -> Manifest | None:
+    """A finished identical dataset is returned (session.already_complete); a different or foreign
+    one is refused, saying what differs (`identity` is IngestSettings.identity of this command)."""
+    out, fingerprint = settings.out, fingerprint_of(identity)
+    storage.prepare_out_dir(out)  # a file, under a file, or unwritable: said before any work
     names = storage.listdir(out) if storage.isdir(out) else []
     if not names:
         return None
@@ -88,12 +113,13 @@ def check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | N
             existing = Manifest.from_json(storage.read_text(manifest_path), source=manifest_path)
         except ArtifactError:
             existing = None
-        if existing is not None and existing.fingerprint == fingerprint:
+        if existing is not None and (existing.fingerprint == fingerprint or (
+                not existing.identity and existing.fingerprint == settings.legacy_fingerprint(specs))):
+            if session is not None:
+                session.already_complete = True
             return existing
-        raise ArtifactError(
-            f"{out} already holds a different dataset (other inputs or settings)",
-            hint="choose another --out, or pass --overwrite to replace it",
-        )
+        raise ArtifactError(f"{out} already holds a different dataset: {_what_differs(existing, identity)}",
+                            hint="repeat the command that wrote it, choose another --out, or pass --overwrite to replace it")
     foreign = [name for name in names if not (name in _OURS or name.endswith((".tfrecord", ".tfrecord.partial")))]
     if foreign:
         raise ArtifactError(
@@ -102,14 +128,32 @@ def check_output_dir(settings: IngestSettings, fingerprint: str) -> Manifest | N
         )
     state = read_state(out, "pass1.json")
     if state is not None and state.get("fingerprint") != fingerprint and not settings.overwrite:
+        changes = identity_changes(state["identity"], identity, "unfinished ingest", "it began") \
+            if state.get("identity") else []
         raise ArtifactError(
-            f"{out} holds an unfinished ingest of other inputs or settings",
+            f"{out} holds an unfinished ingest of other inputs or settings"
+            + (f": {'; '.join(changes)}" if changes else " (an earlier nextword's, which records no details)"),
             hint="run that ingest's command again to finish it, choose another --out, or pass --overwrite",
         )
     if settings.overwrite or (state is not None and state.get("fingerprint") != fingerprint):
         for name in names:
             storage.remove(storage.join(out, name))
     return None
+
+
+def _what_differs(existing: Manifest | None, identity: dict) -> str:
+    if existing is None:
+        return f"its {MANIFEST_NAME} cannot be read"
+    from ingest.text import TOKENIZER_CONFIG
+
+    if (existing.tokenizer or {}).get("version") != TOKENIZER_CONFIG["version"]:
+        return (f"it was tokenized by tokenizer version {(existing.tokenizer or {}).get('version')}, this nextword's "
+                f"is {TOKENIZER_CONFIG['version']} (see ingest/text.py): the same command now writes other ids")
+    if not existing.identity:
+        return (f"it was written by {existing.created_by or 'an earlier nextword'}, whose {MANIFEST_NAME} records "
+                "no sizes or checksums of its inputs, and this command is not the one that wrote it")
+    changes = identity_changes(existing.identity, identity, "dataset", "the dataset was written")
+    return "; ".join(changes) or "other inputs or settings"
 
 
 # ------------------------------------------------------------------ TensorFlow side
@@ -148,7 +192,7 @@ class BatchTokenizer:
         self.to_ids = to_ids
 
 
-def encode_arguments(tokenizer: BatchTokenizer, plan: WindowPlan, texts: list[str], val_fraction: float) -> tuple:
+def encode_arguments(tokenizer: BatchTokenizer, plan: WindowPlan, texts: list[bytes], val_fraction: float) -> tuple:
     """A batch of texts -> the arguments of `ingest.windows.encode_block` (both runners use this):
     (plan, flat ids int32[tokens], lengths int64[documents], document keys uint64, validation bool)."""
     flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(texts))
@@ -170,7 +214,8 @@ def _in_order(executor, function, items, depth: int):
         yield pending.popleft().result()
 
 
-def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress) -> dict:
+def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress,
+                identity: dict | None = None) -> dict:
     local_out = local_path(settings.out)  # word-count runs spill beside a local output, else to the temp dir
     counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
     counters = collections.Counter()
@@ -201,7 +246,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     counts.close()  # removes the spilled runs
     counters["tokens"] = counts.total
     counters["oov_tokens"] = oov
-    summary = dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=dict(counters),
+    summary = dict(fingerprint=fingerprint, identity=identity, vocabulary=vocabulary, counters=dict(counters),
                    splits={name: dict(value) for name, value in per_split.items()},
                    shard_counts=_shard_counts(settings, kept_counts, counts.total, per_split))
     storage.makedirs(settings.out)
@@ -258,14 +303,23 @@ def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_sp
 
 # ------------------------------------------------------------------ pass 2: windows
 
-def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTokenizer, progress: Progress):
+def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTokenizer, progress: Progress,
+                 session: IngestSession | None = None):
     """Tokenize (a thread) -> cut and encode windows (worker processes) -> append to shards
     (here), each stage in document order, a few batches in flight."""
+    session = session or IngestSession()
     tokenizer.use_vocabulary(summary["vocabulary"])
     shard_set, done, windows, complete = _open_shards(settings, fingerprint, plan)
-    if complete:
-        return
     total = summary["counters"]["documents"]
+    session.windows_before = windows
+    if complete:
+        shuffled = len(read_state(settings.out, "order.json") or {})
+        session.note(f"resuming at pass 3 of 3 (shuffling shards): all {windows:,} windows were written before, "
+                     f"{shuffled} of {sum(plan.shard_counts)} shards shuffled")
+        return
+    if done:
+        session.note(f"resuming from document {done:,} of {total:,} (pass 2 of 3, writing windows; "
+                     f"{windows:,} windows written before)")
 
     def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
         return encode_arguments(tokenizer, plan, batch.texts, settings.val_fraction)
@@ -320,16 +374,31 @@ class _InlineExecutor(concurrent.futures.Executor):
         return future
 
 
+class _DeafPool(concurrent.futures.ProcessPoolExecutor):
+    """Worker processes that never see SIGINT. Ctrl-C reaches the whole process group; only this
+    process may act on it (stop, keep the last checkpoint, say how to resume), and a worker's
+    KeyboardInterrupt would print a traceback. A worker starts inside submit(), from this thread:
+    SIGINT is blocked here meanwhile, and the child keeps that mask through exec for its whole
+    life. The block is not a loss: a SIGINT that comes then is delivered when it is lifted."""
+
+    def submit(self, *arguments, **keywords):
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return super().submit(*arguments, **keywords)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _encoder_pool(workers: int) -> concurrent.futures.Executor:
     if workers == 1:
         return _InlineExecutor()
     # spawn, not fork: this process runs TensorFlow threads; the workers need numpy only.
-    return concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return _DeafPool(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 # ------------------------------------------------------------------ manifest
 
-def build_manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
+def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None) -> Manifest:
     from ingest.text import TOKENIZER_CONFIG
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
@@ -352,4 +421,5 @@ def build_manifest(settings, specs, fingerprint, summary, shards) -> Manifest:
         inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column} for spec in specs),
         created_by=f"nextword {__version__}", layout=settings.layout,
         windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
+        identity=identity or {},
     )

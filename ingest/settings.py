@@ -8,9 +8,18 @@ import json
 import os
 from dataclasses import dataclass
 
-from ingest.sources import FORMATS, InputSpec
+from ingest.sources import BUILTIN, FORMATS, InputSpec
+from nextword.differences import changed_settings, show
 from nextword.errors import SettingsError
 from tfrecords.manifest import FORMAT_VERSION, LAYOUTS
+
+
+CHECK_BYTES = 1 << 20  # an input's content check hashes this many bytes at each end (see input_identity)
+# identity keys (ingest settings) by the flag that sets them
+SETTING_LABELS = {"vocab_size": "--vocab-size", "context_length": "--context", "stride": "--stride", "shards": "--shards",
+                  "layout": "--layout", "windows_per_record": "--windows-per-record", "val_fraction": "--val-fraction",
+                  "seed": "--seed", "on_error": "--on-error", "format_version": "dataset format version",
+                  "tokenizer": "tokenizer (another nextword version)"}
 
 
 def default_workers() -> int:
@@ -64,10 +73,27 @@ class IngestSettings:
         if self.seed < 0:
             raise SettingsError(f"--seed must be non-negative, got {self.seed}")
 
-    def fingerprint(self, specs: list[InputSpec]) -> str:
-        """What determines the output bytes: inputs (path, size, mtime), tokenizer and layout
-        settings. Not workers, batch size or checkpoint cadence: they never change the output."""
+    def identity(self, specs: list[InputSpec]) -> dict:
+        """What determines the output bytes, JSON-able (dataset.json keeps it as `identity`): each
+        input's `input_identity`, the tokenizer and layout settings. Not workers, batch size or
+        checkpoint cadence: they never change the output."""
         from ingest.text import TOKENIZER_CONFIG  # imports TensorFlow: not at module import
+
+        described = dict(
+            format_version=FORMAT_VERSION, tokenizer=TOKENIZER_CONFIG, inputs=[input_identity(spec) for spec in specs],
+            vocab_size=self.vocab_size, context_length=self.context_length, stride=self.stride, shards=self.shards,
+            layout=self.layout, windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
+            val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
+        )
+        return json.loads(json.dumps(described))  # as it reads back from JSON (tuples become lists)
+
+    def fingerprint(self, specs: list[InputSpec]) -> str:
+        return fingerprint_of(self.identity(specs))
+
+    def legacy_fingerprint(self, specs: list[InputSpec]) -> str:
+        """The fingerprint nextword 0.1.0 wrote (inputs as typed, with size and mtime): a rerun of
+        the command that wrote such a dataset still finds it complete."""
+        from ingest.text import TOKENIZER_CONFIG
 
         inputs = []
         for spec in specs:
@@ -81,3 +107,77 @@ class IngestSettings:
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
         )
         return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def fingerprint_of(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def input_identity(spec: InputSpec) -> dict:
+    """One input as a dataset's identity records it, so that `corpus.txt`, `./corpus.txt` and its
+    absolute path are the same input and an edited file is not:
+
+        path         os.path.realpath of the input (absolute, symlinks resolved)
+        format, column
+        bytes        its size
+        sha256_ends  hex sha256 of: the size in decimal ASCII, b"\n", the first CHECK_BYTES bytes
+                     and the last CHECK_BYTES bytes (every byte once: the whole file when it is at
+                     most 2 x CHECK_BYTES), so the check reads at most 2 MiB of each input.
+
+    The embedded corpus: path "builtin:pydoc-topics", its bytes (the documents joined by b"\n")
+    and the sha256 of all of them (it differs between Python versions)."""
+    if spec.path == BUILTIN:
+        from ingest.sources import _builtin_documents
+
+        data = b"\n".join(_builtin_documents())
+        return dict(path=BUILTIN, format=spec.format, column=spec.column, bytes=len(data),
+                    sha256_ends=hashlib.sha256(str(len(data)).encode() + b"\n" + data).hexdigest())
+    with open(spec.path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        digest = hashlib.sha256(str(size).encode() + b"\n")
+        tail = max(CHECK_BYTES, size - CHECK_BYTES)
+        for start, end in ((0, min(size, CHECK_BYTES)), (tail, size)):
+            handle.seek(start)
+            while start < end:  # in 64 KiB pieces: memory stays flat whatever the input's size
+                piece = handle.read(min(1 << 16, end - start))
+                if not piece:
+                    break
+                digest.update(piece)
+                start += len(piece)
+    return dict(path=os.path.realpath(spec.path), format=spec.format, column=spec.column, bytes=size,
+                sha256_ends=digest.hexdigest())
+
+
+def identity_changes(recorded: dict, wanted: dict, holder: str, when: str) -> list[str]:
+    """What differs between a recorded identity (of the HOLDER, written WHEN) and this command's,
+    one line each: inputs first, then settings by their flag."""
+    return _input_changes(recorded.get("inputs", []), wanted["inputs"], holder, when) + changed_settings(
+        {key: value for key, value in recorded.items() if key != "inputs"},
+        {key: value for key, value in wanted.items() if key != "inputs"}, SETTING_LABELS, holder)
+
+
+def _shown(path: str) -> str:
+    if path == BUILTIN:
+        return "the embedded corpus"
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _input_changes(recorded: list, wanted: list, holder: str, when: str) -> list[str]:
+    if len(recorded) != len(wanted):
+        return [f"inputs: the {holder} was made from {len(recorded)} ({', '.join(_shown(entry['path']) for entry in recorded)}), "
+                f"this command names {len(wanted)} ({', '.join(_shown(entry['path']) for entry in wanted)})"]
+    lines = []
+    for number, (old, new) in enumerate(zip(recorded, wanted), 1):
+        name = _shown(new["path"])
+        if old["path"] != new["path"]:
+            lines.append(f"input {number}: the {holder} was made from {_shown(old['path'])}, this command reads {name}")
+        elif old["bytes"] != new["bytes"]:
+            lines.append(f"input {number}: {name} changed size {old['bytes']:,} → {new['bytes']:,} bytes since {when}")
+        elif old["sha256_ends"] != new["sha256_ends"]:
+            lines.append(f"input {number}: {name} changed content since {when} (same size, {new['bytes']:,} bytes)")
+        for key in ("format", "column"):
+            if old.get(key) != new.get(key):
+                lines.append(f"input {number} --{key}: the {holder} has {show(old.get(key))}, "
+                             f"this command asks for {show(new.get(key))}")
+    return lines

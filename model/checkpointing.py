@@ -15,21 +15,28 @@ import tempfile
 import tensorflow as tf
 
 from nextword import storage
+from nextword.differences import changed_settings
 from nextword.errors import ArtifactError
 from model.config import ModelConfig
 
 RUN_FORMAT = "nextword.run"
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints"
+# ModelConfig fields as a user names them (vocabulary and context come from DATA_DIR, not a flag)
+MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length": "context length (from DATA_DIR)",
+                "arch": "--arch", "layers": "--layers", "units": "--units", "embedding_dim": "--embedding-dim",
+                "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective"}
 
 
 class TrainingPosition:
-    """step, epoch, epoch_step as int64 variables (checkpointed)."""
+    """step, epoch, epoch_step as int64 variables, and train_seconds (float64: seconds of training
+    over every session, what --time-budget counts), all checkpointed."""
 
     def __init__(self) -> None:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
+        self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
 
     def as_dict(self) -> dict:
         return {"step": int(self.step.numpy()), "epoch": int(self.epoch.numpy()), "epoch_step": int(self.epoch_step.numpy())}
@@ -42,8 +49,20 @@ def make_checkpoint(model, optimizer=None, position: TrainingPosition | None = N
     if optimizer is not None:
         parts["optimizer_variables"] = list(optimizer.variables)
     if position is not None:
-        parts.update(step=position.step, epoch=position.epoch, epoch_step=position.epoch_step)
+        parts.update(step=position.step, epoch=position.epoch, epoch_step=position.epoch_step,
+                     train_seconds=position.train_seconds)
     return tf.train.Checkpoint(**parts)
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
+    """Restore every part of `checkpoint` from `path`. A checkpoint written before train_seconds
+    was kept (nextword 0.1.0) restores without it: its seconds count from 0 again."""
+    saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    status = checkpoint.restore(path)
+    if "train_seconds" in saved:
+        status.assert_existing_objects_matched()
+    else:
+        status.expect_partial()
 
 
 def checkpoint_dir(run_dir: str, chief: bool) -> str:
@@ -95,9 +114,9 @@ def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str) -
         )
     saved = record["model_config"]
     if saved != model_config.to_dict():
-        changed = sorted(key for key in saved if saved.get(key) != model_config.to_dict().get(key))
+        changed = changed_settings(saved, model_config.to_dict(), MODEL_LABELS, "run")
         raise ArtifactError(
-            f"{run_dir} holds a model with another config (differs in: {', '.join(changed)})",
+            f"{run_dir} holds a model with another config: {'; '.join(changed)}",
             hint="repeat the original flags to resume (see run.json), or train into a new --out",
         )
 

@@ -11,6 +11,7 @@ is not trained again (its export is evaluated and sampled).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 
 import typer
 
+from nextword.clihelp import Command
 from nextword.errors import SettingsError
 
 STATE_FILE = "demo.json"  # OUT/demo.json: training seconds spent so far, and whether the run finished
@@ -113,14 +115,14 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     from model.settings import TrainSettings
     from model.train import run_training
 
+    # The whole budget: the run's checkpoint counts the seconds trained before (--time-budget spans resumes).
     train_settings = TrainSettings(
         data_dir=settings.data_dir, out=settings.run_dir, layers=settings.layers, units=settings.units,
         embedding_dim=settings.embedding_dim, batch_size=settings.batch_size, epochs=10_000,
-        time_budget=remaining, seed=settings.seed, progress=settings.progress,
+        time_budget=settings.time_budget, seed=settings.seed, progress=settings.progress,
     )
     summary = run_training(train_settings)
-    state = {"train_seconds": state["train_seconds"] + summary["train_seconds_this_session"],
-             "finished": summary["stopped_by"] != "interrupt"}
+    state = {"train_seconds": summary["train_seconds"], "finished": summary["stopped_by"] != "interrupt"}
     write_state(settings, state)
     if summary["stopped_by"] == "interrupt":
         console.print(f"interrupted: checkpoint saved at step {summary['steps']}; run the same command to resume")
@@ -140,14 +142,21 @@ def evaluate_step(settings: DemoSettings, console) -> dict:
     return result
 
 
+def sample_seeds(seed: int) -> list[int]:
+    """One sampling seed per temperature, derived from --seed: with one seed for both, the two
+    temperatures' samples shared long stretches word for word."""
+    return [int.from_bytes(hashlib.sha256(f"{seed}:{temperature}".encode()).digest()[:8], "big") >> 1
+            for temperature in TEMPERATURES]
+
+
 def generate_step(settings: DemoSettings, console) -> list[dict]:
     from generate.generator import GenerateSettings, Generator
 
     generator = Generator.load(settings.export_dir)
     console.print("[bold]4. samples[/bold] from the export:")
     shown = []
-    for temperature in TEMPERATURES:
-        sampling = GenerateSettings(words=settings.words, temperature=temperature, seed=settings.seed)
+    for temperature, seed in zip(TEMPERATURES, sample_seeds(settings.seed)):
+        sampling = GenerateSettings(words=settings.words, temperature=temperature, seed=seed)
         samples, _ = generator.generate(list(PROMPTS), sampling)
         console.print(f"   temperature {temperature}:")
         for sample in samples:
@@ -191,11 +200,11 @@ def run_demo(settings: DemoSettings, console) -> dict:
 
 
 def demo_command(
-    out: str = typer.Option(DemoSettings.out, "--out", help="where the data, the run and the export go"),
+    out: str = typer.Option(DemoSettings.out, "--out", metavar="DIR", help="where the data, the run and the export go"),
     time_budget: float = typer.Option(DemoSettings.time_budget, "--time-budget", help="seconds of training in total (reruns continue it)"),
     vocab_size: int = typer.Option(DemoSettings.vocab_size, "--vocab-size", help="words in the vocabulary"),
     words: int = typer.Option(DemoSettings.words, "--words", help="words per generated sample"),
-    seed: int = typer.Option(DemoSettings.seed, "--seed"),
+    seed: int = typer.Option(DemoSettings.seed, "--seed", help="seeds the ingest's shard order, the training and the samples"),
     context_length: int = typer.Option(DemoSettings.context_length, "--context", hidden=True),
     layers: int = typer.Option(None, "--layers", hidden=True),
     units: int = typer.Option(None, "--units", hidden=True),
@@ -219,5 +228,5 @@ def demo_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
+    app.command("demo", cls=Command)(demo_command)
 

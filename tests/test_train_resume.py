@@ -100,6 +100,7 @@ def test_ctrl_c_saves_and_exits_cleanly(data_dir, tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr[-2000:]
     assert "interrupted: checkpoint saved at step" in stderr and "Traceback" not in stderr
+    assert stderr.count("interrupted") == 1  # train's own line; the CLI boundary adds none
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["stopped_by"] == "interrupt"
     assert checkpoint_steps(run_dir)[-1] == summary["steps"] > 0

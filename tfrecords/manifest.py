@@ -116,6 +116,9 @@ class Manifest:
     pad_id: int = 0
     unk_id: int = 1
     extra: dict = field(default_factory=dict)
+    # What `fingerprint` hashes (ingest.settings.IngestSettings.identity): each input's resolved
+    # path, size and content check, and the settings. {} in manifests written by nextword 0.1.0.
+    identity: dict = field(default_factory=dict)
 
     @property
     def record_length(self) -> int:
@@ -195,6 +198,9 @@ def load_vocabulary(data_dir: str, manifest: Manifest) -> list[str]:
     from nextword import storage
 
     path = storage.join(data_dir, manifest.vocab_file)
+    if not storage.exists(path):
+        raise ArtifactError(f"{data_dir} has no {manifest.vocab_file}, which {MANIFEST_NAME} lists as its vocabulary",
+                            hint="restore the file from a copy of the dataset, or run `nextword ingest` again into a new --out")
     with storage.open_file(path, "rb") as handle:
         data = handle.read()
     if hashlib.sha256(data).hexdigest() != manifest.vocab_sha256:
