@@ -7,16 +7,12 @@ All prompts x samples go to the exported `generate` signature as ONE batched cal
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import secrets
 from dataclasses import asdict, dataclass, field
 
 from nextword.errors import ArtifactError, SettingsError
-
-CARD_NAME = "card.json"  # mirrors model.export, which gen must not import
-EXPORT_FORMAT = "nextword.export"
+from nextword.export_card import CARD_NAME, verify_export  # the card check, shared with eval
 
 
 @dataclass(frozen=True)
@@ -84,47 +80,8 @@ def resolve_export_dir(model_dir: str) -> str:
     raise ArtifactError(
         f"{model_dir} is not a nextword export: no {CARD_NAME} in it or in {model_dir.rstrip('/')}/export",
         hint="pass the export/ directory written by `nextword train` (or the RUN_DIR holding it); "
-        "an export without a card was interrupted: export again",
+        "an export without a card was interrupted: write it again with `nextword export RUN_DIR`",
     )
-
-
-def verify_export(export_dir: str) -> dict:
-    """Read the card and check every listed file's sha256 BEFORE anything is loaded."""
-    from nextword import storage
-
-    card_path = storage.join(export_dir, CARD_NAME)
-    try:
-        card = json.loads(storage.read_text(card_path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ArtifactError(f"{card_path} is not valid JSON ({error})", hint="export the model again") from None
-    if not isinstance(card, dict) or card.get("format") != EXPORT_FORMAT or not isinstance(card.get("files"), dict):
-        raise ArtifactError(f"{card_path} is not a nextword export card", hint="pass a directory written by the export")
-    for relative, expected in card["files"].items():
-        path = storage.join(export_dir, relative)
-        if not storage.exists(path):
-            raise ArtifactError(f"{relative} is listed in {CARD_NAME} but missing from {export_dir}", hint="export again")
-        digest, _ = storage.sha256_of(path)
-        if digest != expected["sha256"]:
-            raise ArtifactError(
-                f"{relative} in {export_dir} fails its sha256 check (card: {expected['sha256'][:12]}…, "
-                f"file: {digest[:12]}…): the export was modified or damaged",
-                hint="copy the export again or re-run the export; nothing was loaded",
-            )
-    _reject_unlisted_files(export_dir, card)
-    return card
-
-
-def _reject_unlisted_files(export_dir: str, card: dict) -> None:
-    import tensorflow as tf
-
-    from nextword import storage
-
-    saved_model = storage.join(export_dir, card.get("saved_model", "saved_model"))
-    for directory, _, names in tf.io.gfile.walk(saved_model):
-        for name in names:
-            relative = os.path.relpath(storage.join(directory, name), export_dir)
-            if relative not in card["files"]:
-                raise ArtifactError(f"{relative} in {export_dir} is not listed in {CARD_NAME}", hint="export again")
 
 
 class Generator:
@@ -150,15 +107,17 @@ class Generator:
     def context_length(self) -> int:
         return int(self.card["context_length"])
 
-    def generate(self, prompts: list[str], settings: GenerateSettings) -> tuple[list[Sample], int | None]:
-        """Every prompt x num_samples in one call. Returns (samples, seed used; None if greedy)."""
+    def generate(self, prompts: list[str | bytes], settings: GenerateSettings) -> tuple[list[Sample], int | None]:
+        """Every prompt x num_samples in one call. Returns (samples, seed used; None if greedy).
+        The graph gets each prompt's raw bytes (see `prompt_bytes`) and repairs them as ingest did."""
         import tensorflow as tf
 
         seed = None if settings.greedy else (settings.seed if settings.seed is not None else secrets.randbits(62))
-        prompts = list(prompts) or [""]
-        rows = [(index, sample) for index in range(len(prompts)) for sample in range(settings.num_samples)]
+        raw = [prompt_bytes(prompt) for prompt in prompts] or [b""]
+        shown = [text.decode("utf-8", errors="replace") for text in raw]  # printable, whatever the bytes
+        rows = [(index, sample) for index in range(len(raw)) for sample in range(settings.num_samples)]
         outputs = self._generate(
-            prompts=tf.constant([prompts[index] for index, _ in rows], tf.string),
+            prompts=tf.constant([raw[index] for index, _ in rows], tf.string),
             num_words=tf.constant(settings.words, tf.int32),
             temperature=tf.constant(settings.temperature, tf.float32),
             greedy=tf.constant(settings.greedy),
@@ -173,16 +132,29 @@ class Generator:
         unknown = outputs["unknown_words"].numpy()
         samples = [
             Sample(
-                prompt=prompts[index],
+                prompt=shown[index],
                 prompt_index=index,
                 sample_index=sample,
                 text=texts[row].decode("utf-8"),
                 ids=[int(value) for value in ids[row]],
-                unknown_words=unknown[row].decode("utf-8").split(),
+                unknown_words=unknown[row].decode("utf-8", errors="replace").split(),  # an export before tokenizer 2 may hold raw bytes
             )
             for row, (index, sample) in enumerate(rows)
         ]
         return samples, seed
+
+
+def prompt_bytes(prompt: str | bytes) -> bytes:
+    """A prompt's raw bytes, for the graph's tokenizer (which repairs invalid UTF-8 exactly as
+    ingest does). A str from argv or from `read_prompts_file` holds undecodable bytes as
+    surrogate escapes: they go back to the bytes typed. Other lone surrogates are encoded as
+    the JSON lines reader does (surrogatepass), so they too become U+FFFD in the graph."""
+    if isinstance(prompt, bytes):
+        return prompt
+    try:
+        return prompt.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        return prompt.encode("utf-8", errors="surrogatepass")
 
 
 def settings_record(settings: GenerateSettings, seed: int | None) -> dict:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-
-import tensorflow as tf
+import sys
 
 from nextword import storage
 from nextword.errors import ArtifactError
@@ -22,6 +21,7 @@ LOGS = "logs"
 def write_scalar(name: str, value: float, step: int) -> None:
     """What tf.summary.scalar writes, without the tensorboard package (not a dependency here):
     a float32 tensor tagged for TensorBoard's "scalars" plugin."""
+    import tensorflow as tf  # here, not at the top: `nextword plot` runs without TensorFlow
     from tensorflow.core.framework import summary_pb2
 
     metadata = summary_pb2.SummaryMetadata()
@@ -36,10 +36,20 @@ class History:
         self.record = {"steps": [], "epochs": [], "summary": {}}
         path = storage.join(run_dir, HISTORY_FILE)
         if resume_step and storage.exists(path):
-            old = json.loads(storage.read_text(path))
+            try:
+                old = load_history(run_dir)
+            except ArtifactError as error:
+                # The history is a log, the checkpoint the state: keep the damaged file aside and train on.
+                kept = f"{path}.damaged"
+                if chief:
+                    storage.rename(path, kept)
+                    print(f"warning: {error.message}; kept it as {kept} and started a new history", file=sys.stderr)
+                old = {}
             # Entries after the restored checkpoint were made by steps that are replayed now.
             self.record["steps"] = [row for row in old.get("steps", []) if row["step"] <= resume_step]
             self.record["epochs"] = [row for row in old.get("epochs", []) if row["step"] <= resume_step]
+        import tensorflow as tf  # here, not at the top: `nextword plot` runs without TensorFlow
+
         self.writer = tf.summary.create_file_writer(storage.join(run_dir, LOGS)) if chief else None
 
     def log_steps(self, row: dict) -> None:
@@ -70,7 +80,35 @@ def load_history(run_dir: str) -> dict:
     path = storage.join(run_dir, HISTORY_FILE)
     if not storage.exists(path):
         raise ArtifactError(f"{run_dir} holds no {HISTORY_FILE}", hint="pass a RUN_DIR written by `nextword train`")
-    return json.loads(storage.read_text(path))
+    damaged = (f"restore {HISTORY_FILE} from a copy; the same curves are in the TensorBoard logs "
+               f"(tensorboard --logdir {storage.join(run_dir, LOGS)})")
+    try:
+        record = json.loads(storage.read_text(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"{path} is not valid JSON ({error}): it is truncated or damaged", hint=damaged) from None
+    problem = _history_problem(record)
+    if problem:
+        raise ArtifactError(f"{path} is not a nextword training history: {problem}", hint=damaged)
+    return record
+
+
+def _history_problem(record) -> str | None:
+    """What makes `record` unplottable, or None: {"steps": [...], "epochs": [...]} of rows with a
+    numeric "step" and numbers (or null) as the plotted values."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, found {type(record).__name__}"
+    for key in ("steps", "epochs"):
+        rows = record.get(key, [])
+        if not isinstance(rows, list):
+            return f'"{key}" is {type(rows).__name__}, expected a list'
+        for index, row in enumerate(rows):
+            if not isinstance(row, dict) or not isinstance(row.get("step"), (int, float)):
+                return f'"{key}"[{index}] has no numeric "step"'
+            plotted = {key for _, (_, series) in FIGURES.items() for _, _, key in series}
+            odd = [name for name in plotted if row.get(name) is not None and not isinstance(row[name], (int, float))]
+            if odd:
+                return f'"{key}"[{index}] holds a non-number in {odd[0]!r}'
+    return None
 
 
 FIGURES = {

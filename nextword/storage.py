@@ -2,18 +2,39 @@
 `file://` URLs, TensorFlow's in-memory `ram://` or any filesystem plugin (gs://, s3://…).
 
 Kept tiny on purpose: every stage writes its artifacts through these few calls.
+
+TensorFlow is imported on first use, and the calls a command that only reads JSON and writes
+files needs (exists, isdir, makedirs, read_text, write_atomic) serve local paths through
+Python's os: `nextword plot RUN_DIR` on a local run starts without importing TensorFlow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import posixpath
 import uuid
 
-import tensorflow as tf
+from nextword.errors import InputError, ResourceError
 
-gfile = tf.io.gfile
 _READ_CHUNK = 8 << 20
+
+
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+def __getattr__(name: str):
+    if name == "gfile":  # storage.gfile: tf.io.gfile, imported when first asked for
+        return _gfile()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def is_local(path: str) -> bool:
+    """A plain path, not a URL (gs://, s3://, ram://, file://...)."""
+    return "://" not in str(path)
 
 
 def join(base: str, *names: str) -> str:
@@ -21,11 +42,15 @@ def join(base: str, *names: str) -> str:
 
 
 def exists(path: str) -> bool:
-    return gfile.exists(path) and _listed_in_parent(path)
+    if is_local(path):
+        return os.path.exists(path)
+    return _gfile().exists(path) and _listed_in_parent(path)
 
 
 def isdir(path: str) -> bool:
-    return gfile.isdir(path) and _listed_in_parent(path)
+    if is_local(path):
+        return os.path.isdir(path)
+    return _gfile().isdir(path) and _listed_in_parent(path)
 
 
 def _listed_in_parent(path: str) -> bool:
@@ -36,18 +61,44 @@ def _listed_in_parent(path: str) -> bool:
     parent, name = posixpath.split(path.rstrip("/"))
     if parent in ("ram:", "ram:/") or not name:
         return True
-    return name in {entry.rstrip("/") for entry in gfile.listdir(parent)}
+    return name in {entry.rstrip("/") for entry in _gfile().listdir(parent)}
 
 
 def makedirs(path: str) -> None:
-    gfile.makedirs(path)
+    if is_local(path):
+        os.makedirs(path, exist_ok=True)
+    else:
+        _gfile().makedirs(path)
+
+
+def prepare_out_dir(path: str, flag: str = "--out") -> None:
+    """Refuse, before any work, an output directory that cannot be one: a file, a path under a
+    file, or (local paths) a place this user cannot write. Creates nothing."""
+    if exists(path) and not isdir(path):
+        raise InputError(f"{flag} {path} is a file, expected a directory (new, empty, or an earlier run's)",
+                         hint=f"choose another {flag}, or remove the file")
+    local = path[len("file://"):] if path.startswith("file://") else None if "://" in path else path
+    if local is None:
+        return  # remote filesystems: their own errors name the path when a write is refused
+    nearest = os.path.abspath(local)
+    while not os.path.lexists(nearest):
+        nearest = os.path.dirname(nearest)
+    if not os.path.isdir(nearest):
+        raise InputError(f"{flag} {path} cannot be created: {nearest} is a file, not a directory",
+                         hint=f"choose an {flag} whose parents are directories")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        where = "" if nearest == os.path.abspath(local) else f" (its nearest existing parent {nearest} is not writable)"
+        raise ResourceError(f"permission denied: {flag} {path} is not writable{where}",
+                            hint=f"choose an {flag} you can write, or fix its permissions")
 
 
 def listdir(path: str) -> list[str]:
+    gfile = _gfile()
     return sorted(name.rstrip("/") for name in gfile.listdir(path)) if gfile.isdir(path) else []
 
 
 def remove(path: str) -> None:
+    gfile = _gfile()
     if gfile.isdir(path):
         gfile.rmtree(path)
     elif gfile.exists(path):
@@ -58,6 +109,9 @@ def rename(source: str, target: str) -> None:
     """Rename a file or a directory. Where a directory cannot be renamed (TF's ram:// moves the
     directory entry without its files; some object stores refuse) its files are copied, then
     the source is deleted: not atomic there, but complete."""
+    import tensorflow as tf
+
+    gfile = tf.io.gfile
     if source.startswith("ram://") and gfile.isdir(source):
         _copy_tree(source, target)
         gfile.rmtree(source)
@@ -72,6 +126,7 @@ def rename(source: str, target: str) -> None:
 
 
 def _copy_tree(source: str, target: str) -> None:
+    gfile = _gfile()
     for directory, _, names in gfile.walk(source):
         relative = posixpath.relpath(directory, source)
         destination = target if relative == "." else join(target, relative)
@@ -81,23 +136,33 @@ def _copy_tree(source: str, target: str) -> None:
 
 
 def size(path: str) -> int:
-    return gfile.stat(path).length
+    return _gfile().stat(path).length
 
 
 def open_file(path: str, mode: str = "rb"):
-    return gfile.GFile(path, mode)
+    return _gfile().GFile(path, mode)
 
 
 def read_text(path: str) -> str:
-    with gfile.GFile(path, "r") as handle:
+    if is_local(path):
+        with open(path, encoding="utf-8", newline="") as handle:  # newline="": the text as stored, like GFile
+            return handle.read()
+    with _gfile().GFile(path, "r") as handle:
         return handle.read()
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
     """Write to a temporary sibling, then rename: readers see the old file or the new one."""
     temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    data = data.encode("utf-8") if isinstance(data, str) else data
+    if is_local(path):
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+        return
+    gfile = _gfile()
     with gfile.GFile(temporary, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.write(data)
     gfile.rename(temporary, path, overwrite=True)
 
 
@@ -106,7 +171,7 @@ def sha256_of(path: str, limit: int | None = None) -> tuple[str, int]:
     digest = hashlib.sha256()
     remaining = limit
     read = 0
-    with gfile.GFile(path, "rb") as handle:
+    with _gfile().GFile(path, "rb") as handle:
         while remaining is None or remaining > 0:
             chunk = handle.read(_READ_CHUNK if remaining is None else min(_READ_CHUNK, remaining))
             if not chunk:

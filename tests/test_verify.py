@@ -120,7 +120,9 @@ def test_damaged_span_record_is_named_without_tensorflow_text(spans):
     open(shard, "wb").write(bytes(data))
     _, reports = verify_dataset(spans[0])
     (problems,) = [report.problems for report in reports if not report.ok]
-    assert problems[0].startswith("damaged record after 0 good ones: its checksum does not match")
+    # the second record is damaged: exactly one good record before it (a whole-batch read said 0)
+    assert problems[0].startswith(f"damaged record 2 at byte {first_record_end(shard)} (the 1 before it are good): "
+                                  "its data fails its CRC")
     assert "corrupted" not in problems[0] and "DataLoss" not in problems[0]
 
 

@@ -8,11 +8,13 @@ windows-per-record histogram the reader plans epochs from). Both layouts are han
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
 
 from nextword import storage
+from nextword.errors import ArtifactError
 from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, load_manifest, load_vocabulary
 from tfrecords.spans import frame_record, histogram, windows_in_records
 
@@ -26,34 +28,136 @@ class ShardReport:
     records: int
 
 
+READ_BATCH = 8192  # records parsed per call; damage is then located record by record
+
+
 def _read_records(path: str, manifest: Manifest) -> tuple[int, np.ndarray, str | None]:
-    """(records read, int64[records read] windows of each, error) — reading checks every record's
-    CRCs; parsing checks the Example against the layout. The error is ours, not TensorFlow's text."""
+    """(good records before any damage (exact), int64[good] windows of each, problem or None).
+
+    Reading checks every record's CRCs, parsing checks the Example against the layout. Records
+    are read and parsed in batches; when a batch fails, the records after the last whole batch
+    are read again one by one, so the count is exact. The problem is ours, never TensorFlow's text."""
     import tensorflow as tf
 
-    spans = manifest.layout == "spans"
-    if spans:
+    counts, lengths = [np.zeros(0, np.int64)], 0
+    try:
+        for batch in tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(READ_BATCH):
+            parsed, windows = _parse(batch, manifest)
+            counts.append(windows)
+            lengths += int(tf.reduce_sum(tf.strings.length(batch[:parsed])).numpy())
+            if parsed < batch.shape[0]:
+                return _foreign(path, counts, lengths, manifest)
+    except tf.errors.DataLossError:
+        read = _good(counts)
+        records = []
+        try:  # one record at a time from the last whole batch up to the damage (< READ_BATCH of them)
+            for record in tf.data.TFRecordDataset(path).skip(read):
+                records.append(record.numpy())
+        except tf.errors.DataLossError:
+            pass
+        if records:
+            parsed, windows = _parse(tf.constant(records), manifest)
+            counts.append(windows)
+            lengths += sum(len(record) for record in records[:parsed])
+            if parsed < len(records):
+                return _foreign(path, counts, lengths, manifest)
+        return _damaged(path, counts, lengths)
+    if 16 * _good(counts) + lengths < storage.size(path):  # TensorFlow reads a cut header as the end
+        return _damaged(path, counts, lengths)
+    return _good(counts), np.concatenate(counts), None
+
+
+def _damaged(path: str, counts: list[np.ndarray], lengths: int) -> tuple[int, np.ndarray, str]:
+    good = _good(counts)
+    offset = 16 * good + lengths  # each record: 8-byte length, 4-byte CRC, data, 4-byte CRC
+    return good, np.concatenate(counts), (f"damaged record {good + 1:,} at byte {offset:,} "
+                                          f"(the {good:,} before it are good): {describe_damage(path, offset)}")
+
+
+def _parse(batch, manifest: Manifest) -> tuple[int, np.ndarray]:
+    """(how many leading records of string[n] parse as this layout's Example, int64[that many]
+    windows of each): a failing batch is bisected to its first foreign record."""
+    import tensorflow as tf
+
+    if manifest.layout == "spans":
         feature = {PAD_FEATURE: tf.io.FixedLenFeature([1], tf.int64), FEATURE_NAME: tf.io.RaggedFeature(tf.int64)}
     else:
         feature = {FEATURE_NAME: tf.io.FixedLenFeature([manifest.record_length], tf.int64)}
-    counts = [np.zeros(0, np.int64)]
-    try:
-        for batch in tf.data.TFRecordDataset(path, buffer_size=8 << 20).batch(8192):
-            parsed = tf.io.parse_example(batch, feature)
-            if spans:
-                counts.append(windows_in_records(parsed[PAD_FEATURE][:, 0].numpy(), parsed[FEATURE_NAME].row_lengths().numpy(),
-                                                 manifest.context_length, manifest.stride))
-            else:
-                counts.append(np.ones(int(batch.shape[0]), np.int64))
-    except tf.errors.DataLossError:
-        return _good(counts), np.concatenate(counts), "its checksum does not match (bytes changed, or the file is cut inside a record)"
-    except tf.errors.InvalidArgumentError:
-        return _good(counts), np.concatenate(counts), f"it is not a {manifest.layout!r} record of this dataset"
-    return _good(counts), np.concatenate(counts), None
+
+    def windows_of(records) -> np.ndarray | None:
+        try:
+            parsed = tf.io.parse_example(records, feature)
+        except tf.errors.InvalidArgumentError:
+            return None
+        if manifest.layout != "spans":
+            return np.ones(int(records.shape[0]), np.int64)
+        return windows_in_records(parsed[PAD_FEATURE][:, 0].numpy(), parsed[FEATURE_NAME].row_lengths().numpy(),
+                                  manifest.context_length, manifest.stride)
+
+    total = int(batch.shape[0])
+    windows = windows_of(batch)
+    if windows is not None:
+        return total, windows
+    low, high = 0, total - 1  # the longest parsable prefix has low..high records
+    while low < high:
+        middle = (low + high + 1) // 2
+        if windows_of(batch[:middle]) is None:
+            high = middle - 1
+        else:
+            low = middle
+    return low, windows_of(batch[:low]) if low else np.zeros(0, np.int64)
+
+
+def _foreign(path: str, counts: list[np.ndarray], lengths: int, manifest: Manifest) -> tuple[int, np.ndarray, str]:
+    good = _good(counts)
+    return good, np.concatenate(counts), (f"record {good + 1:,} at byte {16 * good + lengths:,} is not a "
+                                          f"{manifest.layout!r} record of this dataset (the {good:,} before it are good)")
 
 
 def _good(counts: list[np.ndarray]) -> int:
     return sum(len(part) for part in counts)
+
+
+def describe_damage(path: str, offset: int) -> str:
+    """What is wrong with the TFRecord framing of the record at byte `offset`: a cut file or
+    changed bytes (the CRC32C of the length or of the data does not match)."""
+    size = storage.size(path)
+    with storage.open_file(path, "rb") as handle:
+        handle.seek(offset)
+        header = handle.read(12)
+        if len(header) < 12:
+            return f"the file is cut inside its 12-byte header (the file ends at byte {size:,})"
+        (length,) = struct.unpack("<Q", header[:8])
+        if _masked_crc(header[:8]) != struct.unpack("<I", header[8:])[0]:
+            return f"its length header fails its CRC (bytes changed between byte {offset:,} and {offset + 12:,})"
+        if offset + 16 + length > size:
+            return f"the file is cut inside it (it needs bytes up to {offset + 16 + length:,}, the file ends at byte {size:,})"
+        data, stored = handle.read(length), handle.read(4)
+    if _masked_crc(data) != struct.unpack("<I", stored)[0]:
+        return f"its data fails its CRC (bytes changed between byte {offset + 12:,} and {offset + 16 + length:,})"
+    return "TensorFlow cannot read it back although its CRCs match"
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def _masked_crc(data: bytes) -> int:
+    """TFRecord's masked CRC32C (Castagnoli) of `data`; pure Python, used on one record only."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 def _window_problems(shard, record_windows: np.ndarray, manifest: Manifest) -> list[str]:
@@ -83,7 +187,7 @@ def verify_shard(data_dir: str, split: str, shard, manifest: Manifest) -> ShardR
         problems.append(f"{size} bytes, the manifest says {shard.bytes}")
     records, record_windows, error = _read_records(path, manifest)
     if error is not None:
-        problems.append(f"damaged record after {records} good ones: {error}")
+        problems.append(error)
     elif records != shard.records:
         problems.append(f"{records} records, the manifest says {shard.records}")
     else:
@@ -123,8 +227,13 @@ def _first_windows(path: str, manifest: Manifest, count: int) -> list[list[int]]
     import tensorflow as tf
 
     rows: list[list[int]] = []
-    for record in tf.data.TFRecordDataset(path).take(count):  # a record holds at least one window
-        feature = tf.train.Example.FromString(record.numpy()).features.feature
+    try:
+        records = [record.numpy() for record in tf.data.TFRecordDataset(path).take(count)]  # >= 1 window each
+    except tf.errors.DataLossError:
+        raise ArtifactError(f"{path} is damaged: its first records fail their CRC or the file is cut",
+                            hint="run `nextword verify DATA_DIR` to see which shards are damaged") from None
+    for record in records:
+        feature = tf.train.Example.FromString(record).features.feature
         tokens = list(feature[FEATURE_NAME].int64_list.value)
         if manifest.layout == "spans":
             pad = feature[PAD_FEATURE].int64_list.value[0]
