@@ -17,6 +17,8 @@ from typing import List, Optional
 
 import typer
 
+import nextword
+from nextword.clihelp import CONTEXT_SETTINGS, Command
 from nextword.errors import InputError
 from nextword.quiet import quiet_native_stderr
 from nextword.runner import run_app
@@ -27,9 +29,16 @@ HELP = (
 )
 
 
+def show_version(value: bool) -> None:
+    if value:
+        print(f"nextword {nextword.__version__}")
+        raise typer.Exit()
+
+
 def gen_command(
-    model_dir: str = typer.Argument(..., help="export dir, or a RUN_DIR holding export/"),
-    prompts: Optional[List[str]] = typer.Argument(None, help="prompt(s); none = start from an empty context"),
+    model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="export dir, or a RUN_DIR holding export/"),
+    prompts: Optional[List[str]] = typer.Argument(
+        None, metavar="PROMPT...", help="prompt(s); none: one per line from stdin when it is piped, else an empty context"),
     words: int = typer.Option(30, "--words", help="words to generate per sample"),
     temperature: float = typer.Option(1.0, "--temperature", help="> 0; lower = safer, higher = wilder"),
     greedy: bool = typer.Option(False, "--greedy", help="always take the most likely word (no seed needed)"),
@@ -38,10 +47,11 @@ def gen_command(
     repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages words already used"),
     no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="never repeat an n-gram of this size (0 = off)"),
     num_samples: int = typer.Option(1, "--num-samples", help="samples per prompt"),
-    prompts_file: Optional[str] = typer.Option(None, "--prompts-file", help="one prompt per line; - reads stdin"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same output"),
+    prompts_file: Optional[str] = typer.Option(None, "--prompts-file", metavar="FILE", help="one prompt per line; - reads stdin"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same output (default: a fresh seed, printed on stderr)"),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="default: on when stdout is a terminal"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per sample"),
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     from generate.generator import GenerateSettings, Generator, settings_record
 
@@ -57,6 +67,8 @@ def gen_command(
         seed=seed,
     )
     all_prompts = list(prompts or []) + (read_prompts_file(prompts_file) if prompts_file else [])
+    if not prompts and not prompts_file and stdin_is_piped():
+        all_prompts = read_prompts_file("-")  # `echo 'the cat' | gen MODEL_DIR`; an empty pipe: no prompts
     with quiet_native_stderr():
         generator = Generator.load(model_dir)
     samples, used_seed = generator.generate(all_prompts, settings)
@@ -66,13 +78,20 @@ def gen_command(
             print(json.dumps(_json_line(sample, record), ensure_ascii=False), flush=True)
         return
     report_unknown_words(samples)
+    if seed is None and used_seed is not None:
+        print(f"seed {used_seed} (pass --seed {used_seed} to repeat this sample)", file=sys.stderr)
     streaming = sys.stdout.isatty() if stream is None else stream
     for sample in samples:
         print_sample(sample.prompt, sample.text, streaming)
 
 
+def stdin_is_piped() -> bool:
+    """stdin is a pipe or a file, not a terminal (None under pythonw)."""
+    return sys.stdin is not None and not sys.stdin.isatty()
+
+
 def read_prompts_file(path: str) -> list[str]:
-    """One prompt per line (blank lines skipped); '-' reads stdin. Invalid UTF-8 is replaced."""
+    """One prompt per line (blank lines skipped); '-' reads stdin. Invalid UTF-8 is kept: the graph's tokenizer repairs it."""
     if path == "-":
         data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
     else:
@@ -83,7 +102,9 @@ def read_prompts_file(path: str) -> list[str]:
             raise InputError(f"--prompts-file {path} does not exist", hint="pass a text file, or - for stdin") from None
         except IsADirectoryError:
             raise InputError(f"--prompts-file {path} is a directory", hint="pass a text file, one prompt per line") from None
-    lines = data.decode("utf-8", errors="replace").splitlines()
+    # Lines as a text corpus's documents (split on \n, a trailing \r dropped); undecodable bytes
+    # kept as surrogate escapes, so the generator hands the graph's tokenizer the bytes as read.
+    lines = [line.rstrip("\r") for line in data.decode("utf-8", errors="surrogateescape").split("\n")]
     return [line for line in lines if line.strip()]
 
 
@@ -126,11 +147,11 @@ def _json_line(sample, settings: dict) -> dict:
 
 def register(app: typer.Typer) -> None:
     """Mount as `nextword gen`."""
-    app.command("gen", help=HELP)(gen_command)
+    app.command("gen", help=HELP, cls=Command)(gen_command)
 
 
 gen_app = typer.Typer(name="gen", help=HELP, add_completion=False, pretty_exceptions_enable=False)
-gen_app.command(help=HELP)(gen_command)
+gen_app.command(help=HELP, cls=Command, context_settings=CONTEXT_SETTINGS)(gen_command)
 
 
 def main() -> None:

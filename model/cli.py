@@ -3,43 +3,52 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 
-from model.settings import RECIPE_DEFAULTS, TrainSettings
+from model.config import ARCHITECTURES, OBJECTIVES
+from model.settings import OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
+from nextword.clihelp import Command
 from nextword.quiet import load_tensorflow
 
 _MODEL_HELP = "default: the preset's, else our recipe's (model/config.py ModelConfig)"
+# Choices the help lists and the parser enforces (TrainSettings / ModelConfig check the same values).
+Preset = Literal[PRESETS]
+Arch = Literal[ARCHITECTURES]
+Objective = Literal[OBJECTIVES]
+Optimizer = Literal[OPTIMIZERS]
+Strategy = Literal[STRATEGIES]
 
 
 def train(
-    data_dir: str = typer.Argument(..., help="DATA_DIR written by `nextword ingest`"),
-    out: str = typer.Option(..., "--out", help="RUN_DIR: checkpoints, logs, history.json, plots/, export/"),
-    preset: Optional[str] = typer.Option(None, help="notebook: Embedding 8, 3 x Bidirectional LSTM 50, objective last, rmsprop, batch 512"),
-    arch: Optional[str] = typer.Option(None, help=f"lstm|gru; {_MODEL_HELP}"),
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="a dataset written by `nextword ingest`"),
+    out: str = typer.Option(..., "--out", metavar="RUN_DIR", help="checkpoints, logs, history.json, plots/, export/"),
+    preset: Optional[Preset] = typer.Option(None, help="notebook: Embedding 8, 3 x Bidirectional LSTM 50, objective last, rmsprop, batch 512"),
+    arch: Optional[Arch] = typer.Option(None, help=_MODEL_HELP),
     layers: Optional[int] = typer.Option(None, help=_MODEL_HELP),
     units: Optional[int] = typer.Option(None, help=_MODEL_HELP),
     embedding_dim: Optional[int] = typer.Option(None, help=_MODEL_HELP),
     dropout: Optional[float] = typer.Option(None, help=_MODEL_HELP),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help=_MODEL_HELP),
-    objective: Optional[str] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
+    objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
-    epochs: int = typer.Option(5),
+    epochs: int = typer.Option(5, help="passes over the train split (counted across resumes)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many global steps (counted across resumes)"),
     time_budget: Optional[float] = typer.Option(None, help="seconds of training; then save, validate and export"),
-    optimizer: Optional[str] = typer.Option(None, help=f"adam|rmsprop; default {RECIPE_DEFAULTS['optimizer']}"),
+    optimizer: Optional[Optimizer] = typer.Option(None, help=f"default {RECIPE_DEFAULTS['optimizer']}"),
     learning_rate: Optional[float] = typer.Option(None, help=f"default {RECIPE_DEFAULTS['learning_rate']}"),
     seed: int = typer.Option(0, help="same seed, same data order, init and dropout: same weights"),
-    strategy: str = typer.Option("auto", help="auto|default|mirrored|multiworker (auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU)"),
-    devices: Optional[int] = typer.Option(None, help="split the CPU into N logical devices (a real MirroredStrategy on CPU)"),
+    strategy: Strategy = typer.Option("auto", help="auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU, else default"),
+    devices: Optional[int] = typer.Option(None, help="train on the first N GPUs (default: all; more than exist is refused); without GPUs, split the CPU into N logical devices (a real MirroredStrategy on CPU)"),
+    allow_cpu: bool = typer.Option(False, "--allow-cpu", help="train on the CPU when this machine has NVIDIA GPUs that TensorFlow cannot use (default: refuse, exit 74)"),
     mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision", help="default: on when a GPU is present"),
     steps_per_call: int = typer.Option(8, help="train steps per tf.function call"),
     deterministic: bool = typer.Option(False, "--deterministic", help="enable TF op determinism (bit-exact resume)"),
     checkpoint_every: int = typer.Option(200, help="save a checkpoint every N steps (and at the end)"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
 ) -> None:
     """Train a next-word model on DATA_DIR under a tf.distribute strategy (resumable)."""
     settings = TrainSettings(**{name: value for name, value in locals().items()})
@@ -55,11 +64,23 @@ def train(
 
 def print_summary(summary: dict, out: str) -> None:
     validation = summary.get("validation") or {}
-    lines = [
-        f"stopped by {summary['stopped_by']} at step {summary['steps']} ({summary['epochs_completed']} epochs completed)",
-        f"{summary['windows_trained_this_session']:,} windows in {summary['train_seconds_this_session']:.1f} s "
-        f"({summary['windows_per_second'] or 0:,.0f} windows/s) on {summary['replicas']} replica(s), {summary['strategy']}",
-    ]
+    budget = summary.get("time_budget")
+    spent = f"; {summary['train_seconds']:.1f} s of the {budget:g} s time budget spent" if budget is not None else ""
+    if summary.get("already_complete"):
+        reached = (f"the {budget:g} s time budget is spent ({summary['train_seconds']:.1f} s trained)"
+                   if summary["stopped_by"] == "time_budget" else f"step {summary['steps']:,} reached")
+        lines = [f"already complete: {reached}; nothing to train "
+                 f"(step {summary['steps']:,}, {summary['epochs_completed']} epochs completed)"]
+    else:
+        lines = [f"stopped by {summary['stopped_by']} at step {summary['steps']:,} "
+                 f"({summary['epochs_completed']} epochs completed{spent})"]
+        resumed = f", resumed from step {summary['resumed_from_step']:,}" if summary.get("resumed_from_step") else ""
+        if summary["windows_per_second"]:
+            lines.append(f"{summary['windows_trained_this_session']:,} windows in {summary['train_seconds_this_session']:.1f} s "
+                         f"({summary['windows_per_second']:,.0f} windows/s) on {summary['replicas']} replica(s), "
+                         f"{summary['strategy']}{resumed}")
+        else:
+            lines.append(f"no step trained this session{resumed}")
     if validation:
         lines.append(
             f"validation: loss {validation['loss']:.4f}  perplexity {validation['perplexity']:.2f}  "
@@ -71,8 +92,8 @@ def print_summary(summary: dict, out: str) -> None:
 
 
 def evaluate(
-    model_dir: str = typer.Argument(..., help="RUN_DIR or EXPORT_DIR"),
-    data_dir: str = typer.Argument(..., help="DATA_DIR written by `nextword ingest`"),
+    model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="a RUN_DIR (its latest checkpoint) or an EXPORT_DIR"),
+    data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="a dataset written by `nextword ingest`"),
     split: str = typer.Option("val", help="split to score"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
@@ -91,7 +112,7 @@ def evaluate(
     )
 
 
-def plot(run_dir: str = typer.Argument(..., help="RUN_DIR written by `nextword train`")) -> None:
+def plot(run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="a run written by `nextword train`")) -> None:
     """Regenerate RUN_DIR/plots/{loss,accuracy,perplexity}.png from history.json."""
     from model.history import plot_history
 
@@ -99,7 +120,22 @@ def plot(run_dir: str = typer.Argument(..., help="RUN_DIR written by `nextword t
         typer.echo(path)
 
 
+def export(
+    run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="a run written by `nextword train`"),
+    out: Optional[str] = typer.Option(None, "--out", metavar="EXPORT_DIR", help="where to write the export (default: RUN_DIR/export)"),
+    data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DATA_DIR", help="the dataset the run was trained on, if it moved (default: run.json's)"),
+) -> None:
+    """Export RUN_DIR's latest checkpoint (SavedModel + card.json), as `train` does at its end."""
+    load_tensorflow()
+    from model.export import export_run
+
+    export_dir, card = export_run(run_dir, out, data_dir)
+    typer.echo(f"exported step {card['training'].get('steps')} of {run_dir} to {export_dir}")
+    typer.echo(f"next: gen {export_dir} \"some words\"")
+
+
 def register(app: typer.Typer) -> None:
-    app.command("train")(train)
-    app.command("eval")(evaluate)
-    app.command("plot")(plot)
+    app.command("train", cls=Command)(train)
+    app.command("eval", cls=Command)(evaluate)
+    app.command("plot", cls=Command)(plot)
+    app.command("export", cls=Command)(export)

@@ -26,12 +26,11 @@ from model.config import ModelConfig
 from model.export_graph import ExportModule
 from nextword import storage
 from nextword.errors import ArtifactError
+from nextword.export_card import CARD_NAME, EXPORT_FORMAT
 from tfrecords.manifest import load_manifest, load_vocabulary
 
-CARD_NAME = "card.json"
 SAVED_MODEL_DIR = "saved_model"
 VOCAB_NAME = "vocab.txt"
-EXPORT_FORMAT = "nextword.export"
 EXPORT_FORMAT_VERSION = 1
 
 LOADING_NOTE = (
@@ -98,7 +97,10 @@ def _card(config: ModelConfig, manifest, training_summary: dict, files: dict) ->
         "generation": "recurrent state carried word to word"
         if not config.bidirectional
         else "window recomputed every word (bidirectional)",
-        "tokenizer": manifest.tokenizer or TOKENIZER_CONFIG,
+        # What the graph embeds (this version's); the dataset's entry if it was tokenized by another.
+        "tokenizer": TOKENIZER_CONFIG,
+        **({"dataset_tokenizer": manifest.tokenizer}
+           if manifest.tokenizer and manifest.tokenizer.get("version") != TOKENIZER_CONFIG["version"] else {}),
         "vocab_file": VOCAB_NAME,
         "vocab_size": manifest.vocab_size,
         "vocab_sha256": manifest.vocab_sha256,
@@ -143,3 +145,67 @@ def _replace_directory(staging: str, export_dir: str) -> None:
         if parent:
             storage.makedirs(parent)
         storage.rename(staging, export_dir)
+
+
+def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None = None) -> tuple[str, dict]:
+    """`nextword export RUN_DIR`: the export `train` writes at its end, from RUN_DIR's latest checkpoint.
+
+    The model is rebuilt from run.json's config; the vocabulary comes from the dataset the run
+    was trained on (run.json's data_dir, or `data_dir` when it has moved; its fingerprint must
+    match). Returns (EXPORT_DIR, card)."""
+    from model import checkpointing
+    from model.builder import build_model
+
+    record = checkpointing.read_run_file(run_dir)
+    checkpoint = checkpointing.latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise ArtifactError(
+            f"{run_dir} holds no checkpoint to export",
+            hint=f"train first (`nextword train DATA_DIR --out {run_dir}`), or pass the RUN_DIR that holds checkpoints/",
+        )
+    data_dir = data_dir or record["data_dir"]
+    if not storage.exists(storage.join(data_dir, "dataset.json")):
+        raise ArtifactError(
+            f"the run's dataset {data_dir} is not there (the export needs its vocabulary)",
+            hint="pass --data-dir DATA_DIR: where the dataset the run was trained on is now",
+        )
+    manifest = load_manifest(data_dir)
+    if manifest.fingerprint != record.get("dataset_fingerprint"):
+        raise ArtifactError(
+            f"{data_dir} is not the dataset {run_dir} was trained on (fingerprint {manifest.fingerprint}, "
+            f"run.json: {record.get('dataset_fingerprint')})",
+            hint="pass --data-dir with the dataset the run was trained on",
+        )
+    export_dir = str(export_dir or storage.join(run_dir, "export")).rstrip("/")
+    _refuse_to_replace_other_files(export_dir)
+    config = ModelConfig.from_dict(record["model_config"])
+    model = build_model(config)
+    checkpointing.restore_model_weights(run_dir, model)
+    card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint))
+    return export_dir, card
+
+
+def _training_summary(run_dir: str, checkpoint: str) -> dict:
+    """RUN_DIR/summary.json when it describes the checkpoint being exported, else its step alone."""
+    step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else None
+    path = storage.join(run_dir, "summary.json")
+    summary = {}
+    if storage.exists(path):
+        try:
+            summary = json.loads(storage.read_text(path))
+        except json.JSONDecodeError:
+            summary = {}
+    if not isinstance(summary, dict) or summary.get("steps") != step:
+        summary = {"steps": step}
+    return {**summary, "exported_from": posixpath.basename(checkpoint)}
+
+
+def _refuse_to_replace_other_files(export_dir: str) -> None:
+    """An export replaces the directory it is written to: only ever an earlier export (or nothing)."""
+    if storage.isdir(export_dir) and storage.listdir(export_dir) and not storage.exists(storage.join(export_dir, CARD_NAME)):
+        raise ArtifactError(
+            f"{export_dir} holds files that are not a nextword export; the export would replace them",
+            hint="choose a new or empty --out",
+        )
+    if storage.exists(export_dir) and not storage.isdir(export_dir):
+        raise ArtifactError(f"{export_dir} is a file, not a directory", hint="choose a new or empty --out")

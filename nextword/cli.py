@@ -10,6 +10,8 @@ import os
 
 import typer
 
+import nextword
+from nextword.clihelp import CONTEXT_SETTINGS, Group
 from nextword.runner import run_app
 
 # TensorFlow's C++ start-up chatter is noise for a CLI user; keep real errors.
@@ -20,9 +22,25 @@ app = typer.Typer(
     help="Stream a corpus into sliding-window TFRecords, train a next-word model on them "
     "under tf.distribute, and generate text from the export.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish, PowerShell)
     pretty_exceptions_enable=False,
+    context_settings=CONTEXT_SETTINGS,
+    cls=Group,
 )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"nextword {nextword.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    pass  # the app's help is Typer(help=...); this callback only holds --version
 
 
 def _mount() -> None:

@@ -99,3 +99,32 @@ def test_demo_is_listed_in_the_root_help():
                             cwd=REPO, timeout=120)
     assert result.returncode == 0
     assert "demo" in result.stdout
+
+
+def test_the_two_temperatures_sample_with_different_seeds_derived_from_seed(monkeypatch, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from generate.generator import Generator
+    from nextword import demo
+
+    calls = []
+
+    class RecordingGenerator:
+        def generate(self, prompts, settings):
+            calls.append((settings.temperature, settings.seed))
+            return [], settings.seed
+
+    monkeypatch.setattr(Generator, "load", classmethod(lambda cls, model_dir: RecordingGenerator()))
+
+    def seeds_for(seed: int) -> list:
+        calls.clear()
+        demo.generate_step(demo.DemoSettings(out=str(tmp_path), seed=seed), Console(file=io.StringIO()))
+        assert [temperature for temperature, _ in calls] == list(demo.TEMPERATURES)
+        return [used for _, used in calls]
+
+    first = seeds_for(0)
+    assert len(set(first)) == len(first) and all(0 <= seed < 2**63 for seed in first)
+    assert seeds_for(0) == first  # the same --seed, the same samples
+    assert not set(seeds_for(1)) & set(first)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -208,3 +209,34 @@ def test_console_script_in_a_fresh_process(export_dir, tmp_path):
     assert probe.stdout == result.stdout  # same seed, same output across processes
     bad = subprocess.run([gen_script, export_dir, "--top-p", "2"], capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode != 0 and "error: --top-p" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.fixture
+def load_once(export_dir, monkeypatch):
+    """Generator.load answers with one loaded export: these tests call gen several times."""
+    from generate.generator import Generator
+
+    loaded = Generator.load(export_dir)
+    monkeypatch.setattr(Generator, "load", classmethod(lambda cls, model_dir: loaded))
+
+
+def test_prompts_come_from_piped_stdin_when_none_are_given(export_dir, load_once, capsys, monkeypatch):
+    args = [export_dir, "--words", "3", "--greedy"]
+    code, piped, _ = run_gen(args, capsys, monkeypatch, stdin="the cat\n\na b\n")
+    assert code == 0 and [line.split()[:2] for line in piped.splitlines()] == [["the", "cat"], ["a", "b"]]
+    code, empty, _ = run_gen(args, capsys, monkeypatch, stdin="")  # an empty pipe: no prompts, one empty context
+    assert code == 0 and len(empty.splitlines()) == 1 and len(empty.split()) == 3
+    code, given, _ = run_gen([export_dir, "dog", *args[1:]], capsys, monkeypatch, stdin="the cat\n")
+    assert code == 0 and len(given.splitlines()) == 1 and given.split()[0] == "dog"  # a prompt given: stdin unread
+
+
+def test_a_drawn_seed_is_printed_and_repeats_the_sample(export_dir, load_once, capsys, monkeypatch):
+    args = [export_dir, "the cat", "--words", "8", "--num-samples", "2", "--no-stream"]
+    code, out, err = run_gen(args, capsys, monkeypatch)
+    drawn = re.search(r"^seed (\d+) \(pass --seed \1 to repeat this sample\)$", err, re.MULTILINE)
+    assert code == 0 and drawn, err
+    code, again, again_err = run_gen([*args, "--seed", drawn.group(1)], capsys, monkeypatch)
+    assert code == 0 and again == out and "seed" not in again_err
+    for quiet in ("--greedy", "--json"):  # greedy uses no seed; --json carries it in every record
+        code, _, quiet_err = run_gen([*args, quiet], capsys, monkeypatch)
+        assert code == 0 and "seed" not in quiet_err

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 import typer
 from typer.testing import CliRunner
 
+from _cli import run_cli
 from _train_data import cli_command, cli_env, write_data_dir
 from model.cli import register
 from model.settings import TrainSettings
@@ -88,7 +91,7 @@ def test_resume_with_another_model_config_is_refused(trained_run, data_dir):
     run_dir, _ = trained_run
     result = CliRunner().invoke(cli(), ["train", data_dir, "--out", run_dir, "--no-export", *SMALL, "--units", "32"])
     assert isinstance(result.exception, ArtifactError)
-    assert "differs in: units" in result.exception.message
+    assert "--units: the run has 16, this command asks for 32" in result.exception.message
 
 
 def test_no_resume_refuses_to_overwrite(trained_run, data_dir):
@@ -209,3 +212,68 @@ def test_a_dataset_holding_fewer_windows_than_its_manifest_says_stops_with_a_mes
                                         "--no-export", "--objective", "last", *SMALL])
     assert isinstance(result.exception, ArtifactError), result.output  # the CLI boundary prints it (exit 1)
     assert "epoch 0 of the train split ended after" in str(result.exception) and "verify" in result.exception.hint
+
+
+PLOT_PROCESS = r"""
+import json, sys
+sys.argv = ["nextword", "plot", sys.argv[1]]
+from nextword.cli import main
+try:
+    main()
+except SystemExit as exit_:
+    code = exit_.code or 0
+print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules}), file=sys.stderr)
+"""
+
+
+def test_plot_does_not_import_tensorflow(tmp_path):
+    history = {"steps": [{"step": 10, "epoch": 0, "loss": 3.0, "windows_per_second": 100.0}],
+               "epochs": [{"epoch": 0, "step": 10, "train_loss": 3.0, "val_loss": 2.9, "val_perplexity": 18.2,
+                           "val_top1": 0.1, "val_top5": 0.3}], "summary": {}}
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    result = subprocess.run([sys.executable, "-c", PLOT_PROCESS, str(tmp_path)], capture_output=True, text=True,
+                            timeout=120, env=cli_env())
+    report = json.loads(result.stderr.strip().splitlines()[-1])
+    assert report == {"code": 0, "tensorflow": False}, result.stderr
+    assert open(tmp_path / "plots" / "loss.png", "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_command_re_exports_the_latest_checkpoint(trained_run, data_dir, tmp_path):
+    from generate.generator import GenerateSettings, Generator
+
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(trained_run[0], run_dir)
+    result = run_cli("export", run_dir)
+    export_dir = os.path.join(run_dir, "export")
+    assert result.exit_code == 0 and export_dir in result.stdout, result.output
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    generator = Generator.load(run_dir)  # what gen loads: the card's sha256s checked first
+    card = generator.card
+    assert card["training"]["steps"] == summary["steps"] and card["training"]["weights_sha256"] == summary["weights_sha256"]
+    assert card["model"] == json.load(open(os.path.join(run_dir, "run.json")))["model_config"]
+    samples, _ = generator.generate(["w1 w2"], GenerateSettings(words=4, greedy=True))
+    assert len(samples[0].text.split()) == 4
+    # the checkpoint's weights: the export scores what the run's last validation measured
+    last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
+    assert last["step"] == summary["steps"]
+    from_export = json.loads(CliRunner().invoke(cli(), ["eval", export_dir, data_dir, "--json"]).output)
+    assert from_export["source"] == "export" and from_export["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+
+
+def test_export_command_errors(trained_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_cli("export", str(empty))
+    assert result.exit_code == 1 and "holds no run.json" in result.stderr and "Traceback" not in result.output
+    no_checkpoint = tmp_path / "no-checkpoint"
+    no_checkpoint.mkdir()
+    shutil.copy(os.path.join(trained_run[0], "run.json"), no_checkpoint / "run.json")
+    result = run_cli("export", str(no_checkpoint))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"{no_checkpoint} holds no checkpoint to export" in result.stderr and "nextword train" in result.stderr
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine")
+    result = run_cli("export", trained_run[0], "--out", str(occupied))
+    assert result.exit_code == 1 and "not a nextword export" in result.stderr
+    assert (occupied / "notes.txt").read_text() == "mine"
