@@ -12,6 +12,7 @@ size recorded at the last checkpoint and carries on from there.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -112,7 +113,7 @@ class ShardSet:
         if self._local is None:
             self._handles[path].write(data)
             return
-        with open(local_path(path), "ab") as handle:
+        with _naming_the_file(path), open(local_path(path), "ab") as handle:
             handle.write(data)
             if durable:
                 handle.flush()
@@ -170,12 +171,23 @@ def _order_one(data_dir: str, name: str) -> dict:
     return entry
 
 
+@contextlib.contextmanager
+def _naming_the_file(path: str):
+    """A failed write() (disk full, file size limit) names no file; the user needs to know which."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename is None:
+            error.filename = path
+        raise
+
+
 def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.ndarray, durable: bool = False) -> dict:
     """Write a shard's ordered pieces to `path` (one piece in memory at a time) and return its
     manifest entry (JSON-able): both runners write shards through this."""
     digest, size = hashlib.sha256(), 0
     local = local_path(path)
-    with (open(local, "wb") if local is not None else storage.open_file(path, "wb")) as handle:
+    with _naming_the_file(path), (open(local, "wb") if local is not None else storage.open_file(path, "wb")) as handle:
         for piece in pieces:
             handle.write(piece)
             digest.update(piece)

@@ -48,7 +48,8 @@ class TrainSettings:
     seed: int = 0
     # distribution and hardware
     strategy: str = "auto"
-    devices: int | None = None  # split the CPU into N logical devices
+    devices: int | None = None  # the first N GPUs; without GPUs, the CPU split into N logical devices
+    allow_cpu: bool = False  # train on the CPU when the machine's GPUs are unusable (CUDA did not load)
     mixed_precision: bool | None = None  # None: on when a GPU is present
     steps_per_call: int = 8  # train steps run inside one tf.function call (cuts Python overhead)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()

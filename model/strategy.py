@@ -1,4 +1,5 @@
-"""Picking the tf.distribute strategy, logical CPU devices, mixed precision, chief detection."""
+"""Picking the devices (--devices, GPUs, logical CPU devices), the tf.distribute strategy,
+mixed precision, chief detection."""
 
 from __future__ import annotations
 
@@ -6,10 +7,94 @@ import contextlib
 import json
 import os
 import re
+from dataclasses import dataclass
 
 import tensorflow as tf
 
-from nextword.errors import NextwordError, SettingsError
+from nextword.errors import NextwordError, ResourceError, SettingsError
+
+CUDA_INSTALL = "pip install 'tensorflow[and-cuda]==2.21.*'"
+
+
+@dataclass(frozen=True)
+class DevicePlan:
+    """What `--devices` means on this machine: the first `gpus` GPUs, or the CPU split into
+    `cpu_devices` logical devices (1: not split). Exactly one of the two is in use."""
+
+    gpus: int
+    cpu_devices: int
+
+    @property
+    def replicas(self) -> int:
+        return self.gpus or self.cpu_devices
+
+
+def plan_devices(requested: int | None, gpus: int) -> DevicePlan:
+    """requested: --devices (None: all GPUs, else one CPU device); gpus: GPUs TensorFlow sees.
+
+    With GPUs, N means the first N of them (never more than exist); without, N logical CPU
+    devices (a real MirroredStrategy on a CPU machine, for tests and benchmarks).
+    """
+    if gpus == 0:
+        return DevicePlan(gpus=0, cpu_devices=requested or 1)
+    if requested is None:
+        return DevicePlan(gpus=gpus, cpu_devices=1)
+    if requested > gpus:
+        raise SettingsError(
+            f"--devices {requested} asks for {requested} GPUs but TensorFlow sees {gpus} GPU(s) on this machine",
+            hint=f"pass --devices {gpus} or fewer, or leave --devices out to use all {gpus}",
+        )
+    return DevicePlan(gpus=requested, cpu_devices=1)
+
+
+def nvidia_gpus_on_machine(proc_gpus: str = "/proc/driver/nvidia/gpus", dev: str = "/dev") -> int:
+    """NVIDIA GPUs the kernel driver knows, found without TensorFlow (whose CUDA libraries may
+    have failed to load), narrowed as CUDA narrows them by CUDA_VISIBLE_DEVICES."""
+    try:
+        count = len(os.listdir(proc_gpus))  # one entry per GPU (its PCI bus id)
+    except OSError:
+        try:
+            count = sum(1 for name in os.listdir(dev) if re.fullmatch(r"nvidia\d+", name))
+        except OSError:
+            count = 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        # CUDA enumerates the listed devices up to the first invalid entry ("" or "-1" hides all).
+        entries = [entry.strip() for entry in visible.split(",")]
+        listed = next((index for index, entry in enumerate(entries) if not entry or entry.startswith("-")), len(entries))
+        count = min(count, listed)
+    return count
+
+
+def check_gpus_usable(tensorflow_gpus: int, machine_gpus: int, allow_cpu: bool) -> None:
+    """Refuse to train on the CPU silently when the machine has GPUs TensorFlow cannot use."""
+    if machine_gpus and not tensorflow_gpus and not allow_cpu:
+        raise ResourceError(
+            f"this machine has {machine_gpus} NVIDIA GPU(s) but TensorFlow cannot use them "
+            "(its CUDA libraries did not load)",
+            hint=f"install them with {CUDA_INSTALL} (NEXTWORD_TF_LOGS=1 shows TensorFlow's loading errors), "
+            "or pass --allow-cpu to train on the CPU",
+        )
+
+
+def configure_devices(requested: int | None, allow_cpu: bool = False) -> DevicePlan:
+    """Check the GPUs, then make the planned devices visible (the first N GPUs) or split the CPU.
+
+    Must run before TensorFlow initialises its runtime (before the first op).
+    """
+    gpus = tf.config.list_physical_devices("GPU")
+    check_gpus_usable(len(gpus), nvidia_gpus_on_machine(), allow_cpu)
+    plan = plan_devices(requested, len(gpus))
+    if plan.gpus and plan.gpus < len(gpus):
+        try:
+            tf.config.set_visible_devices(gpus[: plan.gpus], "GPU")
+        except RuntimeError as error:
+            raise SettingsError(
+                f"cannot limit training to {plan.gpus} GPU(s): TensorFlow is already initialised ({error})",
+                hint="call configure_devices before any TensorFlow op (the CLI does this first)",
+            ) from None
+    split_cpu(plan.cpu_devices)
+    return plan
 
 
 def split_cpu(devices: int | None) -> None:
@@ -30,7 +115,8 @@ def split_cpu(devices: int | None) -> None:
 
 
 def gpu_count() -> int:
-    return len(tf.config.list_physical_devices("GPU"))
+    """GPUs training may use: the visible ones (configure_devices hides all but the first N)."""
+    return len(tf.config.get_visible_devices("GPU"))
 
 
 def resolve_strategy_name(name: str, devices: int | None) -> str:
@@ -44,7 +130,7 @@ def resolve_strategy_name(name: str, devices: int | None) -> str:
 
 
 def make_strategy(name: str, devices: int | None = None) -> tf.distribute.Strategy:
-    """auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU (or --devices > 1), else default."""
+    """auto: multiworker if TF_CONFIG is set, mirrored if >1 visible GPU (or --devices > 1), else default."""
     resolved = resolve_strategy_name(name, devices)
     if resolved == "multiworker":
         if not os.environ.get("TF_CONFIG"):
@@ -88,8 +174,23 @@ class WorkerLostError(NextwordError):
 
 # TF's own failure detection raises these: the coordination service's heartbeats (a peer
 # stopped sending them) and gRPC (a peer's socket closed) abort every pending collective.
-_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-                  tf.errors.CancelledError, tf.errors.FailedPreconditionError)
+_PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+# Cancelled and FailedPrecondition also follow a lost peer (ops cancelled by the abort), but
+# they are what many genuine bugs raise too: a restart loop would hide those. They count as a
+# lost peer only when TF's message says a peer or a collective was lost.
+_AMBIGUOUS_FAILURES = (tf.errors.CancelledError, tf.errors.FailedPreconditionError)
+_PEER_MARKERS = ("Collective ops is aborted", "stopped sending heartbeats", "unhealthy", "Socket closed",
+                 "coordination service", "Connection reset by peer", "failed to connect to all addresses")
+
+
+def is_peer_failure(error: BaseException) -> bool:
+    """True when a TF error means a worker of the cluster was lost (restart all), not a bug."""
+    if isinstance(error, _PEER_FAILURES):
+        return True
+    if isinstance(error, _AMBIGUOUS_FAILURES):
+        message = getattr(error, "message", str(error))
+        return any(marker.lower() in message.lower() for marker in _PEER_MARKERS)
+    return False
 
 
 def _failure_reason(error: tf.errors.OpError) -> str:
@@ -115,7 +216,9 @@ def fail_fast_on_lost_worker(strategy: tf.distribute.Strategy, run_dir: str, on_
         return
     try:
         yield
-    except _PEER_FAILURES as error:
+    except tf.errors.OpError as error:
+        if not is_peer_failure(error):
+            raise
         if on_failure is not None:
             on_failure()
         workers = strategy.extended._num_workers  # noqa: SLF001

@@ -15,12 +15,13 @@ from __future__ import annotations
 import datetime
 import errno
 import os
+import re
 import signal
 import sys
 import tempfile
 import traceback
 
-from nextword.errors import NextwordError, ResourceError
+from nextword.errors import Interrupted, NextwordError, ResourceError
 
 EXIT_BUG = 70
 EXIT_INTERRUPTED = 130
@@ -32,7 +33,7 @@ _OS_REFUSALS = {
     errno.EROFS: ("the file system is read-only", "choose a writable path"),
     errno.ENOSPC: ("no space left on the device", "free space or choose another path; rerun the same command to resume"),
     errno.EDQUOT: ("disk quota exceeded", "free space or choose another path; rerun the same command to resume"),
-    errno.EFBIG: ("file too large for this system's limit (ulimit -f)", "raise the limit or write more, smaller shards (--shards)"),
+    errno.EFBIG: ("file larger than this system allows (ulimit -f)", "raise the limit (ulimit -f unlimited) and rerun the same command"),
     errno.EMFILE: ("too many open files", "raise the limit (ulimit -n 4096) or use fewer --shards / --workers"),
     errno.ENFILE: ("too many open files on this system", "close other programs or use fewer --shards / --workers"),
 }
@@ -42,26 +43,36 @@ def resource_error_from(error: BaseException) -> ResourceError | None:
     """A ResourceError for an OS or TensorFlow refusal a user can act on, else None (a bug)."""
     if isinstance(error, OSError) and error.errno in _OS_REFUSALS:
         what, hint = _OS_REFUSALS[error.errno]
-        where = f" writing {error.filename}" if error.filename else ""
+        where = f": {error.filename}" if error.filename else ""
         return ResourceError(f"{what}{where}", hint=hint)
     tf = sys.modules.get("tensorflow")
     if tf is None or not isinstance(error, tf.errors.OpError):
         return None
-    text = str(getattr(error, "message", error)).splitlines()[0][:300]
-    if isinstance(error, tf.errors.ResourceExhaustedError):
-        if "OOM" in text or "memory" in text.lower():
-            return ResourceError(f"out of memory: {text}", hint="lower --batch-size (or --units / --layers) and rerun")
-        return ResourceError(f"a resource ran out: {text}", hint="free disk space or memory, then rerun")
+    text = _op_text(error)
+    if isinstance(error, tf.errors.ResourceExhaustedError) and ("OOM" in text or "memory" in text.lower()):
+        return ResourceError(f"out of memory: {text}", hint="lower --batch-size (or --units / --layers) and rerun")
     if isinstance(error, tf.errors.PermissionDeniedError):
         return ResourceError(f"permission denied: {text}", hint="choose a path you can write, or fix its permissions")
     for code, (what, hint) in _OS_REFUSALS.items():
         if os.strerror(code) in text:
             return ResourceError(f"{what}: {text}", hint=hint)
+    if isinstance(error, tf.errors.ResourceExhaustedError):
+        return ResourceError(f"a resource ran out: {text}", hint="free disk space or memory, then rerun")
     return None
 
 
+def _op_text(error) -> str:
+    """TF's message without its graph plumbing: no {{function_node ...}}, [Op:...] or [[node ...]]."""
+    text = str(getattr(error, "message", error)).strip()
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[\[.*?\]\]|\s*\[Op:[^\]]*\]", "", text, flags=re.S)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
 def print_error(error: NextwordError) -> None:
-    print(f"error: {error.message}", file=sys.stderr)
+    # An interruption is no error: its message ("interrupted: run the same command to resume") stands alone.
+    print(error.message if isinstance(error, Interrupted) else f"error: {error.message}", file=sys.stderr)
     if error.hint:
         print(f"  → {error.hint}", file=sys.stderr)
 

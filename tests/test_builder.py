@@ -23,7 +23,7 @@ def test_ineligible_layers_are_detected(layer):
 def test_output_shapes_and_layer_names():
     last = build_model(ModelConfig(vocab_size=20, context_length=6, **{**NOTEBOOK_PRESET, "units": 8}))
     assert last.output_shape == (None, 20)
-    assert [layer.name for layer in last.layers] == ["context", "embedding", "rnn_0", "rnn_1", "rnn_2", "logits"]
+    assert [layer.name for layer in last.layers] == ["context", "embedding", "rnn_0", "rnn_1", "rnn_2", "logits", "logits_float32"]
     every = build_model(ModelConfig(vocab_size=20, context_length=6, units=8, embedding_dim=4, layers=2))
     assert every.output_shape == (None, 6, 20)
     assert every.get_layer("logits").dtype_policy.compute_dtype == "float32"
