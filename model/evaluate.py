@@ -1,8 +1,10 @@
 """`nextword eval RUN_DIR|EXPORT_DIR DATA_DIR`: loss, perplexity, top-1/top-5 of the window's final word.
 
 RUN_DIR: the model is rebuilt from run.json's config and the latest checkpoint restored.
-EXPORT_DIR: `tf.saved_model.load` and its `score_ids(context=int32[batch, C])` signature,
-which returns {"logits": float32[batch, vocab]} for the word after the window.
+EXPORT_DIR: card.json's sha256s are checked as `gen` checks them (nextword.export_card) and a
+dataset with another vocabulary or context is refused; then `tf.saved_model.load` and its
+`score_ids(context=int32[batch, C])` signature, which returns {"logits": float32[batch, vocab]}
+for the word after the window.
 Same metric code as per-epoch validation (model.metrics); pad targets never count.
 """
 
@@ -11,15 +13,13 @@ from __future__ import annotations
 import tensorflow as tf
 
 from nextword import storage
-from nextword.errors import ArtifactError
+from nextword.errors import ArtifactError, InputError
+from nextword.export_card import verify_export
 from model import checkpointing
-from model.builder import build_model
+from model.builder import build_model, final_word_logits_fn
 from model.config import ModelConfig
-from model.metrics import evaluate_batches
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, make_dataset
-
-EVAL_BATCH = 1024
+from model.metrics import evaluate_split
+from tfrecords.manifest import load_manifest, load_vocabulary
 
 
 def final_logits_from_run_dir(run_dir: str, manifest) -> callable:
@@ -39,12 +39,7 @@ def final_logits_from_run_dir(run_dir: str, manifest) -> callable:
         )
     model = build_model(config)
     checkpointing.restore_model_weights(run_dir, model)
-
-    def final_logits(context):
-        logits = tf.cast(model(context, training=False), tf.float32)
-        return logits[:, -1, :] if config.objective == "all" else logits
-
-    return final_logits
+    return final_word_logits_fn(model)
 
 
 def saved_model_path(export_dir: str) -> str:
@@ -53,10 +48,31 @@ def saved_model_path(export_dir: str) -> str:
     return nested if storage.exists(storage.join(nested, "saved_model.pb")) else export_dir
 
 
-def final_logits_from_export(export_dir: str) -> callable:
+def check_export_matches(export_dir: str, card: dict, data_dir: str, manifest) -> None:
+    """Refuse a dataset the export was not trained for: another vocabulary (even of the same
+    size: ids would name other words) or another context length."""
+    load_vocabulary(data_dir, manifest)  # the dataset's vocab.txt is the one its manifest records
+    expected = card.get("vocab_sha256") or card.get("files", {}).get("vocab.txt", {}).get("sha256")
+    size = card.get("vocab_size", "?")
+    if expected != manifest.vocab_sha256:
+        same = " (same size, different words)" if size == manifest.vocab_size else ""
+        raise ArtifactError(
+            f"{export_dir} was exported with a vocabulary of {size} words (sha256 {str(expected)[:12]}…), "
+            f"{data_dir} has another: {manifest.vocab_size} words (sha256 {manifest.vocab_sha256[:12]}…){same}",
+            hint=f"evaluate on the dataset the model was trained on (fingerprint {card.get('dataset_fingerprint')}); "
+            "scores over another vocabulary mean nothing",
+        )
+    if card.get("context_length") != manifest.context_length:
+        raise ArtifactError(
+            f"{export_dir} reads windows of {card.get('context_length')} words, {data_dir} has context {manifest.context_length}",
+            hint=f"evaluate on the dataset the model was trained on (fingerprint {card.get('dataset_fingerprint')})",
+        )
+
+
+def final_logits_from_export(export_dir: str, card: dict) -> callable:
     import tensorflow_text  # noqa: F401  (registers the tokenizer ops the export's graph uses)
 
-    loaded = tf.saved_model.load(saved_model_path(export_dir))
+    loaded = tf.saved_model.load(storage.join(export_dir, card.get("saved_model", "saved_model")))
     if "score_ids" not in loaded.signatures:
         raise ArtifactError(
             f"{export_dir} has no score_ids signature (it has {sorted(loaded.signatures)})",
@@ -78,9 +94,17 @@ def is_export_dir(path: str) -> bool:
 def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
     """{"loss", "perplexity", "top1", "top5", "windows", "split", "source"} over the split's windows."""
     manifest = load_manifest(data_dir)
-    manifest.split(split)
+    if manifest.split(split).windows == 0:
+        why = f"; the dataset was ingested with --val-fraction {manifest.val_fraction:g}" if split == "val" else ""
+        raise InputError(
+            f"the {split} split of {data_dir} is empty (0 windows{why})",
+            hint="pass --split train, or ingest again with --val-fraction above 0 (e.g. 0.1)" if split == "val"
+            else f"pass --split with a split that holds windows ({', '.join(sorted(manifest.splits))})",
+        )
     if is_export_dir(model_dir):
-        final_logits, source = final_logits_from_export(model_dir), "export"
+        card = verify_export(model_dir)  # every file's sha256, as `gen` checks it, before loading
+        check_export_matches(model_dir, card, data_dir, manifest)
+        final_logits, source = final_logits_from_export(model_dir, card), "export"
     elif storage.exists(storage.join(model_dir, checkpointing.RUN_FILE)):
         final_logits, source = final_logits_from_run_dir(model_dir, manifest), "checkpoint"
     else:
@@ -88,8 +112,7 @@ def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
             f"{model_dir} is neither a RUN_DIR (run.json) nor an export (saved_model.pb)",
             hint="pass the --out of `nextword train` or its export/ directory",
         )
-    config = ReaderConfig(batch_size=EVAL_BATCH, objective="last", training=False)
-    totals = evaluate_batches(final_logits, make_dataset(data_dir, split, config, manifest=manifest))
+    totals = evaluate_split(tf.distribute.get_strategy(), final_logits, data_dir, split, manifest)
     expected = manifest.splits[split].windows
     if int(totals.rows) != expected:
         raise ArtifactError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from model.builder import build_model
+from model.builder import build_model, final_word_logits_fn
 from model.config import ModelConfig
 from model.metrics import weighted_token_loss
 
@@ -56,6 +56,8 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
         keras.mixed_precision.set_dtype_policy("float32")
         self._train_steps = tf.function(self._train_steps_fn, reduce_retracing=True)
+        # int32[batch, context] -> float32[batch, vocab]: the word after the window (validation)
+        self.final_word_logits = final_word_logits_fn(self.model)
 
     def replica_step(self, context, targets, weights):
         """One step on one replica's share of the global batch; returns (loss sum, weight sum)."""
@@ -83,8 +85,3 @@ class Trainer:
 
     def train_steps(self, iterator, steps: int):
         return self._train_steps(iterator, tf.constant(steps, tf.int32))
-
-    def final_word_logits(self, context: tf.Tensor) -> tf.Tensor:
-        """int32[batch, context] -> float32[batch, vocab]: logits for the word after the window."""
-        logits = tf.cast(self.model(context, training=False), tf.float32)
-        return logits[:, -1, :] if self.model_config.objective == "all" else logits

@@ -30,8 +30,11 @@ def final_word(logits: tf.Tensor) -> tf.Tensor:
 def final_word_sums(logits: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
     """Sums over one batch of the window's final word: loss, top-1 and top-5 hits, counted windows.
 
-    logits float32[batch, vocab]; targets int32[batch]. Windows whose target is pad (0) weigh 0.
+    logits float32[batch, vocab]; targets int32[batch]. Windows whose target is pad (0) weigh 0;
+    rows whose target is -1 are the reader's padding (see make_dataset pad_to_batches): not read.
     """
+    read = tf.greater_equal(targets, 0)
+    targets = tf.maximum(targets, 0)
     weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
     top5 = tf.math.top_k(logits, k=min(5, logits.shape[-1])).indices
     hits = tf.cast(tf.equal(top5, targets[:, None]), tf.float32)
@@ -40,7 +43,7 @@ def final_word_sums(logits: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tenso
         "top1": tf.reduce_sum(hits[:, 0] * weights),
         "top5": tf.reduce_sum(tf.reduce_max(hits, axis=1) * weights),
         "windows": tf.reduce_sum(weights),
-        "rows": tf.cast(tf.shape(targets)[0], tf.float32),
+        "rows": tf.reduce_sum(tf.cast(read, tf.float32)),
     }
 
 
@@ -70,18 +73,49 @@ class MetricTotals:
         }
 
 
-def evaluate_batches(final_logits_fn, dataset: tf.data.Dataset) -> MetricTotals:
-    """Run `final_logits_fn(context int32[b, C]) -> float32[b, vocab]` over (context, targets, _) batches.
+# Floats of [batch, vocab] logits one replica holds per evaluation step (64 MB in float32): the
+# batch shrinks as the vocabulary grows, so peak memory stays flat in batch x vocabulary.
+EVAL_LOGITS_PER_REPLICA = 1 << 24
+EVAL_BATCH_RANGE = (16, 1024)
 
-    targets may be int32[b] (window's final word) or int32[b, C] (its last column is used).
+
+def eval_batch_per_replica(vocab_size: int) -> int:
+    low, high = EVAL_BATCH_RANGE
+    return max(low, min(high, EVAL_LOGITS_PER_REPLICA // max(vocab_size, 1)))
+
+
+def evaluate_split(strategy: tf.distribute.Strategy, final_logits_fn, data_dir: str, split: str, manifest,
+                   pipelines: int = 1) -> MetricTotals:
+    """Score the final word of every window of `split`, spread over the strategy's replicas and
+    workers: each pipeline (worker) reads its own part of the split, each replica scores its
+    batches, and the sums are all-reduced, so every worker returns the same totals.
+
+    final_logits_fn(context int32[b, C]) -> float32[b, vocab] runs on each replica. Workers and
+    replicas must take the same number of steps (their all-reduces pair up), so pipelines with
+    fewer batches are padded with unread one-row batches.
     """
+    from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
 
-    @tf.function(reduce_retracing=True)
-    def batch_sums(context, targets):
+    replicas_per_pipeline = strategy.num_replicas_in_sync // pipelines
+    config = ReaderConfig(batch_size=eval_batch_per_replica(manifest.vocab_size), objective="last", training=False)
+    plans = [epoch_plan(data_dir, manifest, split, config, 0, pipelines, index) for index in range(pipelines)]
+    steps = max(-(-plan.batches // replicas_per_pipeline) for plan in plans)
+
+    def dataset_fn(input_context):
+        return make_dataset(data_dir, split, config, input_context=input_context, manifest=manifest,
+                            pad_to_batches=steps * replicas_per_pipeline)
+
+    def replica_sums(context, targets, weights):
         last_targets = targets if targets.shape.rank == 1 else targets[:, -1]
         return final_word_sums(final_logits_fn(context), last_targets)
 
+    @tf.function
+    def step(iterator):
+        per_replica = strategy.run(replica_sums, args=next(iterator))
+        return {name: strategy.reduce("sum", value, axis=None) for name, value in per_replica.items()}
+
+    iterator = iter(strategy.distribute_datasets_from_function(dataset_fn))
     totals = MetricTotals()
-    for context, targets, _ in dataset:
-        totals.add(batch_sums(context, targets))
+    for _ in range(steps):
+        totals.add(step(iterator))
     return totals

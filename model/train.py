@@ -18,17 +18,16 @@ from nextword.errors import ArtifactError, SettingsError
 from model import checkpointing
 from model.history import History, plot_history
 from model.loop import Trainer
-from model.metrics import evaluate_batches
+from model.metrics import evaluate_split
 from model.settings import TrainSettings
-from model.strategy import (fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy, split_cpu,
+from model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             use_mixed_precision)
 from model.progress import TrainingProgress
 from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset, make_epochs_dataset
+from tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
 
 SUMMARY_FILE = "summary.json"
 LOG_EVERY_STEPS = 50
-EVAL_BATCH = 1024
 # Validation reads every val window once, forward only: ~1/3 of a training window's time (default
 # recipe, embedded corpus, 2 cores: 0.65 vs 1.90 ms), so validating after VALIDATE_EVERY val
 # splits' worth of trained windows keeps it near 1 / (3 * VALIDATE_EVERY) of the training time.
@@ -68,7 +67,7 @@ def weights_fingerprint(model) -> str:
 
 
 def run_training(settings: TrainSettings) -> dict:
-    split_cpu(settings.devices)
+    configure_devices(settings.devices, settings.allow_cpu)
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
     manifest = load_manifest(settings.data_dir)
@@ -102,7 +101,7 @@ class TrainingSession:
         self.checkpoint_dir = checkpointing.checkpoint_dir(settings.out, self.chief)
         self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
         if latest:
-            checkpoint.restore(latest).assert_existing_objects_matched()
+            checkpointing.restore_checkpoint(checkpoint, latest)
         if self.chief:
             checkpointing.write_run_file(
                 settings.out, settings.to_dict(), self.model_config, settings.data_dir, manifest.fingerprint
@@ -115,11 +114,13 @@ class TrainingSession:
         self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
         self.replicas_per_pipeline = replicas // self.pipelines
         self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
-        self._epoch_steps: dict[int, int] = {}
+        self._epoch_steps: dict[tuple, int] = {}
         self.validated_at_step = self._last_validation_before(int(self.position.epoch.numpy()))
 
     def _check_run_dir(self) -> str | None:
         out = self.settings.out
+        if self.chief:  # a file, under a file, or unwritable: said before the model is built
+            storage.prepare_out_dir(out)
         latest = checkpointing.latest_checkpoint(out)
         if latest and self.settings.resume is False:
             raise SettingsError(
@@ -131,12 +132,17 @@ class TrainingSession:
         return latest
 
     def steps_per_epoch(self, epoch: int) -> int:
-        if epoch not in self._epoch_steps:
+        # One pipeline reads every shard, so an epoch's size depends on its "all" offset alone (at
+        # most `context` values): --epochs 100000 costs lookups, not 100000 plans (~1 ms each).
+        key = ("offset", epoch_selection(self.manifest, self.reader_config, epoch)[0]) if self.pipelines == 1 \
+            else ("epoch", epoch)
+        if key not in self._epoch_steps:
             plan = epoch_plan(
-                self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0
+                self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0,
+                self.replicas_per_pipeline,
             )
-            self._epoch_steps[epoch] = plan.batches // self.replicas_per_pipeline
-        return self._epoch_steps[epoch]
+            self._epoch_steps[key] = plan.batches // self.replicas_per_pipeline
+        return self._epoch_steps[key]
 
     def _agree_fn(self, flag):
         # Every worker must stop at the same step, or the others wait forever in all-reduce.
@@ -195,13 +201,24 @@ class TrainingSession:
         epoch_steps = sum(self.steps_per_epoch(epoch) for epoch in range(settings.epochs))
         target_steps = min(epoch_steps, settings.max_steps or epoch_steps)
         stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
-        started = time.monotonic()
         start_step = self.position.as_dict()["step"]
+        # Restored from the checkpoint, so equal on every worker: they all decide alike.
+        self.seconds_before = float(self.position.train_seconds.numpy())
+        budget_spent = settings.time_budget is not None and self.seconds_before >= settings.time_budget
+        if start_step >= target_steps or budget_spent:
+            return self._already_complete("time_budget" if budget_spent and start_step < target_steps else stopped_by)
+        self.started = started = time.monotonic()
         progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step,
-                                    notes=self.chief, time_budget=settings.time_budget)
+                                    notes=self.chief, time_budget=None if settings.time_budget is None
+                                    else settings.time_budget - self.seconds_before)  # the bar: this session's share
         with progress:
+            if start_step:
+                progress.note(f"resuming from step {start_step:,} (epoch {int(self.position.epoch.numpy())}"
+                              + (f"; {self.seconds_before:.1f} s of the {settings.time_budget:g} s budget spent)"
+                                 if settings.time_budget is not None else ")"))
             stopped_by = self._train(stop, target_steps, started, progress) or stopped_by
         train_seconds = time.monotonic() - started
+        self.position.train_seconds.assign(self.seconds_before + train_seconds)  # validation and export excluded
         if stopped_by != "interrupt":
             self._validate_final_weights(progress)
         self.manager.save(checkpoint_number=self.position.as_dict()["step"])
@@ -215,6 +232,23 @@ class TrainingSession:
             self._export(summary)
         self._cleanup()
         return summary
+
+    def _already_complete(self, stopped_by: str) -> dict:
+        """A rerun of a finished run: nothing to train, save or validate again; the export is
+        written only if it is missing (the first run had --no-export)."""
+        summary = self._summary(stopped_by, self.position.as_dict()["step"], 0.0, already_complete=True)
+        self.history.save(summary)
+        if self.chief:
+            storage.write_atomic(storage.join(self.settings.out, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        if self.settings.export and not storage.exists(storage.join(self.settings.out, "export", "card.json")):
+            self._export(summary)
+        self._cleanup()
+        return summary
+
+    def _save(self) -> None:
+        """A checkpoint of this moment, with the seconds trained so far over every session."""
+        self.position.train_seconds.assign(self.seconds_before + time.monotonic() - self.started)
+        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
 
     def _train(self, stop, target_steps, started, progress) -> str | None:
         settings, position = self.settings, self.position
@@ -256,9 +290,11 @@ class TrainingSession:
                     })
                     window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
                 if step % settings.checkpoint_every == 0:
-                    self.manager.save(checkpoint_number=step)
+                    self._save()
                     self.history.save()
-                over_budget = settings.time_budget is not None and time.monotonic() - started >= settings.time_budget
+                # --time-budget counts the seconds of every session (like --max-steps their steps)
+                over_budget = (settings.time_budget is not None
+                               and self.seconds_before + time.monotonic() - started >= settings.time_budget)
                 if self.agree(stop.interrupted or over_budget):
                     return "interrupt" if stop.interrupted else "time_budget"
             if epoch_step >= steps_per_epoch:
@@ -271,7 +307,7 @@ class TrainingSession:
         if self._validation_due():
             self.validated_at_step = self.position.as_dict()["step"]
             self._log_validation(f"epoch {epoch}", epoch, progress)
-            self.manager.save(checkpoint_number=self.position.as_dict()["step"])
+            self._save()
             self.history.save()
 
     def _last_validation_before(self, epoch: int) -> int:
@@ -299,9 +335,8 @@ class TrainingSession:
     def _validate_final_weights(self, progress) -> None:
         """A run reports the weights it ends with: stopped mid-epoch (time budget, max steps), or
         at the end of an epoch that was not validated (see _validation_due)."""
-        epochs = self.history.record["epochs"]
         step = self.position.as_dict()["step"]
-        if epochs and epochs[-1]["step"] == step:
+        if self.validated_at_step == step:  # the same on every worker (the history is the chief's alone)
             return
         epoch = int(self.position.epoch.numpy())
         partial = int(self.position.epoch_step.numpy()) > 0 or epoch == 0
@@ -311,9 +346,13 @@ class TrainingSession:
             self._log_validation(f"epoch {epoch - 1}", epoch - 1, progress)
 
     def _log_validation(self, label: str, epoch: int, progress, partial: bool = False) -> None:
-        if not (self.chief and "val" in self.manifest.splits and self.manifest.splits["val"].windows):
+        # Every worker validates (the val split is spread over all replicas); the chief logs.
+        if not ("val" in self.manifest.splits and self.manifest.splits["val"].windows):
             return
         metrics = self.validate()
+        self.validated_at_step = self.position.as_dict()["step"]
+        if not self.chief:
+            return
         train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
         row = {"epoch": epoch, "step": self.position.as_dict()["step"], "train_loss": train_loss}
         if partial:
@@ -326,27 +365,31 @@ class TrainingSession:
         )
 
     def validate(self) -> dict:
-        config = ReaderConfig(batch_size=EVAL_BATCH, objective="last", training=False)
-        dataset = make_dataset(self.settings.data_dir, "val", config, manifest=self.manifest)
-        totals = evaluate_batches(self.trainer.final_word_logits, dataset)
+        """Every worker's replicas score their part of the val split; all get the same totals."""
+        totals = evaluate_split(self.strategy, self.trainer.final_word_logits, self.settings.data_dir, "val",
+                                self.manifest, self.pipelines)
         expected = self.manifest.splits["val"].windows
         if int(totals.rows) != expected:
             raise ArtifactError(f"the val split read {int(totals.rows)} windows, dataset.json says {expected}",
                                 hint="the dataset was modified after ingest; re-run `nextword ingest`")
         return totals.result()
 
-    def _summary(self, stopped_by: str, start_step: int, train_seconds: float) -> dict:
+    def _summary(self, stopped_by: str, start_step: int, train_seconds: float, already_complete: bool = False) -> dict:
         position = self.position.as_dict()
         trained = (position["step"] - start_step) * self.global_batch
         last_epoch = self.history.record["epochs"][-1] if self.history.record["epochs"] else {}
         last_steps = self.history.record["steps"][-1] if self.history.record["steps"] else {}
         return {
             "stopped_by": stopped_by,
+            "already_complete": already_complete,  # a rerun that found nothing left to train
+            "resumed_from_step": start_step,
             "steps": position["step"],
             "epochs_completed": position["epoch"],
             "windows_trained_this_session": trained,
             "train_seconds_this_session": round(train_seconds, 3),
-            "windows_per_second": round(trained / train_seconds, 1) if train_seconds > 0 else None,
+            "train_seconds": round(float(self.position.train_seconds.numpy()), 3),  # over every session
+            "time_budget": self.settings.time_budget,
+            "windows_per_second": round(trained / train_seconds, 1) if trained and train_seconds > 0 else None,
             "train_loss": last_steps.get("loss"),
             "validation": {key[4:]: value for key, value in last_epoch.items() if key.startswith("val_")},
             "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),

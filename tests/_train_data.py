@@ -144,9 +144,10 @@ def cli_env(**extra: str) -> dict:
     return dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", **extra)
 
 
-def checkpoint_weights(run_dir: str) -> dict:
-    """Model variables of RUN_DIR's latest checkpoint, by checkpoint key."""
-    path = tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
+def checkpoint_weights(run_dir: str, step: int | None = None) -> dict:
+    """Model variables of RUN_DIR's latest checkpoint (or the one of `step`), by checkpoint key."""
+    directory = os.path.join(run_dir, "checkpoints")
+    path = tf.train.latest_checkpoint(directory) if step is None else os.path.join(directory, f"ckpt-{step}")
     reader = tf.train.load_checkpoint(path)
     return {
         name: reader.get_tensor(name)

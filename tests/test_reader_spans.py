@@ -145,7 +145,7 @@ def test_fewer_files_than_pipelines_split_records(spans_dir, caplog):
     with caplog.at_level(logging.WARNING):
         parts = [windows(make_dataset(spans_dir, "val", config, input_context=tf.distribute.InputContext(2, i, 1)))
                  for i in range(2)]
-    assert "sharding by record" in caplog.text
+    assert "sharding by record" not in caplog.text  # evaluation splits are small: reading every file is fine
     assert Counter(parts[0] + parts[1]) == Counter(windows(make_dataset(spans_dir, "val", config)))
     assert parts[0] and parts[1]
 

@@ -183,9 +183,14 @@ def epoch_plan(
     epoch: int = 0,
     num_pipelines: int = 1,
     pipeline_id: int = 0,
+    replicas_per_pipeline: int = 1,
 ) -> EpochPlan:
     """The files, window count and batch count of one pipeline in one epoch (exact for both
-    layouts; span shards are read only when there are fewer files than pipelines)."""
+    layouts; span shards are read only when there are fewer files than pipelines).
+
+    Training batches are a multiple of replicas_per_pipeline: a step takes one batch per
+    replica, and a batch left over would start the next chained epoch one batch late (at 2
+    replicas the data would then differ from 1 replica's, and an elastic resume would shift)."""
     shards = list(manifest.split(split).shards)
     if config.training:
         # Same permutation on every worker: it depends on (seed, epoch) only.
@@ -199,6 +204,7 @@ def epoch_plan(
         mine, record_shard = shards, (num_pipelines, pipeline_id)
     if config.training:
         batches = min(count // config.batch_size for count in per_pipeline)
+        batches -= batches % replicas_per_pipeline
     else:
         batches = -(-per_pipeline[pipeline_id] // config.batch_size)
     files = tuple(storage.join(data_dir, shard.file) for shard in mine)
@@ -270,10 +276,13 @@ def make_dataset(
     epoch: int = 0,
     skip_batches: int = 0,
     manifest: Manifest | None = None,
+    pad_to_batches: int | None = None,
 ) -> tf.data.Dataset:
     """Batches of one epoch of `split` for one input pipeline (see the module docstring).
 
     skip_batches: batches of this epoch already consumed (exact resume).
+    pad_to_batches (evaluation): append one-row batches whose target is -1 (read by no metric)
+    up to this many, so every replica of every worker takes the same number of steps.
     Yields (context int32[b, C], targets int32[b] | int32[b, C], weights float32 like targets).
     """
     if config.training:
@@ -285,8 +294,8 @@ def make_dataset(
         check_shard_sizes(data_dir, manifest, split)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
+    # (No record-sharding warning: evaluation splits are small, and reading every file is fine.)
     plan = epoch_plan(data_dir, manifest, split, config, epoch, num_pipelines, pipeline_id)
-    _warn_record_sharding(plan, split, num_pipelines)
     records = _records(tf.constant(plan.files, tf.string), config, len(plan.files), plan.record_shard)
     if manifest.layout == "spans":
         parsed = span_batches(records, manifest, config, epoch_selection(manifest, config, epoch), epoch, skip_batches)
@@ -295,7 +304,15 @@ def make_dataset(
             lambda serialized: parse_batch(serialized, manifest.context_length, config.objective),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
         )
-    return _finish(parsed.take(plan.batches - skip_batches))
+    parsed = parsed.take(plan.batches - skip_batches)
+    if pad_to_batches is not None and pad_to_batches > plan.batches - skip_batches:
+        context, targets, weights = (tf.TensorSpec.from_spec(spec) for spec in parsed.element_spec)
+        padding = (tf.zeros([1, manifest.context_length], context.dtype),
+                   -tf.ones([1] + [manifest.context_length] * (targets.shape.rank - 1), targets.dtype),
+                   tf.zeros([1] + [manifest.context_length] * (weights.shape.rank - 1), weights.dtype))
+        parsed = parsed.concatenate(tf.data.Dataset.from_tensors(padding).repeat(
+            pad_to_batches - (plan.batches - skip_batches)))
+    return _finish(parsed)
 
 
 def make_epochs_dataset(
@@ -327,7 +344,9 @@ def make_epochs_dataset(
         check_shard_sizes(data_dir, manifest, split)
     num_pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
-    plans = [epoch_plan(data_dir, manifest, split, config, epoch, num_pipelines, pipeline_id) for epoch in epochs]
+    replicas = max(1, input_context.num_replicas_in_sync // num_pipelines) if input_context else 1
+    plans = [epoch_plan(data_dir, manifest, split, config, epoch, num_pipelines, pipeline_id, replicas)
+             for epoch in epochs]
     _warn_record_sharding(plans[0], split, num_pipelines)
     period = epoch_selection(manifest, config, epochs[0])[1]  # the same every epoch
 
