@@ -168,3 +168,26 @@ def machine() -> dict:
         "platform": platform.platform(),
         "versions": versions,
     }
+
+
+HARDENING_RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hardening_results.json")
+
+
+def record_hardening(key: str, value, label: str | None = None) -> None:
+    """Merge one script's figures into bench/hardening_results.json (rendered into RESULTS.md by
+    bench/run): a dict under `key`, or, with a label, an entry of the list under `key`."""
+    import json
+    import time
+
+    data = {}
+    if os.path.exists(HARDENING_RESULTS):
+        with open(HARDENING_RESULTS) as handle:
+            data = json.load(handle)
+    value = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), **value}
+    if label is None:
+        data[key] = value
+    else:
+        entries = [entry for entry in data.get(key, []) if entry.get("label") != label]
+        data[key] = entries + [{"label": label, **value}]
+    with open(HARDENING_RESULTS, "w") as handle:
+        json.dump(data, handle, indent=2)

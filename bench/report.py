@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 GB = 1 << 30
@@ -307,6 +308,39 @@ def layout_lines(layout: dict) -> list[str]:
             + (["", _input_wait_line(layout["input_wait_long_epochs"])] if layout.get("input_wait_long_epochs") else []))
 
 
+def hardening_lines(hardening: dict | None) -> list[str]:
+    if not hardening:
+        return ["bench/hardening_results.json is missing: run `python bench/eval_memory.py` and `python bench/context_bench.py`."]
+    lines = []
+    memory = hardening.get("eval_memory")
+    if memory:
+        lines += [f"**Validation and eval memory** (`bench/eval_memory.py`, {memory['date']}; {memory['versions']}): "
+                  "`nextword eval` of an objective-`all` model (LSTM 32) on a val split of a few thousand windows, each "
+                  "run in its own process, trees alternating over rounds; peak RSS includes the "
+                  f"{memory['bare_import_gib']:.2f} GiB of importing TensorFlow. Before: the code before this change (logits for all "
+                  "44 positions at batch 1,024); after: the final position only, batch sized to 16M logits.", "",
+                  "| vocabulary | peak RSS before | peak RSS after | eval s before | eval s after | rounds (peak GiB before / after) |",
+                  "| ---: | ---: | ---: | ---: | ---: | --- |"]
+        for vocab, row in memory["vocab"].items():
+            before, after = row["baseline"], row["this"]
+            rounds = ", ".join(f"{b['peak_gib']:.2f} / {a['peak_gib']:.2f}" for b, a in zip(before["rounds"], after["rounds"]))
+            lines.append(f"| {int(vocab):,} | {before['median_peak_gib']:.2f} GiB | {after['median_peak_gib']:.2f} GiB | "
+                         f"{before['median_eval_seconds']:.1f} | {after['median_eval_seconds']:.1f} | {rounds} |")
+        lines.append("")
+    for context in hardening.get("context", []):
+        model = context["model"]
+        lines += [f"**Generation past the context** (`bench/context_bench.py`, {context['date']}): {context['label']}: "
+                  f"{model['arch'].upper()} {model['layers']} × {model['units']}, vocabulary {model['vocab_size']:,}; "
+                  f"{context['start_points']} start points in {context['documents']} held-out documents; "
+                  "perplexity of the word k words past the window, teacher-forced.", "",
+                  "| k | carried state | re-read the last 44 words |", "| --- | ---: | ---: |"]
+        for carried, reread in zip(context["carried"], context["reread"]):
+            lines.append(f"| {carried['from']}–{carried['to']} | {carried['perplexity']:.2f} | {reread['perplexity']:.2f} |")
+        lines += [f"| all {context['horizon'] + 1} | {math.exp(context['mean_loss']['carried']):.2f} | "
+                  f"{math.exp(context['mean_loss']['reread']):.2f} |", ""]
+    return lines
+
+
 def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     meta = results["meta"]
     machine = meta["machine"]
@@ -342,6 +376,8 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
             out += render(results[key])
         out.append("")
     out += ["## Choosing the default recipe", ""] + tune_lines(results.get("tune")) + [""]
+    out += ["## Hardening (issue 10): validation memory, generation past the context", ""]
+    out += hardening_lines(results.get("hardening")) + [""]
     out += ["## Charts", ""] + [f"![{os.path.basename(chart)}](charts/{os.path.basename(chart)})" for chart in charts] + [""]
     with open(path, "w") as handle:
         handle.write("\n".join(out))
