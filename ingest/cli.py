@@ -29,8 +29,9 @@ def _console():
     return Console(stderr=True)
 
 
-def _progress_reporter(console):
-    """A rich progress bar on stderr, driven by the pipeline's progress callback."""
+def _progress_reporter(console, session):
+    """A rich progress bar on stderr, driven by the pipeline's progress callback; its rate counts
+    the windows of this session (not those `session.windows_before` an earlier run wrote)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     progress = Progress(
@@ -41,13 +42,10 @@ def _progress_reporter(console):
     tasks: dict[str, int] = {}
     started = time.monotonic()
 
-    first_windows: dict[str, int] = {}
-
     def report(stage: str, done: int, total: int | None, windows: int) -> None:
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=total, windows="")
-            first_windows[stage] = windows  # a resumed stage starts with windows it did not write now
-        rate = (windows - first_windows[stage]) / max(time.monotonic() - started, 1e-9)
+        rate = (windows - session.windows_before) / max(time.monotonic() - started, 1e-9)
         label = f"{windows:,} windows ({rate:,.0f}/s)" if windows else ""
         progress.update(tasks[stage], completed=done, total=total, windows=label)
 
@@ -153,8 +151,8 @@ def ingest_command(
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )
     console = _console()
-    progress, report = _progress_reporter(console)
     session = IngestSession(note=lambda message: console.print(message, highlight=False))
+    progress, report = _progress_reporter(console, session)
     started = time.monotonic()
     try:
         with progress:

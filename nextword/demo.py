@@ -80,7 +80,7 @@ def write_state(settings: DemoSettings, state: dict) -> None:
 
 def ingest_step(settings: DemoSettings, console) -> dict:
     from ingest.cli import _progress_reporter, summary_dict
-    from ingest.pipeline import run_ingest
+    from ingest.pipeline import IngestSession, run_ingest
     from ingest.settings import IngestSettings
     from ingest.sources import BUILTIN
 
@@ -90,10 +90,11 @@ def ingest_step(settings: DemoSettings, console) -> dict:
     )
     from rich.console import Console
 
-    progress, report = _progress_reporter(Console(stderr=True))
+    session = IngestSession()
+    progress, report = _progress_reporter(Console(stderr=True), session)
     started = time.monotonic()
     with progress:
-        manifest = run_ingest(ingest_settings, progress=report)
+        manifest = run_ingest(ingest_settings, progress=report, session=session)
     summary = summary_dict(manifest, settings.data_dir, time.monotonic() - started)
     splits = summary["splits"]
     console.print(f"[bold]1. ingest[/bold]: {summary['windows']:,} windows "
