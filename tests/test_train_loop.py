@@ -53,10 +53,11 @@ def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimize
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective,optimizer", [("last", "sgd"), ("all", "sgd"), ("all", "adam")])
+@pytest.mark.parametrize("objective,optimizer", [("last", "sgd"), ("all", "sgd")])
 def test_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, objective, optimizer):
     # sgd: its step scales with the gradient, so a loss averaged per replica instead of over
-    # the global batch would change the weights; adam: the optimizer state path under 2 replicas.
+    # the global batch would change the weights. (Adam's optimizer state under 2 replicas, over
+    # many steps and an epoch boundary: tests/test_elastic_resume.py.)
     data_dir = write_data_dir(str(tmp_path / "data"))
     one = run_one_step(1, data_dir, objective, str(tmp_path / "one.npz"), optimizer)
     two = run_one_step(2, data_dir, objective, str(tmp_path / "two.npz"), optimizer)
