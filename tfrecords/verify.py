@@ -15,6 +15,7 @@ import numpy as np
 
 from nextword import storage
 from nextword.errors import ArtifactError
+from tfrecords.encode import crc32c, mask_crc
 from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, load_manifest, load_vocabulary
 from tfrecords.spans import frame_record, histogram, windows_in_records
 
@@ -138,26 +139,9 @@ def describe_damage(path: str, offset: int) -> str:
     return "TensorFlow cannot read it back although its CRCs match"
 
 
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return table
-
-
-_CRC32C = _crc32c_table()
-
-
 def _masked_crc(data: bytes) -> int:
-    """TFRecord's masked CRC32C (Castagnoli) of `data`; pure Python, used on one record only."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+    """TFRecord's masked CRC32C of `data` (the encoder's reference functions; one record only)."""
+    return int(mask_crc(crc32c(data)))
 
 
 def _window_problems(shard, record_windows: np.ndarray, manifest: Manifest) -> list[str]:
