@@ -17,7 +17,7 @@ from _train_data import checkpoint_weights, cli_command, cli_env, write_data_dir
 
 # Dropout on: resumed dropout masks must match too (seed-generator states are checkpointed).
 ARGS = [
-    "--layers", "2", "--units", "24", "--embedding-dim", "8", "--dropout", "0.2", "--batch-size", "8",
+    "--arch", "lstm", "--layers", "2", "--units", "24", "--embedding-dim", "8", "--dropout", "0.2", "--batch-size", "8",
     "--epochs", "3", "--seed", "11", "--checkpoint-every", "7", "--steps-per-call", "3",
     "--deterministic", "--no-export", "--no-progress",
 ]
