@@ -55,13 +55,13 @@ def starts(documents: list[np.ndarray], context: int, horizon: int, every: int) 
             for start in range(0, len(document) - context - horizon, every)]
 
 
-def losses_by_distance(stack, documents, points, context: int, horizon: int, batch: int = 64) -> dict:
+def losses_by_distance(decoder, documents, points, context: int, horizon: int, batch: int = 64) -> dict:
     """{"carried": float[horizon+1], "reread": float[horizon+1]} mean NLL at distance k past the window."""
     import tensorflow as tf
 
     sums = {"carried": np.zeros(horizon + 1), "reread": np.zeros(horizon + 1)}
-    step = tf.function(stack.step)
-    window_fn = tf.function(stack.window_logits_and_states)
+    step = tf.function(decoder.step)
+    window_fn = tf.function(decoder.start)
 
     def nll(logits, targets):
         return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits).numpy()
@@ -112,7 +112,7 @@ def main() -> None:
     from model import checkpointing
     from model.builder import build_model
     from model.config import ModelConfig
-    from model.export_graph import RecurrentStack
+    from model.export_graph import RecurrentDecoder
     from tfrecords.manifest import load_manifest
 
     record = checkpointing.read_run_file(args.run_dir)
@@ -121,13 +121,13 @@ def main() -> None:
     vocabulary = open(os.path.join(record["data_dir"], "vocab.txt"), encoding="utf-8").read().splitlines()
     model = build_model(config)
     checkpointing.restore_model_weights(args.run_dir, model)
-    stack = RecurrentStack(model, config)
+    decoder = RecurrentDecoder(model, config)
     documents = held_out_documents(args.corpus, manifest, vocabulary, config.context_length + args.horizon + 1)
     points = starts(documents, config.context_length, args.horizon, args.every)
     if not points:
         sys.exit(f"no held-out document holds {config.context_length + args.horizon + 1} tokens")
     started = time.monotonic()
-    curves = losses_by_distance(stack, documents, points, config.context_length, args.horizon)
+    curves = losses_by_distance(decoder, documents, points, config.context_length, args.horizon)
     result = {
         "run_dir": args.run_dir, "corpus": args.corpus, "model": record["model_config"],
         "documents": len(documents), "start_points": len(points), "horizon": args.horizon,

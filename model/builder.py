@@ -1,9 +1,10 @@
 """Build the Keras 3 network from a ModelConfig.
 
-Layer names are a contract with `model.export`, which steps the recurrent cells one word
-at a time: "embedding", "rnn_0".."rnn_{layers-1}" (LSTM/GRU, or Bidirectional wrappers),
-"dropout_i", "logits" (the Dense holding the vocabulary projection's kernel and bias) and
-"logits_float32" (weightless: casts the logits to float32, the model's output).
+Layer names are a contract with `model.export_graph`, which runs these layers one word at a
+time: "embedding"; recurrent models "rnn_0".."rnn_{layers-1}" (LSTM/GRU, or Bidirectional
+wrappers) and "dropout_i"; transformers "block_0".."block_{layers-1}" (model.transformer's
+DecoderBlock) and "final_norm"; then "logits" (the Dense holding the vocabulary projection)
+and "logits_float32" (weightless: casts the logits to float32, the model's output).
 
 GPU: every recurrent layer stays cuDNN-eligible (default activations, recurrent_dropout=0,
 unroll=False, and no mask: padding ids are plain inputs whose targets carry weight 0,
@@ -15,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from model.config import ModelConfig
+from model.transformer import DecoderBlock, LastPosition, TokenAndPositionEmbedding
 
 LOGITS_FLOAT32 = "logits_float32"  # the weightless cast after "logits" (the model's output)
 
@@ -37,18 +39,33 @@ def build_model(config: ModelConfig) -> keras.Model:
     objective "all":  logits[batch, context_length, vocab_size], position t predicts word t+1.
     """
     context = keras.Input(shape=(config.context_length,), dtype="int32", name="context")
-    hidden = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(context)
-    for index in range(config.layers):
-        is_last = index == config.layers - 1
-        hidden = recurrent_layer(config, index, return_sequences=config.objective == "all" or not is_last)(hidden)
-        if config.dropout > 0:
-            hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    hidden = (transformer_features if config.arch == "transformer" else recurrent_features)(config, context)
     # The vocabulary projection (hidden x vocab, the largest matmul) runs in the global policy's
     # compute dtype (float16 under mixed_float16); a weightless float32 layer then casts the
     # logits up, because softmax, loss and sampling need float32's range and precision.
     logits = keras.layers.Dense(config.vocab_size, name="logits")(hidden)
     logits = keras.layers.Activation("linear", dtype="float32", name=LOGITS_FLOAT32)(logits)
     return keras.Model(context, logits, name=f"nextword_{config.arch}")
+
+
+def recurrent_features(config: ModelConfig, context):
+    hidden = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(context)
+    for index in range(config.layers):
+        is_last = index == config.layers - 1
+        hidden = recurrent_layer(config, index, return_sequences=config.objective == "all" or not is_last)(hidden)
+        if config.dropout > 0:
+            hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+    return hidden
+
+
+def transformer_features(config: ModelConfig, context):
+    embed = TokenAndPositionEmbedding(config.vocab_size, config.context_length, config.units, name="embedding")
+    hidden = keras.layers.Dropout(config.dropout, name="dropout_embedding")(embed(context))
+    for index in range(config.layers):
+        hidden = DecoderBlock(config.units, config.heads, config.feed_forward_dim, config.dropout, name=f"block_{index}")(hidden)
+    if config.objective == "last":
+        hidden = LastPosition(name="last_position")(hidden)
+    return keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(hidden)
 
 
 def final_word_logits_fn(model: keras.Model):

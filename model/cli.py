@@ -12,7 +12,7 @@ from model.settings import OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, Tra
 from nextword.clihelp import Command
 from nextword.quiet import load_tensorflow
 
-_MODEL_HELP = "default: the preset's, else our recipe's (model/config.py ModelConfig)"
+_MODEL_HELP = "default: the preset's, else our recipe's for the --arch (model/config.py)"
 # Choices the help lists and the parser enforces (TrainSettings / ModelConfig check the same values).
 Preset = Literal[PRESETS]
 Arch = Literal[ARCHITECTURES]
@@ -27,10 +27,12 @@ def train(
     preset: Optional[Preset] = typer.Option(None, help="notebook: Embedding 8, 3 x Bidirectional LSTM 50, objective last, rmsprop, batch 512"),
     arch: Optional[Arch] = typer.Option(None, help=_MODEL_HELP),
     layers: Optional[int] = typer.Option(None, help=_MODEL_HELP),
-    units: Optional[int] = typer.Option(None, help=_MODEL_HELP),
-    embedding_dim: Optional[int] = typer.Option(None, help=_MODEL_HELP),
+    units: Optional[int] = typer.Option(None, help="units per recurrent layer, or the transformer's width; " + _MODEL_HELP),
+    embedding_dim: Optional[int] = typer.Option(None, help="lstm/gru (a transformer's embeddings are --units wide); " + _MODEL_HELP),
     dropout: Optional[float] = typer.Option(None, help=_MODEL_HELP),
     bidirectional: Optional[bool] = typer.Option(None, "--bidirectional/--no-bidirectional", help=_MODEL_HELP),
+    heads: Optional[int] = typer.Option(None, help="transformer: attention heads (--units must be a multiple); " + _MODEL_HELP),
+    ff_dim: Optional[int] = typer.Option(None, help="transformer: feed-forward width (default 4 x --units)"),
     objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
     epochs: int = typer.Option(5, help="passes over the train split (counted across resumes)"),

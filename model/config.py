@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from nextword.errors import SettingsError
 
-ARCHITECTURES = ("lstm", "gru")
+ARCHITECTURES = ("lstm", "gru", "transformer")
+RECURRENT = ("lstm", "gru")
 OBJECTIVES = ("last", "all")
 
 
@@ -31,6 +32,13 @@ class ModelConfig:
     dropout: float = 0.5
     bidirectional: bool = False
     objective: str = "all"
+    # transformer only (its width is `units`; its embeddings are `units` wide, not embedding_dim)
+    heads: int = 4
+    ff_dim: int | None = None  # None: 4 x units
+
+    @property
+    def feed_forward_dim(self) -> int:
+        return self.ff_dim or 4 * self.units
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -43,22 +51,46 @@ class ModelConfig:
                 "would see the very words it is asked to predict",
                 hint="use --objective last with --bidirectional, or drop --bidirectional",
             )
-        for name in ("vocab_size", "context_length", "layers", "units", "embedding_dim"):
+        for name in ("vocab_size", "context_length", "layers", "units", "embedding_dim", "heads"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.vocab_size < 3:
             raise SettingsError(f"vocab_size must be at least 3 (<pad>, <unk>, one word), got {self.vocab_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise SettingsError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.arch == "transformer":
+            if self.bidirectional:
+                raise SettingsError("--bidirectional is for --arch lstm|gru: a transformer decoder is causal",
+                                    hint="drop --bidirectional")
+            if self.units % self.heads:
+                raise SettingsError(f"--units must be a multiple of --heads: {self.units} is not a multiple of {self.heads}",
+                                    hint=f"e.g. --units {max(self.heads, self.units // self.heads * self.heads)} --heads {self.heads}")
+        if self.ff_dim is not None and self.ff_dim < 1:
+            raise SettingsError(f"--ff-dim must be at least 1, got {self.ff_dim}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        """One line for people: "transformer 2 blocks × 128, 4 heads, ff 512, dropout 0.1, objective all"."""
+        if self.arch == "transformer":
+            shape = f"transformer {self.layers} blocks × {self.units}, {self.heads} heads, ff {self.feed_forward_dim}"
+        else:
+            kind = f"{'bidirectional ' if self.bidirectional else ''}{self.arch.upper()}"
+            shape = f"{self.layers} × {kind} {self.units}, embedding {self.embedding_dim}"
+        return f"{shape}, dropout {self.dropout:g}, objective {self.objective}"
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{key: value for key, value in raw.items() if key in known})
 
+
+# The transformer's recipe (bench/arch_bench.py): fields not named here are ModelConfig's.
+TRANSFORMER_DEFAULTS = dict(layers=2, units=128, heads=4, dropout=0.1)
+# The family `nextword train` (and the demo) use without --arch or --preset: the winner of
+# bench/arch_bench.py at equal training time (bench/RESULTS.md, "Transformer vs LSTM").
+RECIPE_ARCH = "transformer"
 
 # The notebook's network: Embedding 8, 3 x Bidirectional LSTM 50, predict the last word.
 NOTEBOOK_PRESET = dict(arch="lstm", layers=3, units=50, embedding_dim=8, dropout=0.0, bidirectional=True, objective="last")

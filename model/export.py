@@ -62,10 +62,10 @@ def export_model(
     staging = f"{export_dir}.tmp-{uuid.uuid4().hex[:8]}"
     storage.makedirs(staging)
     try:
-        module = ExportModule(model, config, vocabulary)
+        module = ExportModule(float32_copy(model, config), config, vocabulary)
         tf.saved_model.save(module, storage.join(staging, SAVED_MODEL_DIR), signatures=module.signatures())
         storage.write_atomic(storage.join(staging, VOCAB_NAME), "".join(f"{token}\n" for token in vocabulary))
-        card = _card(config, manifest, training_summary, _file_checksums(staging))
+        card = _card(config, manifest, training_summary, _file_checksums(staging), module.decoder.description)
         storage.write_atomic(storage.join(staging, CARD_NAME), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         _replace_directory(staging, export_dir)
     except BaseException:
@@ -75,6 +75,12 @@ def export_model(
 
 
 def _check_matches_dataset(config: ModelConfig, manifest) -> None:
+    if manifest.tokenizer_choice != "word":
+        raise ArtifactError(
+            f"this dataset was tokenized with {manifest.tokenizer_choice}; the export embeds the word tokenizer only "
+            "(exporting subword models is not built yet)",
+            hint="train with --no-export and score with `nextword eval RUN_DIR DATA_DIR`, or ingest with --tokenizer word",
+        )
     if config.vocab_size != manifest.vocab_size or config.context_length != manifest.context_length:
         raise ArtifactError(
             f"the model (vocab_size={config.vocab_size}, context_length={config.context_length}) was not "
@@ -83,7 +89,22 @@ def _check_matches_dataset(config: ModelConfig, manifest) -> None:
         )
 
 
-def _card(config: ModelConfig, manifest, training_summary: dict, files: dict) -> dict:
+def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
+    """The trained weights in a fresh float32 model outside any strategy: the export then runs
+    in float32 on any device, whatever the run's mixed-precision policy or strategy were."""
+    from model.builder import build_model
+
+    previous = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy("float32")
+    try:
+        copy = build_model(config)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, generation: str) -> dict:
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -94,9 +115,7 @@ def _card(config: ModelConfig, manifest, training_summary: dict, files: dict) ->
         "requires": {"tensorflow": tf.__version__, "tensorflow_text": _tf_text_version()},
         "signatures": SIGNATURES_DOC,
         "model": config.to_dict(),
-        "generation": "recurrent state carried word to word"
-        if not config.bidirectional
-        else "window recomputed every word (bidirectional)",
+        "generation": generation,
         # What the graph embeds (this version's); the dataset's entry if it was tokenized by another.
         "tokenizer": TOKENIZER_CONFIG,
         **({"dataset_tokenizer": manifest.tokenizer}

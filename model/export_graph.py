@@ -1,17 +1,23 @@
-"""The exported graph: a `tf.Module` holding tokenizer, vocabulary and weights.
+"""The exported graph: a `tf.Module` holding tokenizer, vocabulary and the trained model's own layers.
 
-The Keras model's weights are copied into plain `tf.Variable`s and the LSTM/GRU cell
-equations are written in TensorFlow ops, so the SavedModel needs neither Keras nor this
-project to run: only TensorFlow and TensorFlow Text (the tokenizer ops).
+One export path for every architecture: the signatures call the Keras layers the model was
+trained with (traced into TensorFlow ops by `tf.saved_model.save`), never a second copy of
+their equations, so the SavedModel loads with TensorFlow and TensorFlow Text alone.
 
 Generation (`generate` signature):
 - the prompt's raw bytes are tokenized by `ingest.text.split_words` + the vocabulary table (the same
   definition ingest used), its last `context_length` ids are kept and pre-padded with 0;
-- unidirectional models run that window once from a zero state, exactly as in training,
-  then carry every layer's recurrent state from word to word (one cell step per word,
-  so the model keeps seeing words that have slid out of the window);
-- bidirectional models recompute their whole window for every word (a backward layer
-  has no state to carry);
+- a decoder runs that window once, exactly as in training, then advances one word at a time:
+  - LSTM/GRU (`RecurrentDecoder`): every layer's recurrent state is carried from word to word
+    through the layer's own cell (so the model keeps seeing words that slid out of the window;
+    bench/context_bench.py measured this against re-reading the window);
+  - Transformer (`TransformerDecoder`): keys and values of the window are cached and each new
+    word attends to them; when the window is full, the last `keep` words are re-read as a
+    new window (positions 0..keep-1) and caching goes on. Every prediction is thus the
+    model's output on a window shaped like a training window, at 1/(context-keep) re-reads
+    per word instead of one whole window per word;
+  - bidirectional models (`WindowDecoder`) recompute their whole window for every word (a
+    backward layer has no state to carry);
 - the next word is chosen by `generate.sampling.choose_next_ids`, <pad>/<unk> masked.
 """
 
@@ -22,132 +28,130 @@ import tensorflow as tf
 
 from generate import sampling
 from ingest.text import PAD_ID, UNK_ID, split_words, vocabulary_table
+from model.builder import final_word_logits_fn
 from model.config import ModelConfig
 
 
-def _variable(value, name: str) -> tf.Variable:
-    return tf.Variable(value, trainable=False, name=name)
+class WindowDecoder(tf.Module):
+    """Recomputes the window ending at each new word (bidirectional models). State: none."""
 
-
-def _cell_weights(layer: keras.layers.Layer, name: str) -> dict[str, tf.Variable]:
-    kernel, recurrent_kernel, bias = layer.get_weights()
-    return {
-        "kernel": _variable(kernel, f"{name}_kernel"),
-        "recurrent_kernel": _variable(recurrent_kernel, f"{name}_recurrent_kernel"),
-        "bias": _variable(bias, f"{name}_bias"),
-    }
-
-
-class RecurrentStack(tf.Module):
-    """The network's forward pass in plain TF ops over copied weights.
-
-    Shapes: ids int32[batch, time]; hidden float32[batch, time, units]; a layer state is
-    (h, c) for an LSTM and (h,) for a GRU, each float32[batch, units].
-    """
+    description = "window recomputed every word (bidirectional)"
 
     def __init__(self, model: keras.Model, config: ModelConfig):
-        super().__init__(name="recurrent_stack")
-        self.config = config
-        self.embedding = _variable(model.get_layer("embedding").get_weights()[0], "embedding")
-        self.layers: list[dict[str, dict[str, tf.Variable]]] = []
-        for index in range(config.layers):
-            layer = model.get_layer(f"rnn_{index}")
-            if config.bidirectional:
-                directions = {
-                    "forward": _cell_weights(layer.forward_layer, f"rnn_{index}_forward"),
-                    "backward": _cell_weights(layer.backward_layer, f"rnn_{index}_backward"),
-                }
-            else:
-                directions = {"forward": _cell_weights(layer, f"rnn_{index}")}
-            self.layers.append(directions)
-        logits_kernel, logits_bias = model.get_layer("logits").get_weights()
-        self.logits_kernel = _variable(logits_kernel, "logits_kernel")
-        self.logits_bias = _variable(logits_bias, "logits_bias")
+        super().__init__(name="window_decoder")
+        self.context_length = config.context_length
+        self.final_logits = final_word_logits_fn(model)
 
-    # ---- one cell ---------------------------------------------------------------------
-    def _input_projection(self, weights: dict, inputs: tf.Tensor) -> tf.Tensor:
-        """inputs float32[..., features] -> float32[..., gates * units] (input bias added)."""
-        bias = weights["bias"] if self.config.arch == "lstm" else weights["bias"][0]
-        return tf.tensordot(inputs, weights["kernel"], axes=1) + bias
+    def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
+        return self.final_logits(window), ()
 
-    def _cell(self, weights: dict, projected: tf.Tensor, state: tuple) -> tuple[tf.Tensor, tuple]:
-        """One time step: projected float32[batch, gates*units] -> (h, new state)."""
-        if self.config.arch == "lstm":
-            h, c = state
-            z = projected + tf.matmul(h, weights["recurrent_kernel"])
-            i, f, g, o = tf.split(z, 4, axis=-1)  # Keras gate order
-            c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
-            h = tf.sigmoid(o) * tf.tanh(c)
-            return h, (h, c)
-        (h,) = state
-        recurrent = tf.matmul(h, weights["recurrent_kernel"]) + weights["bias"][1]  # reset_after=True
-        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
-        r_z, r_r, r_h = tf.split(recurrent, 3, axis=-1)
-        z = tf.sigmoid(x_z + r_z)
-        r = tf.sigmoid(x_r + r_r)
-        candidate = tf.tanh(x_h + r * r_h)
-        h = z * h + (1.0 - z) * candidate
-        return h, (h,)
+    def advance(self, state, next_ids, history, length):
+        """history int32[batch, >length] holds next_ids at column `length`."""
+        return self.final_logits(history[:, length + 1 - self.context_length : length + 1]), state
 
-    def zero_state(self, batch: tf.Tensor) -> tuple:
-        zeros = tf.zeros([batch, self.config.units], tf.float32)
-        return (zeros, zeros) if self.config.arch == "lstm" else (zeros,)
 
-    # ---- whole sequences ----------------------------------------------------------------
-    def _run_direction(self, weights: dict, inputs: tf.Tensor, reverse: bool) -> tuple[tf.Tensor, tuple]:
-        """inputs float32[batch, time, features] -> (outputs [batch, time, units], final state).
+class RecurrentDecoder(tf.Module):
+    """Carries every LSTM/GRU layer's state through the layer's own cell, one word per step.
 
-        Outputs stay aligned with the inputs' time axis even when reverse=True.
-        """
-        projected = self._input_projection(weights, inputs)
-        time_major = tf.transpose(projected, [1, 0, 2])
-        if reverse:
-            time_major = tf.reverse(time_major, axis=[0])
-        initial = self.zero_state(tf.shape(inputs)[0])
+    State: a tuple with one entry per layer, each a tuple of float32[batch, units] tensors
+    ((h, c) for an LSTM, (h,) for a GRU).
+    """
 
-        def step(carry, projected_t):
-            _, state = carry
-            h, new_state = self._cell(weights, projected_t, state)
-            return h, new_state
+    description = "recurrent state carried word to word"
 
-        outputs, states = tf.scan(step, time_major, initializer=(initial[0], initial))
-        final_state = tuple(s[-1] for s in states)
-        if reverse:
-            outputs = tf.reverse(outputs, axis=[0])
-        return tf.transpose(outputs, [1, 0, 2]), final_state
-
-    def window_logits_and_states(self, ids: tf.Tensor) -> tuple[tf.Tensor, list[tuple]]:
-        """ids int32[batch, time] from a zero state -> (logits float32[batch, vocab] for the
-        word after the window, the final state of every unidirectional layer)."""
-        hidden = tf.gather(self.embedding, ids)
-        states: list[tuple] = []
-        features = None
-        for index, directions in enumerate(self.layers):
-            forward, forward_state = self._run_direction(directions["forward"], hidden, reverse=False)
-            states.append(forward_state)
-            if self.config.bidirectional:
-                backward, _ = self._run_direction(directions["backward"], hidden, reverse=True)
-                hidden = tf.concat([forward, backward], axis=-1)
-                # Keras Bidirectional(return_sequences=False): forward's last output,
-                # backward's last output (which sits at position 0 once re-aligned)
-                features = tf.concat([forward[:, -1], backward[:, 0]], axis=-1)
-            else:
-                hidden = forward
-                features = forward[:, -1]
-        return self._logits(features), states
-
-    def step(self, ids: tf.Tensor, states: list[tuple]) -> tuple[tf.Tensor, list[tuple]]:
-        """One new word per row: ids int32[batch] -> (logits [batch, vocab], new states)."""
-        hidden = tf.gather(self.embedding, ids)
-        new_states = []
-        for directions, state in zip(self.layers, states):
-            weights = directions["forward"]
-            hidden, new_state = self._cell(weights, self._input_projection(weights, hidden), state)
-            new_states.append(new_state)
-        return self._logits(hidden), new_states
+    def __init__(self, model: keras.Model, config: ModelConfig):
+        super().__init__(name="recurrent_decoder")
+        self.embedding = model.get_layer("embedding")
+        self.cells = [model.get_layer(f"rnn_{index}").cell for index in range(config.layers)]
+        # The same cells (same weights) run over a whole window, returning their final states.
+        self.window_runners = [keras.layers.RNN(cell, return_sequences=True, return_state=True) for cell in self.cells]
+        self.projection = model.get_layer("logits")
 
     def _logits(self, features: tf.Tensor) -> tf.Tensor:
-        return tf.matmul(features, self.logits_kernel) + self.logits_bias
+        return tf.cast(self.projection(features), tf.float32)
+
+    def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
+        """ids int32[batch, time] from a zero state -> (logits of the word after them, state)."""
+        hidden = self.embedding(window)
+        states = []
+        for runner in self.window_runners:
+            hidden, *state = runner(hidden)
+            states.append(tuple(state))
+        return self._logits(hidden[:, -1]), tuple(states)
+
+    def step(self, ids: tf.Tensor, states: tuple) -> tuple[tf.Tensor, tuple]:
+        """One new word per row: ids int32[batch] -> (logits float32[batch, vocab], new state)."""
+        hidden = self.embedding(ids)
+        new_states = []
+        for cell, state in zip(self.cells, states):
+            hidden, state = cell(hidden, list(state))
+            new_states.append(tuple(state))
+        return self._logits(hidden), tuple(new_states)
+
+    def advance(self, state, next_ids, history, length):
+        return self.step(next_ids, state)
+
+
+class TransformerDecoder(tf.Module):
+    """Cached keys and values over a window; the window's last `keep` words are re-read when it fills.
+
+    State: (filled int32 scalar: window positions in the cache, caches: one (keys, values)
+    pair per block, each float32[context, batch, heads, head_dim]).
+    """
+
+    def __init__(self, model: keras.Model, config: ModelConfig, keep: int | None = None):
+        super().__init__(name="transformer_decoder")
+        self.context_length = config.context_length
+        # Re-read 3/4 of the window when it fills: every word keeps >= 3/4 of a window of context
+        # and re-reading costs keep/(context - keep) = 3 positions per word (bench/arch_bench.py).
+        self.keep = keep if keep is not None else max(1, 3 * config.context_length // 4)
+        self.heads, self.head_dim = config.heads, config.units // config.heads
+        self.embedding = model.get_layer("embedding")
+        self.blocks = [model.get_layer(f"block_{index}") for index in range(config.layers)]
+        self.final_norm = model.get_layer("final_norm")
+        self.projection = model.get_layer("logits")
+        self.description = (f"cached keys and values; when the window of {self.context_length} is full, "
+                            f"its last {self.keep} words are re-read")
+
+    def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
+
+    def _run(self, ids: tf.Tensor, start, caches: tuple) -> tuple[tf.Tensor, tuple]:
+        hidden = self.embedding(ids, start=start)
+        new_caches = []
+        for block, cache in zip(self.blocks, caches):
+            hidden, cache = block.forward(hidden, start=start, cache=cache)
+            new_caches.append(cache)
+        return self._logits(hidden[:, -1]), tuple(new_caches)
+
+    def _empty_caches(self, batch) -> tuple:
+        shape = [self.context_length, batch, self.heads, self.head_dim]
+        return tuple((tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)) for _ in self.blocks)
+
+    def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
+        """ids int32[batch, time <= context] at positions 0..time-1 -> (logits, state)."""
+        logits, caches = self._run(window, 0, self._empty_caches(tf.shape(window)[0]))
+        return logits, (tf.shape(window)[1], caches)
+
+    def advance(self, state, next_ids, history, length):
+        filled, caches = state
+
+        def cached():
+            logits, new_caches = self._run(next_ids[:, tf.newaxis], filled, caches)
+            return logits, (filled + 1, new_caches)
+
+        def reread():
+            return self.start(history[:, length + 1 - self.keep : length + 1])
+
+        return tf.cond(filled < self.context_length, cached, reread)
+
+
+def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:
+    if config.arch == "transformer":
+        return TransformerDecoder(model, config)
+    if config.bidirectional:
+        return WindowDecoder(model, config)
+    return RecurrentDecoder(model, config)
 
 
 GENERATE_SIGNATURE = dict(
@@ -173,7 +177,11 @@ class ExportModule(tf.Module):
         self.vocab_size = config.vocab_size
         self.vocabulary = tf.Variable(vocabulary, trainable=False, dtype=tf.string, name="vocabulary")
         self.table = vocabulary_table(vocabulary)
-        self.stack = RecurrentStack(model, config)
+        self.model = model
+        # In model.get_weights() order: tools rebuild the Keras model from an export with these.
+        self.keras_weights = list(model.weights)
+        self.decoder = make_decoder(model, config)
+        self.final_logits = final_word_logits_fn(model)
         self.generate = tf.function(self._generate, input_signature=list(GENERATE_SIGNATURE.values()))
         self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
         self.next_word_probabilities = tf.function(
@@ -229,14 +237,13 @@ class ExportModule(tf.Module):
     # ---- scoring ------------------------------------------------------------------------
     def _score_ids(self, context: tf.Tensor) -> dict:
         """int32[batch, context] -> logits float32[batch, vocab] of the word after the window."""
-        logits, _ = self.stack.window_logits_and_states(context)
-        return {"logits": logits}
+        return {"logits": self.final_logits(context)}
 
     def _next_word_probabilities(self, prompts: tf.Tensor) -> dict:
         """string[batch] -> float32[batch, vocab]: softmax with <pad>/<unk> zeroed out and the
         rest renormalised: the distribution `generate` samples from at temperature 1."""
         _, ids = self._words_and_ids(prompts)
-        logits, _ = self.stack.window_logits_and_states(self._window(ids))
+        logits = self.final_logits(self._window(ids))
         return {"probabilities": tf.nn.softmax(sampling.mask_reserved(logits), axis=-1)}
 
     # ---- generation ---------------------------------------------------------------------
@@ -248,12 +255,10 @@ class ExportModule(tf.Module):
         num_words = tf.maximum(num_words, 0)
         history = tf.concat([window, tf.zeros([batch, num_words], tf.int32)], axis=1)
         seen = self._mark_seen(tf.zeros([batch, self.vocab_size], tf.bool), window)
-        logits, states = self.stack.window_logits_and_states(window)
-        if self.config.bidirectional:
-            states = []  # recomputed from the window each word
+        logits, state = self.decoder.start(window)
         columns = tf.range(tf.shape(history)[1])
 
-        def body(step, logits, states, history, seen):
+        def body(step, logits, state, history, seen):
             length = context + step
             banned = sampling.banned_by_ngrams(history, length, no_repeat_ngram, self.vocab_size)
             next_ids = sampling.choose_next_ids(
@@ -262,16 +267,13 @@ class ExportModule(tf.Module):
             )
             history = tf.where(tf.equal(columns, length)[tf.newaxis, :], next_ids[:, tf.newaxis], history)
             seen = self._mark_seen(seen, next_ids[:, tf.newaxis])
-            if self.config.bidirectional:
-                logits, _ = self.stack.window_logits_and_states(history[:, step + 1 : step + 1 + context])
-            else:
-                logits, states = self.stack.step(next_ids, states)
-            return step + 1, logits, states, history, seen
+            logits, state = self.decoder.advance(state, next_ids, history, length)
+            return step + 1, logits, state, history, seen
 
         _, _, _, history, _ = tf.while_loop(
             lambda step, *_: step < num_words,
             body,
-            (tf.constant(0), logits, states, history, seen),
+            (tf.constant(0), logits, state, history, seen),
             maximum_iterations=num_words,
         )
         generated = history[:, context:]

@@ -12,12 +12,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from nextword.errors import SettingsError
-from model.config import NOTEBOOK_PRESET, ModelConfig
+from model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 OPTIMIZERS = ("adam", "rmsprop")
 PRESETS = ("notebook",)
-MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective")
+MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective", "heads", "ff_dim")
 
 # Our recipe's optimizer and batch (a benchmark tunes them; change them here only).
 RECIPE_DEFAULTS = dict(optimizer="adam", learning_rate=1e-3, batch_size=128)  # bench/tune_defaults.py picked these
@@ -38,6 +38,8 @@ class TrainSettings:
     dropout: float | None = None
     bidirectional: bool | None = None
     objective: str | None = None
+    heads: int | None = None
+    ff_dim: int | None = None
     # optimisation (None: preset, else RECIPE_DEFAULTS)
     batch_size: int | None = None  # global, over all replicas and workers
     optimizer: str | None = None
@@ -90,7 +92,19 @@ class TrainSettings:
 
     def model_config(self, vocab_size: int, context_length: int) -> ModelConfig:
         preset = NOTEBOOK_PRESET if self.preset == "notebook" else {}
-        chosen = {name: self._pick(name, preset, {}) for name in MODEL_FIELDS}
+        arch = self._pick("arch", preset, {}) or RECIPE_ARCH
+        # A transformer's recipe is its own (bench/tune_defaults.py); ModelConfig's defaults are the LSTM's.
+        arch_defaults = TRANSFORMER_DEFAULTS if arch == "transformer" else {}
+        chosen = {name: self._pick(name, preset, arch_defaults) for name in MODEL_FIELDS}
+        chosen["arch"] = arch
+        if arch == "transformer":
+            units = chosen["units"] or ModelConfig.units
+            if self.embedding_dim is not None and self.embedding_dim != units:
+                raise SettingsError(
+                    f"--embedding-dim {self.embedding_dim} with --arch transformer: its embeddings are --units wide ({units})",
+                    hint="drop --embedding-dim (or set --units)",
+                )
+            chosen["embedding_dim"] = units
         return ModelConfig(
             vocab_size=vocab_size,
             context_length=context_length,

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from model.builder import build_model
 from model.config import ModelConfig
-from model.export_graph import RecurrentStack
+from model.export_graph import RecurrentDecoder
 from test_export_fixtures import random_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
@@ -34,7 +34,7 @@ def test_carried_and_reread_losses_are_what_each_way_of_generating_computes():
     documents = [rng.integers(2, VOCAB, size=length).astype(np.int32) for length in (30, 14)]
     points = starts(documents, CONTEXT, HORIZON, every=6)
     assert points == [(0, 0), (0, 6), (0, 12), (1, 0)]
-    curves = losses_by_distance(RecurrentStack(model, config), documents, points, CONTEXT, HORIZON, batch=3)
+    curves = losses_by_distance(RecurrentDecoder(model, config), documents, points, CONTEXT, HORIZON, batch=3)
 
     rows = np.stack([documents[i][s:s + CONTEXT + HORIZON + 1] for i, s in points])
     # carried: one network run over the whole row from a zero state (what gen's carried state equals)

@@ -89,6 +89,12 @@ def bidirectional_export(tiny_data_dir, tmp_path_factory):  # noqa: F811
     )
 
 
+@pytest.fixture(scope="module")
+def transformer_export(tiny_data_dir, tmp_path_factory):  # noqa: F811
+    return make_export(tiny_data_dir, tmp_path_factory.mktemp("transformer") / "export", arch="transformer", units=16,
+                       heads=2, ff_dim=24, objective="all")
+
+
 def masked_argmax(logits: np.ndarray) -> np.ndarray:
     return np.argmax(logits[..., 2:], axis=-1) + 2
 
@@ -167,7 +173,7 @@ def test_unknown_prompt_words_are_reported(lstm_export):
 
 
 # ---- the model inside the export ----------------------------------------------------------
-@pytest.mark.parametrize("which", ["lstm_export", "gru_export", "bidirectional_export"])
+@pytest.mark.parametrize("which", ["lstm_export", "gru_export", "bidirectional_export", "transformer_export"])
 def test_score_ids_equals_the_keras_model(which, request):
     export = request.getfixturevalue(which)
     model, config, loaded = export.model, export.config, export.loaded
@@ -202,19 +208,54 @@ def test_stepped_generator_equals_the_full_recompute_on_the_growing_sequence(whi
     assert (masked_argmax(logits[:, positions]) == outputs["ids"]).all()
 
 
+def test_transformer_generation_is_the_model_on_training_shaped_windows(transformer_export):
+    """Greedy words from the key/value cache equal the Keras model run on the window the decoder
+    holds at each word: the pre-padded prompt window, grown word by word while it fits, and its
+    last `keep` words re-read (positions 0..keep-1) whenever it is full. 3 windows' worth of words
+    go through several re-reads."""
+    model, config, loaded = transformer_export.model, transformer_export.config, transformer_export.loaded
+    context, keep = config.context_length, max(1, 3 * config.context_length // 4)
+    prompts = ["the cat", "", "a b c the cat sat on mat dog ran"]
+    num_words = 3 * context
+    outputs = call_generate(loaded, prompts, num_words=num_words, greedy=True)
+    history = loaded.signatures["tokenize"](prompts=tf.constant(prompts))["window"].numpy()
+    window = history.copy()
+    for step in range(num_words):
+        padded = np.zeros([len(prompts), context], "int32")
+        padded[:, : window.shape[1]] = window  # positions after the window cannot change it (causal)
+        expected = masked_argmax(model(padded, training=False).numpy()[:, window.shape[1] - 1])
+        assert (outputs["ids"][:, step] == expected).all(), step
+        history = np.concatenate([history, outputs["ids"][:, step : step + 1]], axis=1)
+        window = history[:, -keep:] if window.shape[1] == context else history[:, -(window.shape[1] + 1):]
+
+
+def test_transformer_cache_steps_equal_the_whole_window(transformer_export):
+    model, config = transformer_export.model, transformer_export.config
+    vocabulary = ["<pad>", "<unk>"] + [f"w{i}" for i in range(config.vocab_size - 2)]
+    decoder = ExportModule(model, config, vocabulary).decoder
+    ids = np.random.default_rng(3).integers(0, config.vocab_size, size=[4, config.context_length]).astype("int32")
+    expected = model(ids, training=False).numpy()
+    logits, state = decoder.start(tf.constant(ids[:, :2]))
+    np.testing.assert_allclose(logits.numpy(), expected[:, 1], atol=1e-4)
+    for position in range(2, config.context_length):
+        logits, state = decoder.advance(state, tf.constant(ids[:, position]), tf.constant(ids), position)
+        np.testing.assert_allclose(logits.numpy(), expected[:, position], atol=1e-4, err_msg=str(position))
+    assert int(state[0]) == config.context_length
+
+
 def test_carried_state_logits_match_the_keras_network(lstm_export):
     model, config = lstm_export.model, lstm_export.config
     vocabulary = ["<pad>", "<unk>"] + [f"w{i}" for i in range(config.vocab_size - 2)]
     module = ExportModule(model, config, vocabulary)
     ids = np.random.default_rng(2).integers(2, config.vocab_size, size=[3, config.context_length + 5]).astype("int32")
-    logits, states = module.stack.window_logits_and_states(tf.constant(ids[:, : config.context_length]))
+    logits, states = module.decoder.start(tf.constant(ids[:, : config.context_length]))
     long_config = ModelConfig.from_dict({**config.to_dict(), "context_length": ids.shape[1]})
     long_model = build_model(long_config)
     long_model.set_weights(model.get_weights())
     expected = long_model(ids, training=False).numpy()
     np.testing.assert_allclose(logits.numpy(), expected[:, config.context_length - 1], atol=1e-4)
     for offset in range(5):
-        logits, states = module.stack.step(tf.constant(ids[:, config.context_length + offset]), states)
+        logits, states = module.decoder.step(tf.constant(ids[:, config.context_length + offset]), states)
         np.testing.assert_allclose(logits.numpy(), expected[:, config.context_length + offset], atol=1e-4)
 
 
@@ -230,9 +271,10 @@ def test_bidirectional_generation_recomputes_the_window_like_the_notebook_loop(b
         history = np.concatenate([history, outputs["ids"][:, step : step + 1]], axis=1)
 
 
-@pytest.mark.parametrize("bidirectional", [False, True])
-def test_pad_and_unk_are_never_generated_even_when_the_model_prefers_them(bidirectional, tiny_data_dir, tmp_path):  # noqa: F811
-    overrides = dict(bidirectional=True, objective="last", layers=1) if bidirectional else dict(layers=1)
+@pytest.mark.parametrize("kind", ["lstm", "bidirectional", "transformer"])
+def test_pad_and_unk_are_never_generated_even_when_the_model_prefers_them(kind, tiny_data_dir, tmp_path):  # noqa: F811
+    overrides = {"lstm": dict(layers=1), "bidirectional": dict(bidirectional=True, objective="last", layers=1),
+                 "transformer": dict(arch="transformer", layers=1, units=8, heads=2, objective="last")}[kind]
     export = make_export(tiny_data_dir, tmp_path / "export", bias_reserved=True, **overrides)
     model, config, loaded = export.model, export.config, export.loaded
     window = np.zeros([1, config.context_length], "int32")
@@ -291,11 +333,13 @@ print(json.dumps({"ids": out["ids"].numpy().tolist(), "logits_shape": logits.sha
 
 
 @pytest.mark.slow
-def test_loads_with_tensorflow_alone_in_a_clean_process(lstm_export, tmp_path):
-    config, loaded = lstm_export.config, lstm_export.loaded
+@pytest.mark.parametrize("which", ["lstm_export", "transformer_export"])
+def test_loads_with_tensorflow_alone_in_a_clean_process(which, request, tmp_path):
+    export = request.getfixturevalue(which)
+    config, loaded = export.config, export.loaded
     script = tmp_path / "load.py"
     script.write_text(LOADER)
-    saved_model = os.path.join(lstm_export.directory, "saved_model")
+    saved_model = os.path.join(export.directory, "saved_model")
     result = subprocess.run(
         [sys.executable, "-I", str(script), saved_model, str(config.context_length)],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,

@@ -40,8 +40,10 @@ def load_gpu_check():
 
 
 # ---- mixed precision: the vocabulary projection in float16, float32 logits --------------------
-def test_mixed_precision_projects_the_vocabulary_in_float16_and_returns_float32_logits():
-    trainer = Trainer(tf.distribute.get_strategy(), ModelConfig(**TINY, objective="all"), "adam", 1e-2, mixed_precision=True)
+@pytest.mark.parametrize("arch", ["lstm", "transformer"])
+def test_mixed_precision_projects_the_vocabulary_in_float16_and_returns_float32_logits(arch):
+    config = ModelConfig(**TINY, arch=arch, heads=2, objective="all")
+    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-2, mixed_precision=True)
     projection = trainer.model.get_layer("logits")
     assert projection.compute_dtype == "float16"  # the hidden x vocabulary matmul (was float32)
     assert projection.output.dtype == "float16" and projection.kernel.dtype == "float32"  # float32 master weights
@@ -49,8 +51,10 @@ def test_mixed_precision_projects_the_vocabulary_in_float16_and_returns_float32_
     assert trainer.model(tf.zeros([2, 5], tf.int32)).dtype == tf.float32
     batch = (tf.ones([4, 5], tf.int32), tf.fill([4, 5], 3), tf.ones([4, 5]))
     before = projection.kernel.numpy().copy()
-    loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors(batch).repeat()), 2)
-    assert np.isfinite(float(loss)) and float(weight) == 40.0
+    # 4 steps: dynamic loss scaling starts at 2**15 and skips the steps that overflow float16 while it
+    # halves (the transformer's first two here); every later step applies.
+    loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors(batch).repeat()), 4)
+    assert np.isfinite(float(loss)) and float(weight) == 80.0
     assert not np.allclose(before, projection.kernel.numpy())
 
 
@@ -159,17 +163,21 @@ MIXED_ONE_AND_TWO_REPLICAS = textwrap.dedent(
     """
     import sys, numpy as np
     from model.strategy import split_cpu, make_strategy
-    data_dir, out = sys.argv[1], sys.argv[2]
+    data_dir, out, arch = sys.argv[1], sys.argv[2], sys.argv[3]
     split_cpu(2)
     import tensorflow as tf
     from model.config import ModelConfig
     from model.loop import Trainer
     from tfrecords.reader import ReaderConfig, make_dataset
-    config = ModelConfig(vocab_size=22, context_length=6, layers=2, units=16, embedding_dim=8, dropout=0.0, objective="all")
+    config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
+                         dropout=0.0, objective="all")
     saved = {}
     for name, strategy in (("one", tf.distribute.get_strategy()), ("two", make_strategy("mirrored", 2))):
         assert strategy.num_replicas_in_sync == (1 if name == "one" else 2)
         trainer = Trainer(strategy, config, "sgd", 0.5, mixed_precision=True, seed=7)
+        # Below the float16 edge for both: whether a step overflows at 2**15 depends on how many terms each
+        # replica sums in float16 (the transformer's residual stream overflowed on 1 replica, not on 2).
+        trainer.optimizer.dynamic_scale.assign(2.0 ** 10)
         saved.update({f"{name}_initial_{i}": v.numpy() for i, v in enumerate(trainer.model.trainable_variables)})
         def dataset_fn(ctx):
             reader = ReaderConfig(batch_size=ctx.get_per_replica_batch_size(16), objective="all", seed=1)
@@ -184,22 +192,27 @@ MIXED_ONE_AND_TWO_REPLICAS = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_mixed_precision_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path):
+# atol: the transformer sums more float16 terms per gradient (every position's residual stream reaches
+# the position embeddings), so its half-batch partial sums round differently by up to ~1e-3 after 2 steps.
+@pytest.mark.parametrize("arch, variable_count, atol", [("lstm", 9, 1e-5), ("transformer", 30, 1e-3)])
+def test_mixed_precision_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, arch, variable_count, atol):
     data_dir = write_data_dir(str(tmp_path / "data"))
     out = str(tmp_path / "steps.npz")
-    subprocess.run([sys.executable, "-c", MIXED_ONE_AND_TWO_REPLICAS, data_dir, out], check=True, timeout=240,
+    subprocess.run([sys.executable, "-c", MIXED_ONE_AND_TWO_REPLICAS, data_dir, out, arch], check=True, timeout=240,
                    env=dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True)
     saved = dict(np.load(out))
     assert saved["one_loss_scale"] == saved["two_loss_scale"] > 1  # loss scaling on, the same steps applied
     np.testing.assert_allclose(saved["one_loss"], saved["two_loss"], rtol=1e-3)
     variables = sorted(key[4:] for key in saved if key.startswith("one_") and key[4:].isdigit())
-    assert len(variables) == 9  # embedding, 2 x (kernel, recurrent kernel, bias), logits kernel and bias
+    # lstm: embedding, 2 x (kernel, recurrent kernel, bias), logits kernel and bias; transformer: token and
+    # position embeddings, 2 blocks x (2 layer norms x 2 + 4 dense x 2), final norm x 2, logits x 2
+    assert len(variables) == variable_count
     for index in variables:
         one, two, initial = saved[f"one_{index}"], saved[f"two_{index}"], saved[f"one_initial_{index}"]
         np.testing.assert_array_equal(initial, saved[f"two_initial_{index}"])
         # float16 activations and per-replica float16 partial sums: equal to fp16 precision,
         # and far closer than the step moved the weights (a broken loop that never applies fails here).
-        np.testing.assert_allclose(one, two, rtol=1e-3, atol=1e-5, err_msg=f"variable {index}")
+        np.testing.assert_allclose(one, two, rtol=1e-3, atol=atol, err_msg=f"variable {index}")
         assert np.max(np.abs(one - two)) < 0.05 * np.max(np.abs(one - initial)), f"variable {index}"
 
 

@@ -23,7 +23,7 @@ ONE_STEP = textwrap.dedent(
     """
     import sys, numpy as np
     from model.strategy import split_cpu, make_strategy
-    devices, data_dir, objective, out, optimizer = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+    devices, data_dir, objective, out, optimizer, arch = int(sys.argv[1]), *sys.argv[2:6], sys.argv[6]
     split_cpu(devices)
     import tensorflow as tf
     from model.config import ModelConfig
@@ -31,7 +31,8 @@ ONE_STEP = textwrap.dedent(
     from tfrecords.reader import ReaderConfig, make_dataset
     strategy = make_strategy("mirrored" if devices > 1 else "default", devices)
     assert strategy.num_replicas_in_sync == devices
-    config = ModelConfig(vocab_size=22, context_length=6, layers=2, units=16, embedding_dim=8, dropout=0.0, objective=objective)
+    config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
+                         dropout=0.0, objective=objective)
     trainer = Trainer(strategy, config, optimizer, 0.5 if optimizer == "sgd" else 0.01, seed=7)
     global_batch = 16
     def dataset_fn(ctx):
@@ -43,29 +44,31 @@ ONE_STEP = textwrap.dedent(
 )
 
 
-def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd") -> dict:
+def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd", arch: str = "lstm") -> dict:
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run(
-        [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer],
+        [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer, arch],
         check=True, env=env, timeout=240, capture_output=True,
     )
     return dict(np.load(out))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective,optimizer", [("last", "sgd"), ("all", "sgd")])
-def test_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, objective, optimizer):
+@pytest.mark.parametrize("objective,optimizer,arch", [("last", "sgd", "lstm"), ("all", "sgd", "lstm"), ("all", "sgd", "transformer")])
+def test_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, objective, optimizer, arch):
     # sgd: its step scales with the gradient, so a loss averaged per replica instead of over
     # the global batch would change the weights. (Adam's optimizer state under 2 replicas, over
     # many steps and an epoch boundary: tests/test_elastic_resume.py.)
     data_dir = write_data_dir(str(tmp_path / "data"))
-    one = run_one_step(1, data_dir, objective, str(tmp_path / "one.npz"), optimizer)
-    two = run_one_step(2, data_dir, objective, str(tmp_path / "two.npz"), optimizer)
+    one = run_one_step(1, data_dir, objective, str(tmp_path / "one.npz"), optimizer, arch)
+    two = run_one_step(2, data_dir, objective, str(tmp_path / "two.npz"), optimizer, arch)
     assert one.keys() == two.keys() and len(one) > 3
     for name in one:
         np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-5, err_msg=name)
     # and the step did change the weights (a broken loop that never applies would pass above)
-    fresh = Trainer(tf.distribute.get_strategy(), ModelConfig(vocab_size=22, context_length=6, layers=2, units=16, embedding_dim=8, dropout=0.0, objective=objective), "sgd", 0.5, seed=7)
+    fresh_config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
+                               dropout=0.0, objective=objective)
+    fresh = Trainer(tf.distribute.get_strategy(), fresh_config, "sgd", 0.5, seed=7)
     assert not np.allclose(fresh.model.trainable_variables[0].numpy(), one["arr_0"])
 
 

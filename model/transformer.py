@@ -1,0 +1,133 @@
+"""The decoder-only Transformer's layers (Keras 3, TensorFlow backend).
+
+Pre-layer-norm blocks: x + Attention(LayerNorm(x)), then x + FeedForward(LayerNorm(x)).
+Padding follows the recurrent models' rule: pad ids are ordinary inputs whose targets carry
+weight 0, so attention needs the causal mask only.
+
+The same layers serve training (a whole window at once) and the export's cached generation
+(`DecoderBlock.forward` with a key/value cache, `TokenAndPositionEmbedding.call(ids, start)`):
+one set of equations, the trained layers' own weights.
+
+Mixed precision: projections run in the compute dtype; attention scores and their softmax in
+float32 (float16 would overflow on large dot products), then cast back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+# A masked score: far below any real one, still finite in float32 (softmax of -inf rows is NaN).
+_MASKED = -1e9
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class TokenAndPositionEmbedding(keras.layers.Layer):
+    """ids int32[batch, time] -> float[batch, time, width]: token + learned position embedding.
+
+    `start` offsets the positions, so a cached decoder embeds word `start + i` of its window."""
+
+    def __init__(self, vocab_size: int, context_length: int, width: int, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.context_length, self.width = vocab_size, context_length, width
+        self.tokens = keras.layers.Embedding(vocab_size, width, name="tokens")
+        self.positions = keras.layers.Embedding(context_length, width, name="positions")
+
+    def build(self, input_shape):
+        self.tokens.build(input_shape)
+        self.positions.build((input_shape[-1],))
+        self.built = True
+
+    def call(self, ids, start=0):
+        positions = start + tf.range(tf.shape(ids)[-1])
+        return self.tokens(ids) + self.positions(positions)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.width)
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "context_length": self.context_length, "width": self.width}
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class DecoderBlock(keras.layers.Layer):
+    """One pre-LN block: causal multi-head self-attention, then a GELU feed-forward layer."""
+
+    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        if width % heads:
+            raise ValueError(f"width {width} is not a multiple of heads {heads}")
+        self.width, self.heads, self.ff_dim, self.dropout_rate = width, heads, ff_dim, dropout
+        self.head_dim = width // heads
+        self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
+        self.query_key_value = keras.layers.Dense(3 * width, name="query_key_value")
+        self.attention_output = keras.layers.Dense(width, name="attention_output")
+        self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="feed_forward_norm")
+        self.feed_forward_in = keras.layers.Dense(ff_dim, activation="gelu", name="feed_forward_in")
+        self.feed_forward_out = keras.layers.Dense(width, name="feed_forward_out")
+        self.attention_dropout = keras.layers.Dropout(dropout, name="attention_dropout")
+        self.feed_forward_dropout = keras.layers.Dropout(dropout, name="feed_forward_dropout")
+
+    def build(self, input_shape):
+        self.attention_norm.build(input_shape)
+        self.query_key_value.build(input_shape)
+        self.attention_output.build((*input_shape[:-1], self.width))
+        self.feed_forward_norm.build(input_shape)
+        self.feed_forward_in.build(input_shape)
+        self.feed_forward_out.build((*input_shape[:-1], self.ff_dim))
+        self.built = True
+
+    def call(self, hidden, training=False):
+        return self.forward(hidden, training=training)[0]
+
+    def forward(self, hidden, start=0, cache=None, training=False):
+        """hidden float[batch, time, width] at window positions start..start+time-1.
+
+        cache: None (a whole window: keys and values of these positions only), or
+        (keys, values), each float32[context, batch, heads, head_dim] (time-major, so one
+        scatter writes the new positions), holding positions < start.
+        Returns (hidden out, (keys, values) including the new positions).
+        """
+        batch, time = tf.shape(hidden)[0], tf.shape(hidden)[1]
+        projected = self.query_key_value(self.attention_norm(hidden))
+        split = tf.reshape(projected, [batch, time, 3, self.heads, self.head_dim])
+        query, key, value = split[:, :, 0], split[:, :, 1], split[:, :, 2]  # [batch, time, heads, head_dim]
+        if cache is not None:  # the cache is time-major: one scatter writes the new positions
+            rows = (start + tf.range(time))[:, tf.newaxis]
+            key = tf.tensor_scatter_nd_update(cache[0], rows, tf.cast(tf.transpose(key, [1, 0, 2, 3]), cache[0].dtype))
+            value = tf.tensor_scatter_nd_update(cache[1], rows, tf.cast(tf.transpose(value, [1, 0, 2, 3]), cache[1].dtype))
+            pattern_scores, pattern_attend, key_time = "bqhd,kbhd->bhqk", "bhqk,kbhd->bqhd", tf.shape(key)[0]
+        else:
+            pattern_scores, pattern_attend, key_time = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd", time
+        scores = tf.einsum(pattern_scores, tf.cast(query, tf.float32), tf.cast(key, tf.float32))
+        scores = scores / math.sqrt(self.head_dim)
+        query_position = start + tf.range(time)
+        key_position = tf.range(key_time) + (0 if cache is not None else start)
+        causal = key_position[tf.newaxis, :] <= query_position[:, tf.newaxis]  # [query, key]
+        weights = tf.nn.softmax(tf.where(causal, scores, _MASKED), axis=-1)
+        attended = tf.einsum(pattern_attend, weights, tf.cast(value, tf.float32))
+        attended = tf.cast(tf.reshape(attended, [batch, time, self.width]), hidden.dtype)
+        hidden = hidden + self.attention_dropout(self.attention_output(attended), training=training)
+        feed_forward = self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
+        hidden = hidden + self.feed_forward_dropout(feed_forward, training=training)
+        return hidden, (key, value)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "width": self.width, "heads": self.heads, "ff_dim": self.ff_dim,
+                "dropout": self.dropout_rate}
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class LastPosition(keras.layers.Layer):
+    """float[batch, time, width] -> float[batch, width] (objective "last")."""
+
+    def call(self, hidden):
+        return hidden[:, -1, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
