@@ -48,7 +48,7 @@ def prepare(vocab: int, tree: str) -> tuple[str, str]:
         subprocess.run(nextword + ["ingest", corpus, "--out", data_dir, "--vocab-size", str(vocab),
                                    "--val-fraction", "0.003"], check=True, capture_output=True, env=env, cwd=tree)
     if not os.path.exists(os.path.join(run_dir, "summary.json")):
-        subprocess.run(nextword + ["train", data_dir, "--out", run_dir, "--max-steps", "1", "--units", "32",
+        subprocess.run(nextword + ["train", data_dir, "--out", run_dir, "--max-steps", "1", "--arch", "lstm", "--units", "32",
                                    "--embedding-dim", "16", "--objective", "all", "--batch-size", "16",
                                    "--no-export", "--no-progress"], check=True, capture_output=True, env=env, cwd=tree)
     return data_dir, run_dir

@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import ENV, REPO, load_average, median, nextword, run_measured  # noqa: E402
 
-TRAIN_MODEL = ("--layers", "1", "--units", "128", "--embedding-dim", "64")
+TRAIN_MODEL = ("--arch", "lstm", "--layers", "1", "--units", "128", "--embedding-dim", "64")
 
 
 def _log(message: str) -> None:

@@ -128,6 +128,9 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     if summary["stopped_by"] == "interrupt":
         console.print(f"interrupted: checkpoint saved at step {summary['steps']}; run the same command to resume")
         raise typer.Exit(130)
+    from model.config import ModelConfig
+
+    console.print(f"   {ModelConfig.from_dict(summary['model_config']).describe()}")
     console.print(f"   {summary['steps']:,} steps, {summary['windows_per_second'] or 0:,.0f} windows/s, "
                   f"stopped by {summary['stopped_by']}")
     return summary

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--time-budget", "3", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--context", "8",
+TINY = ["--time-budget", "3", "--layers", "1", "--units", "16", "--context", "8",
         "--vocab-size", "300", "--words", "6", "--batch-size", "64"]
 
 

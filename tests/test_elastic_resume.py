@@ -19,7 +19,7 @@ import pytest
 
 from _train_data import checkpoint_weights, cli_command, cli_env, write_data_dir
 
-ARGS = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--dropout", "0", "--batch-size", "8",
+ARGS = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--dropout", "0", "--batch-size", "8",
         "--optimizer", "adam", "--seed", "5", "--checkpoint-every", "4", "--steps-per-call", "1",
         "--deterministic", "--no-export", "--no-progress", "--strategy", "auto"]
 SPLIT_AT, TOTAL = 12, 30

@@ -31,7 +31,7 @@ def data_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mirrored_run(data_dir, tmp_path_factory):
     run_dir = str(tmp_path_factory.mktemp("run"))
-    args = ["train", data_dir, "--out", run_dir, "--devices", "2", "--layers", "1", "--units", "16",
+    args = ["train", data_dir, "--out", run_dir, "--devices", "2", "--arch", "lstm", "--layers", "1", "--units", "16",
             "--embedding-dim", "8", "--batch-size", "16", "--epochs", "2", "--no-progress"]
     result = subprocess.run(cli_command(*args), env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -46,7 +46,7 @@ def test_ingest_train_export_generate_round_trip(tmp_path, kind):
                                          val_fraction=0.2, seed=2, workers=1))
     _, reports = verify_dataset(data_dir)
     assert len(reports) == 3 and all(report.ok for report in reports)
-    summary = run_training(TrainSettings(data_dir=data_dir, out=run_dir, layers=1, units=8, embedding_dim=4,
+    summary = run_training(TrainSettings(data_dir=data_dir, out=run_dir, arch="lstm", layers=1, units=8, embedding_dim=4,
                                          batch_size=32, epochs=1, checkpoint_every=20, progress=False))
     assert summary["epochs_completed"] == 1 and summary["validation"]["loss"] > 0
     assert {"run.json", "summary.json", "history.json", "checkpoints", "plots", "export"} <= set(storage.listdir(run_dir))
@@ -78,7 +78,7 @@ def test_the_cli_takes_file_urls_for_data_dir_and_run_dir(tmp_path):
     nextword("ingest", corpus, "--out", data_dir, "--vocab-size", "40", "--context", "5", "--shards", "2",
              "--workers", "1", "--json")
     nextword("verify", data_dir)
-    nextword("train", data_dir, "--out", run_dir, "--layers", "1", "--units", "8", "--embedding-dim", "4",
+    nextword("train", data_dir, "--out", run_dir, "--arch", "lstm", "--layers", "1", "--units", "8", "--embedding-dim", "4",
              "--batch-size", "16", "--max-steps", "6", "--no-progress")
     scored = json.loads(nextword("eval", run_dir, data_dir, "--split", "train", "--json").stdout)
     assert scored["windows"] > 0

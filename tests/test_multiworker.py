@@ -35,7 +35,7 @@ def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp
         worker_tmp = tmp_path / f"tmp{index}"
         worker_tmp.mkdir()
         env = cli_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}), TMPDIR=str(worker_tmp))
-        args = ["train", data_dir, "--out", run_dir, "--layers", "1", "--units", "16", "--embedding-dim", "8",
+        args = ["train", data_dir, "--out", run_dir, "--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8",
                 "--batch-size", "16", "--epochs", "2", "--checkpoint-every", "10", "--no-export", "--no-progress"]
         processes.append(subprocess.Popen(cli_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = []

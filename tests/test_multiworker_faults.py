@@ -22,7 +22,7 @@ from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
 
 FAILURE_BOUND_SECONDS = 60  # TF's coordination-service heartbeat notices a dead peer in ~10 s
 TIMEOUT = 300
-ARGS = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--epochs", "2",
+ARGS = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--epochs", "2",
         "--checkpoint-every", "10", "--steps-per-call", "2", "--seed", "3", "--no-export", "--no-progress"]
 
 

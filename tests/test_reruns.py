@@ -22,7 +22,7 @@ from _train_data import REPO, write_data_dir
 from conftest import synthetic_documents, write_lines
 
 INGEST = ["--vocab-size", "64", "--context", "8", "--workers", "1"]
-TRAIN = ["--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--no-export",
+TRAIN = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--no-export",
          "--no-progress", "--steps-per-call", "2"]
 
 
