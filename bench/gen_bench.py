@@ -33,13 +33,7 @@ def keras_model_from_export(generator):
 
     config = ModelConfig.from_dict(generator.card["model"])
     model = build_model(config)
-    stack = generator.loaded.stack
-    weights = [stack.embedding.numpy()]
-    for layer in stack.layers:
-        for direction in ("forward", "backward"):
-            if direction in layer:
-                weights += [layer[direction][name].numpy() for name in ("kernel", "recurrent_kernel", "bias")]
-    weights += [stack.logits_kernel.numpy(), stack.logits_bias.numpy()]
+    weights = [variable.numpy() for variable in generator.loaded.keras_weights]
     model.set_weights(weights)
     return model, config
 
@@ -109,25 +103,35 @@ def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int =
 
 
 def demo_export(kind: str, directory: str) -> str:
-    """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8) or `default` (ModelConfig defaults)."""
+    """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8), `default` (the LSTM recipe), `transformer`
+    (the transformer recipe), or `transformer-reread` (the transformer re-reading its whole window every word)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-    from model.config import NOTEBOOK_PRESET, ModelConfig
+    from model import export_graph
+    from model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
     from model.export import export_model
     from test_export_fixtures import random_model, write_data_dir
 
     words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]
     data_dir = write_data_dir(os.path.join(directory, "data"), context_length=44, words=words)
-    settings = NOTEBOOK_PRESET if kind == "notebook" else {}
+    settings = {"notebook": NOTEBOOK_PRESET, "default": dict(arch="lstm")}.get(
+        kind, dict(arch="transformer", **TRANSFORMER_DEFAULTS))
     config = ModelConfig(vocab_size=len(words) + 2, context_length=44, **settings)
     export_dir = os.path.join(directory, "export")
-    export_model(random_model(config), config, data_dir, export_dir, {"note": "random weights (speed only)"})
+    make_decoder = export_graph.make_decoder
+    if kind == "transformer-reread":  # keep = context - 1: a whole window re-read for every word
+        export_graph.make_decoder = lambda model, config: export_graph.TransformerDecoder(
+            model, config, keep=config.context_length - 1)
+    try:
+        export_model(random_model(config), config, data_dir, export_dir, {"note": "random weights (speed only)"})
+    finally:
+        export_graph.make_decoder = make_decoder
     return export_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export_dir", nargs="?")
-    parser.add_argument("--demo", choices=["notebook", "default"])
+    parser.add_argument("--demo", choices=["notebook", "default", "transformer", "transformer-reread"])
     parser.add_argument("--notebook-words", type=int, default=20)
     parser.add_argument("--words", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)

@@ -341,6 +341,51 @@ def hardening_lines(hardening: dict | None) -> list[str]:
     return lines
 
 
+def arch_lines(arch: dict | None) -> list[str]:
+    """bench/arch_results.json (bench/arch_bench.py): transformer vs LSTM vs the notebook preset."""
+    if not arch or "quality" not in arch:
+        return ["bench/arch_results.json is missing: run `python bench/arch_bench.py quality` and `... speed`."]
+    lines = [f"**Held-out quality at equal training time** (`bench/arch_bench.py quality`, {arch['quality_date']}): each "
+             "arm trains in its own `nextword train` process for the same seconds of training (`--time-budget`), then "
+             "`nextword eval` scores the window's final word on the held-out 10% of documents. Corpora: the embedded "
+             "corpus (vocabulary 500) and this machine's Vim help files (151 documents, 1.29M words, vocabulary 5,000). "
+             "Targets/s counts every trained next-word target (objective `all`: 44 per window; `last`: 1).", "",
+             "| corpus | arm | budget | model | parameters | steps | windows/s | targets/s | perplexity | top-1 | top-5 | load before |",
+             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for row in arch["quality"].values():
+        model = row["model"]
+        shape = (f"{model['layers']} × {model['units']} (heads {model['heads']}, ff {model['ff_dim'] or 4 * model['units']})"
+                 if model["arch"] == "transformer" else
+                 f"{model['layers']} × {'Bi' if model['bidirectional'] else ''}{model['arch'].upper()} {model['units']}, emb {model['embedding_dim']}")
+        lines.append(f"| {row['corpus']} | {row['arm']} | {row['budget_s']:.0f} s | {shape}, dropout {model['dropout']}, "
+                     f"{model['objective']} | {row['parameters']:,} | {row['steps']:,} | {row['windows_per_second']:,.0f} | "
+                     f"{row['target_tokens_per_second']:,.0f} | {row['perplexity']:.2f} | {row['top1']:.4f} | {row['top5']:.4f} | "
+                     f"{row['load_before']} |")
+    lines.append("")
+    rows = arch["quality"]
+    for corpus in sorted({row["corpus"] for row in rows.values()}):
+        pick = {row["arm"]: row for row in rows.values() if row["corpus"] == corpus and row["budget_s"] == 180}
+        if {"notebook", "lstm", "transformer"} <= set(pick):
+            ours, notebook, lstm = pick["transformer"], pick["notebook"], pick["lstm"]
+            lines.append(f"- {corpus}, 180 s: transformer vs the notebook preset: top-1 ×{ours['top1'] / notebook['top1']:.2f} "
+                         f"(target ≥ ×1.5), perplexity ×{ours['perplexity'] / notebook['perplexity']:.3f} (target ≤ ×0.333); "
+                         f"vs the LSTM recipe: top-1 ×{ours['top1'] / lstm['top1']:.2f}, perplexity "
+                         f"×{ours['perplexity'] / lstm['perplexity']:.3f}.")
+    speed = arch.get("speed")
+    if speed:
+        words, batch = speed["words"], speed["batch"]
+        lines += ["", f"**Generation speed** (`bench/arch_bench.py speed`, {arch['speed_date']}): one process, random-weight "
+                  f"exports (vocabulary 506, context 44), {words} words per sample, median of {speed['repeats']} rounds; the "
+                  "notebook's loop is `model.predict` on the whole window once per word, on the same model.", "",
+                  f"| model | gen 1 × {words} words/s | gen {batch} × {words} words/s | notebook loop words/s | "
+                  f"1 × {words} vs notebook loop on the notebook model |", "| --- | ---: | ---: | ---: | ---: |"]
+        notebook = speed["rows"]["notebook"]["notebook_loop_words_per_s"]
+        for name, row in speed["rows"].items():
+            lines.append(f"| {name} | {row['gen_1_words_per_s']:,.0f} | {row['gen_batch_words_per_s']:,.0f} | "
+                         f"{row['notebook_loop_words_per_s']:.1f} | ×{row['gen_1_words_per_s'] / notebook:,.0f} |")
+    return lines
+
+
 def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     meta = results["meta"]
     machine = meta["machine"]
@@ -376,6 +421,7 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
             out += render(results[key])
         out.append("")
     out += ["## Choosing the default recipe", ""] + tune_lines(results.get("tune")) + [""]
+    out += ["## Transformer vs LSTM (issue 11)", ""] + arch_lines(results.get("arch")) + [""]
     out += ["## Hardening (issue 10): validation memory, generation past the context", ""]
     out += hardening_lines(results.get("hardening")) + [""]
     out += ["## Charts", ""] + [f"![{os.path.basename(chart)}](charts/{os.path.basename(chart)})" for chart in charts] + [""]
