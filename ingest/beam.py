@@ -8,6 +8,10 @@ ingest's: each shard's pieces are written in document order.
     pass 1 (count):  files -> document batches -> Reshuffle -> tokenize, count
                        word counts: CombinePerKey(sum) -> Top(vocab_size - 2) = vocabulary
                        counters, split sizes: CombineGlobally(sum)      -> .partial/pass1.json
+                     --tokenizer wordpiece: word counts -> Top(LEARNER_WORDS) + their characters -> the
+                       learner = vocabulary;
+                       batches -> CountPieces (vocabulary as side input) -> CombineGlobally(sum) = the
+                       split sizes in pieces (see ingest/wordpiece.py)
     driver:          vocabulary + shard counts -> vocab.txt (as the local ingest)
     pass 2 (write):  files -> document batches -> Reshuffle -> ids -> encode_block
                        -> GroupByKey((split, shard)) -> pieces in document order -> order_shard
@@ -87,7 +91,7 @@ def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> lis
 def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec]) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest.beam_transforms import CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
+    from ingest.beam_transforms import CountPieces, CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         batches = (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
@@ -96,13 +100,29 @@ def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
         counted = batches | "Count" >> beam.ParDo(CountWords(settings.stride, settings.val_fraction)).with_outputs(
             "words", main="counters")
         word_counts = counted.words | "SumWords" >> beam.CombinePerKey(sum)
-        vocabulary = (word_counts
-                      | "TopWords" >> beam.combiners.Top.Of(settings.vocab_size - len(RESERVED_TOKENS),
-                                                            key=lambda item: (-item[1], item[0]), reverse=True)
-                      | "Vocabulary" >> beam.Map(vocabulary_of))
-        sizes = (word_counts
-                 | "Coverage" >> beam.Map(coverage, beam.pvalue.AsSingleton(vocabulary))
-                 | "SumCoverage" >> beam.CombineGlobally(sum_dicts))
+        if settings.tokenizer == "wordpiece":  # the pieces, learned from the top words, then counted
+            from ingest.text import LEARNER_WORDS
+            from ingest.wordpiece import learn_vocabulary
+
+            characters = (word_counts
+                          | "Characters" >> beam.FlatMap(lambda item: set(item[0].decode("utf-8")))
+                          | "Alphabet" >> beam.Distinct() | "AllCharacters" >> beam.combiners.ToList())
+            vocabulary = (word_counts
+                          | "TopWords" >> beam.combiners.Top.Of(LEARNER_WORDS, key=lambda item: (-item[1], item[0]),
+                                                                reverse=True)
+                          | "Learn" >> beam.Map(learn_vocabulary, settings.vocab_size, beam.pvalue.AsSingleton(characters)))
+            sizes = (batches
+                     | "CountPieces" >> beam.ParDo(CountPieces(settings.stride, settings.val_fraction),
+                                                   beam.pvalue.AsSingleton(vocabulary))
+                     | "SumPieces" >> beam.CombineGlobally(sum_dicts))
+        else:
+            vocabulary = (word_counts
+                          | "TopWords" >> beam.combiners.Top.Of(settings.vocab_size - len(RESERVED_TOKENS),
+                                                                key=lambda item: (-item[1], item[0]), reverse=True)
+                          | "Vocabulary" >> beam.Map(vocabulary_of))
+            sizes = (word_counts
+                     | "Coverage" >> beam.Map(coverage, beam.pvalue.AsSingleton(vocabulary))
+                     | "SumCoverage" >> beam.CombineGlobally(sum_dicts))
         counters = counted.counters | "SumCounters" >> beam.CombineGlobally(sum_dicts)
         (pipeline | "One" >> beam.Create([None])
          | "Summary" >> beam.Map(lambda _, words, size, total: {"vocabulary": words, "sizes": size, "counters": total},
@@ -120,7 +140,7 @@ def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
         (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
          | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
          | "Spread" >> beam.Reshuffle()
-         | "Encode" >> beam.ParDo(EncodeWindows(settings.out, plan, settings.val_fraction))
+         | "Encode" >> beam.ParDo(EncodeWindows(settings.out, plan, settings.val_fraction, settings.tokenizer))
          | "ByShard" >> beam.GroupByKey()
          | "Write" >> beam.Map(write_shard, settings.out, plan.shard_counts)
          | "All" >> beam.combiners.ToList()
@@ -198,21 +218,32 @@ def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dic
     if state is None:
         raise ArtifactError("the Beam counting pipeline finished without writing its summary",
                             hint="check the runner's logs; the workers must be able to write to --out")
-    totals = state["counters"]
-    per_split = {name: {key: totals.get(f"{name}/{key}", 0) for key in ("documents", "tokens", "windows")}
-                 for name in SPLITS}
+    totals, sizes = state["counters"], state["sizes"]
+    per_split = _per_split(totals)  # in words
     counters = {key: value for key, value in totals.items() if "/" not in key}
     counters.setdefault("documents", 0)
-    refuse_empty(settings, specs, counters, per_split)
-    sizes = state["sizes"]
-    counters["tokens"] = sizes.get("total", 0)
-    counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
+    extra = {}
+    if settings.tokenizer == "wordpiece":  # windows in pieces: CountPieces counted them per split
+        from ingest.wordpiece import counted_summary
+
+        word_splits, per_split = per_split, _per_split(sizes)
+        refuse_empty(settings, specs, counters, per_split)
+        counters, extra = counted_summary(counters, word_splits, per_split, sizes)
+    else:
+        refuse_empty(settings, specs, counters, per_split)
+        counters["tokens"] = sizes.get("total", 0)
+        counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
     vocabulary = state["vocabulary"]
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
     shard_counts = shard_counts_for_size(settings, sizes.get("varint_bytes", 0), counters["tokens"], per_split)
     return dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=counters, splits=per_split,
-                shard_counts=shard_counts)
+                shard_counts=shard_counts, **({"extra": extra} if extra else {}))
+
+
+def _per_split(totals: dict) -> dict:
+    """Flat "train/tokens" keys (summed over document batches) -> {"train": {"tokens": ...}, ...}."""
+    return {name: {key: totals.get(f"{name}/{key}", 0) for key in ("documents", "tokens", "windows")} for name in SPLITS}
 
 
 def _collect_shards(data_dir: str, plan: WindowPlan, written: list[dict]) -> list[list[Shard]]:

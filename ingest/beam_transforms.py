@@ -25,6 +25,7 @@ from ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  
 from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
 from ingest.vocab import varint_length  # noqa: E402
+from ingest.wordpiece import piece_sizes  # noqa: E402
 from ingest.windows import RECORD_INFO, WindowPlan, document_key, encode_block, is_validation, iter_ordered  # noqa: E402
 from ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
@@ -67,6 +68,29 @@ class CountWords(beam.DoFn):
         yield counters
 
 
+class CountPieces(beam.DoFn):
+    """--tokenizer wordpiece: a document batch and the learned vocabulary (a side input) -> per-split
+    documents/tokens/windows in pieces (flat keys "train/tokens") and the batch's `piece_sizes`."""
+
+    def __init__(self, stride: int, val_fraction: float):
+        self.stride, self.val_fraction = stride, val_fraction
+
+    def setup(self):
+        self.tokenizer, self.vocabulary = BatchTokenizer(), None
+
+    def process(self, batch, vocabulary: list[str]):
+        _, _, texts, _ = batch
+        if not texts:
+            return
+        if vocabulary != self.vocabulary:  # once per worker: the side input is one vocabulary
+            self.tokenizer.use_vocabulary(vocabulary, "wordpiece")
+            self.vocabulary = vocabulary
+        _, flat_ids, lengths, _, _ = encode_arguments(self.tokenizer, None, texts, self.val_fraction)
+        per_split = {key: value for key, value in split_counters(texts, lengths, self.stride, self.val_fraction).items()
+                     if "/" in key}
+        yield {**per_split, **piece_sizes(flat_ids)}
+
+
 def split_counters(texts: list[bytes], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
     """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
     validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
@@ -103,13 +127,13 @@ def _vocabulary_index(vocabulary: list[str]) -> dict[bytes, int]:
 class EncodeWindows(beam.DoFn):
     """A document batch -> ((split, shard), (input, first document, frames bytes, RECORD_INFO bytes)) per piece."""
 
-    def __init__(self, data_dir: str, plan: WindowPlan, val_fraction: float):
-        self.data_dir, self.plan, self.val_fraction = data_dir, plan, val_fraction
+    def __init__(self, data_dir: str, plan: WindowPlan, val_fraction: float, tokenizer: str = "word"):
+        self.data_dir, self.plan, self.val_fraction, self.tokenizer_name = data_dir, plan, val_fraction, tokenizer
 
     def setup(self):
         self.tokenizer = BatchTokenizer()
         vocabulary = storage.read_text(storage.join(self.data_dir, VOCAB_NAME)).split("\n")[:-1]
-        self.tokenizer.use_vocabulary(vocabulary)
+        self.tokenizer.use_vocabulary(vocabulary, self.tokenizer_name)
 
     def process(self, batch):
         input_index, first, texts, _ = batch

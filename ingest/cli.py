@@ -14,13 +14,14 @@ from ingest.sources import BUILTIN, FORMATS
 from nextword.clihelp import Command
 from nextword.errors import SettingsError
 from nextword.quiet import load_tensorflow
-from tfrecords.manifest import LAYOUTS
+from tfrecords.manifest import LAYOUTS, TOKENIZERS
 
 # Choices the help lists and the parser enforces (IngestSettings checks the same values).
 Format = Literal[("auto", *FORMATS)]
 Layout = Literal[LAYOUTS]
 OnError = Literal["strict", "skip"]
 Runner = Literal["local", "beam"]
+Tokenizer = Literal[TOKENIZERS]
 
 
 def _console():
@@ -64,11 +65,13 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     windows = sum(split["windows"] for split in splits.values())
     total_bytes = sum(split["bytes"] for split in splits.values())
     summary = {
-        "data_dir": data_dir, "vocab_size": manifest.vocab_size, "context_length": manifest.context_length,
+        "data_dir": data_dir, "tokenizer": manifest.tokenizer_choice, "vocab_size": manifest.vocab_size, "context_length": manifest.context_length,
         "stride": manifest.stride, "layout": manifest.layout, "windows_per_record": manifest.windows_per_record,
         "splits": splits, "counters": dataclasses.asdict(manifest.counters),
         "windows": windows, "bytes_per_window": round(total_bytes / windows, 2) if windows else None,
     }
+    if "words" in manifest.extra:  # wordpiece: tokens are pieces; these are the words they spell
+        summary["words"] = manifest.extra["words"]
     if already_complete:
         summary["already_complete"] = True
     elif seconds is not None:
@@ -94,7 +97,11 @@ def _print_summary(console, summary: dict) -> None:
     counters = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in summary["counters"].items() if value)
     layout = summary["layout"] + (f" (up to {summary['windows_per_record']} windows a record)"
                                   if summary["layout"] == "spans" else "")
-    console.print(f"vocabulary {summary['vocab_size']:,} words, context {summary['context_length']}, "
+    unit = "pieces" if summary["tokenizer"] == "wordpiece" else "words"
+    words, tokens = sum((summary.get("words") or {}).values()), sum(split["tokens"] for split in summary["splits"].values())
+    per_word = f" ({tokens / words:.2f} a word)" if words else ""
+    console.print(f"tokenizer {summary['tokenizer']}, vocabulary {summary['vocab_size']:,} {unit}{per_word}, "
+                  f"context {summary['context_length']}, "
                   f"stride {summary['stride']}, layout {layout}, {summary['bytes_per_window']} bytes/window")
     console.print(f"counters: {counters}")
     if "seconds" in summary and summary["windows_per_second"]:
@@ -112,7 +119,8 @@ def ingest_command(
     builtin: bool = typer.Option(False, "--builtin", help="Use the embedded corpus: Python's documentation topics (pydoc_data, ~65K words)."),
     format: Format = typer.Option("auto", "--format", help="auto = by extension. text: one line is one document."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column (CSV/TSV/Parquet/JSONL). Needed when there is more than one."),
-    vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word)."),
+    tokenizer: Tokenizer = typer.Option(IngestSettings.tokenizer, "--tokenizer", help="word: one id per word, and a word outside the vocabulary is <unk>; wordpiece: subword pieces learned from the corpus's word counts (TF Text WordPiece; \"##\" marks a piece inside a word), so a rare word is spelled from known pieces instead of <unk>. Both split words the same way."),
+    vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word); wordpiece: the pieces' target size (the learner stays at or a little under N; dataset.json has the real size)."),
     context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
     stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
     layout: Layout = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
@@ -146,7 +154,7 @@ def ingest_command(
     if not paths:
         raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
     settings = IngestSettings(
-        inputs=tuple(paths), out=out, format=format, column=column, vocab_size=vocab_size, context_length=context,
+        inputs=tuple(paths), out=out, format=format, column=column, tokenizer=tokenizer, vocab_size=vocab_size, context_length=context,
         stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )
@@ -178,7 +186,11 @@ def inspect_command(
     windows: int = typer.Option(5, "--windows", help="How many windows to decode back to words."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON on stdout."),
 ) -> None:
-    """Summarise a dataset's manifest and decode a few windows back to words."""
+    """Summarise a dataset's manifest and decode a few windows back to words.
+
+    A wordpiece dataset's pieces are joined into words ("walk ##ing" -> walking); a target that
+    continues the word before it is shown as its piece (##ing).
+    """
     if windows < 0:
         raise SettingsError(f"--windows must be 0 (the summary only) or more, got {windows}",
                             hint="pass how many windows to decode back to words, e.g. --windows 5")

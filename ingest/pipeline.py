@@ -1,7 +1,8 @@
 """run_ingest: corpus -> vocabulary -> every sliding window in sharded TFRecords -> manifest.
 
 Pass 1 streams the corpus once to count words, documents and windows per split (and finds
-every malformed row before a single shard byte is written). Pass 2 streams it again:
+every malformed row before a single shard byte is written); with --tokenizer wordpiece it then
+learns the pieces and streams the corpus once more to count them (ingest/wordpiece.py). Pass 2 streams it again:
 the main process tokenizes with the TF Text definition, worker processes cut windows and
 encode frames with numpy, and the main process appends them to the shards in document
 order. Memory holds a few batches at a time, whatever the corpus size.
@@ -159,7 +160,8 @@ def _what_differs(existing: Manifest | None, identity: dict) -> str:
 # ------------------------------------------------------------------ TensorFlow side
 
 class BatchTokenizer:
-    """The TF Text tokenizer as two compiled functions: count words, and map words to ids."""
+    """The TF Text tokenizer as two compiled functions: count words, and map text to ids (by
+    `ingest.text.TextToIds`, of either tokenizer)."""
 
     def __init__(self) -> None:
         import tensorflow as tf
@@ -177,18 +179,18 @@ class BatchTokenizer:
         self.count = count
         self.to_ids = None
 
-    def use_vocabulary(self, tokens: list[str]) -> None:
+    def use_vocabulary(self, tokens: list[str], tokenizer: str = "word") -> None:
         tf = self._tf
-        from ingest.text import tokenize_to_ids, vocabulary_table
+        from ingest.text import TextToIds
 
-        table = vocabulary_table(tokens)
+        text_to_ids = TextToIds(tokens, tokenizer)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def to_ids(texts):
-            ids = tokenize_to_ids(texts, table)
+            ids = text_to_ids(texts)
             return tf.cast(ids.flat_values, tf.int32), ids.row_lengths()
 
-        self._table = table  # keep the table alive with the function
+        self._text_to_ids = text_to_ids  # keep its table / model alive with the function
         self.to_ids = to_ids
 
 
@@ -241,14 +243,22 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             counters["empty_documents"] += int((lengths == 0).sum())
             done += len(lengths)
             progress("counting words", done, None, 0)
-    refuse_empty(settings, specs, counters, per_split)
-    vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
-    counts.close()  # removes the spilled runs
-    counters["tokens"] = counts.total
-    counters["oov_tokens"] = oov
+    extra = {}
+    if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces
+        from ingest.wordpiece import wordpiece_count_pass
+
+        vocabulary, per_split, counters, extra, shard_counts = wordpiece_count_pass(
+            settings, specs, counts, counters, per_split, tokenizer, progress)
+    else:
+        refuse_empty(settings, specs, counters, per_split)
+        vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
+        counts.close()  # removes the spilled runs
+        counters["tokens"] = counts.total
+        counters["oov_tokens"] = oov
+        shard_counts = _shard_counts(settings, kept_counts, counts.total, per_split)
     summary = dict(fingerprint=fingerprint, identity=identity, vocabulary=vocabulary, counters=dict(counters),
-                   splits={name: dict(value) for name, value in per_split.items()},
-                   shard_counts=_shard_counts(settings, kept_counts, counts.total, per_split))
+                   splits={name: dict(value) for name, value in per_split.items()}, shard_counts=shard_counts,
+                   **({"extra": extra} if extra else {}))
     storage.makedirs(settings.out)
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
@@ -308,7 +318,7 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
     """Tokenize (a thread) -> cut and encode windows (worker processes) -> append to shards
     (here), each stage in document order, a few batches in flight."""
     session = session or IngestSession()
-    tokenizer.use_vocabulary(summary["vocabulary"])
+    tokenizer.use_vocabulary(summary["vocabulary"], settings.tokenizer)
     shard_set, done, windows, complete = _open_shards(settings, fingerprint, plan)
     total = summary["counters"]["documents"]
     session.windows_before = windows
@@ -399,7 +409,7 @@ def _encoder_pool(workers: int) -> concurrent.futures.Executor:
 # ------------------------------------------------------------------ manifest
 
 def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None) -> Manifest:
-    from ingest.text import TOKENIZER_CONFIG
+    from ingest.text import tokenizer_config
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
     splits = {}
@@ -414,12 +424,12 @@ def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict
     known = {field.name for field in dataclasses.fields(Counters)}
     counters = Counters(**{key: value for key, value in summary["counters"].items() if key in known})
     return Manifest(
-        fingerprint=fingerprint, tokenizer=TOKENIZER_CONFIG, vocab_file=VOCAB_NAME,
+        fingerprint=fingerprint, tokenizer=tokenizer_config(settings.tokenizer), vocab_file=VOCAB_NAME,
         vocab_size=len(summary["vocabulary"]), vocab_sha256=vocab_sha256,
         context_length=settings.context_length, stride=settings.stride, seed=settings.seed,
         val_fraction=settings.val_fraction, splits=splits, counters=counters,
         inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column} for spec in specs),
         created_by=f"nextword {__version__}", layout=settings.layout,
         windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
-        identity=identity or {},
+        identity=identity or {}, extra=summary.get("extra", {}),
     )

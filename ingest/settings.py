@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from ingest.sources import BUILTIN, FORMATS, InputSpec
 from nextword.differences import changed_settings, show
 from nextword.errors import SettingsError
-from tfrecords.manifest import FORMAT_VERSION, LAYOUTS
+from tfrecords.manifest import FORMAT_VERSION, LAYOUTS, TOKENIZERS, tokenizer_choice
 
 
 CHECK_BYTES = 1 << 20  # an input's content check hashes this many bytes at each end (see input_identity)
-# identity keys (ingest settings) by the flag that sets them
-SETTING_LABELS = {"vocab_size": "--vocab-size", "context_length": "--context", "stride": "--stride", "shards": "--shards",
+# identity keys (ingest settings) by the flag that sets them; "tokenizer_choice" is not stored, it is
+# read from the stored tokenizer config (see _settings_of)
+SETTING_LABELS = {"tokenizer_choice": "--tokenizer", "vocab_size": "--vocab-size", "context_length": "--context",
+                  "stride": "--stride", "shards": "--shards",
                   "layout": "--layout", "windows_per_record": "--windows-per-record", "val_fraction": "--val-fraction",
                   "seed": "--seed", "on_error": "--on-error", "format_version": "dataset format version",
                   "tokenizer": "tokenizer (another nextword version)"}
@@ -32,7 +34,8 @@ class IngestSettings:
     out: str
     format: str = "auto"
     column: str | None = None
-    vocab_size: int = 20000
+    tokenizer: str = "word"  # word: one id per word; wordpiece: subword pieces learned at ingest
+    vocab_size: int = 20000  # wordpiece: the learner's target size
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target
     stride: int = 1
     layout: str = "spans"  # spans: runs of consecutive windows per record; windows: one Example per window
@@ -49,6 +52,8 @@ class IngestSettings:
     def __post_init__(self) -> None:
         if self.format not in ("auto", *FORMATS):
             raise SettingsError(f"--format must be auto or one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.tokenizer not in TOKENIZERS:
+            raise SettingsError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
         if self.vocab_size < 3:
             raise SettingsError(f"--vocab-size must be at least 3 (<pad>, <unk> and one word), got {self.vocab_size}")
         if self.vocab_size > 1 << 21:
@@ -77,10 +82,10 @@ class IngestSettings:
         """What determines the output bytes, JSON-able (dataset.json keeps it as `identity`): each
         input's `input_identity`, the tokenizer and layout settings. Not workers, batch size or
         checkpoint cadence: they never change the output."""
-        from ingest.text import TOKENIZER_CONFIG  # imports TensorFlow: not at module import
+        from ingest.text import tokenizer_config  # imports TensorFlow: not at module import
 
         described = dict(
-            format_version=FORMAT_VERSION, tokenizer=TOKENIZER_CONFIG, inputs=[input_identity(spec) for spec in specs],
+            format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=[input_identity(spec) for spec in specs],
             vocab_size=self.vocab_size, context_length=self.context_length, stride=self.stride, shards=self.shards,
             layout=self.layout, windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
@@ -93,7 +98,7 @@ class IngestSettings:
     def legacy_fingerprint(self, specs: list[InputSpec]) -> str:
         """The fingerprint nextword 0.1.0 wrote (inputs as typed, with size and mtime): a rerun of
         the command that wrote such a dataset still finds it complete."""
-        from ingest.text import TOKENIZER_CONFIG
+        from ingest.text import tokenizer_config
 
         inputs = []
         for spec in specs:
@@ -101,7 +106,7 @@ class IngestSettings:
             inputs.append([spec.path, spec.format, spec.column, stat.st_size if stat else None,
                            stat.st_mtime_ns if stat else None])
         described = dict(
-            format_version=FORMAT_VERSION, tokenizer=TOKENIZER_CONFIG, inputs=inputs, vocab_size=self.vocab_size,
+            format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=inputs, vocab_size=self.vocab_size,
             context_length=self.context_length, stride=self.stride, shards=self.shards, layout=self.layout,
             windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
@@ -151,9 +156,19 @@ def input_identity(spec: InputSpec) -> dict:
 def identity_changes(recorded: dict, wanted: dict, holder: str, when: str) -> list[str]:
     """What differs between a recorded identity (of the HOLDER, written WHEN) and this command's,
     one line each: inputs first, then settings by their flag."""
+    recorded_settings, wanted_settings = _settings_of(recorded), _settings_of(wanted)
+    if recorded_settings["tokenizer_choice"] != wanted_settings["tokenizer_choice"]:
+        for shown in (recorded_settings, wanted_settings):
+            shown.pop("tokenizer", None)  # its config differs too: the --tokenizer line says it all
     return _input_changes(recorded.get("inputs", []), wanted["inputs"], holder, when) + changed_settings(
-        {key: value for key, value in recorded.items() if key != "inputs"},
-        {key: value for key, value in wanted.items() if key != "inputs"}, SETTING_LABELS, holder)
+        recorded_settings, wanted_settings, SETTING_LABELS, holder)
+
+
+def _settings_of(identity: dict) -> dict:
+    """An identity's settings, with the --tokenizer its tokenizer config describes beside that config."""
+    settings = {key: value for key, value in identity.items() if key != "inputs"}
+    settings["tokenizer_choice"] = tokenizer_choice(settings.get("tokenizer"))
+    return settings
 
 
 def _shown(path: str) -> str:

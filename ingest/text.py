@@ -28,6 +28,11 @@ filter character, so "don't" stays one word), made total over arbitrary bytes. I
 Everything else is part of a word: letters, digits, combining marks (one with no base letter
 stays at the start of its word), symbols, emoji, U+FFFD, private use, noncharacters, unassigned
 code points and the few format characters that are not default-ignorable (e.g. U+0600).
+
+Words become ids in one of two ways (`TextToIds`, `nextword ingest --tokenizer`): `word` looks each
+word up in the vocabulary (<unk> if absent); `wordpiece` spells each word with TF Text's
+FastWordpieceTokenizer from pieces learned at ingest (ingest/wordpiece.py), "##" marking a piece
+that continues a word, and merges the pieces of a document into one sequence.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ import re
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+
+from tfrecords.manifest import TOKENIZERS, WORDPIECE_NAME
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -104,3 +111,70 @@ def words_to_ids(words: tf.RaggedTensor, table: tf.lookup.StaticHashTable) -> tf
 def tokenize_to_ids(texts: tf.Tensor, table: tf.lookup.StaticHashTable) -> tf.RaggedTensor:
     """string[batch] -> ragged int64[batch, (words)]: the whole text -> ids path."""
     return words_to_ids(split_words(texts), table)
+
+
+# ------------------------------------------------------------------ subwords (--tokenizer wordpiece)
+
+SUFFIX_INDICATOR = "##"  # marks a piece that continues a word: "walking" -> "walk", "##ing"
+# FastWordpieceTokenizer's default: a longer word (in UTF-8 bytes) becomes one <unk>.
+MAX_BYTES_PER_WORD = 100
+# The WordPiece learner's settings (tensorflow_text ... wordpiece_tokenizer_learner_lib.learn; its
+# defaults but for the joiner), and how many distinct words it is given: the most frequent ones
+# (plus every other character of the corpus, see ingest/wordpiece.py). The learner is pure Python
+# and its time grows with the words it is given. Measured on this 2-core machine, vim's help files
+# (1.5M words, 37,203 distinct), --vocab-size 5000: 5K words 6.5 s, 10K 21 s, 20K 38 s, all 37K 70 s
+# (55 s for 20K words at --vocab-size 20000), while the corpus took 1.215, 1.191, 1.193 and 1.188
+# pieces a word: past ~10K words the pieces hardly change. 20K (the default --vocab-size) bounds the
+# learner near a minute whatever the corpus; a rarer word is still spelled from the pieces learned.
+LEARNER_WORDS = 20_000
+LEARNER_PARAMS = dict(upper_thresh=10_000_000, lower_thresh=10, num_iterations=4, max_token_length=50,
+                      max_unique_chars=1000, slack_ratio=0.05, include_joiner_token=True, joiner=SUFFIX_INDICATOR)
+
+WORDPIECE_CONFIG = {
+    **TOKENIZER_CONFIG,  # the same words, then each word becomes pieces ("name" keeps its place, first)
+    "name": WORDPIECE_NAME,
+    "pieces": "tensorflow_text.FastWordpieceTokenizer over each word (no_pretokenization), ids merged per document",
+    "suffix_indicator": SUFFIX_INDICATOR,
+    "unknown_token": UNK_TOKEN,
+    "unknown": "one unknown_token for a whole word its pieces cannot spell (a character outside the learned "
+               "alphabet) or longer than max_bytes_per_word UTF-8 bytes",
+    "max_bytes_per_word": MAX_BYTES_PER_WORD,
+    "learner": "tensorflow_text.tools.wordpiece_vocab.wordpiece_tokenizer_learner_lib.learn",
+    "learner_words": LEARNER_WORDS,  # the most frequent words (ties by word) with their counts
+    "learner_characters": "every character of the corpus: one that no word given holds is given as a word, count 1",
+    "learner_params": LEARNER_PARAMS,
+}
+
+
+def tokenizer_config(tokenizer: str) -> dict:
+    """What dataset.json records as `tokenizer` for `--tokenizer word|wordpiece`."""
+    return WORDPIECE_CONFIG if tokenizer == "wordpiece" else TOKENIZER_CONFIG
+
+
+class TextToIds(tf.Module):
+    """The text -> ids function of either tokenizer: string[batch] (any bytes) -> ragged
+    int64[batch, (tokens)], for a vocabulary given as a list of strings (line number = id).
+
+    word:      each word of `split_words` -> its id, or UNK_ID.
+    wordpiece: each word of `split_words` -> its pieces' ids (FastWordpieceTokenizer, "##" marking
+               a piece that continues a word; a word it cannot spell -> one UNK_ID), merged into
+               one sequence per document.
+    """
+
+    def __init__(self, vocabulary: list[str], tokenizer: str = "word") -> None:
+        super().__init__(name="text_to_ids")
+        if tokenizer not in TOKENIZERS:
+            raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
+        self.tokenizer = tokenizer
+        if tokenizer == "wordpiece":
+            self.wordpiece = tf_text.FastWordpieceTokenizer(
+                list(vocabulary), suffix_indicator=SUFFIX_INDICATOR, max_bytes_per_word=MAX_BYTES_PER_WORD,
+                unknown_token=UNK_TOKEN, no_pretokenization=True, support_detokenization=True)
+        else:
+            self.table = vocabulary_table(vocabulary)
+
+    def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        words = split_words(texts)
+        if self.tokenizer == "word":
+            return words_to_ids(words, self.table)
+        return self.wordpiece.tokenize(words).merge_dims(1, 2)  # [batch, (words), (pieces)] -> [batch, (pieces)]

@@ -39,6 +39,27 @@ FEATURE_NAME = "tokens"  # windows: int64[context_length + 1], pre-padded; spans
 PAD_FEATURE = "pad"  # spans only: int64[1], zeros to put before "tokens"
 SPLITS = ("train", "val")
 LAYOUTS = ("spans", "windows")
+TOKENIZERS = ("word", "wordpiece")  # `nextword ingest --tokenizer`; a manifest's tokenizer "name" says which
+WORDPIECE_NAME = "nextword-wordpiece"  # the tokenizer "name" of a wordpiece dataset (ingest/text.py WORDPIECE_CONFIG)
+
+
+def tokenizer_choice(tokenizer: dict | None) -> str:
+    """The `--tokenizer` a manifest's `tokenizer` entry describes: "wordpiece", or "word" (every
+    dataset written before subwords existed: its name is "nextword-words")."""
+    return "wordpiece" if (tokenizer or {}).get("name") == WORDPIECE_NAME else "word"
+
+
+def join_pieces(tokens: list[str], suffix_indicator: str = "##") -> list[str]:
+    """WordPiece tokens -> words: a piece that starts with `suffix_indicator` continues the word
+    before it ("walk", "##ing" -> "walking"); one with no word before it (a window may start in
+    the middle of a word) is kept as it is."""
+    words: list[str] = []
+    for token in tokens:
+        if token.startswith(suffix_indicator) and len(token) > len(suffix_indicator) and words:
+            words[-1] += token[len(suffix_indicator):]
+        else:
+            words.append(token)
+    return words
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -119,6 +140,11 @@ class Manifest:
     # What `fingerprint` hashes (ingest.settings.IngestSettings.identity): each input's resolved
     # path, size and content check, and the settings. {} in manifests written by nextword 0.1.0.
     identity: dict = field(default_factory=dict)
+
+    @property
+    def tokenizer_choice(self) -> str:
+        """"word" or "wordpiece" (see `tokenizer_choice`)."""
+        return tokenizer_choice(self.tokenizer)
 
     @property
     def record_length(self) -> int:

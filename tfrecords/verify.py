@@ -16,7 +16,7 @@ import numpy as np
 from nextword import storage
 from nextword.errors import ArtifactError
 from tfrecords.encode import crc32c, mask_crc
-from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, load_manifest, load_vocabulary
+from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, join_pieces, load_manifest, load_vocabulary
 from tfrecords.spans import frame_record, histogram, windows_in_records
 
 
@@ -197,13 +197,18 @@ def verify_dataset(data_dir: str, on_shard=None) -> tuple[Manifest, list[ShardRe
 
 def sample_windows(data_dir: str, manifest: Manifest, count: int = 5, split: str = "train") -> list[tuple[list[str], str]]:
     """The first `count` windows of a split's first shard as (context words without padding, target),
-    in either layout (span records are framed into their windows)."""
+    in either layout (span records are framed into their windows). Wordpiece: the context's pieces
+    joined into words, the target a piece."""
     vocabulary = load_vocabulary(data_dir, manifest)
     shards = manifest.split(split).shards
     if not shards or count < 1:
         return []
     rows = _first_windows(storage.join(data_dir, shards[0].file), manifest, count)
-    return [([vocabulary[token] for token in row[:-1] if token != manifest.pad_id], vocabulary[row[-1]]) for row in rows]
+    samples = [([vocabulary[token] for token in row[:-1] if token != manifest.pad_id], vocabulary[row[-1]]) for row in rows]
+    if manifest.tokenizer_choice == "wordpiece":  # pieces -> words; the target stays a piece ("##ing")
+        suffix_indicator = manifest.tokenizer.get("suffix_indicator", "##")
+        samples = [(join_pieces(context, suffix_indicator), target) for context, target in samples]
+    return samples
 
 
 def _first_windows(path: str, manifest: Manifest, count: int) -> list[list[int]]:
