@@ -18,7 +18,7 @@ from _cli import nextword_app, run_cli
 from ingest.sources import FORMATS
 from model.config import ARCHITECTURES, OBJECTIVES
 from model.settings import OPTIMIZERS, PRESETS, STRATEGIES
-from tfrecords.manifest import LAYOUTS
+from tfrecords.manifest import LAYOUTS, TOKENIZERS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The argument names the README uses, in order, as the usage line shows them.
@@ -30,6 +30,7 @@ ARGUMENTS = {
 CHOICES = {
     ("ingest", "--format"): ("auto", *FORMATS), ("ingest", "--layout"): LAYOUTS,
     ("ingest", "--on-error"): ("strict", "skip"), ("ingest", "--runner"): ("local", "beam"),
+    ("ingest", "--tokenizer"): TOKENIZERS,
     ("train", "--preset"): PRESETS, ("train", "--arch"): ARCHITECTURES, ("train", "--objective"): OBJECTIVES,
     ("train", "--optimizer"): OPTIMIZERS, ("train", "--strategy"): STRATEGIES,
 }

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import time
@@ -151,14 +150,6 @@ def test_a_rerun_with_the_other_tokenizer_is_refused_saying_so(tmp_path, corpus)
     assert "tokenizer (another nextword version)" not in text
     again = run_cli("ingest", corpus, "--out", out, *common, "--tokenizer", "word")
     assert again.exit_code == 0 and "already complete" in " ".join(again.stderr.split())
-
-
-def test_help_lists_the_tokenizers_and_refuses_another(monkeypatch):
-    monkeypatch.setenv("COLUMNS", "250")
-    row = next(line for line in run_cli("ingest", "--help").stdout.splitlines() if re.match(r"│\s*--tokenizer\s", line))
-    assert "<word|wordpiece>" in row and "word: one id per word" in row
-    bad = run_cli("ingest", "--out", "unused", "--tokenizer", "bpe")
-    assert bad.exit_code == 2 and "Invalid value for '--tokenizer'" in bad.stderr
 
 
 @pytest.fixture
