@@ -98,7 +98,9 @@ def test_a_dataset_of_nextword_0_1_0_is_still_found_complete(ingested):
 def test_ctrl_c_on_ingest_says_how_to_resume_and_the_rerun_resumes(tmp_path):
     """SIGINT to the process group (what a terminal's Ctrl-C sends) in pass 2, worker processes
     running. Before: exit 130 with no message."""
-    corpus = write_lines(tmp_path / "corpus.txt", synthetic_documents(1500, seed=11, min_words=10, max_words=60))
+    # Pass 2 of 1,500 documents takes ~2.6 s: on a loaded machine this test's poll loop stalled long enough
+    # for the ingest to finish before the SIGINT (CI saw exit 0). 6,000 leave ~10 s after the 40th document.
+    corpus = write_lines(tmp_path / "corpus.txt", synthetic_documents(6000, seed=11, min_words=10, max_words=60))
     out = tmp_path / "data"
     arguments = ["ingest", corpus, "--out", str(out), *INGEST[:4], "--workers", "2",
                  "--checkpoint-seconds", "0", "--batch-bytes", "2048"]
@@ -122,7 +124,7 @@ def test_ctrl_c_on_ingest_says_how_to_resume_and_the_rerun_resumes(tmp_path):
     assert not (out / "dataset.json").exists()
     again = run_cli(*arguments)
     assert again.exit_code == 0, again.output
-    assert "resuming from document " in flat(again.stderr) and "of 1,500 (pass 2 of 3" in flat(again.stderr)
+    assert "resuming from document " in flat(again.stderr) and "of 6,000 (pass 2 of 3" in flat(again.stderr)
     assert "were written by an earlier, interrupted run" in flat(again.stderr)
     assert windows_of(out) > 0
 
