@@ -104,7 +104,10 @@ def test_ctrl_c_on_ingest_says_how_to_resume_and_the_rerun_resumes(tmp_path):
     out = tmp_path / "data"
     arguments = ["ingest", corpus, "--out", str(out), *INGEST[:4], "--workers", "2",
                  "--checkpoint-seconds", "0", "--batch-bytes", "2048"]
+    # SIGINT at its default, as in a terminal's foreground job: a shell starts background jobs with SIGINT
+    # ignored, Python then installs no KeyboardInterrupt handler, and a CI started with `&` saw exit 0.
     process = subprocess.Popen([sys.executable, "-m", "nextword.cli", *arguments], cwd=REPO, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     deadline = time.monotonic() + 120
