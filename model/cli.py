@@ -84,10 +84,9 @@ def print_summary(summary: dict, out: str) -> None:
         else:
             lines.append(f"no step trained this session{resumed}")
     if validation:
-        lines.append(
-            f"validation: loss {validation['loss']:.4f}  perplexity {validation['perplexity']:.2f}  "
-            f"top-1 {validation['top1']:.4f}  top-5 {validation['top5']:.4f}"
-        )
+        from model.metrics import metrics_line
+
+        lines.append(f"validation: {metrics_line(validation)}")
     lines.append(f"weights sha256: {summary['weights_sha256']}")
     lines.append(f"run dir: {out}")
     typer.echo("\n".join(lines))
@@ -99,19 +98,16 @@ def evaluate(
     split: str = typer.Option("val", help="split to score"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Loss, perplexity, top-1 and top-5 accuracy of the window's final word over a split."""
+    """Loss, perplexity (per token and per word) and top-1/top-5 (word datasets) of the window's final token."""
     load_tensorflow()
     from model.evaluate import evaluate as run_eval
+    from model.metrics import metrics_line
 
     result = run_eval(model_dir, data_dir, split)
     if as_json:
         typer.echo(json.dumps(result))
         return
-    typer.echo(
-        f"{result['split']}: {result['windows']:,} windows ({result['source']})\n"
-        f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.2f}  "
-        f"top-1 {result['top1']:.4f}  top-5 {result['top5']:.4f}"
-    )
+    typer.echo(f"{result['split']}: {result['windows']:,} windows ({result['source']})\n{metrics_line(result)}")
 
 
 def plot(run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="a run written by `nextword train`")) -> None:

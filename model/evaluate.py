@@ -1,4 +1,5 @@
-"""`nextword eval RUN_DIR|EXPORT_DIR DATA_DIR`: loss, perplexity, top-1/top-5 of the window's final word.
+"""`nextword eval RUN_DIR|EXPORT_DIR DATA_DIR`: loss, perplexity (per token and per word) and, for
+word datasets, top-1/top-5 of the window's final token.
 
 RUN_DIR: the model is rebuilt from run.json's config and the latest checkpoint restored.
 EXPORT_DIR: card.json's sha256s are checked as `gen` checks them (nextword.export_card) and a
@@ -18,7 +19,7 @@ from nextword.export_card import verify_export
 from model import checkpointing
 from model.builder import build_model, final_word_logits_fn
 from model.config import ModelConfig
-from model.metrics import evaluate_split
+from model.metrics import evaluate_split, tokens_per_word
 from tfrecords.manifest import load_manifest, load_vocabulary
 
 
@@ -92,7 +93,8 @@ def is_export_dir(path: str) -> bool:
 
 
 def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
-    """{"loss", "perplexity", "top1", "top5", "windows", "split", "source"} over the split's windows."""
+    """{"loss", "perplexity", "word_perplexity", "tokens_per_word", "windows", "split", "source",
+    "tokenizer"} over the split's windows, and "top1", "top5" for a word dataset (MetricTotals.result)."""
     manifest = load_manifest(data_dir)
     if manifest.split(split).windows == 0:
         why = f"; the dataset was ingested with --val-fraction {manifest.val_fraction:g}" if split == "val" else ""
@@ -101,6 +103,7 @@ def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
             hint="pass --split train, or ingest again with --val-fraction above 0 (e.g. 0.1)" if split == "val"
             else f"pass --split with a split that holds windows ({', '.join(sorted(manifest.splits))})",
         )
+    tokens_per_word(manifest, split)  # a manifest without word counts is refused before the model loads
     if is_export_dir(model_dir):
         card = verify_export(model_dir)  # every file's sha256, as `gen` checks it, before loading
         check_export_matches(model_dir, card, data_dir, manifest)
@@ -119,4 +122,4 @@ def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
             f"the {split} split read {int(totals.rows)} windows, dataset.json says {expected}",
             hint="the dataset was modified after ingest; re-run `nextword ingest`",
         )
-    return {**totals.result(), "split": split, "source": source}
+    return {**totals.result(manifest, split), "split": split, "source": source, "tokenizer": manifest.tokenizer_choice}

@@ -1,7 +1,8 @@
 """RUN_DIR/history.json, TensorBoard scalars and the PNG plots.
 
 history.json: {"steps": [{step, epoch, loss, windows_per_second}], "epochs": [{epoch, step,
-train_loss, val_loss, val_perplexity, val_top1, val_top5}], "summary": {...}}.
+train_loss, val_loss, val_perplexity, val_word_perplexity, val_tokens_per_word, val_top1, val_top5}],
+"summary": {...}}. val_top1/val_top5 are absent for wordpiece datasets (see model.metrics).
 """
 
 from __future__ import annotations
@@ -116,7 +117,9 @@ FIGURES = {
                                                 ("validation loss (the window's last word)", "epochs", "val_loss")]),
     "accuracy.png": ("validation accuracy of the next word",
                      [("validation top-1", "epochs", "val_top1"), ("validation top-5", "epochs", "val_top5")]),
-    "perplexity.png": ("validation perplexity (lower is better)", [("validation perplexity", "epochs", "val_perplexity")]),
+    "perplexity.png": ("validation perplexity (lower is better)",
+                       [("validation perplexity per token", "epochs", "val_perplexity"),
+                        ("validation perplexity per word", "epochs", "val_word_perplexity")]),
 }
 
 
@@ -126,12 +129,12 @@ def _last_step(record: dict) -> int:
 
 def _draw(axes, title: str, series: list, record: dict) -> None:
     """One panel: a line per series; validation points marked and their last value written beside them."""
-    drawn = False
+    drawn = []
     for label, rows_key, key in series:
         points = [(row["step"], row[key]) for row in record.get(rows_key, []) if row.get(key) is not None]
-        if not points:
+        if not points or points in drawn:  # per-word perplexity of a word dataset: the per-token line again
             continue
-        drawn = True
+        drawn.append(points)
         is_validation = rows_key == "epochs"
         (line,) = axes.plot(*zip(*points), marker="o" if is_validation else None, linewidth=2 if is_validation else 1.2,
                             label=label)
@@ -152,8 +155,11 @@ def _draw(axes, title: str, series: list, record: dict) -> None:
         if "perplexity" in title and low > 0 and max(max(v) for v in values) / low > 4:
             axes.set_yscale("log")
     else:
-        axes.text(0.5, 0.5, "no validation yet:\nthe first epoch has not finished", ha="center", va="center",
-                  transform=axes.transAxes, color="grey")
+        validated = any(row.get("val_loss") is not None for row in record.get("epochs", []))
+        # validated but no accuracy: a wordpiece run, whose targets are pieces, not words
+        note = ("no next-word accuracy:\nthe dataset's tokens are word pieces" if validated
+                else "no validation yet:\nthe first epoch has not finished")
+        axes.text(0.5, 0.5, note, ha="center", va="center", transform=axes.transAxes, color="grey")
 
 
 def _png(figure) -> bytes:

@@ -1,7 +1,12 @@
 """Loss and metric code shared by the training loop, per-epoch validation and `nextword eval`.
 
-Validation and eval score the window's FINAL word for every objective, so the notebook's
+Validation and eval score the window's FINAL token for every objective, so the notebook's
 "last" model and an "all" model are compared on the same targets. Pad targets never count.
+
+A token is a word for `--tokenizer word` and a piece for `--tokenizer wordpiece`. `loss` and
+`perplexity` are per token; `word_perplexity` spreads the same total NLL over the words those
+tokens spell (see `tokens_per_word`), so runs on either tokenizer compare. top-1/top-5 are
+next-word accuracy only when tokens are words: for wordpiece the keys are left out.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import math
 from dataclasses import dataclass
 
 import tensorflow as tf
+
+from nextword.errors import ArtifactError
 
 
 def weighted_token_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
@@ -47,9 +54,33 @@ def final_word_sums(logits: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tenso
     }
 
 
+def tokens_per_word(manifest, split: str) -> float:
+    """Scored targets per scored word in `split`: 1.0 for a word dataset, ~1.2 for wordpiece.
+
+    The first token of each document is never a target (windows == tokens - documents at stride
+    1), and a document's first piece starts its first word, so both counts drop one per document.
+    With stride > 1 the windows are a sample of the targets and this is the split's ratio, not
+    the scored windows' own.
+    """
+    counts = manifest.split(split)
+    words = manifest.extra.get("words", {}).get(split) if manifest.tokenizer_choice == "wordpiece" else counts.tokens
+    if words is None:
+        raise ArtifactError(
+            f"the {manifest.tokenizer_choice} dataset's manifest has no word count for its {split} split "
+            "(extra.words), so perplexity per word cannot be computed",
+            hint="re-run `nextword ingest` with this version of nextword",
+        )
+    target_tokens, target_words = counts.tokens - counts.documents, words - counts.documents
+    return target_tokens / target_words if target_tokens > 0 and target_words > 0 else 1.0
+
+
+def _perplexity(loss: float) -> float:
+    return math.exp(min(loss, 700.0))  # exp(>709) overflows a float
+
+
 @dataclass
 class MetricTotals:
-    """Running sums over batches -> loss, perplexity, top-1, top-5."""
+    """Running sums over batches -> loss, perplexity (per token and per word), top-1, top-5."""
 
     loss: float = 0.0
     top1: float = 0.0
@@ -61,16 +92,44 @@ class MetricTotals:
         for name in ("loss", "top1", "top5", "windows", "rows"):
             setattr(self, name, getattr(self, name) + float(sums[name]))
 
-    def result(self) -> dict:
+    def result(self, manifest, split: str) -> dict:
+        """{"loss", "perplexity", "word_perplexity", "tokens_per_word", "windows"}, plus "top1" and
+        "top5" when the manifest's tokens are words. loss: mean NLL (nats) per scored token."""
         count = max(self.windows, 1.0)
         loss = self.loss / count
-        return {
+        ratio = tokens_per_word(manifest, split)
+        result = {
             "loss": loss,
-            "perplexity": math.exp(min(loss, 700.0)),
-            "top1": self.top1 / count,
-            "top5": self.top5 / count,
+            "perplexity": _perplexity(loss),
+            # exp(total NLL / words): the loss per token times tokens per word
+            "word_perplexity": _perplexity(loss * ratio),
+            "tokens_per_word": ratio,
             "windows": int(self.windows),
         }
+        if manifest.tokenizer_choice == "word":  # a piece's top-1 is not the next word's
+            result.update(top1=self.top1 / count, top5=self.top5 / count)
+        return result
+
+
+def perplexity_text(metrics: dict, digits: int = 2) -> str:
+    """"perplexity 45.20" for words; for pieces "perplexity 45.20 per piece, 98.10 per word (1.19 pieces/word)"."""
+    if "top1" in metrics or "word_perplexity" not in metrics:  # tokens are words (or an older summary)
+        return f"perplexity {metrics['perplexity']:.{digits}f}"
+    return (f"perplexity {metrics['perplexity']:.{digits}f} per piece, {metrics['word_perplexity']:.{digits}f} per word "
+            f"({metrics['tokens_per_word']:.2f} pieces/word)")
+
+
+def accuracy_text(metrics: dict, digits: int = 4) -> str:
+    """"top-1 0.1200  top-5 0.2400", or "" where the tokens are not words (no next-word accuracy)."""
+    if "top1" not in metrics:
+        return ""
+    return f"top-1 {metrics['top1']:.{digits}f}  top-5 {metrics['top5']:.{digits}f}"
+
+
+def metrics_line(metrics: dict, accuracy_digits: int = 4) -> str:
+    """loss, perplexity and (for words) accuracy on one line, as train and eval print them."""
+    parts = [f"loss {metrics['loss']:.4f}", perplexity_text(metrics), accuracy_text(metrics, accuracy_digits)]
+    return "  ".join(part for part in parts if part)
 
 
 # Floats of [batch, vocab] logits one replica holds per evaluation step (64 MB in float32): the

@@ -18,7 +18,7 @@ from nextword.errors import ArtifactError, SettingsError
 from model import checkpointing
 from model.history import History, plot_history
 from model.loop import Trainer
-from model.metrics import evaluate_split
+from model.metrics import evaluate_split, metrics_line
 from model.settings import TrainSettings
 from model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             use_mixed_precision)
@@ -365,10 +365,7 @@ class TrainingSession:
             row["partial_epoch"] = True
         row.update({f"val_{key}": value for key, value in metrics.items() if key != "windows"})
         self.history.log_epoch(row)
-        progress.note(
-            f"{label}: val loss {metrics['loss']:.4f}  perplexity {metrics['perplexity']:.2f}  "
-            f"top-1 {metrics['top1']:.3f}  top-5 {metrics['top5']:.3f}"
-        )
+        progress.note(f"{label}: val {metrics_line(metrics, accuracy_digits=3)}")
 
     def validate(self) -> dict:
         """Every worker's replicas score their part of the val split; all get the same totals."""
@@ -378,7 +375,7 @@ class TrainingSession:
         if int(totals.rows) != expected:
             raise ArtifactError(f"the val split read {int(totals.rows)} windows, dataset.json says {expected}",
                                 hint="the dataset was modified after ingest; re-run `nextword ingest`")
-        return totals.result()
+        return totals.result(self.manifest, "val")
 
     def _summary(self, stopped_by: str, start_step: int, train_seconds: float, already_complete: bool = False) -> dict:
         position = self.position.as_dict()
