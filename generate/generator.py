@@ -64,7 +64,7 @@ class Sample:
     prompt_index: int
     sample_index: int
     text: str  # the generated words only, space-separated
-    ids: list[int]
+    ids: list[int]  # their tokens: one a word, or (wordpiece) the pieces
     unknown_words: list[str] = field(default_factory=list)  # prompt words that became <unk>
 
 
@@ -129,6 +129,9 @@ class Generator:
         )
         texts = outputs["text"].numpy()
         ids = outputs["ids"].numpy()
+        # A word export's rows are all num_words long; a wordpiece export's rows are 0-padded
+        # (exports before subwords have no "lengths").
+        lengths = outputs["lengths"].numpy() if "lengths" in outputs else [ids.shape[1]] * len(rows)
         unknown = outputs["unknown_words"].numpy()
         samples = [
             Sample(
@@ -136,7 +139,7 @@ class Generator:
                 prompt_index=index,
                 sample_index=sample,
                 text=texts[row].decode("utf-8"),
-                ids=[int(value) for value in ids[row]],
+                ids=[int(value) for value in ids[row][: lengths[row]]],
                 unknown_words=unknown[row].decode("utf-8", errors="replace").split(),  # an export before tokenizer 2 may hold raw bytes
             )
             for row, (index, sample) in enumerate(rows)

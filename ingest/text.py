@@ -159,6 +159,8 @@ class TextToIds(tf.Module):
     wordpiece: each word of `split_words` -> its pieces' ids (FastWordpieceTokenizer, "##" marking
                a piece that continues a word; a word it cannot spell -> one UNK_ID), merged into
                one sequence per document.
+
+    Ingest calls it; the export embeds the same module (plus `detokenize`) in its SavedModel.
     """
 
     def __init__(self, vocabulary: list[str], tokenizer: str = "word") -> None:
@@ -166,15 +168,38 @@ class TextToIds(tf.Module):
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         self.tokenizer = tokenizer
+        self.vocabulary = tf.constant(list(vocabulary), tf.string)
         if tokenizer == "wordpiece":
             self.wordpiece = tf_text.FastWordpieceTokenizer(
                 list(vocabulary), suffix_indicator=SUFFIX_INDICATOR, max_bytes_per_word=MAX_BYTES_PER_WORD,
                 unknown_token=UNK_TOKEN, no_pretokenization=True, support_detokenization=True)
         else:
             self.table = vocabulary_table(vocabulary)
+        # bool[vocab]: the ids that continue the word before them ("##ing"); none for `word`.
+        self.continues_word = tf.constant([is_continuation(token) and tokenizer == "wordpiece" for token in vocabulary])
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        return self.words_and_ids(texts)[1]
+
+    def words_and_ids(self, texts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+        """string[batch] -> (words ragged string[batch, (words)], ids ragged int64[batch, (tokens)],
+        unknown ragged bool[batch, (words)]: the words read as <unk>)."""
         words = split_words(texts)
         if self.tokenizer == "word":
-            return words_to_ids(words, self.table)
-        return self.wordpiece.tokenize(words).merge_dims(1, 2)  # [batch, (words), (pieces)] -> [batch, (pieces)]
+            ids = words_to_ids(words, self.table)
+            return words, ids, tf.equal(ids, UNK_ID)
+        pieces = self.wordpiece.tokenize(words)  # [batch, (words), (pieces)]
+        unknown = tf.reduce_any(tf.equal(pieces, UNK_ID), axis=2)
+        return words, pieces.merge_dims(1, 2), unknown
+
+    def detokenize(self, ids: tf.RaggedTensor) -> tf.Tensor:
+        """ragged int[batch, (tokens)] -> string[batch]: the words, joined by single spaces (a piece
+        continuing a word is appended to it; `word` joins the words as they are)."""
+        if self.tokenizer == "wordpiece":
+            return self.wordpiece.detokenize(ids)
+        return tf.strings.reduce_join(tf.gather(self.vocabulary, ids), axis=1, separator=" ")
+
+
+def is_continuation(token: str) -> bool:
+    """A WordPiece token that continues the word before it: "##ing" (not "##" alone)."""
+    return token.startswith(SUFFIX_INDICATOR) and len(token) > len(SUFFIX_INDICATOR)

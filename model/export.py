@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 import nextword
-from ingest.text import TOKENIZER_CONFIG
+from ingest.text import tokenizer_config
 from model.config import ModelConfig
 from model.export_graph import ExportModule
 from nextword import storage
@@ -40,14 +40,19 @@ LOADING_NOTE = (
 SIGNATURES_DOC = {
     "generate": "prompts string[batch], num_words int32, temperature float32, greedy bool, top_k int32 "
     "(0 = off), top_p float32 (1 = off), repetition_penalty float32 (1 = off), no_repeat_ngram int32 "
-    "(0 = off), seed int64 -> text string[batch], ids int32[batch, num_words], unknown_words "
-    "string[batch] (space-separated), prompt_length int32[batch]. Never emits <pad>/<unk>.",
-    "next_word_probabilities": "prompts string[batch] -> probabilities float32[batch, vocab]: "
-    "softmax with <pad> and <unk> zeroed out and the rest renormalised.",
+    "(0 = off), seed int64 -> text string[batch] (num_words whole words, space-separated), ids "
+    "int32[batch, n] (the tokens of text, 0-padded), lengths int32[batch] (tokens in each row's ids), "
+    "unknown_words string[batch] (prompt words read as <unk>, space-separated), prompt_length "
+    "int32[batch] (words). Never emits <pad>/<unk>, nor (pieces) a piece continuing the prompt's last word. "
+    "Pieces: no_repeat_ngram counts pieces, repetition_penalty acts on the pieces that start words.",
+    "next_word_probabilities": "prompts string[batch] -> probabilities float32[batch, vocab]: the "
+    "distribution generate draws the next word's first token from at temperature 1 (<pad>, <unk> and "
+    "pieces continuing a word zeroed out, the rest renormalised).",
     "score_ids": "context int32[batch, context_length] (pre-padded ids) -> logits float32[batch, vocab] "
-    "(raw, <pad>/<unk> included) of the word after the window.",
-    "tokenize": "prompts string[batch] -> words string[batch, n], ids int32[batch, n], lengths int32[batch], "
-    "window int32[batch, context_length], unknown_words string[batch].",
+    "(raw, <pad>/<unk> included) of the token after the window.",
+    "tokenize": "prompts string[batch] -> words string[batch, n], ids int32[batch, m] (tokens: words, or "
+    "pieces for a wordpiece export), lengths int32[batch] (tokens), window int32[batch, context_length], "
+    "unknown_words string[batch].",
 }
 
 
@@ -62,7 +67,7 @@ def export_model(
     staging = f"{export_dir}.tmp-{uuid.uuid4().hex[:8]}"
     storage.makedirs(staging)
     try:
-        module = ExportModule(float32_copy(model, config), config, vocabulary)
+        module = ExportModule(float32_copy(model, config), config, vocabulary, manifest.tokenizer_choice)
         tf.saved_model.save(module, storage.join(staging, SAVED_MODEL_DIR), signatures=module.signatures())
         storage.write_atomic(storage.join(staging, VOCAB_NAME), "".join(f"{token}\n" for token in vocabulary))
         card = _card(config, manifest, training_summary, _file_checksums(staging), module.decoder.description)
@@ -75,12 +80,6 @@ def export_model(
 
 
 def _check_matches_dataset(config: ModelConfig, manifest) -> None:
-    if manifest.tokenizer_choice != "word":
-        raise ArtifactError(
-            f"this dataset was tokenized with {manifest.tokenizer_choice}; the export embeds the word tokenizer only "
-            "(exporting subword models is not built yet)",
-            hint="train with --no-export and score with `nextword eval RUN_DIR DATA_DIR`, or ingest with --tokenizer word",
-        )
     if config.vocab_size != manifest.vocab_size or config.context_length != manifest.context_length:
         raise ArtifactError(
             f"the model (vocab_size={config.vocab_size}, context_length={config.context_length}) was not "
@@ -105,6 +104,7 @@ def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
 
 
 def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, generation: str) -> dict:
+    embedded = tokenizer_config(manifest.tokenizer_choice)
     return {
         "format": EXPORT_FORMAT,
         "format_version": EXPORT_FORMAT_VERSION,
@@ -117,9 +117,9 @@ def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, ge
         "model": config.to_dict(),
         "generation": generation,
         # What the graph embeds (this version's); the dataset's entry if it was tokenized by another.
-        "tokenizer": TOKENIZER_CONFIG,
+        "tokenizer": embedded,
         **({"dataset_tokenizer": manifest.tokenizer}
-           if manifest.tokenizer and manifest.tokenizer.get("version") != TOKENIZER_CONFIG["version"] else {}),
+           if manifest.tokenizer and manifest.tokenizer.get("version") != embedded["version"] else {}),
         "vocab_file": VOCAB_NAME,
         "vocab_size": manifest.vocab_size,
         "vocab_sha256": manifest.vocab_sha256,

@@ -5,8 +5,8 @@ trained with (traced into TensorFlow ops by `tf.saved_model.save`), never a seco
 their equations, so the SavedModel loads with TensorFlow and TensorFlow Text alone.
 
 Generation (`generate` signature):
-- the prompt's raw bytes are tokenized by `ingest.text.split_words` + the vocabulary table (the same
-  definition ingest used), its last `context_length` ids are kept and pre-padded with 0;
+- the prompt's raw bytes are tokenized by `ingest.text.TextToIds` (the same module ingest used:
+  words, or WordPiece pieces), its last `context_length` ids are kept and pre-padded with 0;
 - a decoder runs that window once, exactly as in training, then advances one word at a time:
   - LSTM/GRU (`RecurrentDecoder`): every layer's recurrent state is carried from word to word
     through the layer's own cell (so the model keeps seeing words that slid out of the window;
@@ -18,7 +18,9 @@ Generation (`generate` signature):
     per word instead of one whole window per word;
   - bidirectional models (`WindowDecoder`) recompute their whole window for every word (a
     backward layer has no state to carry);
-- the next word is chosen by `generate.sampling.choose_next_ids`, <pad>/<unk> masked.
+- the next token is chosen by `generate.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
+  generation runs until every row holds `num_words` whole words, which `TextToIds.detokenize`
+  joins (see `ExportModule._generate`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from generate import sampling
-from ingest.text import PAD_ID, UNK_ID, split_words, vocabulary_table
+from ingest.text import PAD_ID, TextToIds
 from model.builder import final_word_logits_fn
 from model.config import ModelConfig
 
@@ -167,17 +169,24 @@ GENERATE_SIGNATURE = dict(
     seed=tf.TensorSpec([], tf.int64),
 )
 
+# The most pieces a generated word may take: past it the next piece must start a new word. It
+# bounds generation (at most num_words * this + 1 steps) should a model keep continuing a word;
+# real words take far fewer (1.2 pieces a word on vim's help at 5,000 pieces).
+MAX_PIECES_PER_WORD = 16
+
 
 class ExportModule(tf.Module):
     """What `tf.saved_model.save` writes: tokenizer + vocabulary + weights + signatures."""
 
-    def __init__(self, model: keras.Model, config: ModelConfig, vocabulary: list[str]):
+    def __init__(self, model: keras.Model, config: ModelConfig, vocabulary: list[str], tokenizer: str = "word"):
         super().__init__(name="nextword_export")
         self.config = config
         self.context_length = config.context_length
         self.vocab_size = config.vocab_size
         self.vocabulary = tf.Variable(vocabulary, trainable=False, dtype=tf.string, name="vocabulary")
-        self.table = vocabulary_table(vocabulary)
+        # The tokenizer ingest used (ingest.text.TextToIds), words or pieces, with its detokenizer.
+        self.text_to_ids = TextToIds(vocabulary, tokenizer)
+        self.subwords = tokenizer == "wordpiece"
         self.model = model
         # In model.get_weights() order: tools rebuild the Keras model from an export with these.
         self.keras_weights = list(model.weights)
@@ -201,92 +210,123 @@ class ExportModule(tf.Module):
         }
 
     # ---- tokenizer ----------------------------------------------------------------------
-    def _words_and_ids(self, prompts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
-        words = split_words(prompts)
-        ids = tf.ragged.map_flat_values(self.table.lookup, words)
-        return words, tf.cast(ids, tf.int32)
+    def _words_and_ids(self, prompts: tf.Tensor) -> tuple[tf.RaggedTensor, tf.RaggedTensor, tf.Tensor]:
+        """-> (words ragged string[batch, (words)], ids ragged int32[batch, (tokens)], the words
+        read as <unk>: string[batch], space-separated)."""
+        words, ids, unknown = self.text_to_ids.words_and_ids(prompts)
+        unknown_words = tf.strings.reduce_join(tf.ragged.boolean_mask(words, unknown), axis=1, separator=" ")
+        return words, tf.cast(ids, tf.int32), unknown_words
 
     def _window(self, ids: tf.RaggedTensor) -> tf.Tensor:
-        """ragged int32[batch, (words)] -> int32[batch, context]: the last words, pre-padded."""
+        """ragged int32[batch, (tokens)] -> int32[batch, context]: the last tokens, pre-padded."""
         context = self.context_length
         lengths = tf.cast(ids.row_lengths(), tf.int32)
         rows = tf.cast(ids.value_rowids(), tf.int32)
         position = tf.range(tf.size(ids.flat_values)) - tf.gather(tf.cast(ids.row_starts(), tf.int32), rows)
         row_length = tf.gather(lengths, rows)
-        keep = position >= row_length - context  # prompts longer than the context keep their last words
+        keep = position >= row_length - context  # prompts longer than the context keep their last tokens
         column = context - tf.minimum(row_length, context) + position - tf.maximum(row_length - context, 0)
         indices = tf.stack([tf.boolean_mask(rows, keep), tf.boolean_mask(column, keep)], axis=1)
         batch = tf.shape(lengths)[0]
         return tf.scatter_nd(indices, tf.boolean_mask(ids.flat_values, keep), [batch, context])  # zeros = <pad>
 
-    def _unknown_words(self, words: tf.RaggedTensor, ids: tf.RaggedTensor) -> tf.Tensor:
-        unknown = tf.ragged.boolean_mask(words, tf.equal(ids, UNK_ID))
-        return tf.strings.reduce_join(unknown, axis=1, separator=" ")
-
     def _tokenize(self, prompts: tf.Tensor) -> dict:
         """string[batch] -> words string[batch, max_words] ("" padded), ids int32[batch,
-        max_words] (0 padded, post), lengths int32[batch], window int32[batch, context]."""
-        words, ids = self._words_and_ids(prompts)
+        max_tokens] (0 padded, post; pieces for a wordpiece export), lengths int32[batch] (tokens),
+        window int32[batch, context], unknown_words string[batch]."""
+        words, ids, unknown_words = self._words_and_ids(prompts)
         return {
             "words": words.to_tensor(default_value=""),
             "ids": ids.to_tensor(default_value=PAD_ID),
             "lengths": tf.cast(ids.row_lengths(), tf.int32),
             "window": self._window(ids),
-            "unknown_words": self._unknown_words(words, ids),
+            "unknown_words": unknown_words,
         }
 
     # ---- scoring ------------------------------------------------------------------------
     def _score_ids(self, context: tf.Tensor) -> dict:
-        """int32[batch, context] -> logits float32[batch, vocab] of the word after the window."""
+        """int32[batch, context] -> logits float32[batch, vocab] of the token after the window."""
         return {"logits": self.final_logits(context)}
 
     def _next_word_probabilities(self, prompts: tf.Tensor) -> dict:
-        """string[batch] -> float32[batch, vocab]: softmax with <pad>/<unk> zeroed out and the
-        rest renormalised: the distribution `generate` samples from at temperature 1."""
-        _, ids = self._words_and_ids(prompts)
-        logits = self.final_logits(self._window(ids))
+        """string[batch] -> float32[batch, vocab]: the distribution `generate` samples the first
+        token of the next word from at temperature 1 (<pad>, <unk> and pieces that would continue
+        the prompt's last word zeroed out, the rest renormalised)."""
+        _, ids, _ = self._words_and_ids(prompts)
+        logits = self._must_start_word(self.final_logits(self._window(ids)), tf.constant(True))
         return {"probabilities": tf.nn.softmax(sampling.mask_reserved(logits), axis=-1)}
+
+    def _must_start_word(self, logits: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+        """logits float32[batch, vocab] with the pieces that continue a word set to -inf in `rows`
+        (bool[batch], or a scalar for all rows). A no-op for a word vocabulary."""
+        if not self.subwords:
+            return logits
+        banned = tf.logical_and(tf.reshape(rows, [-1, 1]), self.text_to_ids.continues_word[tf.newaxis, :])
+        return tf.where(banned, tf.constant(sampling.NEG_INF, logits.dtype), logits)
 
     # ---- generation ---------------------------------------------------------------------
     def _generate(self, prompts, num_words, temperature, greedy, top_k, top_p, repetition_penalty, no_repeat_ngram, seed):
-        words, ids = self._words_and_ids(prompts)
+        """Sample until every row holds num_words whole words. A word vocabulary takes one token a
+        word. With pieces, the first piece must start a word (never continue the prompt's last
+        one), a word may take up to MAX_PIECES_PER_WORD pieces, and a row's words are complete once
+        the piece starting its word num_words + 1 is drawn (that piece is dropped)."""
+        words, ids, unknown_words = self._words_and_ids(prompts)
         window = self._window(ids)
         batch = tf.shape(window)[0]
         context = self.context_length
         num_words = tf.maximum(num_words, 0)
-        history = tf.concat([window, tf.zeros([batch, num_words], tf.int32)], axis=1)
+        max_steps = num_words * MAX_PIECES_PER_WORD + 1 if self.subwords else num_words
+        history = tf.concat([window, tf.zeros([batch, max_steps], tf.int32)], axis=1)
         seen = self._mark_seen(tf.zeros([batch, self.vocab_size], tf.bool), window)
         logits, state = self.decoder.start(window)
         columns = tf.range(tf.shape(history)[1])
+        continues_word = self.text_to_ids.continues_word
+        words_needed = num_words + 1 if self.subwords else num_words  # pieces: the next word's start ends the last
 
-        def body(step, logits, state, history, seen):
+        def body(step, logits, state, history, seen, word_starts, pieces_in_word):
             length = context + step
             banned = sampling.banned_by_ngrams(history, length, no_repeat_ngram, self.vocab_size)
             next_ids = sampling.choose_next_ids(
-                logits, seen, banned, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
+                self._must_start_word(logits, pieces_in_word >= MAX_PIECES_PER_WORD), seen, banned,
+                greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                 repetition_penalty=repetition_penalty, seed=seed, step=step,
             )
+            starts = tf.logical_not(tf.gather(continues_word, next_ids))
             history = tf.where(tf.equal(columns, length)[tf.newaxis, :], next_ids[:, tf.newaxis], history)
             seen = self._mark_seen(seen, next_ids[:, tf.newaxis])
             logits, state = self.decoder.advance(state, next_ids, history, length)
-            return step + 1, logits, state, history, seen
+            word_starts += tf.cast(starts, tf.int32)
+            pieces_in_word = tf.where(starts, 1, pieces_in_word + 1)
+            return step + 1, logits, state, history, seen, word_starts, pieces_in_word
 
-        _, _, _, history, _ = tf.while_loop(
-            lambda step, *_: step < num_words,
-            body,
-            (tf.constant(0), logits, state, history, seen),
-            maximum_iterations=num_words,
-        )
-        generated = history[:, context:]
+        def more(step, *loop_state):
+            word_starts = loop_state[-2]
+            return tf.logical_and(step < max_steps, tf.reduce_any(word_starts < words_needed))
+
+        # pieces_in_word starts at the cap: the first piece must start a word
+        start_state = (tf.constant(0), logits, state, history, seen, tf.zeros([batch], tf.int32),
+                       tf.fill([batch], MAX_PIECES_PER_WORD))
+        steps, _, _, history, _, _, _ = tf.while_loop(more, body, start_state, maximum_iterations=max_steps)
+        generated = self._whole_words(history[:, context : context + steps], num_words)
         return {
-            "text": tf.strings.reduce_join(tf.gather(self.vocabulary, generated), axis=1, separator=" "),
-            "ids": generated,
-            "unknown_words": self._unknown_words(words, ids),
-            "prompt_length": tf.cast(ids.row_lengths(), tf.int32),
+            "text": self.text_to_ids.detokenize(generated),
+            "ids": generated.to_tensor(default_value=PAD_ID),
+            "lengths": tf.cast(generated.row_lengths(), tf.int32),
+            "unknown_words": unknown_words,
+            "prompt_length": tf.cast(words.row_lengths(), tf.int32),
         }
 
+    def _whole_words(self, generated: tf.Tensor, num_words: tf.Tensor) -> tf.RaggedTensor:
+        """int32[batch, steps] -> ragged [batch, (tokens)]: each row's tokens of its first num_words words."""
+        starts = tf.cast(tf.logical_not(tf.gather(self.text_to_ids.continues_word, generated)), tf.int32)
+        in_words = tf.cumsum(starts, axis=1) <= num_words  # a prefix of every row
+        return tf.RaggedTensor.from_tensor(generated, lengths=tf.reduce_sum(tf.cast(in_words, tf.int32), axis=1))
+
     def _mark_seen(self, seen: tf.Tensor, new_ids: tf.Tensor) -> tf.Tensor:
-        """seen bool[batch, vocab] |= one-hot of new_ids int32[batch, n]."""
+        """seen bool[batch, vocab] |= one-hot of new_ids int32[batch, n]. A piece continuing a word
+        is never marked: the repetition penalty acts on the tokens that start words (a whole word
+        for `word`; for pieces, a word's first piece: "##s" or "##ing" is never penalised)."""
+        new_ids = tf.where(tf.gather(self.text_to_ids.continues_word, new_ids), PAD_ID, new_ids)  # <pad>: masked anyway
         batch, count = tf.shape(new_ids)[0], tf.shape(new_ids)[1]
         rows = tf.repeat(tf.range(batch), count)
         indices = tf.stack([rows, tf.reshape(new_ids, [-1])], axis=1)

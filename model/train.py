@@ -71,12 +71,6 @@ def run_training(settings: TrainSettings) -> dict:
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
     manifest = load_manifest(settings.data_dir)
-    if settings.export and manifest.tokenizer_choice != "word":  # refused now, not after the whole training
-        raise SettingsError(
-            f"{settings.data_dir} was tokenized with {manifest.tokenizer_choice}; the export embeds the word "
-            "tokenizer only (exporting subword models is not built yet)",
-            hint="add --no-export (eval works on the RUN_DIR), or ingest with --tokenizer word",
-        )
     strategy = make_strategy(settings.strategy, settings.devices)
     with fail_fast_on_lost_worker(strategy, settings.out):
         session = TrainingSession(settings, manifest, strategy)

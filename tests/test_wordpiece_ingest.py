@@ -259,14 +259,13 @@ def test_kill_9_in_pass_2_then_the_same_command_resumes_byte_identical(tmp_path,
     assert directory_bytes(out) == uninterrupted_wordpiece
 
 
-def test_training_on_wordpiece_ids_works_and_the_word_only_export_refuses_up_front(wordpiece_dir, tmp_path):
-    """Until the export embeds the subword tokenizer (issue 12 item 2), `train` refuses before training
-    unless --no-export; with it, training and eval on the RUN_DIR work on piece ids."""
+def test_training_on_wordpiece_ids_exports_a_model_gen_and_eval_read(wordpiece_dir, tmp_path):
+    """train -> export -> gen and eval, end to end on piece ids (the export embeds the pieces)."""
     small = ["--arch", "lstm", "--layers", "1", "--units", "8", "--embedding-dim", "4", "--batch-size", "16",
              "--max-steps", "2", "--no-progress"]
-    refused = run_cli("train", wordpiece_dir, "--out", str(tmp_path / "run"), *small)
-    assert refused.exit_code == 2 and "tokenized with wordpiece" in refused.stderr and "--no-export" in refused.stderr
-    assert "Traceback" not in refused.stderr and not (tmp_path / "run" / "checkpoints").exists()
-    trained = run_cli("train", wordpiece_dir, "--out", str(tmp_path / "run"), *small, "--no-export")
+    trained = run_cli("train", wordpiece_dir, "--out", str(tmp_path / "run"), *small)
     assert trained.exit_code == 0, trained.stderr
-    assert run_cli("eval", str(tmp_path / "run"), wordpiece_dir).exit_code == 0
+    generated = run_cli("gen", str(tmp_path / "run"), f"by the {RARE}", "--words", "5", "--seed", "1")
+    assert generated.exit_code == 0 and "outside the vocabulary" not in generated.stderr, generated.stderr
+    assert len(generated.stdout.split()) == 3 + 5 and "##" not in generated.stdout
+    assert run_cli("eval", str(tmp_path / "run" / "export"), wordpiece_dir).exit_code == 0
