@@ -55,10 +55,19 @@ def exported(data_dir: str, directory, bias=None, **config):
     return tf.saved_model.load(os.path.join(str(directory), "saved_model"))
 
 
-@pytest.fixture(scope="module", params=["lstm", "transformer"])
-def loaded(request, wordpiece_dir, tmp_path_factory):
-    settings = dict(arch="transformer", layers=1, units=16, heads=2, embedding_dim=16) if request.param == "transformer" else {}
-    return exported(wordpiece_dir, tmp_path_factory.mktemp(request.param) / "export", **settings)
+@pytest.fixture(scope="module")
+def export_dirs(wordpiece_dir, tmp_path_factory) -> dict:
+    """{arch: (loaded SavedModel, export dir)} for an LSTM and a transformer."""
+    out = {}
+    for arch, settings in (("lstm", {}), ("transformer", dict(arch="transformer", layers=1, units=16, heads=2, embedding_dim=16))):
+        directory = tmp_path_factory.mktemp(arch) / "export"
+        out[arch] = (exported(wordpiece_dir, directory, **settings), str(directory))
+    return out
+
+
+@pytest.fixture(params=["lstm", "transformer"])
+def loaded(request, export_dirs):
+    return export_dirs[request.param][0]
 
 
 def check_whole_words(outputs: dict, vocabulary: list[str], num_words: int) -> list[list[str]]:
@@ -150,12 +159,13 @@ def test_repetition_penalty_counts_only_the_pieces_that_start_words(wordpiece_di
     assert set(np.flatnonzero(seen.numpy()[0])) - {PAD_ID} == set(starts)  # (<pad> is never sampled)
 
 
-def test_gen_prints_whole_words_from_a_wordpiece_export(wordpiece_dir, tmp_path):
+def test_gen_prints_whole_words_from_a_wordpiece_export(export_dirs):
     """The card names the embedded tokenizer; `gen --words N` prints the prompt and N words."""
-    export_dir = exported(wordpiece_dir, tmp_path / "export") and str(tmp_path / "export")
     import json
 
-    card = json.loads((tmp_path / "export" / "card.json").read_text())
+    export_dir = export_dirs["lstm"][1]
+    with open(os.path.join(export_dir, "card.json")) as handle:
+        card = json.load(handle)
     assert card["tokenizer"]["name"] == "nextword-wordpiece" and "dataset_tokenizer" not in card
     result = run_cli("gen", export_dir, "The river", "--words", "6", "--seed", "3", "--top-k", "20",
                      "--no-repeat-ngram", "3", "--repetition-penalty", "1.2")
