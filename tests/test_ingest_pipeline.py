@@ -86,18 +86,18 @@ def test_identical_for_any_workers_and_batch_size(tmp_path, tiny_corpus, layout)
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
 
 
-def test_five_thousand_shards_under_a_limit_of_1024_open_files(tmp_path, tiny_corpus):
+def test_two_thousand_shards_under_a_limit_of_256_open_files(tmp_path, tiny_corpus):
     """Shard files are opened only to append a buffer: the open-file limit does not bound --shards."""
     import subprocess
     import sys
 
     script = (
         "import resource, sys\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
         "from ingest.pipeline import run_ingest\n"
         "from ingest.settings import IngestSettings\n"
         f"m = run_ingest(IngestSettings(inputs=({tiny_corpus!r},), out={str(tmp_path / 'many')!r}, vocab_size=64,"
-        " context_length=8, shards=5000, val_fraction=0.2, workers=2, windows_per_record=2))\n"
+        " context_length=8, shards=2000, val_fraction=0.2, workers=2, windows_per_record=2))\n"
         "print(len(m.splits['train'].shards), len(m.splits['val'].shards), m.splits['train'].windows)\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -105,7 +105,7 @@ def test_five_thousand_shards_under_a_limit_of_1024_open_files(tmp_path, tiny_co
                             env=dict(os.environ, PYTHONPATH=root, TF_CPP_MIN_LOG_LEVEL="3"))
     assert result.returncode == 0, result.stderr[-2000:]
     train_shards, val_shards, windows = map(int, result.stdout.split()[-3:])
-    assert train_shards == 5000 and val_shards >= 1 and windows > 0
+    assert train_shards == 2000 and val_shards >= 1 and windows > 0
     assert len([name for name in os.listdir(tmp_path / "many") if name.endswith(".tfrecord")]) == train_shards + val_shards
 
 
