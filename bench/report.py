@@ -386,6 +386,43 @@ def arch_lines(arch: dict | None) -> list[str]:
     return lines
 
 
+def tokenizer_lines(tokenizer: dict) -> list[str]:
+    """bench/run's tokenizer section (bench/tokenizer_bench.py): word vs wordpiece at equal size and time."""
+    measured = f"Measured {tokenizer['date']} by {tokenizer['how']}. " if tokenizer.get("date") else ""
+    lines = [f"{measured}Each corpus ingested twice with the same `--vocab-size` (so both models have the same parameters): "
+             f"`--tokenizer word` and `--tokenizer wordpiece`; the default recipe (`{' '.join(tokenizer['model'])}`) "
+             f"trains {tokenizer['budget_s']:.0f} s in its own process, {tokenizer['rounds']} round(s) per side (A B, "
+             "then B A), then `nextword eval` scores every held-out window (the same held-out documents on both "
+             "sides). **Per-word perplexity** = exp(total NLL / held-out words) decides; per-token perplexity is "
+             "per word for `word`, per piece for `wordpiece`. A word model scores every word outside its "
+             "vocabulary as one cheap `<unk>` class, which a wordpiece model has to spell out, so the comparison "
+             "favours `word` where many targets are `<unk>` (its share is given).", "",
+             "| corpus | round | tokenizer | vocabulary | steps | windows/s | tokens/word | per-token perplexity | "
+             "per-word perplexity | top-1 | load before |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for corpus, row in tokenizer["corpora"].items():
+        for run in row["runs"]:
+            vocabulary = row["held_out"][run["tokenizer"]]["vocab_size"]
+            top1 = f"{run['top1']:.4f}" if run.get("top1") is not None else "—"
+            lines.append(f"| {corpus} | {run['round']} | {run['tokenizer']} | {vocabulary:,} | {run['steps']:,} | "
+                         f"{run['windows_per_second']:,.0f} | {run['tokens_per_word']:.3f} | {run['perplexity']:.2f} | "
+                         f"**{run['word_perplexity']:.2f}** | {top1} | {run['load_before']} |")
+    lines.append("")
+    for corpus, row in tokenizer["corpora"].items():
+        word, pieces = row["median"]["word"], row["median"]["wordpiece"]
+        held_out = row["held_out"]["word"]
+        better = "wordpiece" if row["ratio"] < 1 else "word"
+        lines.append(f"- {corpus} (held out: {held_out['documents']:,} documents, {held_out['words']:,} words; `word` "
+                     f"turns {row['held_out']['word']['unk_share']:.1%} of the corpus's tokens into `<unk>`, `wordpiece` "
+                     f"{row['held_out']['wordpiece']['unk_share']:.2%}): median per-word perplexity word "
+                     f"{word['word_perplexity']:.2f}, wordpiece {pieces['word_perplexity']:.2f} (×{row['ratio']:.3f}: "
+                     f"**{better}** is better); wordpiece trains {pieces['windows_per_second'] / word['windows_per_second']:.2f}× "
+                     f"the windows/s at {pieces['tokens_per_word']:.2f} pieces a word.")
+    if tokenizer.get("skipped"):
+        lines.append(f"- skipped: {tokenizer['skipped']}")
+    return lines
+
+
 def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     meta = results["meta"]
     machine = meta["machine"]
@@ -407,6 +444,7 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
         ("Generation (issue 4)", lambda s: generation_lines(s), "generation"),
         ("Scale-out (issue 6)", lambda s: scale_lines(s), "scale"),
         ("Record layout: spans vs one Example per window", lambda s: layout_lines(s), "layout"),
+        ("word vs wordpiece at equal model size and training time (issue 12)", lambda s: tokenizer_lines(s), "tokenizer"),
     ]
     for title, render, key in sections:
         out += [f"## {title}", ""]

@@ -87,3 +87,31 @@ def test_smoke_run_writes_every_section_and_chart_without_touching_results_md(tm
     assert all(0 < os.path.getsize(out / "charts" / name) < 200_000 for name in charts)
     after = os.path.getmtime(committed) if os.path.exists(committed) else None
     assert before == after
+
+
+def test_tokenizer_comparison_needs_the_same_held_out_text_and_renders_every_round_and_the_winner():
+    """bench/run's tokenizer section (its real runs are bench figures, not CI): the fairness check and
+    the table. Word-normalised perplexity decides, whichever tokenizer has the lower per-token one."""
+    from report import tokenizer_lines
+    from tokenizer_bench import same_held_out_text
+
+    held = {"word": {"documents": 8, "words": 8336, "tokens": 8336, "vocab_size": 500, "unk_share": 0.25},
+            "wordpiece": {"documents": 8, "words": 8336, "tokens": 17000, "vocab_size": 500, "unk_share": 0.0}}
+    assert same_held_out_text("builtin", held) is held
+    with pytest.raises(RuntimeError, match="hold out different text"):
+        same_held_out_text("builtin", {**held, "wordpiece": {**held["wordpiece"], "words": 8300}})
+
+    def run(tokenizer, round_, word_perplexity, perplexity, tokens_per_word):
+        return {"round": round_, "tokenizer": tokenizer, "steps": 100, "windows_per_second": 120.0,
+                "perplexity": perplexity, "word_perplexity": word_perplexity, "tokens_per_word": tokens_per_word,
+                "top1": 0.2 if tokenizer == "word" else None, "load_before": "1.0, 1.0, 1.0"}
+
+    runs = [run("word", 1, 90.0, 90.0, 1.0), run("wordpiece", 1, 80.0, 9.0, 2.0)]
+    median = {"word": {"word_perplexity": 90.0, "perplexity": 90.0, "tokens_per_word": 1.0, "windows_per_second": 120.0},
+              "wordpiece": {"word_perplexity": 80.0, "perplexity": 9.0, "tokens_per_word": 2.0, "windows_per_second": 60.0}}
+    results = {"budget_s": 180, "rounds": 1, "model": ["--arch", "transformer"], "skipped": "vim: not in --smoke",
+               "corpora": {"builtin": {"held_out": held, "runs": runs, "median": median, "ratio": 80.0 / 90.0}}}
+    text = "\n".join(tokenizer_lines(results))
+    assert text.count("| builtin | 1 |") == 2 and "**80.00**" in text and "| — |" in text
+    assert "(×0.889: **wordpiece** is better)" in text and "25.0% of the corpus's tokens" in text
+    assert "0.50× the windows/s at 2.00 pieces a word" in text and "skipped: vim: not in --smoke" in text
