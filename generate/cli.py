@@ -39,7 +39,7 @@ def gen_command(
     model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="export dir, or a RUN_DIR holding export/"),
     prompts: Optional[List[str]] = typer.Argument(
         None, metavar="PROMPT...", help="prompt(s); none: one per line from stdin when it is piped, else an empty context"),
-    words: int = typer.Option(30, "--words", help="words to generate per sample"),
+    words: int = typer.Option(30, "--words", help="whole words to generate per sample (a wordpiece export draws the pieces they take)"),
     temperature: float = typer.Option(1.0, "--temperature", help="> 0; lower = safer, higher = wilder"),
     greedy: bool = typer.Option(False, "--greedy", help="always take the most likely word (no seed needed)"),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the K most likely words"),
