@@ -42,7 +42,7 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfrecords.manifest import TOKENIZERS, WORDPIECE_NAME
+from tfrecords.manifest import TOKENIZERS, WORDPIECE_NAME, is_continuation
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
@@ -168,7 +168,8 @@ class TextToIds(tf.Module):
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be one of {TOKENIZERS}, got {tokenizer!r}")
         self.tokenizer = tokenizer
-        self.vocabulary = tf.constant(list(vocabulary), tf.string)
+        # A variable: the export shares it as its `vocabulary` (loadable from the SavedModel)
+        self.vocabulary = tf.Variable(list(vocabulary), trainable=False, dtype=tf.string, name="vocabulary")
         if tokenizer == "wordpiece":
             self.wordpiece = tf_text.FastWordpieceTokenizer(
                 list(vocabulary), suffix_indicator=SUFFIX_INDICATOR, max_bytes_per_word=MAX_BYTES_PER_WORD,
@@ -176,7 +177,8 @@ class TextToIds(tf.Module):
         else:
             self.table = vocabulary_table(vocabulary)
         # bool[vocab]: the ids that continue the word before them ("##ing"); none for `word`.
-        self.continues_word = tf.constant([is_continuation(token) and tokenizer == "wordpiece" for token in vocabulary])
+        self.continues_word = tf.constant([is_continuation(token, SUFFIX_INDICATOR) and tokenizer == "wordpiece"
+                                           for token in vocabulary])
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         return self.words_and_ids(texts)[1]
@@ -198,8 +200,3 @@ class TextToIds(tf.Module):
         if self.tokenizer == "wordpiece":
             return self.wordpiece.detokenize(ids)
         return tf.strings.reduce_join(tf.gather(self.vocabulary, ids), axis=1, separator=" ")
-
-
-def is_continuation(token: str) -> bool:
-    """A WordPiece token that continues the word before it: "##ing" (not "##" alone)."""
-    return token.startswith(SUFFIX_INDICATOR) and len(token) > len(SUFFIX_INDICATOR)

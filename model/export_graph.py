@@ -183,9 +183,9 @@ class ExportModule(tf.Module):
         self.config = config
         self.context_length = config.context_length
         self.vocab_size = config.vocab_size
-        self.vocabulary = tf.Variable(vocabulary, trainable=False, dtype=tf.string, name="vocabulary")
         # The tokenizer ingest used (ingest.text.TextToIds), words or pieces, with its detokenizer.
         self.text_to_ids = TextToIds(vocabulary, tokenizer)
+        self.vocabulary = self.text_to_ids.vocabulary  # string[vocab]: one variable, saved once
         self.subwords = tokenizer == "wordpiece"
         self.model = model
         # In model.get_weights() order: tools rebuild the Keras model from an export with these.

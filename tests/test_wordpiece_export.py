@@ -17,12 +17,12 @@ import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 from _cli import run_cli
 from ingest.pipeline import run_ingest
 from ingest.settings import IngestSettings
-from ingest.text import PAD_ID, UNK_ID, TextToIds, is_continuation
+from ingest.text import PAD_ID, UNK_ID, TextToIds
 from model.export import export_model
 from model.export_graph import MAX_PIECES_PER_WORD
 from test_export import TRICKY, call_generate
 from test_export_fixtures import model_config_for, random_model
-from tfrecords.manifest import join_pieces, load_manifest, load_vocabulary
+from tfrecords.manifest import is_continuation, join_pieces, load_manifest, load_vocabulary
 from conftest import synthetic_documents, write_lines
 
 UNSEEN = "waterfalls"  # not in the corpus; spelled with the corpus's letters

@@ -49,13 +49,18 @@ def tokenizer_choice(tokenizer: dict | None) -> str:
     return "wordpiece" if (tokenizer or {}).get("name") == WORDPIECE_NAME else "word"
 
 
+def is_continuation(token: str, suffix_indicator: str = "##") -> bool:
+    """A WordPiece token that continues the word before it: "##ing" (not "##" alone)."""
+    return token.startswith(suffix_indicator) and len(token) > len(suffix_indicator)
+
+
 def join_pieces(tokens: list[str], suffix_indicator: str = "##") -> list[str]:
     """WordPiece tokens -> words: a piece that starts with `suffix_indicator` continues the word
     before it ("walk", "##ing" -> "walking"); one with no word before it (a window may start in
     the middle of a word) is kept as it is."""
     words: list[str] = []
     for token in tokens:
-        if token.startswith(suffix_indicator) and len(token) > len(suffix_indicator) and words:
+        if is_continuation(token, suffix_indicator) and words:
             words[-1] += token[len(suffix_indicator):]
         else:
             words.append(token)
