@@ -39,33 +39,74 @@ def build_model(config: ModelConfig) -> keras.Model:
     objective "all":  logits[batch, context_length, vocab_size], position t predicts word t+1.
     """
     context = keras.Input(shape=(config.context_length,), dtype="int32", name="context")
-    hidden = (transformer_features if config.arch == "transformer" else recurrent_features)(config, context)
+    features = transformer_features if config.arch == "transformer" else recurrent_features
+    hidden, token_embedding = features(config, context)
     # The vocabulary projection (hidden x vocab, the largest matmul) runs in the global policy's
     # compute dtype (float16 under mixed_float16); a weightless float32 layer then casts the
     # logits up, because softmax, loss and sampling need float32's range and precision.
-    logits = keras.layers.Dense(config.vocab_size, name="logits")(hidden)
+    if config.tie_embeddings:
+        logits = TiedProjection(token_embedding, name="logits")(hidden)
+    else:
+        logits = keras.layers.Dense(config.vocab_size, name="logits")(hidden)
     logits = keras.layers.Activation("linear", dtype="float32", name=LOGITS_FLOAT32)(logits)
     return keras.Model(context, logits, name=f"nextword_{config.arch}")
 
 
 def recurrent_features(config: ModelConfig, context):
-    hidden = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")(context)
+    """-> (features, the keras.layers.Embedding of the tokens)."""
+    embedding = keras.layers.Embedding(config.vocab_size, config.embedding_dim, name="embedding")
+    hidden = embedding(context)
     for index in range(config.layers):
         is_last = index == config.layers - 1
         hidden = recurrent_layer(config, index, return_sequences=config.objective == "all" or not is_last)(hidden)
         if config.dropout > 0:
             hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
-    return hidden
+    return hidden, embedding
 
 
 def transformer_features(config: ModelConfig, context):
+    """-> (features, the keras.layers.Embedding of the tokens)."""
     embed = TokenAndPositionEmbedding(config.vocab_size, config.context_length, config.units, name="embedding")
     hidden = keras.layers.Dropout(config.dropout, name="dropout_embedding")(embed(context))
     for index in range(config.layers):
         hidden = DecoderBlock(config.units, config.heads, config.feed_forward_dim, config.dropout, name=f"block_{index}")(hidden)
     if config.objective == "last":
         hidden = LastPosition(name="last_position")(hidden)
-    return keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(hidden)
+    return keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")(hidden), embed.tokens
+
+
+@keras.saving.register_keras_serializable(package="nextword")
+class TiedProjection(keras.layers.Layer):
+    """float[..., width] -> logits float[..., vocab] through the token embedding matrix (transposed)
+    plus a bias of its own; a Dense down to the embedding width first when the widths differ
+    (a 256-unit LSTM over 128-wide embeddings).
+
+    The matrix stays the embedding layer's variable (one copy, two gradients). It is reached
+    through a function, not an attribute, so Keras does not track the embedding layer a second
+    time: the model's weights list each variable once, in build order.
+    """
+
+    def __init__(self, token_embedding: keras.layers.Embedding, **kwargs):
+        super().__init__(**kwargs)
+        self._matrix = lambda: token_embedding.embeddings  # float32[vocab, embedding width]
+        self.vocab_size, self.embedding_width = token_embedding.input_dim, token_embedding.output_dim
+        self.down = None
+
+    def build(self, input_shape):
+        if input_shape[-1] != self.embedding_width:
+            self.down = keras.layers.Dense(self.embedding_width, name="tie_projection")
+            self.down.build(input_shape)
+        self.bias = self.add_weight(shape=(self.vocab_size,), initializer="zeros", name="bias")
+        self.built = True
+
+    def call(self, hidden):
+        if self.down is not None:
+            hidden = self.down(hidden)
+        matrix = keras.ops.cast(self._matrix(), self.compute_dtype)
+        return keras.ops.matmul(hidden, keras.ops.transpose(matrix)) + keras.ops.cast(self.bias, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.vocab_size)
 
 
 def final_word_logits_fn(model: keras.Model):

@@ -22,21 +22,32 @@ from model.config import ModelConfig
 RUN_FORMAT = "nextword.run"
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints"
+BEST = "best"  # RUN_DIR/best: the weights with the lowest held-out loss so far (model variables only)
 # ModelConfig fields as a user names them (vocabulary and context come from DATA_DIR, not a flag)
 MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length": "context length (from DATA_DIR)",
                 "arch": "--arch", "layers": "--layers", "units": "--units", "embedding_dim": "--embedding-dim",
-                "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective"}
+                "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective",
+                "heads": "--heads", "ff_dim": "--ff-dim", "tie_embeddings": "--tie-embeddings"}
 
 
 class TrainingPosition:
-    """step, epoch, epoch_step as int64 variables, and train_seconds (float64: seconds of training
-    over every session, what --time-budget counts), all checkpointed."""
+    """Checkpointed with the model and optimizer: step, epoch, epoch_step (int64), train_seconds
+    (float64: seconds of training steps over every session, what --time-budget counts), and the
+    early-stopping state: best_step (-1: no validation yet), best_loss (float64, the lowest
+    held-out sample loss so far) and stale_validations (validations since the best)."""
 
     def __init__(self) -> None:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.epoch_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch_step")
         self.train_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="train_seconds")
+        self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
+        self.best_loss = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_loss")
+        self.stale_validations = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_validations")
+
+    def variables(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step, "train_seconds": self.train_seconds,
+                "best_step": self.best_step, "best_loss": self.best_loss, "stale_validations": self.stale_validations}
 
     def as_dict(self) -> dict:
         return {"step": int(self.step.numpy()), "epoch": int(self.epoch.numpy()), "epoch_step": int(self.epoch_step.numpy())}
@@ -49,17 +60,17 @@ def make_checkpoint(model, optimizer=None, position: TrainingPosition | None = N
     if optimizer is not None:
         parts["optimizer_variables"] = list(optimizer.variables)
     if position is not None:
-        parts.update(step=position.step, epoch=position.epoch, epoch_step=position.epoch_step,
-                     train_seconds=position.train_seconds)
+        parts.update(position.variables())
     return tf.train.Checkpoint(**parts)
 
 
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
-    """Restore every part of `checkpoint` from `path`. A checkpoint written before train_seconds
-    was kept (nextword 0.1.0) restores without it: its seconds count from 0 again."""
+    """Restore every part of `checkpoint` from `path`. A checkpoint written by an older nextword
+    restores without the parts it lacks (train_seconds before 0.2, the early-stopping state
+    before 0.3): those start afresh."""
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
     status = checkpoint.restore(path)
-    if "train_seconds" in saved:
+    if {"train_seconds", "best_step"} <= saved:
         status.assert_existing_objects_matched()
     else:
         status.expect_partial()
@@ -75,6 +86,43 @@ def checkpoint_dir(run_dir: str, chief: bool) -> str:
 def latest_checkpoint(run_dir: str) -> str | None:
     directory = storage.join(run_dir, CHECKPOINTS)
     return tf.train.latest_checkpoint(directory) if storage.isdir(directory) else None
+
+
+def best_checkpoint(run_dir: str) -> str | None:
+    directory = storage.join(run_dir, BEST)
+    return tf.train.latest_checkpoint(directory) if storage.isdir(directory) else None
+
+
+def checkpoint_step(path: str) -> int | None:
+    """ckpt-240 -> 240 (the managers number checkpoints by global step)."""
+    tail = path.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def chosen_checkpoint(run_dir: str, which: str = "best") -> str | None:
+    """`which` "best": the best held-out checkpoint, else (no validation ran) the latest."""
+    return (best_checkpoint(run_dir) if which == "best" else None) or latest_checkpoint(run_dir)
+
+
+def drop_checkpoints_after(directory: str, step: int) -> None:
+    """Forget the checkpoints of `directory` numbered above `step`: a run resumed from step S
+    replays what came after S, so a best checkpoint saved after S (killed before the latest
+    checkpoint that would have recorded it) belongs to a trajectory that is being replayed."""
+    state = tf.train.get_checkpoint_state(directory) if storage.isdir(directory) else None
+    if state is None:
+        return
+    paths = list(state.all_model_checkpoint_paths)
+    kept = [path for path in paths if (checkpoint_step(path) or 0) <= step]
+    if kept == paths:
+        return
+    for path in paths:
+        if path not in kept:
+            for name in tf.io.gfile.glob(path + ".*"):
+                tf.io.gfile.remove(name)
+    if kept:
+        tf.compat.v1.train.update_checkpoint_state(directory, kept[-1], all_model_checkpoint_paths=kept)
+    else:
+        tf.io.gfile.remove(storage.join(directory, "checkpoint"))
 
 
 def write_run_file(run_dir: str, settings: dict, model_config: ModelConfig, data_dir: str, fingerprint: str) -> None:
@@ -112,7 +160,7 @@ def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str) -
             f"this DATA_DIR has {fingerprint})",
             hint="train into a new --out, or pass the DATA_DIR it was made with",
         )
-    saved = record["model_config"]
+    saved = ModelConfig.from_dict(record["model_config"]).to_dict()  # fields added since: their defaults
     if saved != model_config.to_dict():
         changed = changed_settings(saved, model_config.to_dict(), MODEL_LABELS, "run")
         raise ArtifactError(
@@ -121,9 +169,10 @@ def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str) -
         )
 
 
-def restore_model_weights(run_dir: str, model) -> str:
-    """Load the latest checkpoint's model variables into `model`; returns the checkpoint path."""
-    path = latest_checkpoint(run_dir)
+def restore_model_weights(run_dir: str, model, which: str = "latest") -> str:
+    """Load the checkpoint's model variables into `model` (`which`: "latest", or "best" — the best
+    held-out weights, the latest when no validation ran); returns the checkpoint path."""
+    path = chosen_checkpoint(run_dir, which)
     if path is None:
         raise ArtifactError(f"{run_dir} holds no checkpoint", hint="train first (`nextword train DATA_DIR --out RUN_DIR`)")
     make_checkpoint(model).restore(path).expect_partial().assert_existing_objects_matched()

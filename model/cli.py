@@ -8,7 +8,8 @@ from typing import Literal, Optional
 import typer
 
 from model.config import ARCHITECTURES, OBJECTIVES
-from model.settings import OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
+from model.schedule import SCHEDULES
+from model.settings import CHECKPOINT_CHOICES, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
 from nextword.clihelp import Command
 from nextword.quiet import load_tensorflow
 
@@ -19,6 +20,10 @@ Arch = Literal[ARCHITECTURES]
 Objective = Literal[OBJECTIVES]
 Optimizer = Literal[OPTIMIZERS]
 Strategy = Literal[STRATEGIES]
+Schedule = Literal[SCHEDULES]
+CheckpointChoice = Literal[CHECKPOINT_CHOICES]
+_RECIPE = "default: the preset's, else " + ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                                                   for name, value in RECIPE_DEFAULTS.items())
 
 
 def train(
@@ -34,12 +39,18 @@ def train(
     heads: Optional[int] = typer.Option(None, help="transformer: attention heads (--units must be a multiple); " + _MODEL_HELP),
     ff_dim: Optional[int] = typer.Option(None, help="transformer: feed-forward width (default 4 x --units)"),
     objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
+    tie_embeddings: Optional[bool] = typer.Option(None, "--tie-embeddings/--no-tie-embeddings", help="the output projection reuses the input embeddings (recurrent models project down to --embedding-dim first); " + _MODEL_HELP),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
     epochs: int = typer.Option(5, help="passes over the train split (counted across resumes)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many global steps (counted across resumes)"),
     time_budget: Optional[float] = typer.Option(None, help="seconds of training; then save, validate and export"),
     optimizer: Optional[Optimizer] = typer.Option(None, help=f"default {RECIPE_DEFAULTS['optimizer']}"),
-    learning_rate: Optional[float] = typer.Option(None, help=f"default {RECIPE_DEFAULTS['learning_rate']}"),
+    learning_rate: Optional[float] = typer.Option(None, help=f"the schedule's peak rate; default {RECIPE_DEFAULTS['learning_rate']:g}"),
+    weight_decay: Optional[float] = typer.Option(None, help=f"adamw's decoupled weight decay (not on embeddings, norms, biases); default {RECIPE_DEFAULTS['weight_decay']:g}"),
+    schedule: Optional[Schedule] = typer.Option(None, help=f"cosine: warm up, then decay to 1/10 of the peak at the planned end (--epochs/--max-steps, or --time-budget, whichever comes first); default {RECIPE_DEFAULTS['schedule']}"),
+    warmup_steps: Optional[int] = typer.Option(None, help=f"linear warm-up steps (at most 1/10 of the planned steps); default {RECIPE_DEFAULTS['warmup_steps']}"),
+    clip_norm: Optional[float] = typer.Option(None, help=f"clip the global batch's gradient to this norm, 0 = off; default {RECIPE_DEFAULTS['clip_norm']:g}"),
+    patience: Optional[int] = typer.Option(None, help=f"stop after N validations without a better held-out loss, 0 = never; default {RECIPE_DEFAULTS['patience']}"),
     seed: int = typer.Option(0, help="same seed, same data order, init and dropout: same weights"),
     strategy: Strategy = typer.Option("auto", help="auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU, else default"),
     devices: Optional[int] = typer.Option(None, help="train on the first N GPUs (default: all; more than exist is refused); without GPUs, split the CPU into N logical devices (a real MirroredStrategy on CPU)"),
@@ -47,7 +58,10 @@ def train(
     mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision", help="default: on when a GPU is present"),
     steps_per_call: int = typer.Option(8, help="train steps per tf.function call"),
     deterministic: bool = typer.Option(False, "--deterministic", help="enable TF op determinism (bit-exact resume)"),
-    checkpoint_every: int = typer.Option(200, help="save a checkpoint every N steps (and at the end)"),
+    checkpoint_every: int = typer.Option(200, help="save a checkpoint every N steps (and at every validation, and at the end)"),
+    validate_every: Optional[int] = typer.Option(None, help="score the val sample every N steps (default: after 4 samples' worth of trained windows)"),
+    validation_sample: int = typer.Option(2048, help="val windows scored at each validation; the whole split is scored at the end"),
+    export_checkpoint: CheckpointChoice = typer.Option("best", help="export the best held-out weights, or the latest"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
@@ -83,10 +97,21 @@ def print_summary(summary: dict, out: str) -> None:
                          f"{summary['strategy']}{resumed}")
         else:
             lines.append(f"no step trained this session{resumed}")
+    wall = summary.get("wall_seconds") or {}
+    if wall.get("training_steps"):
+        lines.append("wall time: " + ", ".join(f"{wall[part]:.1f} s {part.replace('_', ' ')}" for part in
+                                                ("training_steps", "validation", "checkpoints", "final_validation")
+                                                if wall.get(part)))
+    exported = summary.get("exported") or {}
+    if exported.get("checkpoint") == "best":
+        stale = summary.get("validations_without_improvement", 0)
+        lines.append(f"kept: the best held-out weights, step {exported['step']:,} "
+                     f"({stale} validation{'s' if stale != 1 else ''} after it without improvement)")
     if validation:
         from model.metrics import metrics_line
 
-        lines.append(f"validation: {metrics_line(validation)}")
+        lines.append(f"validation: {metrics_line(validation)}" + (f"  (the whole val split, step {exported['step']:,}'s weights)"
+                                                                  if exported else ""))
     lines.append(f"weights sha256: {summary['weights_sha256']}")
     lines.append(f"run dir: {out}")
     typer.echo("\n".join(lines))
@@ -96,6 +121,7 @@ def evaluate(
     model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="a RUN_DIR (its latest checkpoint) or an EXPORT_DIR"),
     data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="a dataset written by `nextword ingest`"),
     split: str = typer.Option("val", help="split to score"),
+    checkpoint: CheckpointChoice = typer.Option("best", help="for a RUN_DIR: its best held-out checkpoint (what the export holds) or its latest"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Loss, perplexity (per token and per word) and top-1/top-5 (word datasets) of the window's final token."""
@@ -103,7 +129,7 @@ def evaluate(
     from model.evaluate import evaluate as run_eval
     from model.metrics import metrics_line
 
-    result = run_eval(model_dir, data_dir, split)
+    result = run_eval(model_dir, data_dir, split, checkpoint)
     if as_json:
         typer.echo(json.dumps(result))
         return
@@ -122,12 +148,13 @@ def export(
     run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="a run written by `nextword train`"),
     out: Optional[str] = typer.Option(None, "--out", metavar="EXPORT_DIR", help="where to write the export (default: RUN_DIR/export)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DATA_DIR", help="the dataset the run was trained on, if it moved (default: run.json's)"),
+    checkpoint: CheckpointChoice = typer.Option("best", help="the best held-out checkpoint (the latest when no validation ran) or the latest"),
 ) -> None:
-    """Export RUN_DIR's latest checkpoint (SavedModel + card.json), as `train` does at its end."""
+    """Export RUN_DIR's best checkpoint (SavedModel + card.json), as `train` does at its end."""
     load_tensorflow()
     from model.export import export_run
 
-    export_dir, card = export_run(run_dir, out, data_dir)
+    export_dir, card = export_run(run_dir, out, data_dir, checkpoint)
     typer.echo(f"exported step {card['training'].get('steps')} of {run_dir} to {export_dir}")
     typer.echo(f"next: gen {export_dir} \"some words\"")
 

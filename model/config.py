@@ -35,6 +35,9 @@ class ModelConfig:
     # transformer only (its width is `units`; its embeddings are `units` wide, not embedding_dim)
     heads: int = 4
     ff_dim: int | None = None  # None: 4 x units
+    # The output projection reuses the input embedding matrix (transposed; plus its own bias).
+    # Recurrent models project their units down to embedding_dim first when the widths differ.
+    tie_embeddings: bool = False
 
     @property
     def feed_forward_dim(self) -> int:
@@ -78,7 +81,8 @@ class ModelConfig:
         else:
             kind = f"{'bidirectional ' if self.bidirectional else ''}{self.arch.upper()}"
             shape = f"{self.layers} × {kind} {self.units}, embedding {self.embedding_dim}"
-        return f"{shape}, dropout {self.dropout:g}, objective {self.objective}"
+        tied = ", tied embeddings" if self.tie_embeddings else ""
+        return f"{shape}, dropout {self.dropout:g}{tied}, objective {self.objective}"
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
@@ -87,7 +91,7 @@ class ModelConfig:
 
 
 # The transformer's recipe (bench/arch_bench.py): fields not named here are ModelConfig's.
-TRANSFORMER_DEFAULTS = dict(layers=2, units=128, heads=4, dropout=0.1)
+TRANSFORMER_DEFAULTS = dict(layers=2, units=128, heads=4, dropout=0.1, tie_embeddings=True)
 # The family `nextword train` (and the demo) use without --arch or --preset: the winner of
 # bench/arch_bench.py at equal training time (bench/RESULTS.md, "Transformer vs LSTM").
 RECIPE_ARCH = "transformer"

@@ -1,7 +1,8 @@
 """`nextword eval RUN_DIR|EXPORT_DIR DATA_DIR`: loss, perplexity (per token and per word) and, for
 word datasets, top-1/top-5 of the window's final token.
 
-RUN_DIR: the model is rebuilt from run.json's config and the latest checkpoint restored.
+RUN_DIR: the model is rebuilt from run.json's config and its best checkpoint restored (the
+weights with the lowest held-out loss during training, what the export holds), or the latest.
 EXPORT_DIR: card.json's sha256s are checked as `gen` checks them (nextword.export_card) and a
 dataset with another vocabulary or context is refused; then `tf.saved_model.load` and its
 `score_ids(context=int32[batch, C])` signature, which returns {"logits": float32[batch, vocab]}
@@ -23,7 +24,7 @@ from model.metrics import evaluate_split, tokens_per_word
 from tfrecords.manifest import load_manifest, load_vocabulary
 
 
-def final_logits_from_run_dir(run_dir: str, manifest) -> callable:
+def final_logits_from_run_dir(run_dir: str, manifest, which: str = "best") -> callable:
     record = checkpointing.read_run_file(run_dir)
     config = ModelConfig.from_dict(record["model_config"])
     if (config.vocab_size, config.context_length) != (manifest.vocab_size, manifest.context_length):
@@ -39,7 +40,7 @@ def final_logits_from_run_dir(run_dir: str, manifest) -> callable:
             hint="evaluate on the dataset the model was trained on (see run.json data_dir)",
         )
     model = build_model(config)
-    checkpointing.restore_model_weights(run_dir, model)
+    checkpointing.restore_model_weights(run_dir, model, which)
     return final_word_logits_fn(model)
 
 
@@ -92,9 +93,10 @@ def is_export_dir(path: str) -> bool:
     return storage.exists(storage.join(saved_model_path(path), "saved_model.pb"))
 
 
-def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
+def evaluate(model_dir: str, data_dir: str, split: str = "val", checkpoint: str = "best") -> dict:
     """{"loss", "perplexity", "word_perplexity", "tokens_per_word", "windows", "split", "source",
-    "tokenizer"} over the split's windows, and "top1", "top5" for a word dataset (MetricTotals.result)."""
+    "tokenizer"} over the split's windows, and "top1", "top5" for a word dataset (MetricTotals.result).
+    checkpoint: for a RUN_DIR, "best" (held-out) or "latest"."""
     manifest = load_manifest(data_dir)
     if manifest.split(split).windows == 0:
         why = f"; the dataset was ingested with --val-fraction {manifest.val_fraction:g}" if split == "val" else ""
@@ -109,7 +111,8 @@ def evaluate(model_dir: str, data_dir: str, split: str = "val") -> dict:
         check_export_matches(model_dir, card, data_dir, manifest)
         final_logits, source = final_logits_from_export(model_dir, card), "export"
     elif storage.exists(storage.join(model_dir, checkpointing.RUN_FILE)):
-        final_logits, source = final_logits_from_run_dir(model_dir, manifest), "checkpoint"
+        final_logits = final_logits_from_run_dir(model_dir, manifest, checkpoint)
+        source = f"checkpoint {checkpoint}" if checkpointing.best_checkpoint(model_dir) else "checkpoint"
     else:
         raise ArtifactError(
             f"{model_dir} is neither a RUN_DIR (run.json) nor an export (saved_model.pb)",

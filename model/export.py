@@ -166,8 +166,10 @@ def _replace_directory(staging: str, export_dir: str) -> None:
         storage.rename(staging, export_dir)
 
 
-def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None = None) -> tuple[str, dict]:
-    """`nextword export RUN_DIR`: the export `train` writes at its end, from RUN_DIR's latest checkpoint.
+def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None = None,
+               which: str = "best") -> tuple[str, dict]:
+    """`nextword export RUN_DIR`: the export `train` writes at its end, from RUN_DIR's best
+    held-out checkpoint (`which` "best"; the latest when no validation ran) or its latest.
 
     The model is rebuilt from run.json's config; the vocabulary comes from the dataset the run
     was trained on (run.json's data_dir, or `data_dir` when it has moved; its fingerprint must
@@ -176,7 +178,7 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     from model.builder import build_model
 
     record = checkpointing.read_run_file(run_dir)
-    checkpoint = checkpointing.latest_checkpoint(run_dir)
+    checkpoint = checkpointing.chosen_checkpoint(run_dir, which)
     if checkpoint is None:
         raise ArtifactError(
             f"{run_dir} holds no checkpoint to export",
@@ -199,14 +201,16 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     _refuse_to_replace_other_files(export_dir)
     config = ModelConfig.from_dict(record["model_config"])
     model = build_model(config)
-    checkpointing.restore_model_weights(run_dir, model)
+    checkpointing.restore_model_weights(run_dir, model, which)
     card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint))
     return export_dir, card
 
 
 def _training_summary(run_dir: str, checkpoint: str) -> dict:
     """RUN_DIR/summary.json when it describes the checkpoint being exported, else its step alone."""
-    step = int(checkpoint.rsplit("-", 1)[-1]) if checkpoint.rsplit("-", 1)[-1].isdigit() else None
+    from model.checkpointing import checkpoint_step
+
+    step = checkpoint_step(checkpoint)
     path = storage.join(run_dir, "summary.json")
     summary = {}
     if storage.exists(path):
@@ -214,7 +218,9 @@ def _training_summary(run_dir: str, checkpoint: str) -> dict:
             summary = json.loads(storage.read_text(path))
         except json.JSONDecodeError:
             summary = {}
-    if not isinstance(summary, dict) or summary.get("steps") != step:
+    exported = summary.get("exported") if isinstance(summary, dict) else None
+    same = isinstance(summary, dict) and step in (summary.get("steps"), (exported or {}).get("step"))
+    if not same:
         summary = {"steps": step}
     return {**summary, "exported_from": posixpath.basename(checkpoint)}
 

@@ -16,8 +16,9 @@ Generation (`generate` signature):
     new window (positions 0..keep-1) and caching goes on. Every prediction is thus the
     model's output on a window shaped like a training window, at 1/(context-keep) re-reads
     per word instead of one whole window per word;
-  - bidirectional models (`WindowDecoder`) recompute their whole window for every word (a
-    backward layer has no state to carry);
+  - bidirectional models, and transformers trained on objective "last" (`WindowDecoder`),
+    recompute their whole window for every word (a backward layer has no state to carry; the
+    transformer's other positions were never trained to predict);
 - the next token is chosen by `generate.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
   generation runs until every row holds `num_words` whole words, which `TextToIds.detokenize`
   joins (see `ExportModule._generate`).
@@ -35,9 +36,10 @@ from model.config import ModelConfig
 
 
 class WindowDecoder(tf.Module):
-    """Recomputes the window ending at each new word (bidirectional models). State: none."""
+    """Recomputes the window ending at each new word (bidirectional models, transformers of
+    objective "last"). State: none."""
 
-    description = "window recomputed every word (bidirectional)"
+    description = "window recomputed every word"
 
     def __init__(self, model: keras.Model, config: ModelConfig):
         super().__init__(name="window_decoder")
@@ -150,9 +152,11 @@ class TransformerDecoder(tf.Module):
 
 
 def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:
-    if config.arch == "transformer":
+    if config.arch == "transformer" and config.objective == "all":
         return TransformerDecoder(model, config)
-    if config.bidirectional:
+    if config.bidirectional or config.arch == "transformer":
+        # A transformer trained on objective "last" was only ever supervised at the window's last
+        # position: a cache would predict from positions it never trained on, so it re-reads.
         return WindowDecoder(model, config)
     return RecurrentDecoder(model, config)
 

@@ -6,9 +6,16 @@ is sum(cross-entropy * weight) / (weight summed over the GLOBAL batch, all-reduc
 gradients the optimizer sums over replicas equal one replica's gradient on the whole global
 batch. Several steps run inside one `tf.function` call (a `tf.range` loop over the
 distributed iterator) to cut Python overhead per step.
+
+Gradient clipping is by the norm of the GLOBAL batch's gradient: the step all-reduces the
+gradients itself, clips them, and the optimizer then skips its own all-reduce. (Keras'
+`global_clipnorm` clips each replica's local gradient before summing, so 2 replicas would clip
+differently from 1, and a multi-worker run differently from a single machine.)
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -16,15 +23,79 @@ import tensorflow as tf
 from model.builder import build_model, final_word_logits_fn
 from model.config import ModelConfig
 from model.metrics import weighted_token_loss
+from model.schedule import Schedule
 
 
-def make_optimizer(name: str, learning_rate: float, mixed_precision: bool) -> keras.optimizers.Optimizer:
+class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
+    """model.schedule.Schedule.rate in the graph: called by the optimizer with its iteration count.
+
+    `time_fraction` (float32 variable) is train_seconds / time_budget, set by the loop between calls."""
+
+    def __init__(self, schedule: Schedule):
+        self.schedule = schedule
+        self.time_fraction = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="time_fraction")
+
+    def set_seconds(self, train_seconds: float) -> None:
+        if self.schedule.time_budget:
+            self.time_fraction.assign(min(1.0, train_seconds / self.schedule.time_budget))
+
+    def __call__(self, step):
+        schedule = self.schedule
+        step = tf.cast(step, tf.float32)
+        warm = tf.minimum(1.0, (step + 1.0) / schedule.warmup_steps) if schedule.warmup_steps else tf.constant(1.0)
+        if schedule.kind == "constant":
+            return schedule.peak * warm
+        progress = tf.minimum(1.0, tf.maximum(step / schedule.planned_steps, self.time_fraction))
+        final = schedule.final_fraction
+        return schedule.peak * warm * (final + (1.0 - final) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
+
+    def get_config(self):
+        return self.schedule.to_dict()
+
+
+def _gradients_already_summed(optimizer_class):
+    """The optimizer class without its cross-replica sum: Trainer.replica_step sums (and clips)."""
+
+    class Summed(optimizer_class):
+        def _all_reduce_sum_gradients(self, grads_and_vars):
+            return list(grads_and_vars)
+
+    Summed.__name__ = optimizer_class.__name__
+    return Summed
+
+
+def not_decayed(model: keras.Model) -> list:
+    """Variables weight decay skips: the embeddings (tokens, positions) and every vector (biases,
+    layer-norm scales and offsets), as in GPT-2 / nanoGPT."""
+    embeddings = model.get_layer("embedding").trainable_weights
+    return embeddings + [v for v in model.trainable_variables if len(v.shape) < 2 and not any(v is e for e in embeddings)]
+
+
+def make_optimizer(name: str, learning_rate, mixed_precision: bool, weight_decay: float = 0.0,
+                   model: keras.Model | None = None) -> keras.optimizers.Optimizer:
+    """learning_rate: a float or a keras LearningRateSchedule (model.schedule.ScheduledRate).
+    weight_decay (decoupled, "adamw" only) skips `not_decayed(model)`."""
     # "sgd" is not offered on the CLI; tests use it because, unlike adam/rmsprop, its step
     # scales with the gradient, so a wrongly averaged loss shows up in the weights.
-    classes = {"adam": keras.optimizers.Adam, "rmsprop": keras.optimizers.RMSprop, "sgd": keras.optimizers.SGD}
-    optimizer = classes[name](learning_rate=learning_rate)
+    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW, "rmsprop": keras.optimizers.RMSprop,
+               "sgd": keras.optimizers.SGD}
+    options = {"weight_decay": weight_decay} if name == "adamw" else {}
+    optimizer = _gradients_already_summed(classes[name])(learning_rate=learning_rate, **options)
+    if name == "adamw" and model is not None:
+        optimizer.exclude_from_weight_decay(var_list=not_decayed(model))
     # Loss scaling keeps float16 gradients from underflowing; apply() unscales and skips inf steps.
     return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+
+
+def combine_repeated_rows(gradient):
+    """An embedding's gradient (IndexedSlices, a row per token occurrence) with the rows of a
+    repeated id summed: the norm of its values is then the norm of the dense gradient, however
+    the occurrences were split over replicas (tf.clip_by_global_norm reads the values)."""
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    ids, position = tf.unique(gradient.indices)
+    rows = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(ids)[0])
+    return tf.IndexedSlices(rows, ids, gradient.dense_shape)
 
 
 class Trainer:
@@ -39,20 +110,27 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         model_config: ModelConfig,
         optimizer_name: str,
-        learning_rate: float,
+        learning_rate,
         mixed_precision: bool = False,
         seed: int = 0,
+        weight_decay: float = 0.0,
+        clip_norm: float = 0.0,
     ):
+        """learning_rate: a float, or a callable building the schedule inside the strategy's
+        scope (its variables must be created there): () -> keras LearningRateSchedule.
+        clip_norm: clip the global batch's gradient to this norm (0: off)."""
         self.strategy = strategy
         self.model_config = model_config
         self.mixed_precision = mixed_precision
+        self.clip_norm = clip_norm
         keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
         # Seeds weight init and every dropout SeedGenerator (their states are model variables,
         # checkpointed, so a resumed run draws the same masks).
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             self.model = build_model(model_config)
-            self.optimizer = make_optimizer(optimizer_name, learning_rate, mixed_precision)
+            self.learning_rate = learning_rate() if callable(learning_rate) else learning_rate
+            self.optimizer = make_optimizer(optimizer_name, self.learning_rate, mixed_precision, weight_decay, self.model)
             self.optimizer.build(self.model.trainable_variables)
         keras.mixed_precision.set_dtype_policy("float32")
         self._train_steps = tf.function(self._train_steps_fn, reduce_retracing=True)
@@ -70,6 +148,12 @@ class Trainer:
             scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
         variables = self.model.trainable_variables
         gradients = tape.gradient(scaled, variables)
+        # The global batch's gradient on every replica (the optimizer's own sum is switched off).
+        gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
+        if self.clip_norm:
+            # Under loss scaling the gradients are scaled: so is the threshold (same clip, unscaled).
+            scale = self.optimizer.scale_loss(1.0) if self.mixed_precision else 1.0
+            gradients, _ = tf.clip_by_global_norm([combine_repeated_rows(g) for g in gradients], self.clip_norm * scale)
         self.optimizer.apply(gradients, variables)
         return loss_sum, local_weight
 

@@ -39,8 +39,12 @@ class TrainingProgress:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def update(self, step: int, epoch: int, loss: float, windows_per_second: float) -> None:
-        completed = step if self.time_budget is None else min(time.monotonic() - self.started, self.time_budget)
+    def update(self, step: int, epoch: int, loss: float, windows_per_second: float,
+               trained_seconds: float | None = None) -> None:
+        """trained_seconds: this session's seconds of training steps (what the budget counts;
+        validation and checkpoints excluded); default: the wall time since the bar started."""
+        spent = time.monotonic() - self.started if trained_seconds is None else trained_seconds
+        completed = step if self.time_budget is None else min(spent, self.time_budget)
         self.progress.update(self.task, completed=completed, epoch=epoch, loss=loss, windows_per_second=windows_per_second,
                              step=step)
 

@@ -13,16 +13,43 @@ from dataclasses import dataclass
 
 from nextword.errors import SettingsError
 from model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
+from model.schedule import SCHEDULES
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
-OPTIMIZERS = ("adam", "rmsprop")
+OPTIMIZERS = ("adamw", "adam", "rmsprop")
 PRESETS = ("notebook",)
-MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective", "heads", "ff_dim")
+MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective", "heads", "ff_dim",
+                "tie_embeddings")
+OPTIMIZATION_FIELDS = ("optimizer", "learning_rate", "batch_size", "weight_decay", "schedule", "warmup_steps",
+                       "clip_norm", "patience")
 
-# Our recipe's optimizer and batch (a benchmark tunes them; change them here only).
-RECIPE_DEFAULTS = dict(optimizer="adam", learning_rate=1e-3, batch_size=128)  # bench/tune_defaults.py picked these
-# The notebook: model.compile(optimizer='rmsprop') (Keras default lr 1e-3), fit(batch_size=512).
-NOTEBOOK_TRAINING = dict(optimizer="rmsprop", learning_rate=1e-3, batch_size=512)
+# Our recipe's optimisation (a benchmark tunes it; change it here only): AdamW with decoupled
+# weight decay, warm-up then cosine decay to the planned end, clipping at global norm 1.0, and
+# early stopping after `patience` validations without a better held-out loss.
+RECIPE_DEFAULTS = dict(optimizer="adamw", learning_rate=2e-3, batch_size=128, weight_decay=0.1, schedule="cosine",
+                       warmup_steps=100, clip_norm=1.0, patience=5)
+# The notebook: model.compile(optimizer='rmsprop') (Keras default lr 1e-3), fit(batch_size=512),
+# constant rate, no clipping; it kept its best weights too (ModelCheckpoint save_best_only).
+NOTEBOOK_TRAINING = dict(optimizer="rmsprop", learning_rate=1e-3, batch_size=512, weight_decay=0.0,
+                         schedule="constant", warmup_steps=0, clip_norm=0.0, patience=5)
+CHECKPOINT_CHOICES = ("best", "latest")
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """The optimisation a run uses, after preset and defaults (recorded in run.json and the card)."""
+
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    weight_decay: float
+    schedule: str
+    warmup_steps: int
+    clip_norm: float
+    patience: int  # 0: no early stopping
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -40,10 +67,16 @@ class TrainSettings:
     objective: str | None = None
     heads: int | None = None
     ff_dim: int | None = None
+    tie_embeddings: bool | None = None
     # optimisation (None: preset, else RECIPE_DEFAULTS)
     batch_size: int | None = None  # global, over all replicas and workers
     optimizer: str | None = None
-    learning_rate: float | None = None
+    learning_rate: float | None = None  # the peak rate of the schedule
+    weight_decay: float | None = None  # adamw only
+    schedule: str | None = None
+    warmup_steps: int | None = None
+    clip_norm: float | None = None  # 0: off
+    patience: int | None = None  # validations without improvement before stopping; 0: never stop early
     epochs: int = 5
     max_steps: int | None = None
     time_budget: float | None = None  # seconds of training (validation and export excluded)
@@ -57,6 +90,9 @@ class TrainSettings:
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
     # run directory
     checkpoint_every: int = 200
+    validate_every: int | None = None  # steps; None: see model.validation.auto_validate_every
+    validation_sample: int = 2048  # val windows scored at each validation (the whole split at the end)
+    export_checkpoint: str = "best"  # which weights the export holds: the best held-out or the latest
     resume: bool | None = None  # None: resume when RUN_DIR holds a checkpoint
     export: bool = True
     progress: bool = True
@@ -69,13 +105,25 @@ class TrainSettings:
             raise SettingsError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise SettingsError(f"--optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        positive = ("batch_size", "epochs", "max_steps", "devices", "checkpoint_every", "steps_per_call", "shuffle_buffer")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise SettingsError(f"--schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.export_checkpoint not in CHECKPOINT_CHOICES:
+            raise SettingsError(f"--export-checkpoint must be one of {CHECKPOINT_CHOICES}, got {self.export_checkpoint!r}")
+        positive = ("batch_size", "epochs", "max_steps", "devices", "checkpoint_every", "steps_per_call", "shuffle_buffer",
+                    "validate_every", "validation_sample")
         for name in positive:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingsError(f"--learning-rate must be > 0, got {self.learning_rate}")
+        for name in ("weight_decay", "warmup_steps", "clip_norm", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise SettingsError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
+        if self.weight_decay and self.optimizer not in (None, "adamw"):
+            raise SettingsError(f"--weight-decay {self.weight_decay:g} is for --optimizer adamw, got --optimizer {self.optimizer}",
+                                hint="use --optimizer adamw, or drop --weight-decay")
         if self.time_budget is not None and not self.time_budget > 0:
             raise SettingsError(f"--time-budget must be > 0 seconds, got {self.time_budget}")
         if self.devices is not None and self.devices > 1 and self.strategy == "default":
@@ -112,9 +160,14 @@ class TrainSettings:
         )
 
     def training_choice(self, name: str):
-        """optimizer / learning_rate / batch_size after preset and defaults."""
+        """One of OPTIMIZATION_FIELDS after preset and defaults."""
         preset = NOTEBOOK_TRAINING if self.preset == "notebook" else {}
+        if name == "weight_decay" and self._pick("optimizer", preset, RECIPE_DEFAULTS) != "adamw":
+            return 0.0  # decoupled weight decay belongs to adamw (a preset's rmsprop has none)
         return self._pick(name, preset, RECIPE_DEFAULTS)
+
+    def optimization(self) -> Optimization:
+        return Optimization(**{name: self.training_choice(name) for name in OPTIMIZATION_FIELDS})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

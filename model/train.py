@@ -13,26 +13,23 @@ import time
 
 import tensorflow as tf
 
-from nextword import storage
+from nextword import faults, storage
 from nextword.errors import ArtifactError, SettingsError
 from model import checkpointing
 from model.history import History, plot_history
-from model.loop import Trainer
+from model.loop import ScheduledRate, Trainer
 from model.metrics import evaluate_split, metrics_line
+from model.schedule import Schedule
 from model.settings import TrainSettings
 from model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             use_mixed_precision)
 from model.progress import TrainingProgress
+from model.validation import ValidationSample, auto_validate_every
 from tfrecords.manifest import load_manifest
 from tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
 
 SUMMARY_FILE = "summary.json"
 LOG_EVERY_STEPS = 50
-# Validation reads every val window once, forward only: ~1/3 of a training window's time (default
-# recipe, embedded corpus, 2 cores: 0.65 vs 1.90 ms), so validating after VALIDATE_EVERY val
-# splits' worth of trained windows keeps it near 1 / (3 * VALIDATE_EVERY) of the training time.
-# With 1 it took ~25% of a 60 s run there (bench/tune_defaults.py candidate 1: 182 steps, not 288).
-VALIDATE_EVERY = 4
 # Epochs read through one iterator (make_epochs_dataset): its table holds epochs x files names.
 CHAIN_TABLE_ENTRIES, CHAIN_EPOCHS = 100_000, 1_000
 
@@ -83,7 +80,8 @@ class TrainingSession:
         self.settings, self.manifest, self.strategy = settings, manifest, strategy
         self.chief = is_chief(strategy)
         self.model_config = settings.model_config(manifest.vocab_size, manifest.context_length)
-        self.global_batch = settings.training_choice("batch_size")
+        self.optimization = settings.optimization()
+        self.global_batch = self.optimization.batch_size
         replicas = strategy.num_replicas_in_sync
         if self.global_batch % replicas:
             raise SettingsError(
@@ -92,30 +90,47 @@ class TrainingSession:
             )
         self.mixed_precision = use_mixed_precision(settings.mixed_precision)
         latest = self._check_run_dir()
-        self.trainer = Trainer(
-            strategy, self.model_config, settings.training_choice("optimizer"),
-            settings.training_choice("learning_rate"), self.mixed_precision, settings.seed,
-        )
-        self.position = checkpointing.TrainingPosition()
-        checkpoint = checkpointing.make_checkpoint(self.trainer.model, self.trainer.optimizer, self.position)
-        self.checkpoint_dir = checkpointing.checkpoint_dir(settings.out, self.chief)
-        self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
-        if latest:
-            checkpointing.restore_checkpoint(checkpoint, latest)
-        if self.chief:
-            checkpointing.write_run_file(
-                settings.out, settings.to_dict(), self.model_config, settings.data_dir, manifest.fingerprint
-            )
-        self.history = History(settings.out, self.chief, resume_step=self.position.as_dict()["step"])
         self.reader_config = ReaderConfig(
             batch_size=self.global_batch // replicas, objective=self.model_config.objective,
             seed=settings.seed, shuffle_buffer=settings.shuffle_buffer,
         )
         self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
         self.replicas_per_pipeline = replicas // self.pipelines
-        self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
         self._epoch_steps: dict[tuple, int] = {}
-        self.validated_at_step = self._last_validation_before(int(self.position.epoch.numpy()))
+        self.target_steps, self.planned_by = self._step_plan()
+        self.schedule = Schedule.plan(self.optimization.schedule, self.optimization.learning_rate,
+                                      self.optimization.warmup_steps, self.target_steps, settings.time_budget)
+        self.trainer = Trainer(
+            strategy, self.model_config, self.optimization.optimizer, lambda: ScheduledRate(self.schedule),
+            self.mixed_precision, settings.seed, self.optimization.weight_decay, self.optimization.clip_norm,
+        )
+        self.position = checkpointing.TrainingPosition()
+        checkpoint = checkpointing.make_checkpoint(self.trainer.model, self.trainer.optimizer, self.position)
+        self.checkpoint_dir = checkpointing.checkpoint_dir(settings.out, self.chief)
+        self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
+        best_dir = storage.join(settings.out if self.chief else self.checkpoint_dir, checkpointing.BEST)
+        if latest:
+            checkpointing.restore_checkpoint(checkpoint, latest)
+            checkpointing.drop_checkpoints_after(best_dir, self.position.as_dict()["step"])
+        # Two: a kill after a new best but before the checkpoint that records it resumes with the one before.
+        self.best_manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(self.trainer.model), best_dir,
+                                                       max_to_keep=2)
+        if self.chief:
+            checkpointing.write_run_file(
+                settings.out, {**settings.to_dict(), "optimization": self.optimization.to_dict(),
+                               "schedule": self.schedule.to_dict()},
+                self.model_config, settings.data_dir, manifest.fingerprint,
+            )
+        self.history = History(settings.out, self.chief, resume_step=self.position.as_dict()["step"])
+        self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
+        val = manifest.splits.get("val")
+        self.sample = (ValidationSample(settings.data_dir, manifest, self.trainer.final_word_logits, settings.validation_sample)
+                       if val is not None and val.windows else None)
+        self.validate_every = settings.validate_every or auto_validate_every(
+            self.sample.windows if self.sample else 0, self.global_batch)
+        step = self.position.as_dict()["step"]
+        self.validated_at_step = step - step % self.validate_every  # validations run at multiples, before the save
+        self.wall = {"training_steps": 0.0, "validation": 0.0, "checkpoints": 0.0, "final_validation": 0.0, "export": 0.0}
 
     def _check_run_dir(self) -> str | None:
         out = self.settings.out
@@ -131,6 +146,17 @@ class TrainingSession:
             checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint)
         return latest
 
+    def _step_plan(self) -> tuple[int, str]:
+        """(the planned number of steps, "epochs" or "max_steps": which of the two sets it)."""
+        if self.steps_per_epoch(0) < 1:  # with objective "all" on spans, epochs differ slightly
+            raise SettingsError(
+                f"the train split ({self.manifest.splits['train'].windows} windows) holds no full batch of {self.global_batch}",
+                hint="pass a smaller --batch-size or ingest more text",
+            )
+        epoch_steps = sum(self.steps_per_epoch(epoch) for epoch in range(self.settings.epochs))
+        target = min(epoch_steps, self.settings.max_steps or epoch_steps)
+        return target, "epochs" if target == epoch_steps else "max_steps"
+
     def steps_per_epoch(self, epoch: int) -> int:
         # One pipeline reads every shard, so an epoch's size depends on its "all" offset alone (at
         # most `context` values): --epochs 100000 costs lookups, not 100000 plans (~1 ms each).
@@ -144,15 +170,20 @@ class TrainingSession:
             self._epoch_steps[key] = plan.batches // self.replicas_per_pipeline
         return self._epoch_steps[key]
 
-    def _agree_fn(self, flag):
+    def _agree_fn(self, values):
         # Every worker must stop at the same step, or the others wait forever in all-reduce.
-        per_replica = self.strategy.run(lambda value: tf.identity(value), args=(flag,))
+        per_replica = self.strategy.run(lambda value: tf.identity(value), args=(values,))
         return self.strategy.reduce("sum", per_replica, axis=None)  # ReduceOp has no MAX; any flag > 0
 
-    def agree(self, stop: bool) -> bool:
+    def agree(self, stop: bool, seconds: float) -> tuple[bool, float]:
+        """(any worker wants to stop, the workers' mean seconds trained): one all-reduce a call."""
         if self._agree is None:
-            return stop
-        return bool(self._agree(tf.constant(1 if stop else 0, tf.int32)) > 0)
+            return stop, seconds
+        total = self._agree(tf.constant([1.0 if stop else 0.0, seconds], tf.float64)).numpy()
+        return bool(total[0] > 0), float(total[1]) / self.strategy.num_replicas_in_sync
+
+    def agreed_mean(self, value: float) -> float:
+        return self.agree(False, value)[1]
 
     def chain_iterator(self, epoch: int, epoch_step: int, target_steps: int):
         """(iterator over epochs [epoch, end) from epoch_step on, end): one iterator for every
@@ -179,8 +210,8 @@ class TrainingSession:
         if self._agree is None:
             return
         step, replicas = float(self.position.as_dict()["step"]), self.strategy.num_replicas_in_sync
-        total = float(self._agree(tf.constant(step, tf.float64)))
-        squares = float(self._agree(tf.constant(step * step, tf.float64)))  # equal sums of x and x² <=> all equal
+        total, squares = (float(value) for value in self._agree(tf.constant([step, step * step], tf.float64)).numpy())
+        # equal sums of x and x² <=> all equal
         if total != replicas * step or squares != replicas * step * step:
             raise ArtifactError(
                 f"the workers resumed from different checkpoints (this worker: step {int(step)}, "
@@ -192,23 +223,18 @@ class TrainingSession:
     def run(self, stop: StopSignal) -> dict:
         settings = self.settings
         self.check_workers_resumed_alike()
-        steps_per_epoch = self.steps_per_epoch(0)  # with objective "all" on spans, epochs differ slightly
-        if steps_per_epoch < 1:
-            raise SettingsError(
-                f"the train split ({self.manifest.splits['train'].windows} windows) holds no full batch of {self.global_batch}",
-                hint="pass a smaller --batch-size or ingest more text",
-            )
-        epoch_steps = sum(self.steps_per_epoch(epoch) for epoch in range(settings.epochs))
-        target_steps = min(epoch_steps, settings.max_steps or epoch_steps)
-        stopped_by = "epochs" if target_steps == epoch_steps else "max_steps"
+        started_wall = time.monotonic()
         start_step = self.position.as_dict()["step"]
         # Restored from the checkpoint, so equal on every worker: they all decide alike.
-        self.seconds_before = float(self.position.train_seconds.numpy())
+        self.seconds_before = self.train_clock = float(self.position.train_seconds.numpy())
         budget_spent = settings.time_budget is not None and self.seconds_before >= settings.time_budget
-        if start_step >= target_steps or budget_spent:
-            return self._already_complete("time_budget" if budget_spent and start_step < target_steps else stopped_by)
-        self.started = started = time.monotonic()
-        progress = TrainingProgress(enabled=self.chief and settings.progress, total=target_steps, done=start_step,
+        stale = int(self.position.stale_validations.numpy())
+        stopped_early = self._patience_spent(stale)
+        if start_step >= self.target_steps or budget_spent or stopped_early:
+            reason = ("early_stopping" if stopped_early else "time_budget" if budget_spent and start_step < self.target_steps
+                      else self.planned_by)
+            return self._already_complete(reason)
+        progress = TrainingProgress(enabled=self.chief and settings.progress, total=self.target_steps, done=start_step,
                                     notes=self.chief, time_budget=None if settings.time_budget is None
                                     else settings.time_budget - self.seconds_before)  # the bar: this session's share
         with progress:
@@ -216,153 +242,187 @@ class TrainingSession:
                 progress.note(f"resuming from step {start_step:,} (epoch {int(self.position.epoch.numpy())}"
                               + (f"; {self.seconds_before:.1f} s of the {settings.time_budget:g} s budget spent)"
                                  if settings.time_budget is not None else ")"))
-            stopped_by = self._train(stop, target_steps, started, progress) or stopped_by
-        train_seconds = time.monotonic() - started
-        self.position.train_seconds.assign(self.seconds_before + train_seconds)  # validation and export excluded
-        if stopped_by != "interrupt":
-            self._validate_final_weights(progress)
-        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
-        summary = self._summary(stopped_by, start_step, train_seconds)
-        self.history.save(summary)
-        if self.chief:
-            storage.write_atomic(storage.join(settings.out, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
-            if self.history.record["steps"] or self.history.record["epochs"]:
-                plot_history(settings.out)
-        if settings.export and stopped_by != "interrupt":
-            self._export(summary)
+            stopped_by = self._train(stop, progress) or self.planned_by
+            self.position.train_seconds.assign(self.train_clock)
+            if stopped_by != "interrupt" and self.validated_at_step != self.position.as_dict()["step"]:
+                self._validate(progress)  # the final weights are a candidate for the best too
+        self._timed("checkpoints", lambda: self.manager.save(checkpoint_number=self.position.as_dict()["step"]))
+        final_weights = weights_fingerprint(self.trainer.model)
+        exported = self._select_export_weights() if stopped_by != "interrupt" else None
+        full = self._timed("final_validation", self.validate) if exported and self.sample else {}
+        self.wall["total"] = time.monotonic() - started_wall  # before the export, which reads the summary
+        summary = self._summary(stopped_by, start_step, self.train_clock - self.seconds_before, final_weights, exported, full)
+        self._write_summary(summary)
+        if self.chief and (self.history.record["steps"] or self.history.record["epochs"]):
+            plot_history(settings.out)
+        if settings.export and exported:
+            self._timed("export", lambda: self._export(summary))
         self._cleanup()
         return summary
+
+    def _patience_spent(self, stale: int) -> bool:
+        return bool(self.optimization.patience) and stale >= self.optimization.patience
+
+    def _timed(self, part: str, work):
+        started = time.monotonic()
+        try:
+            return work()
+        finally:
+            self.wall[part] += time.monotonic() - started
+
+    def _write_summary(self, summary: dict) -> None:
+        self.history.save(summary)
+        if self.chief:
+            storage.write_atomic(storage.join(self.settings.out, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
 
     def _already_complete(self, stopped_by: str) -> dict:
         """A rerun of a finished run: nothing to train, save or validate again; the export is
         written only if it is missing (the first run had --no-export)."""
-        summary = self._summary(stopped_by, self.position.as_dict()["step"], 0.0, already_complete=True)
-        self.history.save(summary)
-        if self.chief:
-            storage.write_atomic(storage.join(self.settings.out, SUMMARY_FILE), json.dumps(summary, indent=2) + "\n")
+        previous = self._previous_summary()
+        final_weights = weights_fingerprint(self.trainer.model)
+        exported = self._select_export_weights()
+        summary = self._summary(stopped_by, self.position.as_dict()["step"], 0.0, final_weights, exported,
+                                previous.get("validation") or {}, already_complete=True)
+        self._write_summary(summary)
         if self.settings.export and not storage.exists(storage.join(self.settings.out, "export", "card.json")):
             self._export(summary)
         self._cleanup()
         return summary
 
+    def _previous_summary(self) -> dict:
+        """RUN_DIR/summary.json of the session that finished this run ({} if it is not there)."""
+        path = storage.join(self.settings.out, SUMMARY_FILE)
+        try:
+            summary = json.loads(storage.read_text(path)) if storage.exists(path) else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            summary = {}
+        return summary if isinstance(summary, dict) and summary.get("steps") == self.position.as_dict()["step"] else {}
+
     def _save(self) -> None:
         """A checkpoint of this moment, with the seconds trained so far over every session."""
-        self.position.train_seconds.assign(self.seconds_before + time.monotonic() - self.started)
-        self.manager.save(checkpoint_number=self.position.as_dict()["step"])
+        self.position.train_seconds.assign(self.train_clock)
+        self._timed("checkpoints", lambda: self.manager.save(checkpoint_number=self.position.as_dict()["step"]))
 
-    def _train(self, stop, target_steps, started, progress) -> str | None:
+    def _train(self, stop, progress) -> str | None:
+        """Train until the plan's end (None) or a stop: "interrupt", "time_budget", "early_stopping"."""
         settings, position = self.settings, self.position
         window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
         iterator, chain_end = None, 0
-        while position.as_dict()["step"] < target_steps:
-            epoch, epoch_step = int(position.epoch.numpy()), int(position.epoch_step.numpy())
+        while position.as_dict()["step"] < self.target_steps:
+            step, epoch, epoch_step = position.as_dict()["step"], int(position.epoch.numpy()), int(position.epoch_step.numpy())
             steps_per_epoch = self.steps_per_epoch(epoch)
             if epoch >= chain_end:
-                iterator, chain_end = self.chain_iterator(epoch, epoch_step, target_steps)
-            while epoch_step < steps_per_epoch and position.as_dict()["step"] < target_steps:
-                step = position.as_dict()["step"]
-                steps = min(
-                    settings.steps_per_call, steps_per_epoch - epoch_step, target_steps - step,
-                    settings.checkpoint_every - step % settings.checkpoint_every,
-                )
-                try:
-                    loss, weight = self.trainer.train_steps(iterator, steps)
-                except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
-                    # FailedPrecondition: the reader's per-epoch assert_cardinality (any other is re-raised)
-                    if isinstance(error, tf.errors.FailedPreconditionError) and "expected to contain" not in str(error):
-                        raise
-                    raise ArtifactError(
-                        f"epoch {epoch} of the train split ended after {epoch_step} of {steps_per_epoch} steps: "
-                        "the shards hold fewer windows than dataset.json says",
-                        hint="the dataset was modified after ingest; run `nextword verify` or re-ingest",
-                    ) from None
-                epoch_step += steps
-                position.step.assign_add(steps)
-                position.epoch_step.assign(epoch_step)
-                loss_sum, weight_sum, window_sum = loss_sum + float(loss), weight_sum + float(weight), window_sum + steps * self.global_batch
-                step = position.as_dict()["step"]
-                elapsed = time.monotonic() - since
-                progress.update(step, epoch, float(loss) / max(float(weight), 1.0), window_sum / max(elapsed, 1e-9))
-                if step % LOG_EVERY_STEPS < steps or epoch_step == steps_per_epoch:
-                    self.history.log_steps({
-                        "step": step, "epoch": epoch, "loss": loss_sum / max(weight_sum, 1.0),
-                        "windows_per_second": window_sum / max(elapsed, 1e-9),
-                    })
-                    window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
-                if step % settings.checkpoint_every == 0:
-                    self._save()
-                    self.history.save()
-                # --time-budget counts the seconds of every session (like --max-steps their steps)
-                over_budget = (settings.time_budget is not None
-                               and self.seconds_before + time.monotonic() - started >= settings.time_budget)
-                if self.agree(stop.interrupted or over_budget):
-                    return "interrupt" if stop.interrupted else "time_budget"
-            if epoch_step >= steps_per_epoch:
-                self._end_epoch(epoch, progress)
+                iterator, chain_end = self.chain_iterator(epoch, epoch_step, self.target_steps)
+            steps = min(
+                settings.steps_per_call, steps_per_epoch - epoch_step, self.target_steps - step,
+                settings.checkpoint_every - step % settings.checkpoint_every,
+                self.validate_every - step % self.validate_every,
+            )
+            loss, weight = self._train_call(iterator, steps, epoch, epoch_step, steps_per_epoch)
+            epoch_step += steps
+            position.step.assign_add(steps)
+            # An epoch that ends on this call is counted now, whatever stops the run next.
+            position.epoch.assign(epoch + 1 if epoch_step == steps_per_epoch else epoch)
+            position.epoch_step.assign(0 if epoch_step == steps_per_epoch else epoch_step)
+            loss_sum, weight_sum, window_sum = loss_sum + loss, weight_sum + weight, window_sum + steps * self.global_batch
+            step = position.as_dict()["step"]
+            elapsed = time.monotonic() - since
+            progress.update(step, epoch, loss / max(weight, 1.0), window_sum / max(elapsed, 1e-9),
+                            trained_seconds=self.train_clock - self.seconds_before)
+            if step % LOG_EVERY_STEPS < steps or epoch_step == steps_per_epoch:
+                self.history.log_steps({
+                    "step": step, "epoch": epoch, "loss": loss_sum / max(weight_sum, 1.0),
+                    "windows_per_second": window_sum / max(elapsed, 1e-9),
+                    "learning_rate": self.schedule.rate(step - 1, self.train_clock),
+                })
+                window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
+            patience_spent = False
+            if step % self.validate_every == 0 and self.sample is not None:
+                patience_spent = self._validate(progress)
+            elif step % settings.checkpoint_every == 0:
+                self.history.save()
+                self._save()
+            # --time-budget counts the seconds of training steps of every session (validation excluded)
+            over_budget = settings.time_budget is not None and self.train_clock >= settings.time_budget
+            wants_stop, self.train_clock = self.agree(stop.interrupted or over_budget, self.train_clock)
+            if patience_spent:
+                return "early_stopping"
+            if wants_stop:
+                return "interrupt" if stop.interrupted else "time_budget"
         return None
 
-    def _end_epoch(self, epoch: int, progress) -> None:
-        self.position.epoch.assign(epoch + 1)
-        self.position.epoch_step.assign(0)
-        if self._validation_due():
-            self.validated_at_step = self.position.as_dict()["step"]
-            self._log_validation(f"epoch {epoch}", epoch, progress)
-            self._save()
-            self.history.save()
+    def _train_call(self, iterator, steps: int, epoch: int, epoch_step: int, steps_per_epoch: int) -> tuple[float, float]:
+        """`steps` training steps in one tf.function call; (loss sum, weight sum). Its seconds go
+        to the train clock (what --time-budget and the schedule's time part count)."""
+        self.trainer.learning_rate.set_seconds(self.train_clock)
+        started = time.monotonic()
+        try:
+            loss, weight = self.trainer.train_steps(iterator, steps)
+            loss, weight = float(loss), float(weight)  # waits for the steps to finish
+        except (tf.errors.OutOfRangeError, tf.errors.FailedPreconditionError) as error:
+            # FailedPrecondition: the reader's per-epoch assert_cardinality (any other is re-raised)
+            if isinstance(error, tf.errors.FailedPreconditionError) and "expected to contain" not in str(error):
+                raise
+            raise ArtifactError(
+                f"epoch {epoch} of the train split ended after {epoch_step} of {steps_per_epoch} steps: "
+                "the shards hold fewer windows than dataset.json says",
+                hint="the dataset was modified after ingest; run `nextword verify` or re-ingest",
+            ) from None
+        seconds = time.monotonic() - started
+        self.train_clock += seconds
+        self.wall["training_steps"] += seconds
+        return loss, weight
 
-    def _last_validation_before(self, epoch: int) -> int:
-        """The step of the last epoch-end validation before `epoch` (0: none), replayed from the
-        schedule of _validation_due: the same on every worker (the history is the chief's alone)
-        and for a resumed run as for an uninterrupted one."""
-        step = validated = 0
-        for past in range(epoch):
-            step += self.steps_per_epoch(past)
-            if self._worth_a_validation(step - validated):
-                validated = step
-        return validated
-
-    def _worth_a_validation(self, steps: int) -> bool:
-        val = self.manifest.splits.get("val")
-        return steps * self.global_batch >= VALIDATE_EVERY * (val.windows if val is not None else 0)
-
-    def _validation_due(self) -> bool:
-        """At an epoch's end: once VALIDATE_EVERY times as many windows were trained since the last
-        validation as the val split holds. One-pass epochs of a small corpus are far shorter than a
-        validation (objective all on the embedded corpus: ~14 steps), which would otherwise spend
-        more time validating than training."""
-        return self._worth_a_validation(self.position.as_dict()["step"] - self.validated_at_step)
-
-    def _validate_final_weights(self, progress) -> None:
-        """A run reports the weights it ends with: stopped mid-epoch (time budget, max steps), or
-        at the end of an epoch that was not validated (see _validation_due)."""
-        step = self.position.as_dict()["step"]
-        if self.validated_at_step == step:  # the same on every worker (the history is the chief's alone)
-            return
-        epoch = int(self.position.epoch.numpy())
-        partial = int(self.position.epoch_step.numpy()) > 0 or epoch == 0
-        if partial:
-            self._log_validation(f"final (step {step}, epoch {epoch} partial)", epoch, progress, partial=True)
+    def _validate(self, progress) -> bool:
+        """Score the val sample; keep the weights if they are the best so far; save a checkpoint
+        (which records the best and the patience count). True when the patience is spent."""
+        position, step = self.position, self.position.as_dict()["step"]
+        metrics = self._timed("validation", self.sample.score)
+        loss = self.agreed_mean(metrics["loss"]) if self._agree is not None else metrics["loss"]
+        improved = loss < float(position.best_loss.numpy())  # strictly: a plateau is no progress, NaN never is
+        if improved:
+            position.best_loss.assign(loss)
+            position.best_step.assign(step)
+            position.stale_validations.assign(0)
+            # The best first, then the checkpoint that records it (see drop_checkpoints_after).
+            self._timed("checkpoints", lambda: self.best_manager.save(checkpoint_number=step))
+            faults.reached("best_saved", step)
         else:
-            self._log_validation(f"epoch {epoch - 1}", epoch - 1, progress)
+            position.stale_validations.assign_add(1)
+        self.validated_at_step = step
+        stale = int(position.stale_validations.numpy())
+        if self.chief:  # the history before the checkpoint: a resume drops rows past its step and replays them
+            epoch = int(position.epoch.numpy())
+            train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
+            row = {"epoch": epoch, "step": step, "train_loss": train_loss, "best": improved,
+                   **{f"val_{key}": value for key, value in metrics.items() if key != "windows"}}
+            self.history.log_epoch(row)
+            self.history.save()
+            mark = "best so far" if improved else f"{stale} without improvement"
+            progress.note(f"step {step:,} (epoch {epoch}): val {metrics_line(metrics, accuracy_digits=3)}  ({mark})")
+        self._save()
+        return self._patience_spent(stale)
 
-    def _log_validation(self, label: str, epoch: int, progress, partial: bool = False) -> None:
-        # Every worker validates (the val split is spread over all replicas); the chief logs.
-        if not ("val" in self.manifest.splits and self.manifest.splits["val"].windows):
-            return
-        metrics = self.validate()
-        self.validated_at_step = self.position.as_dict()["step"]
-        if not self.chief:
-            return
-        train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
-        row = {"epoch": epoch, "step": self.position.as_dict()["step"], "train_loss": train_loss}
-        if partial:
-            row["partial_epoch"] = True
-        row.update({f"val_{key}": value for key, value in metrics.items() if key != "windows"})
-        self.history.log_epoch(row)
-        progress.note(f"{label}: val {metrics_line(metrics, accuracy_digits=3)}")
+    def _select_export_weights(self) -> dict:
+        """Load the weights to export into the model: the best held-out checkpoint (unless
+        --export-checkpoint latest, or no validation ran). Returns what was chosen."""
+        best_step = int(self.position.best_step.numpy())
+        step = self.position.as_dict()["step"]
+        if self.settings.export_checkpoint == "latest" or best_step < 0:
+            return {"checkpoint": "latest", "step": step}
+        if best_step != step:
+            path = self.best_manager.latest_checkpoint
+            if path is None or checkpointing.checkpoint_step(path) != best_step:
+                raise ArtifactError(
+                    f"the best checkpoint of step {best_step} is missing from {self.best_manager.directory} (found {path})",
+                    hint="export the latest weights with --export-checkpoint latest, or train into a new --out",
+                )
+            checkpointing.make_checkpoint(self.trainer.model).restore(path).expect_partial().assert_existing_objects_matched()
+        return {"checkpoint": "best", "step": best_step, "sample_loss": float(self.position.best_loss.numpy()),
+                "weights_sha256": weights_fingerprint(self.trainer.model)}
 
     def validate(self) -> dict:
-        """Every worker's replicas score their part of the val split; all get the same totals."""
+        """Every worker's replicas score their part of the whole val split; all get the same totals."""
         totals = evaluate_split(self.strategy, self.trainer.final_word_logits, self.settings.data_dir, "val",
                                 self.manifest, self.pipelines)
         expected = self.manifest.splits["val"].windows
@@ -371,10 +431,10 @@ class TrainingSession:
                                 hint="the dataset was modified after ingest; re-run `nextword ingest`")
         return totals.result(self.manifest, "val")
 
-    def _summary(self, stopped_by: str, start_step: int, train_seconds: float, already_complete: bool = False) -> dict:
+    def _summary(self, stopped_by: str, start_step: int, train_seconds: float, weights_sha256: str,
+                 exported: dict | None, validation: dict, already_complete: bool = False) -> dict:
         position = self.position.as_dict()
         trained = (position["step"] - start_step) * self.global_batch
-        last_epoch = self.history.record["epochs"][-1] if self.history.record["epochs"] else {}
         last_steps = self.history.record["steps"][-1] if self.history.record["steps"] else {}
         return {
             "stopped_by": stopped_by,
@@ -383,21 +443,31 @@ class TrainingSession:
             "steps": position["step"],
             "epochs_completed": position["epoch"],
             "windows_trained_this_session": trained,
-            "train_seconds_this_session": round(train_seconds, 3),
+            "train_seconds_this_session": round(train_seconds, 3),  # seconds of training steps
             "train_seconds": round(float(self.position.train_seconds.numpy()), 3),  # over every session
             "time_budget": self.settings.time_budget,
+            "wall_seconds": {part: round(seconds, 3) for part, seconds in self.wall.items()},
             "windows_per_second": round(trained / train_seconds, 1) if trained and train_seconds > 0 else None,
             "train_loss": last_steps.get("loss"),
-            "validation": {key[4:]: value for key, value in last_epoch.items() if key.startswith("val_")},
+            # the whole val split, scored for the exported weights
+            "validation": {key: value for key, value in validation.items() if key != "windows"},
+            "exported": exported,
+            "best_step": int(self.position.best_step.numpy()),
+            "validations_without_improvement": int(self.position.stale_validations.numpy()),
+            "validation_sample_windows": self.sample.windows if self.sample else 0,
+            "validate_every": self.validate_every,
             "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),
             "replicas": self.strategy.num_replicas_in_sync,
             "mixed_precision": self.mixed_precision,
             "batch_size": self.global_batch,
-            "optimizer": self.settings.training_choice("optimizer"),
-            "learning_rate": self.settings.training_choice("learning_rate"),
+            "optimizer": self.optimization.optimizer,
+            "learning_rate": self.optimization.learning_rate,
+            "optimization": self.optimization.to_dict(),
+            "schedule": self.schedule.to_dict(),
             "parameters": int(self.trainer.model.count_params()),
-            # Equal on every worker of a multi-worker run (and between a resumed and an uninterrupted run).
-            "weights_sha256": weights_fingerprint(self.trainer.model),
+            # The last step's weights: equal on every worker of a multi-worker run (and between a
+            # resumed and an uninterrupted run). The exported weights' are under "exported".
+            "weights_sha256": weights_sha256,
             "model_config": self.model_config.to_dict(),
             "dataset_fingerprint": self.manifest.fingerprint,
         }

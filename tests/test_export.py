@@ -229,6 +229,22 @@ def test_transformer_generation_is_the_model_on_training_shaped_windows(transfor
         window = history[:, -keep:] if window.shape[1] == context else history[:, -(window.shape[1] + 1):]
 
 
+def test_a_transformer_trained_on_the_last_word_generates_from_whole_windows(tiny_data_dir, tmp_path):  # noqa: F811
+    """Objective "last" supervises only the window's final position: generation re-reads the
+    whole (sliding, pre-padded) window for every word, so each greedy word is the model's
+    prediction at that position, never at one it was not trained on (a cache would use them)."""
+    export = make_export(tiny_data_dir, tmp_path / "export", arch="transformer", units=16, heads=2, ff_dim=24,
+                         objective="last")
+    assert "window recomputed" in export.card["generation"]
+    context, prompts, num_words = export.config.context_length, ["the cat", "a b c the cat sat on mat dog ran"], 9
+    outputs = call_generate(export.loaded, prompts, num_words=num_words, greedy=True)
+    history = export.loaded.signatures["tokenize"](prompts=tf.constant(prompts))["window"].numpy()
+    for step in range(num_words):
+        expected = masked_argmax(export.model(history[:, -context:], training=False).numpy())
+        assert (outputs["ids"][:, step] == expected).all(), step
+        history = np.concatenate([history, outputs["ids"][:, step: step + 1]], axis=1)
+
+
 def test_transformer_cache_steps_equal_the_whole_window(transformer_export):
     model, config = transformer_export.model, transformer_export.config
     vocabulary = ["<pad>", "<unk>"] + [f"w{i}" for i in range(config.vocab_size - 2)]

@@ -30,7 +30,7 @@ def cli() -> typer.Typer:
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    # a val split small enough to be validated at every epoch's end (model.train.VALIDATE_EVERY)
+    # a val split smaller than the validation sample: each validation scores all of it
     return write_data_dir(str(tmp_path_factory.mktemp("data")), val_documents=5)
 
 
@@ -49,26 +49,36 @@ def test_train_writes_the_run_dir(trained_run):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(os.path.join(run_dir, "logs")))
     history = json.load(open(os.path.join(run_dir, "history.json")))
-    assert [row["epoch"] for row in history["epochs"]] == [0, 1]
-    assert history["epochs"][1]["val_loss"] < history["epochs"][0]["val_loss"]  # it learns
+    summary = history["summary"]
+    every = summary["validate_every"]
+    # validations at every `validate_every` steps, and on the final weights
+    assert [row["step"] for row in history["epochs"]] == [*range(every, summary["steps"], every), summary["steps"]]
+    assert history["epochs"][-1]["val_loss"] < history["epochs"][0]["val_loss"]  # it learns
     for key in ("val_perplexity", "val_top1", "val_top5"):
         assert key in history["epochs"][-1]
-    summary = history["summary"]
     assert summary["stopped_by"] == "epochs" and summary["epochs_completed"] == 2
-    assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == "adam"
+    assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == "adamw"
+    assert summary["schedule"]["schedule"] == "cosine" and summary["optimization"]["clip_norm"] == 1.0
     for name in ("loss.png", "accuracy.png", "perplexity.png"):
         assert open(os.path.join(run_dir, "plots", name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_eval_on_the_run_dir_matches_the_last_validation(trained_run, data_dir):
+def test_eval_on_the_run_dir_scores_the_best_validation(trained_run, data_dir):
     run_dir, _ = trained_run
     result = CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--json"])
     assert result.exit_code == 0, result.output
     scores = json.loads(result.output)
-    last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
-    assert scores["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
-    assert scores["top1"] == pytest.approx(last["val_top1"])
-    assert scores["windows"] > 0 and scores["source"] == "checkpoint"
+    history = json.load(open(os.path.join(run_dir, "history.json")))
+    best = min(history["epochs"], key=lambda row: row["val_loss"])
+    assert history["summary"]["exported"]["step"] == best["step"]
+    assert scores["loss"] == pytest.approx(best["val_loss"], rel=1e-5)  # the sample is the whole (tiny) split here
+    assert scores["loss"] == pytest.approx(history["summary"]["validation"]["loss"], rel=1e-5)
+    assert scores["top1"] == pytest.approx(best["val_top1"])
+    assert scores["windows"] > 0 and scores["source"] == "checkpoint best"
+    latest = json.loads(CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--json", "--checkpoint", "latest"]).output)
+    assert latest["loss"] == pytest.approx(history["epochs"][-1]["val_loss"], rel=1e-5)
+    text = CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--split", "train"])
+    assert text.exit_code == 0 and "perplexity" in text.output and "train:" in text.output
     text = CliRunner().invoke(cli(), ["eval", run_dir, data_dir, "--split", "train"])
     assert text.exit_code == 0 and "perplexity" in text.output and "train:" in text.output
 
@@ -128,10 +138,10 @@ def test_max_steps_and_notebook_preset(data_dir, tmp_path):
     assert summary["optimizer"] == "rmsprop" and summary["batch_size"] == 32  # explicit flag beats preset
     config = summary["model_config"]
     assert (config["embedding_dim"], config["layers"], config["units"], config["bidirectional"], config["objective"]) == (8, 3, 50, True, "last")
-    # stopped mid-epoch: the final weights are validated, and that is what the summary reports
+    # stopped mid-epoch: the final weights are validated (a candidate for the best)
     last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
-    assert last["step"] == 7 and last["partial_epoch"] is True
-    assert summary["validation"]["perplexity"] == last["val_perplexity"]
+    assert last["step"] == 7
+    assert summary["schedule"]["schedule"] == "constant" and summary["optimization"]["clip_norm"] == 0
 
 
 def test_settings_validation():
@@ -180,9 +190,12 @@ def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
 
 def test_transformer_resume_is_exact_dropout_included(data_dir, tmp_path):
     """4 steps, stop, 4 more == 8 in one go, bit for bit: the dropout layers inside the blocks
-    keep their seed-generator states in the checkpoint like the recurrent models' do."""
+    keep their seed-generator states in the checkpoint like the recurrent models' do. (A constant
+    rate: --max-steps 4 then 8 plans two different cosine curves; the same command resumed after
+    a kill continues one curve exactly: tests/test_train_resume.py.)"""
     args = ["--arch", "transformer", "--layers", "2", "--units", "16", "--heads", "2", "--dropout", "0.3",
-            "--batch-size", "16", "--seed", "5", "--deterministic", "--no-export", "--no-progress"]
+            "--batch-size", "16", "--seed", "5", "--deterministic", "--no-export", "--no-progress",
+            "--schedule", "constant", "--warmup-steps", "0"]
     whole = run_cli("train", data_dir, "--out", str(tmp_path / "whole"), "--max-steps", "8", *args)
     first = run_cli("train", data_dir, "--out", str(tmp_path / "split"), "--max-steps", "4", *args)
     second = run_cli("train", data_dir, "--out", str(tmp_path / "split"), "--max-steps", "8", *args)
@@ -224,30 +237,24 @@ def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tm
     assert scores["windows"] == load_manifest(tiny_dataset).splits["val"].windows
 
 
-def test_short_epochs_validate_once_a_val_split_was_trained_and_a_resume_keeps_the_schedule(tmp_path):
-    """VALIDATE_EVERY val splits of training longer than an epoch: validation at every 2nd epoch's end
-    (and on the final weights), the same schedule for a run stopped mid-way and resumed as for an
-    uninterrupted one."""
-    from model.train import VALIDATE_EVERY
-    from tfrecords.manifest import load_manifest
-
+def test_validation_runs_every_n_steps_and_a_resume_keeps_the_schedule(tmp_path):
+    """Validations at multiples of --validate-every (and on the final weights), the same for a run
+    stopped mid-way and resumed as for an uninterrupted one, whatever the epochs' lengths."""
     data_dir = write_data_dir(str(tmp_path / "data"), train_documents=120, val_documents=45)
-    manifest = load_manifest(data_dir)
-    train, val = manifest.splits["train"].windows, manifest.splits["val"].windows
-    assert train < VALIDATE_EVERY * val < 2 * train
-    common = ["--epochs", "5", "--no-export", "--objective", "last", *SMALL]
+    common = ["--epochs", "3", "--no-export", "--objective", "last", "--validate-every", "7", "--patience", "0", *SMALL]
     whole, halves = str(tmp_path / "whole"), str(tmp_path / "halves")
     assert CliRunner().invoke(cli(), ["train", data_dir, "--out", whole, *common]).exit_code == 0
-    steps_per_epoch = manifest.splits["train"].windows // 16
-    stopped = CliRunner().invoke(cli(), ["train", data_dir, "--out", halves, *common, "--max-steps",
-                                         str(int(2.5 * steps_per_epoch))])
+    stopped = CliRunner().invoke(cli(), ["train", data_dir, "--out", halves, *common, "--max-steps", "10"])
     assert stopped.exit_code == 0, stopped.output
     assert CliRunner().invoke(cli(), ["train", data_dir, "--out", halves, *common]).exit_code == 0
+    rows = {}
     for run_dir in (whole, halves):
-        rows = json.load(open(os.path.join(run_dir, "history.json")))["epochs"]
-        # epochs 1 and 3 by the schedule, epoch 4 (the last) for the final weights; the stopped run's
-        # mid-epoch row for its final weights (partial_epoch) aside
-        assert [row["epoch"] for row in rows if not row.get("partial_epoch")] == [1, 3, 4], run_dir
+        history = json.load(open(os.path.join(run_dir, "history.json")))
+        steps = history["summary"]["steps"]
+        rows[run_dir] = [row["step"] for row in history["epochs"]]
+        scheduled = [*range(7, steps + 1, 7)]
+        assert [step for step in rows[run_dir] if step % 7 == 0] == scheduled, run_dir
+    assert [step for step in rows[halves] if step != 10] == rows[whole]  # the stopped run's final row (step 10) aside
 
 
 def test_a_dataset_holding_fewer_windows_than_its_manifest_says_stops_with_a_message(tmp_path):
@@ -302,11 +309,10 @@ def test_export_command_re_exports_the_latest_checkpoint(trained_run, data_dir, 
     assert card["model"] == json.load(open(os.path.join(run_dir, "run.json")))["model_config"]
     samples, _ = generator.generate(["w1 w2"], GenerateSettings(words=4, greedy=True))
     assert len(samples[0].text.split()) == 4
-    # the checkpoint's weights: the export scores what the run's last validation measured
-    last = json.load(open(os.path.join(run_dir, "history.json")))["epochs"][-1]
-    assert last["step"] == summary["steps"]
+    # the best checkpoint's weights: the export scores what the run measured for them
     from_export = json.loads(CliRunner().invoke(cli(), ["eval", export_dir, data_dir, "--json"]).output)
-    assert from_export["source"] == "export" and from_export["loss"] == pytest.approx(last["val_loss"], rel=1e-5)
+    assert from_export["source"] == "export"
+    assert from_export["loss"] == pytest.approx(summary["validation"]["loss"], rel=1e-5)
 
 
 def test_export_command_errors(trained_run, tmp_path):

@@ -24,6 +24,7 @@ ONE_STEP = textwrap.dedent(
     import sys, numpy as np
     from model.strategy import split_cpu, make_strategy
     devices, data_dir, objective, out, optimizer, arch = int(sys.argv[1]), *sys.argv[2:6], sys.argv[6]
+    clip_norm, tie = float(sys.argv[7]), sys.argv[8] == "tie"
     split_cpu(devices)
     import tensorflow as tf
     from model.config import ModelConfig
@@ -32,8 +33,8 @@ ONE_STEP = textwrap.dedent(
     strategy = make_strategy("mirrored" if devices > 1 else "default", devices)
     assert strategy.num_replicas_in_sync == devices
     config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
-                         dropout=0.0, objective=objective)
-    trainer = Trainer(strategy, config, optimizer, 0.5 if optimizer == "sgd" else 0.01, seed=7)
+                         dropout=0.0, objective=objective, tie_embeddings=tie)
+    trainer = Trainer(strategy, config, optimizer, 0.5 if optimizer == "sgd" else 0.01, seed=7, clip_norm=clip_norm)
     global_batch = 16
     def dataset_fn(ctx):
         return make_dataset(data_dir, "train", ReaderConfig(batch_size=ctx.get_per_replica_batch_size(global_batch), objective=objective, seed=1), input_context=ctx)
@@ -44,10 +45,12 @@ ONE_STEP = textwrap.dedent(
 )
 
 
-def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd", arch: str = "lstm") -> dict:
+def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd", arch: str = "lstm",
+                 clip_norm: float = 0.0, tie: bool = False) -> dict:
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run(
-        [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer, arch],
+        [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer, arch, str(clip_norm),
+         "tie" if tie else "untied"],
         check=True, env=env, timeout=240, capture_output=True,
     )
     return dict(np.load(out))
@@ -112,3 +115,27 @@ def test_pad_targets_weigh_nothing():
     weights = tf.constant([[0.0, 1.0, 1.0, 1.0]])
     loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors((context, targets, weights))), 1)
     assert float(weight) == 3.0
+
+
+@pytest.mark.slow
+def test_gradient_clipping_is_by_the_global_batch_norm_on_any_replica_count(tmp_path):
+    """Clipped at a norm far below the gradient's, 2 replicas step exactly as 1 (Keras'
+    global_clipnorm clips each replica's half-batch gradient before the sum, which would not);
+    tied embeddings ride along (their matrix gets two gradients, dense and sparse)."""
+    data_dir = write_data_dir(str(tmp_path / "data"))
+    clipped = dict(optimizer="sgd", arch="transformer", clip_norm=0.05, tie=True)
+    one = run_one_step(1, data_dir, "all", str(tmp_path / "one.npz"), **clipped)
+    two = run_one_step(2, data_dir, "all", str(tmp_path / "two.npz"), **clipped)
+    unclipped = run_one_step(1, data_dir, "all", str(tmp_path / "free.npz"), **{**clipped, "clip_norm": 0.0})
+    for name in one:
+        np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-6, err_msg=name)
+    config = ModelConfig(vocab_size=22, context_length=6, arch="transformer", layers=2, units=16, embedding_dim=8,
+                         heads=2, dropout=0.0, objective="all", tie_embeddings=True)
+    start = [v.numpy() for v in Trainer(tf.distribute.get_strategy(), config, "sgd", 0.5, seed=7).model.trainable_variables]
+
+    def moved(run):  # the norm of the two steps' update
+        return float(np.sqrt(sum(np.sum((run[f"arr_{i}"] - initial) ** 2) for i, initial in enumerate(start))))
+
+    # sgd at lr 0.5: each clipped step moves the weights by at most 0.5 x 0.05
+    assert moved(one) <= 2 * 0.5 * 0.05 * (1 + 1e-4)
+    assert moved(unclipped) > 4 * moved(one), "the clip did not act: the unclipped step moved as little"

@@ -1,0 +1,64 @@
+"""The learning-rate schedule: linear warm-up, then cosine decay to the planned end of training.
+
+The planned end is whichever comes first of the step plan (`--epochs` / `--max-steps`) and the
+time budget (`--time-budget`, seconds of training steps), so the fraction of training done is
+
+    progress = max(step / planned_steps, train_seconds / time_budget)      (in [0, 1])
+
+and the rate at optimizer step `step` (0-based) is
+
+    peak * min(1, (step + 1) / warmup_steps) * decay(progress)
+    decay(p) = final_fraction + (1 - final_fraction) * (1 + cos(pi * p)) / 2     (cosine)
+    decay(p) = 1                                                               (constant)
+
+The step part is computed in the graph from the optimizer's own iteration count (checkpointed
+with the optimizer, so a resumed run continues the curve exactly); the time part is a variable
+the training loop sets before every call from the seconds trained so far (also checkpointed,
+as `train_seconds`), agreed between workers. (The graph half is model.loop.ScheduledRate:
+this module imports no TensorFlow, so the CLI can list its choices before TF loads.)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+SCHEDULES = ("cosine", "constant")
+# Where cosine decay ends, as a fraction of the peak: 0.1 as in Chinchilla / nanoGPT.
+FINAL_FRACTION = 0.1
+# At most this share of the step plan warms up (a 40-step test run does not spend it all warming).
+MAX_WARMUP_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Schedule:
+    kind: str
+    peak: float
+    warmup_steps: int
+    planned_steps: int  # the step plan: epochs' steps capped by --max-steps
+    time_budget: float | None = None
+    final_fraction: float = FINAL_FRACTION
+
+    @classmethod
+    def plan(cls, kind: str, peak: float, warmup_steps: int, planned_steps: int, time_budget: float | None):
+        """The warm-up is capped at MAX_WARMUP_SHARE of the step plan."""
+        warmup = min(warmup_steps, int(MAX_WARMUP_SHARE * planned_steps))
+        return cls(kind, peak, max(0, warmup), max(1, planned_steps), time_budget)
+
+    def progress(self, step: int, train_seconds: float = 0.0) -> float:
+        by_steps = step / self.planned_steps
+        by_time = train_seconds / self.time_budget if self.time_budget else 0.0
+        return min(1.0, max(by_steps, by_time))
+
+    def rate(self, step: int, train_seconds: float = 0.0) -> float:
+        """The learning rate at 0-based optimizer step `step` (the graph computes the same)."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.kind == "constant":
+            return self.peak * warm
+        progress = self.progress(step, train_seconds)
+        return self.peak * warm * (self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def to_dict(self) -> dict:
+        return {"schedule": self.kind, "peak_learning_rate": self.peak, "warmup_steps": self.warmup_steps,
+                "planned_steps": self.planned_steps, "time_budget": self.time_budget,
+                "final_fraction": self.final_fraction if self.kind == "cosine" else 1.0}
