@@ -22,7 +22,7 @@ from model.config import ModelConfig
 RUN_FORMAT = "nextword.run"
 RUN_FILE = "run.json"
 CHECKPOINTS = "checkpoints"
-BEST = "best"  # RUN_DIR/best: the weights with the lowest held-out loss so far (model variables only)
+BEST = "best"  # RUN_DIR/checkpoints/best: the weights with the lowest held-out loss so far (model variables only)
 # ModelConfig fields as a user names them (vocabulary and context come from DATA_DIR, not a flag)
 MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length": "context length (from DATA_DIR)",
                 "arch": "--arch", "layers": "--layers", "units": "--units", "embedding_dim": "--embedding-dim",
@@ -89,7 +89,7 @@ def latest_checkpoint(run_dir: str) -> str | None:
 
 
 def best_checkpoint(run_dir: str) -> str | None:
-    directory = storage.join(run_dir, BEST)
+    directory = storage.join(run_dir, CHECKPOINTS, BEST)
     return tf.train.latest_checkpoint(directory) if storage.isdir(directory) else None
 
 

@@ -108,7 +108,7 @@ class TrainingSession:
         checkpoint = checkpointing.make_checkpoint(self.trainer.model, self.trainer.optimizer, self.position)
         self.checkpoint_dir = checkpointing.checkpoint_dir(settings.out, self.chief)
         self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
-        best_dir = storage.join(settings.out if self.chief else self.checkpoint_dir, checkpointing.BEST)
+        best_dir = storage.join(self.checkpoint_dir, checkpointing.BEST)
         if latest:
             checkpointing.restore_checkpoint(checkpoint, latest)
             checkpointing.drop_checkpoints_after(best_dir, self.position.as_dict()["step"])

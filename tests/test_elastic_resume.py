@@ -21,7 +21,10 @@ from _train_data import checkpoint_weights, cli_command, cli_env, write_data_dir
 
 ARGS = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--dropout", "0", "--batch-size", "8",
         "--optimizer", "adam", "--seed", "5", "--checkpoint-every", "4", "--steps-per-call", "1",
-        "--deterministic", "--no-export", "--no-progress", "--strategy", "auto"]
+        "--deterministic", "--no-export", "--no-progress", "--strategy", "auto",
+        # constant: --max-steps 12 then 30 would plan two cosine curves (a resumed run of the same command
+        # continues one exactly: tests/test_train_resume.py)
+        "--schedule", "constant", "--warmup-steps", "0"]
 SPLIT_AT, TOTAL = 12, 30
 TOLERANCE = 1e-4  # reduction order across replicas; one adam step moves weights ~1e-3  # the run stops after SPLIT_AT steps and resumes to TOTAL (epochs hold ~20 steps)
 

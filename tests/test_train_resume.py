@@ -34,7 +34,7 @@ def train(data_dir: str, run_dir: str, kill_at: str | None = None) -> subprocess
 
 
 def best_weights(run_dir: str) -> dict:
-    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(run_dir, "best")))
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints", "best")))
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
             if name.startswith("model_variables/")}
 
@@ -127,7 +127,7 @@ def test_a_kill_between_saving_the_best_and_recording_it_loses_neither(data_dir,
     run_dir = str(tmp_path / "killed")
     killed = train(data_dir, run_dir, kill_at=f"best_saved@{bests[1]}")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    assert bests[1] in [int(name[5:-6]) for name in os.listdir(os.path.join(run_dir, "best")) if name.endswith(".index")]
+    assert bests[1] in [int(name[5:-6]) for name in os.listdir(os.path.join(run_dir, "checkpoints", "best")) if name.endswith(".index")]
     assert checkpoint_steps(run_dir)[-1] < bests[1]
     result = train(data_dir, run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
