@@ -23,11 +23,14 @@ MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirect
 OPTIMIZATION_FIELDS = ("optimizer", "learning_rate", "batch_size", "weight_decay", "schedule", "warmup_steps",
                        "clip_norm", "patience")
 
-# Our recipe's optimisation (a benchmark tunes it; change it here only): AdamW with decoupled
-# weight decay, warm-up then cosine decay to the planned end, clipping at global norm 1.0, and
-# early stopping after `patience` validations without a better held-out loss.
-RECIPE_DEFAULTS = dict(optimizer="adamw", learning_rate=2e-3, batch_size=128, weight_decay=0.1, schedule="cosine",
-                       warmup_steps=100, clip_norm=1.0, patience=5)
+# Our recipe's optimisation (change it here only), chosen by measurement on the King James Bible
+# (31K verse documents, vocabulary 500, 180 s on 2 cores; README "How the defaults were chosen"):
+# Adam 1e-3, constant, no clipping: held-out perplexity 30.4; cosine over the budget 35.0 (33.5 vs
+# 30.1 at equal steps); clipping at 1.0 + tied embeddings 45; AdamW 2e-3 + cosine + clip 1.0 + tied
+# 60.1. weight_decay is adamw's, used when --optimizer adamw is asked for. Early stopping after
+# `patience` validations without a better held-out loss.
+RECIPE_DEFAULTS = dict(optimizer="adam", learning_rate=1e-3, batch_size=128, weight_decay=0.1, schedule="constant",
+                       warmup_steps=0, clip_norm=0.0, patience=5)
 # The notebook: model.compile(optimizer='rmsprop') (Keras default lr 1e-3), fit(batch_size=512),
 # constant rate, no clipping; it kept its best weights too (ModelCheckpoint save_best_only).
 NOTEBOOK_TRAINING = dict(optimizer="rmsprop", learning_rate=1e-3, batch_size=512, weight_decay=0.0,

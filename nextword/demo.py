@@ -131,8 +131,11 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     from model.config import ModelConfig
 
     console.print(f"   {ModelConfig.from_dict(summary['model_config']).describe()}")
+    exported = summary.get("exported") or {}
+    kept = (f"; kept the best held-out weights, step {exported['step']:,}" if exported.get("checkpoint") == "best"
+            else "")
     console.print(f"   {summary['steps']:,} steps, {summary['windows_per_second'] or 0:,.0f} windows/s, "
-                  f"stopped by {summary['stopped_by']}")
+                  f"stopped by {summary['stopped_by'].replace('_', ' ')}{kept}")
     return summary
 
 
@@ -143,7 +146,12 @@ def evaluate_step(settings: DemoSettings, console) -> dict:
     console.print(f"[bold]3. held-out[/bold] ({result['windows']:,} windows never trained on): "
                   f"perplexity [bold]{result['perplexity']:.1f}[/bold]  top-1 accuracy [bold]{result['top1']:.1%}[/bold]  "
                   f"top-5 {result['top5']:.1%}")  # the demo ingests words: top-1 is there
-    return result
+    from model.ngram import baseline
+
+    ngram = baseline(settings.data_dir)
+    console.print(f"   baseline, a Kneser-Ney 5-gram counted on the same train windows ({ngram['seconds']:.0f} s): "
+                  f"perplexity {ngram['perplexity']:.1f}  top-1 {ngram['top1']:.1%}  top-5 {ngram['top5']:.1%}")
+    return {**result, "ngram_baseline": ngram}
 
 
 def sample_seeds(seed: int) -> list[int]:

@@ -13,7 +13,7 @@ from model.builder import build_model
 from model.config import ModelConfig
 from model.loop import ScheduledRate, Trainer, not_decayed
 from model.schedule import FINAL_FRACTION, Schedule
-from model.settings import TrainSettings
+from model.settings import RECIPE_DEFAULTS, TrainSettings
 from nextword.errors import SettingsError
 
 
@@ -67,8 +67,10 @@ def test_weight_decay_belongs_to_adamw():
     with pytest.raises(SettingsError, match="--weight-decay 0.1 is for --optimizer adamw"):
         TrainSettings(data_dir="d", out="o", optimizer="rmsprop", weight_decay=0.1)
     assert TrainSettings(data_dir="d", out="o", preset="notebook").optimization().weight_decay == 0.0
-    recipe = TrainSettings(data_dir="d", out="o").optimization()
-    assert (recipe.optimizer, recipe.schedule) == ("adamw", "cosine") and recipe.clip_norm > 0
+    recipe = TrainSettings(data_dir="d", out="o").optimization().to_dict()
+    expected = {**RECIPE_DEFAULTS, "weight_decay": RECIPE_DEFAULTS["weight_decay"] if RECIPE_DEFAULTS["optimizer"] == "adamw" else 0.0}
+    assert recipe == expected
+    assert TrainSettings(data_dir="d", out="o", optimizer="adamw").optimization().weight_decay == RECIPE_DEFAULTS["weight_decay"]
 
 
 @pytest.mark.parametrize("arch,widths", [("transformer", dict(units=16, heads=2)), ("lstm", dict(units=24, embedding_dim=8))])

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from _cli import run_cli
 from _train_data import cli_command, cli_env, write_data_dir
 from model.cli import register
-from model.settings import TrainSettings
+from model.settings import RECIPE_DEFAULTS, TrainSettings
 from nextword.errors import ArtifactError, SettingsError
 
 SMALL = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--no-progress"]
@@ -57,8 +57,9 @@ def test_train_writes_the_run_dir(trained_run):
     for key in ("val_perplexity", "val_top1", "val_top5"):
         assert key in history["epochs"][-1]
     assert summary["stopped_by"] == "epochs" and summary["epochs_completed"] == 2
-    assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == "adamw"
-    assert summary["schedule"]["schedule"] == "cosine" and summary["optimization"]["clip_norm"] == 1.0
+    assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == RECIPE_DEFAULTS["optimizer"]
+    assert summary["schedule"]["schedule"] == RECIPE_DEFAULTS["schedule"]
+    assert summary["optimization"]["clip_norm"] == RECIPE_DEFAULTS["clip_norm"]
     for name in ("loss.png", "accuracy.png", "perplexity.png"):
         assert open(os.path.join(run_dir, "plots", name), "rb").read(8) == b"\x89PNG\r\n\x1a\n"
 
