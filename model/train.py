@@ -399,7 +399,7 @@ class TrainingSession:
             self.history.log_epoch(row)
             self.history.save()
             mark = "best so far" if improved else f"{stale} without improvement"
-            progress.note(f"step {step:,} (epoch {epoch}): val {metrics_line(metrics, accuracy_digits=3)}  ({mark})")
+            progress.note(f"step {step:,} (epoch {epoch}, {mark}): val {metrics_line(metrics, accuracy_digits=3)}")
         self._save()
         return self._patience_spent(stale)
 
