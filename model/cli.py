@@ -118,7 +118,7 @@ def print_summary(summary: dict, out: str) -> None:
 
 
 def evaluate(
-    model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="a RUN_DIR (its latest checkpoint) or an EXPORT_DIR"),
+    model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="a RUN_DIR (its best checkpoint, see --checkpoint) or an EXPORT_DIR"),
     data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="a dataset written by `nextword ingest`"),
     split: str = typer.Option("val", help="split to score"),
     checkpoint: CheckpointChoice = typer.Option("best", help="for a RUN_DIR: its best held-out checkpoint (what the export holds) or its latest"),

@@ -13,7 +13,7 @@ from nextword.errors import ArtifactError
 
 CARD_NAME = "card.json"  # model.export writes it; gen reads it without importing the model stage
 EXPORT_FORMAT = "nextword.export"
-REEXPORT = "`nextword export RUN_DIR` (from the run's latest checkpoint)"
+REEXPORT = "`nextword export RUN_DIR` (from the run's best checkpoint)"
 
 
 def verify_export(export_dir: str) -> dict:
