@@ -275,6 +275,7 @@ def baseline(data_dir: str, order: int = 5, cache_dir: str | None = CACHE_DIR) -
     "order", "train_events", "seconds", ...}, cached under cache_dir by the dataset's fingerprint
     (None, or a dataset without one: no cache)."""
     from tfrecords.manifest import load_manifest
+    from tfrecords.reader import make_dataset  # noqa: F401 - imports TensorFlow before the clock starts
 
     manifest = load_manifest(data_dir)
     path = cache_path(manifest.fingerprint, order, cache_dir) if cache_dir and manifest.fingerprint else None

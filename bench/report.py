@@ -82,10 +82,18 @@ def quality_lines(quality: dict) -> list[str]:
         lines.append(f"| {'--preset notebook' if name == 'notebook' else 'nextword default'} | {shape} | "
                      f"{row['batch_size']}, {row['optimizer']}, {row['learning_rate']:g} | {row['steps']:,} | "
                      f"{row['val']['top1']:.4f} | {row['val']['perplexity']:.2f} |")
+    baseline = quality.get("baseline")  # absent from results of earlier runs
+    if baseline:
+        lines.append(f"| {baseline['order']}-gram baseline (`bench/kneser_ney.py`) | interpolated modified Kneser-Ney, "
+                     f"counted on the same train windows ({baseline['train_events']:,}) | — | "
+                     f"{baseline['seconds']:.0f} s to read, count and score | {baseline['top1']:.4f} | {baseline['perplexity']:.2f} |")
     reference = quality["reference"]
-    lines += [f"| **ratio default / notebook** | | | | **{quality['accuracy_ratio']:.2f}x** | "
-              f"**{quality['perplexity_ratio']:.3f}x** (1/{1 / quality['perplexity_ratio']:.1f}) |",
-              "", f"Reference to beat ({reference['note']}): {reference['accuracy_ratio']}x the accuracy, "
+    lines.append(f"| **ratio default / notebook** | | | | **{quality['accuracy_ratio']:.2f}x** | "
+                 f"**{quality['perplexity_ratio']:.3f}x** (1/{1 / quality['perplexity_ratio']:.1f}) |")
+    for name, ratio in quality.get("vs_baseline", {}).items():
+        lines.append(f"| **ratio {name} / {baseline['order']}-gram** | | | | **{ratio['accuracy_ratio']:.2f}x** | "
+                     f"**{ratio['perplexity_ratio']:.3f}x** |")
+    lines += ["", f"Reference to beat ({reference['note']}): {reference['accuracy_ratio']}x the accuracy, "
               f"{reference['perplexity_ratio']}x the perplexity."]
     return lines
 
