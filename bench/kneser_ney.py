@@ -28,6 +28,8 @@ and nk the number of that order's n-grams with a = k; where these are undefined 
 The core (count_events ... evaluate) is numpy only; `events_from_dataset` imports the project's
 reader. Contexts are numbered by a trie over the ids nearest the target first: the node of the
 last k ids is found from the node of the last k - 1 by one sorted-key lookup, for a whole batch.
+Measured on one core (taskset -c 0): Vim's help at vocabulary 5,000, 1.35M train events counted in
+1.2 s, 166K val events scored over the full vocabulary in 6.7 s (11.3 s with reading both splits).
 """
 
 from __future__ import annotations

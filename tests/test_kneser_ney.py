@@ -180,3 +180,24 @@ def test_on_a_real_dataset_the_loader_reads_the_windows_nextword_eval_scores(tin
     cached = os.listdir(tmp_path)
     assert cached == [os.path.basename(kn.cache_path(manifest.fingerprint, 5))]
     assert kn.baseline(tiny_dataset, cache_dir=str(tmp_path)) == result
+
+
+def test_the_quality_table_shows_the_baseline_and_each_recipe_against_it():
+    from report import quality_lines
+
+    model = {"layers": 1, "bidirectional": False, "arch": "lstm", "units": 8, "embedding_dim": 8, "dropout": 0.0,
+             "objective": "all"}
+    rows = {name: {"val": {"perplexity": perplexity, "top1": top1}, "steps": 10, "batch_size": 8, "optimizer": "adam",
+                   "learning_rate": 1e-3, "model": model}
+            for name, perplexity, top1 in (("notebook", 120.0, 0.2), ("default", 60.0, 0.3))}
+    quality = {"budget_seconds": 4, "rows": rows, "accuracy_ratio": 1.5, "perplexity_ratio": 0.5,
+               "reference": {"accuracy_ratio": 2.7, "perplexity_ratio": 0.2, "note": "n"},
+               "baseline": {"order": 5, "train_events": 1234, "seconds": 3.0, "top1": 0.25, "perplexity": 80.0},
+               "vs_baseline": {"notebook": {"accuracy_ratio": 0.8, "perplexity_ratio": 1.5},
+                               "default": {"accuracy_ratio": 1.2, "perplexity_ratio": 0.75}}}
+    table = "\n".join(quality_lines(quality))
+    assert "| 5-gram baseline (`bench/kneser_ney.py`) |" in table and "| 0.2500 | 80.00 |" in table
+    assert "| **ratio default / 5-gram** | | | | **1.20x** | **0.750x** |" in table
+    assert "| **ratio notebook / 5-gram** | | | | **0.80x** | **1.500x** |" in table
+    del quality["baseline"], quality["vs_baseline"]  # results.json of earlier runs still render
+    assert "5-gram" not in "\n".join(quality_lines(quality))
