@@ -1,0 +1,467 @@
+#!/usr/bin/env python3
+"""The training recipe's defaults chosen by measurement, and the recipe issue's targets checked.
+
+    python bench/recipe_bench.py arms                    # each arm's flags and what they change (no training)
+    python bench/recipe_bench.py run --corpora builtin,kjv,vim --arms default,notebook --budgets 180,720 --seeds 0
+    python bench/recipe_bench.py run --smoke             # 3 s and 6 s arms on the embedded corpus, into a temp file
+    python bench/recipe_bench.py report                  # markdown from bench/recipe_results.json
+
+One arm run = `nextword train DATA --out RUN --epochs 100000 --time-budget B --seed S --no-progress
+[flags]`, then `nextword eval RUN DATA --json` (the run's best checkpoint: what an export holds),
+each in its own process (bench/common.py `train_and_eval`). Corpora: bench/real_corpora.py. Beside
+them, the interpolated Kneser-Ney 5-gram (bench/kneser_ney.py `baseline`) counted on the same
+train windows and scored on the same val windows. Rows go to bench/recipe_results.json; a rerun
+of one (corpus, arm, budget, seed) replaces its row. The grid runs corpus by corpus; inside a
+corpus every round (seed) runs all (budget, arm) cells, reversed on odd rounds, so the shared
+machine's drift spreads over arms instead of landing on one.
+
+Before anything trains, every planned arm's flags go through `nextword train`'s own parser and
+settings (no TensorFlow): an arm that resolves to the same recipe as `default` is skipped and said
+so (e.g. `--learning-rate 1e-3` while 1e-3 is the default; `--weight-decay` without
+`--optimizer adamw`, which the settings ignore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import REPO, WORK, load_average, machine, median, train_and_eval  # noqa: E402
+
+sys.path.insert(1, REPO)  # model.cli for resolving arms, tfrecords for kneser_ney
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kneser_ney imports TensorFlow in this process
+
+RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipe_results.json")
+
+# name -> extra `nextword train` flags. Transformer arms change one thing from the default recipe
+# (whatever it is at run time); both directions are listed where the default may sit at either end.
+ARMS = {
+    "default": [],
+    "notebook": ["--preset", "notebook"],
+    "lstm": ["--arch", "lstm"],
+    "lstm-lr-3e-3": ["--arch", "lstm", "--learning-rate", "3e-3"],
+    "lstm-dropout-0.3": ["--arch", "lstm", "--dropout", "0.3"],
+    "lr-3e-4": ["--learning-rate", "3e-4"],
+    "lr-1e-3": ["--learning-rate", "1e-3"],
+    "lr-2e-3": ["--learning-rate", "2e-3"],
+    "lr-4e-3": ["--learning-rate", "4e-3"],
+    "dropout-0": ["--dropout", "0"],
+    "dropout-0.3": ["--dropout", "0.3"],
+    # weight decay is adamw's (the settings ignore --weight-decay under adam), so these name the optimizer
+    "adamw": ["--optimizer", "adamw"],
+    "adamw-wd-0": ["--optimizer", "adamw", "--weight-decay", "0"],
+    "adamw-wd-0.3": ["--optimizer", "adamw", "--weight-decay", "0.3"],
+    "tied": ["--tie-embeddings"],
+    "untied": ["--no-tie-embeddings"],
+    "cosine": ["--schedule", "cosine"],
+    "constant": ["--schedule", "constant"],
+    "batch-64": ["--batch-size", "64"],
+    "batch-256": ["--batch-size", "256"],
+    "units-256": ["--units", "256", "--heads", "4"],
+    "layers-4": ["--layers", "4"],
+    "clip-1": ["--clip-norm", "1.0"],
+    "no-clip": ["--clip-norm", "0"],
+    "no-early-stop": ["--patience", "0"],
+}
+SMOKE_ARMS = ("default", "notebook", "lstm")
+SMOKE_BUDGETS = (3.0, 6.0)  # stand-ins for 180 s and 720 s, so the report's target lines are exercised
+TARGET_PERPLEXITY_RATIO = 1 / 3  # vs the notebook preset, at 180 s
+TARGET_TOP1_RATIO = 1.5
+SHORT, LONG = 180.0, 720.0  # the budgets the targets name
+OVERHEAD_S = 45  # per run on 2 cores: two TensorFlow start-ups, validations, the final whole-split score, eval
+
+
+# ---- plan and resolution (no training) --------------------------------------------------------
+
+def plan(corpora: list[str], arms: list[str], budgets: list[float], seeds: list[int]) -> list[tuple]:
+    """(corpus, budget, seed, arm) in run order: corpus by corpus; per round (seed) every
+    (budget, arm) cell, the order reversed on odd rounds (ABBA), so drift spreads over arms."""
+    order = []
+    for corpus in corpora:
+        cells = [(budget, arm) for budget in budgets for arm in arms]
+        for round_index, seed in enumerate(seeds):
+            for budget, arm in (cells if round_index % 2 == 0 else cells[::-1]):
+                order.append((corpus, budget, seed, arm))
+    return order
+
+
+def resolve(flags: list[str], vocab_size: int = 500, context_length: int = 44) -> dict:
+    """The recipe `nextword train [flags]` would use, through its own parser and settings (no TF):
+    {"model": ModelConfig fields, "optimization": Optimization fields}. Raises on rejected flags."""
+    import typer
+    import typer.main
+
+    from model.cli import register
+    from model.settings import TrainSettings
+
+    app = typer.Typer()
+    register(app)
+    command = typer.main.get_command(app).commands["train"]
+    params = command.make_context("train", ["DATA", "--out", "RUN", *flags]).params
+    settings = TrainSettings(**params)
+    return {"model": settings.model_config(vocab_size, context_length).to_dict(),
+            "optimization": settings.optimization().to_dict()}
+
+
+def changes(recipe: dict, default: dict) -> str:
+    """"learning_rate 0.001 → 0.004, dropout 0.1 → 0.3": what `recipe` changes from `default`."""
+    parts = []
+    for group in ("model", "optimization"):
+        for name, value in recipe.get(group, {}).items():
+            was = default.get(group, {}).get(name)
+            if value != was and name not in ("vocab_size", "context_length"):
+                parts.append(f"{name} {was:g} → {value:g}" if isinstance(value, float) and isinstance(was, float)
+                             else f"{name} {was} → {value}")
+    return ", ".join(parts) or "same as default"
+
+
+def resolve_arms(arms: list[str], vocab_size: int = 500, context_length: int = 44) -> dict[str, dict]:
+    unknown = [arm for arm in arms if arm not in ARMS]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {', '.join(unknown)}: choose from {', '.join(ARMS)}")
+    resolved = {}
+    for arm in dict.fromkeys(["default", *arms]):
+        try:
+            resolved[arm] = resolve(ARMS[arm], vocab_size, context_length)
+        except Exception as error:  # noqa: BLE001 - typer's usage errors and SettingsError alike
+            raise SystemExit(f"arm {arm}: `nextword train` rejects {' '.join(ARMS[arm])}: {error}") from error
+    return resolved
+
+
+# ---- the results store ------------------------------------------------------------------------
+
+def row_key(row: dict) -> tuple:
+    return row["corpus"], row["arm"], float(row["budget_s"]), int(row["seed"])
+
+
+def merge_row(rows: list[dict], row: dict) -> list[dict]:
+    """rows with `row` appended; an earlier row of the same (corpus, arm, budget, seed) is dropped."""
+    return [kept for kept in rows if row_key(kept) != row_key(row)] + [row]
+
+
+def load_results(path: str) -> dict:
+    if os.path.exists(path):
+        with open(path) as handle:
+            return json.load(handle)
+    return {"rows": [], "baselines": {}, "corpora": {}}
+
+
+def save_results(results: dict, path: str) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(results, handle, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+# ---- running ------------------------------------------------------------------------------------
+
+def five_gram(data_dir: str, recount: bool = False) -> dict | None:
+    """bench/kneser_ney.py's interpolated Kneser-Ney 5-gram of DATA_DIR; None (said why) when it is unavailable."""
+    try:
+        from kneser_ney import baseline
+    except ImportError as error:
+        print(f"the 5-gram baseline is left out: `from kneser_ney import baseline` failed ({error}); "
+              "it needs bench/kneser_ney.py with baseline(data_dir, order=5)", file=sys.stderr, flush=True)
+        return None
+    try:
+        result = baseline(data_dir, order=5, **({"cache_dir": None} if recount else {}))
+    except Exception as error:  # noqa: BLE001 - another engineer's module in progress must not stop the grid
+        print(f"the 5-gram baseline is left out: kneser_ney.baseline({data_dir!r}) failed: {type(error).__name__}: {error}",
+              file=sys.stderr, flush=True)
+        return None
+    kept = {key: value for key, value in result.items() if isinstance(value, (int, float, str))}
+    return {**kept, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+def dataset_fingerprint(data_dir: str) -> str | None:
+    with open(os.path.join(data_dir, "dataset.json")) as handle:
+        return json.load(handle).get("fingerprint")
+
+
+def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
+    run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    load = load_average()
+    result = train_and_eval(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]])
+    summary, val = result["summary"], result["val"]
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return {
+        "corpus": corpus, "arm": arm, "flags": ARMS[arm], "budget_s": budget, "seed": seed,
+        "steps": summary["steps"], "stopped_by": summary["stopped_by"], "best_step": summary.get("best_step"),
+        "wall_seconds": summary.get("wall_seconds"), "process_seconds": round(result["wall_seconds"], 1),
+        "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
+        "model": summary["model_config"], "optimization": summary.get("optimization", {}),
+        "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
+        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+
+
+def run(arguments) -> int:
+    from real_corpora import CorpusUnavailable, build
+
+    path = arguments.results
+    results = load_results(path)
+    dirs = {}
+    for corpus in arguments.corpora:
+        try:
+            dirs[corpus], results["corpora"][corpus] = build(corpus, arguments.work)
+        except CorpusUnavailable as error:
+            raise SystemExit(f"{corpus}: {error}") from error
+        print(f"{corpus}: {results['corpora'][corpus]}", flush=True)
+    recipes = resolve_arms(arguments.arms)
+    arms = [arm for arm in arguments.arms if arm == "default" or recipes[arm] != recipes["default"]]
+    for arm in sorted(set(arguments.arms) - set(arms)):
+        print(f"skipped arm {arm} ({' '.join(ARMS[arm])}): the same recipe as default at this checkout", flush=True)
+    order = plan(arguments.corpora, arms, arguments.budgets, arguments.seeds)
+    hours = sum(budget + OVERHEAD_S for _, budget, _, _ in order) / 3600
+    print(f"plan: {len(order)} runs, about {hours:.1f} h of this machine; results: {path}", flush=True)
+    results["machine"] = machine()
+    os.makedirs(arguments.work, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="recipe-runs-", dir=None if arguments.smoke else arguments.work)
+    failed = []
+    for index, (corpus, budget, seed, arm) in enumerate(order):
+        if index == 0 or order[index - 1][0] != corpus:
+            fingerprint = dataset_fingerprint(dirs[corpus])
+            known = results["baselines"].get(corpus)
+            if arguments.refresh_baseline or not known or known.get("dataset_fingerprint") != fingerprint:
+                counted = five_gram(dirs[corpus], arguments.refresh_baseline)
+                if counted is not None:
+                    results["baselines"][corpus] = {**counted, "dataset_fingerprint": fingerprint}
+                    print(f"{corpus:8} 5-gram  ppl {counted['perplexity']:8.2f}  top-1 {counted['top1']:.4f}", flush=True)
+                    save_results(results, path)
+        try:
+            row = one_run(corpus, dirs[corpus], arm, budget, seed, scratch)
+        except RuntimeError as error:
+            failed.append((corpus, arm, budget, seed))
+            print(f"{corpus} {arm} {budget:g} s seed {seed} FAILED: {str(error)[-1500:]}", file=sys.stderr, flush=True)
+            continue
+        results["rows"] = merge_row(results["rows"], row)
+        save_results(results, path)
+        print(f"[{index + 1}/{len(order)}] {corpus:8} {arm:18} {budget:5g} s seed {seed}  ppl {row['perplexity']:8.2f}  "
+              f"top-1 {row['top1'] or 0:.4f}  {row['steps']:6,} steps ({row['stopped_by']})  "
+              f"{row['windows_per_second']:6,.0f} windows/s  (load {row['load_before']})", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    print("\n" + report_markdown(results, min(arguments.budgets), max(arguments.budgets)) if arguments.smoke
+          else "\n" + report_markdown(results))
+    if failed:
+        print(f"{len(failed)} run(s) failed: {failed}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# ---- the report (pure: results dict in, markdown out) ------------------------------------------
+
+def cells(rows: list[dict]) -> dict[tuple, dict]:
+    """(corpus, arm, budget) -> medians over seeds, with the seeds' spread and how runs stopped."""
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:
+        grouped.setdefault((row["corpus"], row["arm"], float(row["budget_s"])), []).append(row)
+    out = {}
+    for key, group in grouped.items():
+        def mid(name):
+            values = [row[name] for row in group if row.get(name) is not None]
+            return median(values) if values else None
+
+        stops = {}
+        for row in group:
+            stops[row["stopped_by"]] = stops.get(row["stopped_by"], 0) + 1
+        out[key] = {"seeds": len(group), "perplexity": mid("perplexity"), "top1": mid("top1"), "top5": mid("top5"),
+                    "steps": mid("steps"), "windows_per_second": mid("windows_per_second"),
+                    "perplexity_range": (min(r["perplexity"] for r in group), max(r["perplexity"] for r in group)),
+                    "stopped_by": stops, "recipe": {"model": group[0].get("model", {}),
+                                                    "optimization": group[0].get("optimization", {})},
+                    "flags": group[0].get("flags", [])}
+    return out
+
+
+def beats(model: dict, baseline: dict) -> tuple[bool, bool]:
+    """(lower perplexity, higher top-1): the model against the 5-gram."""
+    return model["perplexity"] < baseline["perplexity"], (model["top1"] or 0) > baseline["top1"]
+
+
+def not_worse(longer: dict, shorter: dict) -> bool:
+    """More time never hurts: held-out perplexity after the long budget at most the short one's."""
+    return longer["perplexity"] <= shorter["perplexity"]
+
+
+def standing_ratios(model: dict, notebook: dict) -> tuple[float, float, bool, bool]:
+    """(perplexity ratio, top-1 ratio, perplexity met, top-1 met) against the notebook preset."""
+    perplexity = model["perplexity"] / notebook["perplexity"]
+    top1 = (model["top1"] or 0) / notebook["top1"] if notebook["top1"] else float("inf")
+    return perplexity, top1, perplexity <= TARGET_PERPLEXITY_RATIO, top1 >= TARGET_TOP1_RATIO
+
+
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def target_lines(corpus: str, table: dict, baseline: dict | None, short: float = SHORT,
+                 long: float = LONG) -> tuple[list[str], dict]:
+    """The issue's three targets for one corpus: markdown lines, and {target: True/False/None (not measured)}."""
+    default, longer = table.get((corpus, "default", short)), table.get((corpus, "default", long))
+    notebook = table.get((corpus, "notebook", short))
+    lines, met = [], {"5-gram": None, "more time": None, "notebook": None}
+    if default and baseline:
+        lower, higher = beats(default, baseline)
+        met["5-gram"] = lower and higher
+        lines.append(f"- {short:g} s, default vs 5-gram: perplexity {default['perplexity']:.2f} vs {baseline['perplexity']:.2f} "
+                     f"(beats: {_yes(lower)}), top-1 {default['top1'] or 0:.4f} vs {baseline['top1']:.4f} "
+                     f"(beats: {_yes(higher)}): **{'met' if met['5-gram'] else 'not met'}**")
+    else:
+        lines.append(f"- {short:g} s, default vs 5-gram: not measured ({'no 5-gram' if default else f'no default run at {short:g} s'})")
+    if default and longer:
+        met["more time"] = not_worse(longer, default)
+        lines.append(f"- {long:g} s vs {short:g} s, default: perplexity {longer['perplexity']:.2f} vs {default['perplexity']:.2f}, "
+                     f"top-1 {longer['top1'] or 0:.4f} vs {default['top1'] or 0:.4f} (at least as good: {_yes(met['more time'])})")
+    else:
+        lines.append(f"- {long:g} s vs {short:g} s, default: not measured")
+    if default and notebook:
+        perplexity, top1, perplexity_met, top1_met = standing_ratios(default, notebook)
+        met["notebook"] = perplexity_met and top1_met
+        lines.append(f"- {short:g} s, default vs notebook: perplexity ×{perplexity:.3f} (target ≤ ×{TARGET_PERPLEXITY_RATIO:.3f}: "
+                     f"{'met' if perplexity_met else 'not met'}), top-1 ×{top1:.2f} (target ≥ ×{TARGET_TOP1_RATIO:g}: "
+                     f"{'met' if top1_met else 'not met'})")
+    else:
+        lines.append(f"- {short:g} s, default vs notebook: not measured")
+    return lines, met
+
+
+def _figure(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def _stops(stopped_by: dict) -> str:
+    short = {"time_budget": "time", "early_stopping": "early"}
+    return ", ".join(f"{short.get(name, name)} {count}" for name, count in sorted(stopped_by.items()))
+
+
+def corpus_table(corpus: str, table: dict, baseline: dict | None) -> list[str]:
+    lines = ["| arm | changes from default | budget | seeds | perplexity (median, range) | top-1 | top-5 | steps | windows/s | stopped by |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    if baseline:
+        lines.append(f"| **Kneser-Ney 5-gram** | counted on the train windows | – | – | **{baseline['perplexity']:.2f}** | "
+                     f"**{baseline['top1']:.4f}** | {_figure(baseline.get('top5'))} | – | – | – |")
+    budgets = sorted({budget for (name, _, budget) in table if name == corpus})
+    for budget in budgets:
+        here = {arm: cell for (name, arm, at), cell in table.items() if name == corpus and at == budget}
+        reference = (table.get((corpus, "default", budget)) or table.get((corpus, "default", min(budgets))) or {}).get("recipe")
+        for arm, cell in sorted(here.items(), key=lambda item: item[1]["perplexity"]):
+            low, high = cell["perplexity_range"]
+            spread = f" ({low:.2f}–{high:.2f})" if cell["seeds"] > 1 else ""
+            what = changes(cell["recipe"], reference) if reference and arm != "default" else " ".join(cell["flags"]) or "–"
+            name = f"**{arm}**" if arm in ("default", "notebook") else arm
+            lines.append(f"| {name} | {what} | {budget:g} s | {cell['seeds']} | {cell['perplexity']:.2f}{spread} | "
+                         f"{_figure(cell['top1'])} | {_figure(cell['top5'])} | {cell['steps']:,.0f} | "
+                         f"{cell['windows_per_second']:,.0f} | {_stops(cell['stopped_by'])} |")
+    return lines
+
+
+def ranking_lines(table: dict, corpora: list[str], short: float = SHORT, long: float = LONG) -> list[str]:
+    """Arms by their geometric-mean perplexity ratio to the default at 180 s over the corpora measured."""
+    ratios: dict[str, dict[str, float]] = {}
+    for (corpus, arm, budget), cell in table.items():
+        default = table.get((corpus, "default", short))
+        if budget == short and default and arm not in ("default", "notebook"):
+            ratios.setdefault(arm, {})[corpus] = cell["perplexity"] / default["perplexity"]
+    if not ratios:
+        return []
+    import math
+
+    mean = {arm: math.exp(sum(map(math.log, by.values())) / len(by)) for arm, by in ratios.items()}
+    lines = [f"Arms against the default at {short:g} s (perplexity ratio, < 1 is better; geometric mean over the corpora measured):", "",
+             "| arm | " + " | ".join(corpora) + " | geometric mean |", "| --- |" + " ---: |" * (len(corpora) + 1)]
+    for arm in sorted(mean, key=mean.get):
+        per = " | ".join(f"×{ratios[arm][corpus]:.3f}" if corpus in ratios[arm] else "–" for corpus in corpora)
+        lines.append(f"| {arm} | {per} | ×{mean[arm]:.3f} ({len(ratios[arm])}) |")
+    finalists = [arm for arm in sorted(mean, key=mean.get) if mean[arm] < 1][:3]
+    if finalists:
+        lines += ["", f"Finalists (beat the default on the geometric mean): {', '.join(finalists)}; over seeds and both budgets: "
+                  f"`python bench/recipe_bench.py run --corpora {','.join(corpora)} --arms default,{','.join(finalists)} "
+                  f"--budgets {short:g},{long:g} --seeds 0,1,2`"]
+    return lines
+
+
+def report_markdown(results: dict, short: float = SHORT, long: float = LONG) -> str:
+    """short, long: the budgets the targets compare (the issue's 180 s and 720 s; smaller in --smoke)."""
+    rows = results.get("rows", [])
+    if not rows:
+        return "bench/recipe_results.json holds no runs: `python bench/recipe_bench.py run` first."
+    table = cells(rows)
+    known = ("builtin", "kjv", "vim")
+    corpora = sorted({row["corpus"] for row in rows}, key=lambda name: (known.index(name) if name in known else 99, name))
+    dates = sorted(row["date"] for row in rows)
+    out = [f"`bench/recipe_bench.py`, {len(rows)} runs from {dates[0]} to {dates[-1]}: each arm trains in its own "
+           "`nextword train` process for its budget of training seconds, then `nextword eval` scores its best "
+           "checkpoint (what the export holds) on the whole val split; medians over seeds. Load average before "
+           "each run is in bench/recipe_results.json.", ""]
+    summary = {"5-gram": [], "more time": [], "notebook": []}
+    for corpus in corpora:
+        baseline = results.get("baselines", {}).get(corpus)
+        out += [f"**{corpus}**: {results.get('corpora', {}).get(corpus, '')}", ""]
+        out += corpus_table(corpus, table, baseline) + [""]
+        lines, met = target_lines(corpus, table, baseline, short, long)
+        out += lines + [""]
+        for target, value in met.items():
+            summary[target].append((corpus, value))
+    names = {"5-gram": f"beat the 5-gram at {short:g} s", "more time": f"{long:g} s at least as good as {short:g} s",
+             "notebook": f"≤ ×{TARGET_PERPLEXITY_RATIO:.3f} perplexity and ≥ ×{TARGET_TOP1_RATIO:g} top-1 vs the notebook at {short:g} s"}
+    out.append("On every corpus:")
+    for target, outcomes in summary.items():
+        failing = [corpus for corpus, value in outcomes if value is False]
+        missing = [corpus for corpus, value in outcomes if value is None]
+        verdict = (f"no ({', '.join(failing)})" if failing else "yes" if not missing
+                   else "yes where measured" if len(missing) < len(outcomes) else "not measured")
+        out.append(f"- {names[target]}: {verdict}" + (f"; not measured on {', '.join(missing)}" if 0 < len(missing) < len(outcomes) else ""))
+    ranking = ranking_lines(table, corpora, short, long)
+    return "\n".join(out + ([""] + ranking if ranking else []))
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def show_arms() -> int:
+    recipes = resolve_arms(list(ARMS))
+    for arm, flags in ARMS.items():
+        print(f"{arm:18} {' '.join(flags) or '(no flags)':42} {changes(recipes[arm], recipes['default']) if arm != 'default' else ''}")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("arms", help="each arm's flags and what they change from the default (no training)")
+    r = sub.add_parser("run", help="train and score the grid, appending to the results file")
+    listed = lambda cast: (lambda text: [cast(part) for part in text.split(",") if part])  # noqa: E731
+    r.add_argument("--corpora", type=listed(str), default=["builtin", "kjv", "vim"])
+    r.add_argument("--arms", type=lambda text: list(ARMS) if text == "all" else listed(str)(text), default=None,
+                   help="comma-separated names (see `arms`), or all (the default; with --smoke: default,notebook,lstm)")
+    r.add_argument("--budgets", type=listed(float), default=[SHORT])
+    r.add_argument("--seeds", type=listed(int), default=[0])
+    r.add_argument("--refresh-baseline", action="store_true", help="count the 5-gram again even when stored")
+    r.add_argument("--smoke", action="store_true", help="3 s and 6 s arms (default, notebook, lstm) on the embedded corpus only, into a temp file")
+    r.add_argument("--results", default=None, help=f"default {os.path.relpath(RESULTS_FILE, REPO)} (a temp file with --smoke)")
+    r.add_argument("--work", default=WORK, help="where the corpora are built (default bench/work)")
+    p = sub.add_parser("report", help="markdown from the results file")
+    p.add_argument("--results", default=RESULTS_FILE)
+    arguments = parser.parse_args()
+    if arguments.command == "arms":
+        return show_arms()
+    if arguments.command == "report":
+        print(report_markdown(load_results(arguments.results)))
+        return 0
+    if arguments.smoke:
+        arguments.corpora, arguments.budgets = ["builtin"], list(SMOKE_BUDGETS)
+        arguments.arms = arguments.arms or list(SMOKE_ARMS)
+        arguments.results = arguments.results or os.path.join(tempfile.mkdtemp(prefix="recipe-smoke-"), "recipe_results.json")
+        if os.path.abspath(arguments.results) == RESULTS_FILE:
+            parser.error("--smoke never writes bench/recipe_results.json: give another --results")
+    arguments.results, arguments.arms = arguments.results or RESULTS_FILE, arguments.arms or list(ARMS)
+    return run(arguments)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
