@@ -244,7 +244,8 @@ class TrainingSession:
                                  if settings.time_budget is not None else ")"))
             stopped_by = self._train(stop, progress) or self.planned_by
             self.position.train_seconds.assign(self.train_clock)
-            if stopped_by != "interrupt" and self.validated_at_step != self.position.as_dict()["step"]:
+            if (stopped_by != "interrupt" and self.sample is not None
+                    and self.validated_at_step != self.position.as_dict()["step"]):
                 self._validate(progress)  # the final weights are a candidate for the best too
         self._timed("checkpoints", lambda: self.manager.save(checkpoint_number=self.position.as_dict()["step"]))
         final_weights = weights_fingerprint(self.trainer.model)
