@@ -54,7 +54,7 @@ ARMS = {
     "lr-4e-3": ["--learning-rate", "4e-3"],
     "dropout-0": ["--dropout", "0"],
     "dropout-0.3": ["--dropout", "0.3"],
-    # weight decay is adamw's (the settings ignore --weight-decay under adam), so these name the optimizer
+    # weight decay is adamw's (the settings refuse --weight-decay under another optimizer), so these name it
     "adamw": ["--optimizer", "adamw"],
     "adamw-wd-0": ["--optimizer", "adamw", "--weight-decay", "0"],
     "adamw-wd-0.3": ["--optimizer", "adamw", "--weight-decay", "0.3"],

@@ -124,9 +124,10 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise SettingsError(f"--{name.replace('_', '-')} must be >= 0, got {value}")
-        if self.weight_decay and self.optimizer not in (None, "adamw"):
-            raise SettingsError(f"--weight-decay {self.weight_decay:g} is for --optimizer adamw, got --optimizer {self.optimizer}",
-                                hint="use --optimizer adamw, or drop --weight-decay")
+        optimizer = self._pick("optimizer", NOTEBOOK_TRAINING if self.preset == "notebook" else {}, RECIPE_DEFAULTS)
+        if self.weight_decay and optimizer != "adamw":  # it would be ignored: say so
+            raise SettingsError(f"--weight-decay {self.weight_decay:g} is for --optimizer adamw, got --optimizer {optimizer}",
+                                hint="add --optimizer adamw, or drop --weight-decay")
         if self.time_budget is not None and not self.time_budget > 0:
             raise SettingsError(f"--time-budget must be > 0 seconds, got {self.time_budget}")
         if self.devices is not None and self.devices > 1 and self.strategy == "default":

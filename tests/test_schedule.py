@@ -66,6 +66,10 @@ def test_weight_decay_skips_embeddings_norms_and_biases():
 def test_weight_decay_belongs_to_adamw():
     with pytest.raises(SettingsError, match="--weight-decay 0.1 is for --optimizer adamw"):
         TrainSettings(data_dir="d", out="o", optimizer="rmsprop", weight_decay=0.1)
+    if RECIPE_DEFAULTS["optimizer"] != "adamw":  # the default optimizer would ignore it silently: refused too
+        with pytest.raises(SettingsError, match="add --optimizer adamw"):
+            TrainSettings(data_dir="d", out="o", weight_decay=0.1)
+    assert TrainSettings(data_dir="d", out="o", optimizer="adamw", weight_decay=0.3).optimization().weight_decay == 0.3
     assert TrainSettings(data_dir="d", out="o", preset="notebook").optimization().weight_decay == 0.0
     recipe = TrainSettings(data_dir="d", out="o").optimization().to_dict()
     expected = {**RECIPE_DEFAULTS, "weight_decay": RECIPE_DEFAULTS["weight_decay"] if RECIPE_DEFAULTS["optimizer"] == "adamw" else 0.0}
