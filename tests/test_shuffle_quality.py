@@ -1,7 +1,9 @@
 """Write-time shuffle, measured as mixing: a corpus written topic after topic, ingested into ONE
 shard and read with a small shuffle buffer, still gives batches that hold about as many topics as a
 uniform draw would. The reader's chunk shuffle alone cannot do that (tests/test_reader_spans.py shows
-the same measure catching topic-ordered records), so the mixing comes from the ingest's record order."""
+the same measure catching topic-ordered records), and its per-epoch regrouping of records spans
+only ~regroup_bytes of a large corpus, so the mixing comes from the ingest's record order. Read here
+without regrouping (regroup_bytes=1: blocks of one chunk), as a corpus far above regroup_bytes is."""
 
 import numpy as np
 import pytest
@@ -32,7 +34,7 @@ def test_first_batches_mix_topics_like_a_uniform_draw(tmp_path, layout):
     topic_of = np.array([-1, -1] + [int(word[1:word.index("w")]) for word in load_vocabulary(out, manifest)[2:]])
     # The reader permutes chunks of shuffle_buffer windows: here 512 of the corpus's ~12,500 (4%), i.e.
     # 64 records of 8 windows, one per window of the batch. Topic-ordered records would give ~1 topic.
-    config = ReaderConfig(batch_size=BATCH, objective="last", seed=1, shuffle_buffer=BATCH * 8)
+    config = ReaderConfig(batch_size=BATCH, objective="last", seed=1, shuffle_buffer=BATCH * 8, regroup_bytes=1)
     batches = [topic_of[targets.numpy()] for _, targets, _ in make_dataset(out, "train", config).take(10)]
     everything = np.concatenate([topic_of[targets.numpy()] for _, targets, _ in make_dataset(
         out, "train", ReaderConfig(batch_size=1024, objective="last", training=False))])

@@ -8,10 +8,21 @@ The layout named in the manifest picks the pipeline; both start alike:
     robin over pipelines, or every n-th record when there are fewer files than pipelines)
       -> TFRecordDataset, one file after another (or an interleave, cycle_length > 1)
 
+Both work per chunk of records, and training regroups records into chunks every epoch: within
+each block of G chunks' worth of consecutive records (~regroup_bytes, 8 MiB, of serialized
+records; G from the manifest's mean record size, see regroup_block_chunks), a permutation seeded
+by (seed, epoch, block) decides which records share a chunk. Without it, a dataset of one or two
+shards (whose file permutation changes nothing) gave every epoch the same groups of records. A
+split under regroup_bytes is regrouped across all its records, a larger one within each block
+(and its file order). Chunk sizes, hence the epoch's windows and batch count, do not change.
+Evaluation reads chunks of consecutive records in file order.
+
 "spans" (format 2): a record is a run of consecutive windows of one document (see
 tfrecords/manifest.py), so the work is per chunk of records, never per window:
       -> chunks of R = shuffle_buffer // windows_per_record records (not of the batch size, so
-         2 replicas x batch b and 1 replica x batch 2b read the same window stream)
+         2 replicas x batch b and 1 replica x batch 2b read the same window stream; nor is G);
+         training permutes each block of G x R serialized records as one string tensor and cuts
+         it into G chunks (span_reader.record_chunks: a string copy per record of ~128 windows)
       -> per chunk, parse pad + tokens (one tf.io.parse_example) and count its selected windows
       -> resume: skip whole chunks already consumed, from a running count (scan), unexpanded
       -> per chunk, the selected windows by ONE gather from the chunk's flat padded ids
@@ -31,8 +42,10 @@ tfrecords/manifest.py), so the work is per chunk of records, never per window:
      every target of the record weighs 1 exactly once per epoch.
 
 "windows" (format 1, or format 2 written with --layout windows): one window per record, as
-in 0.1.0: training parses chunks of ~shuffle_buffer records as one tensor, permutes them whole
-and cuts batches; evaluation batches in file order. Objective "all" there reads every window
+in 0.1.0: training parses chunks of ~shuffle_buffer records (a whole number of batches) as one
+tensor each, permutes the parsed windows of each block of G chunks whole (int32 rows: a string
+copy per window would cost more than the parse's share, see shuffled_batches) and cuts batches;
+evaluation batches in file order. Objective "all" there reads every window
 with all C targets weighted (0 only on pad), i.e. each token is a target in ~C windows.
 
 Both end with take(the epoch's batches) (training also asserts that count) -> (context
@@ -61,7 +74,7 @@ from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
 from nextword.quiet import absorb_onednn_note
 from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
-from tfrecords.span_reader import SPAN_FEATURES, span_batches
+from tfrecords.span_reader import SPAN_FEATURES, span_batches, span_chunk_records
 from tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
                              windows_in_records)
 
@@ -83,6 +96,9 @@ class ReaderConfig:
       selected ("all", offset 0) window in order and keeps the last partial batch.
     shuffle_buffer: windows permuted together (span datasets: chunks of
       shuffle_buffer // windows_per_record records).
+    regroup_bytes: training regroups records into chunks every epoch, within blocks of whole
+      chunks holding ~this many bytes of serialized records (memory: ~2 blocks per pipeline,
+      see regroup_block_chunks); a corpus smaller than this is regrouped across all its records.
     """
 
     batch_size: int = 256
@@ -92,14 +108,15 @@ class ReaderConfig:
     shuffle_buffer: int = 16_384
     cycle_length: int = 1  # files read at once (interleaved record by record); 1 = one after another
     check_sizes: bool = True
+    regroup_bytes: int = 8 << 20
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise SettingsError(f"batch size must be at least 1, got {self.batch_size}")
         if self.objective not in OBJECTIVES:
             raise SettingsError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.shuffle_buffer < 1 or self.cycle_length < 1:
-            raise SettingsError("shuffle_buffer and cycle_length must be at least 1")
+        if self.shuffle_buffer < 1 or self.cycle_length < 1 or self.regroup_bytes < 1:
+            raise SettingsError("shuffle_buffer, cycle_length and regroup_bytes must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -211,6 +228,33 @@ def epoch_plan(
     return EpochPlan(files=files, record_shard=record_shard, windows=per_pipeline[pipeline_id], batches=batches)
 
 
+def regroup_block_chunks(manifest: Manifest, split: str, config: ReaderConfig) -> int:
+    """G: chunks regrouped together per block in training, so that a block holds ~regroup_bytes of
+    serialized records (from the split's mean record size in the manifest: the same in every
+    process, and independent of the batch size for span chunks).
+
+    Memory per pipeline, whatever the corpus size. Spans: the block batch() fills, then its
+    permuted copy, which flat_map holds while it hands out the chunks: ~2 x regroup_bytes (16 MiB
+    by default) of serialized records; parsed data stays per chunk, as before. Windows: a block's
+    parsed windows (int32, ~2x their serialized size at context 44) and their permuted copy:
+    ~4 x regroup_bytes. Time: a block's first chunk waits for the whole block to be read (on a
+    split under regroup_bytes, the whole split at each epoch start)."""
+    shards = manifest.split(split).shards
+    record_bytes = max(1, sum(shard.bytes for shard in shards) // max(1, sum(shard.records for shard in shards)))
+    return max(1, config.regroup_bytes // (record_bytes * _chunk_records(manifest, config)))
+
+
+def _chunk_records(manifest: Manifest, config: ReaderConfig) -> int:
+    if manifest.layout == "spans":
+        return span_chunk_records(manifest, config.shuffle_buffer)
+    return _windows_batches_per_chunk(config) * config.batch_size
+
+
+def _windows_batches_per_chunk(config: ReaderConfig) -> int:
+    """Layout "windows": a chunk holds a whole number of batches (~shuffle_buffer records)."""
+    return max(1, -(-config.shuffle_buffer // config.batch_size))
+
+
 def check_shard_sizes(data_dir: str, manifest: Manifest, split: str) -> None:
     """Every shard exists and has the manifest's byte size (cheap: one stat per file)."""
     for shard in manifest.split(split).shards:
@@ -243,28 +287,36 @@ def parse_batch(serialized: tf.Tensor, context_length: int, objective: str):
 
 
 def shuffled_batches(records: tf.data.Dataset, config: ReaderConfig, epoch, context_length: int,
-                     skip_batches: int = 0) -> tf.data.Dataset:
-    """string records -> parsed training batches; every chunk of ~shuffle_buffer records is
-    parsed as one tensor, permuted whole (seeded by (seed, epoch, chunk)) and cut into batches.
+                     skip_batches: int = 0, block_chunks: int = 1) -> tf.data.Dataset:
+    """string records -> parsed training batches: chunks of ~shuffle_buffer records are parsed
+    as one tensor each, every block of block_chunks parsed chunks is permuted whole (seeded by
+    (seed, epoch, block)) and cut into batches.
 
-    Per-chunk instead of per-record tf.data work, and one big vectorised parse. A chunk holds
-    a whole number of batches, so only the epoch's last partial batch is dropped, as
-    `batch(drop_remainder=True)` would. Resuming skips whole chunks before parsing.
+    Per-chunk instead of per-record tf.data work, and one big vectorised parse. Windows are
+    regrouped after parsing: permuting int32 rows costs next to nothing, whereas gathering the
+    serialized records (one string copy per window) cost ~25% more CPU per window (measured).
+    A chunk holds a whole number of batches, so only the epoch's last partial batch is dropped,
+    as `batch(drop_remainder=True)` would. Resuming skips whole blocks before parsing.
     """
     batch = config.batch_size
-    batches_per_chunk = max(1, -(-config.shuffle_buffer // batch))
+    chunk_records = _windows_batches_per_chunk(config) * batch
+    block_batches = block_chunks * chunk_records // batch
     seed = tf.cast(epoch, tf.int64) + config.seed * 1_000_003  # epoch: int or int64 tensor
 
-    def parse_and_permute(index, serialized):
-        parsed = parse_batch(serialized, context_length, config.objective)
-        order = tf.random.experimental.stateless_shuffle(tf.range(tf.size(serialized)), seed=tf.stack([seed, index]))
-        full = tf.size(serialized) // batch * batch
+    def permute_and_cut(block_index, ragged_parts):
+        parts = tuple(part.values for part in ragged_parts)  # [block windows, ...]: the chunks end to end
+        count = tf.shape(parts[0], out_type=tf.int64)[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([seed, block_index]))
+        full = count // batch * batch
         return tuple(tf.reshape(tf.gather(part, order[:full]), tf.concat([[-1, batch], tf.shape(part)[1:]], 0))
-                     for part in parsed)
+                     for part in parts)
 
-    chunks = records.batch(batches_per_chunk * batch).enumerate().skip(skip_batches // batches_per_chunk)
-    parsed = chunks.map(parse_and_permute, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return parsed.flat_map(lambda *parts: tf.data.Dataset.from_tensor_slices(parts)).skip(skip_batches % batches_per_chunk)
+    skipped_blocks = skip_batches // block_batches
+    chunks = records.batch(chunk_records).skip(skipped_blocks * block_chunks)
+    parsed = chunks.map(lambda serialized: parse_batch(serialized, context_length, config.objective),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    blocks = parsed.ragged_batch(block_chunks).enumerate(start=skipped_blocks).map(permute_and_cut)
+    return blocks.flat_map(lambda *parts: tf.data.Dataset.from_tensor_slices(parts)).skip(skip_batches % block_batches)
 
 
 def make_dataset(
@@ -349,13 +401,14 @@ def make_epochs_dataset(
              for epoch in epochs]
     _warn_record_sharding(plans[0], split, num_pipelines)
     period = epoch_selection(manifest, config, epochs[0])[1]  # the same every epoch
+    block_chunks = regroup_block_chunks(manifest, split, config)
 
     def one_epoch(epoch, offset, skip, batches, files) -> tf.data.Dataset:
         records = _records(files, config, len(plans[0].files), plans[0].record_shard)
         if manifest.layout == "spans":
-            parsed = span_batches(records, manifest, config, (offset, period), epoch, skip)
+            parsed = span_batches(records, manifest, config, (offset, period), epoch, skip, block_chunks)
         else:
-            parsed = shuffled_batches(records, config, epoch, manifest.context_length, skip)
+            parsed = shuffled_batches(records, config, epoch, manifest.context_length, skip, block_chunks)
         return parsed.take(batches).apply(tf.data.experimental.assert_cardinality(batches))
 
     # The first epoch is built with its values as constants (the one that may resume mid-epoch);

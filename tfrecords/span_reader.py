@@ -3,7 +3,8 @@
 Per chunk of records, never per window: parse pad + tokens, count the windows the epoch selects,
 then cut them with ONE gather from the chunk's flat padded ids. The selection rule (objective
 "last": every window; "all": non-overlapping windows) is in tfrecords/reader.py's docstring and,
-in numpy, in tfrecords/spans.py.
+in numpy, in tfrecords/spans.py. `record_chunks` says which records share a chunk (regrouped
+every training epoch).
 """
 
 from __future__ import annotations
@@ -17,6 +18,36 @@ SPAN_FEATURES = {
     # a VarLen feature, parsed straight to ragged: row lengths without a sparse round trip
     FEATURE_NAME: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
 }
+
+
+def record_chunks(records: tf.data.Dataset, chunk_records: int, block_chunks: int, seed) -> tf.data.Dataset:
+    """string records -> chunks string[chunk_records] (the last one may be shorter).
+
+    seed None (evaluation): runs of consecutive records. Otherwise (training) records are
+    regrouped every epoch: each block of block_chunks * chunk_records consecutive records is
+    permuted as one tensor (stateless_shuffle seeded by (seed, block)) and cut into block_chunks
+    chunks. Chunk sizes depend on the record count only, so the epoch holds the same records
+    and the same number of chunks whatever the seed; only which records share a chunk changes.
+    seed: int64 scalar, a tensor in make_epochs_dataset's traced pipeline.
+    """
+    if seed is None:
+        return records.batch(chunk_records)
+
+    def regroup(block_index, block):
+        count, size = tf.size(block, out_type=tf.int64), tf.constant(chunk_records, tf.int64)
+        # (seed, -1 - block): never the (seed, chunk >= 0) that permutes a chunk's windows. Gathering
+        # through a permuted range copies each string once (~1.6x cheaper than shuffling the strings).
+        order = tf.random.experimental.stateless_shuffle(tf.range(count), seed=tf.stack([seed, -1 - block_index]))
+        lengths = tf.minimum(size, count - tf.range(0, count, size))
+        return tf.RaggedTensor.from_row_lengths(tf.gather(block, order), lengths, validate=False)
+
+    blocks = records.batch(block_chunks * chunk_records).enumerate().map(regroup)
+    return blocks.flat_map(tf.data.Dataset.from_tensor_slices)
+
+
+def span_chunk_records(manifest: Manifest, shuffle_buffer: int) -> int:
+    """R: records per chunk, so that a chunk holds ~shuffle_buffer windows."""
+    return max(1, shuffle_buffer // max(1, manifest.windows_per_record))
 
 
 def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int]):
@@ -118,16 +149,16 @@ def span_chunk_expander(context_length: int, stride: int, objective: str, select
 
 
 def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection: tuple, epoch,
-                 skip_batches: int = 0) -> tf.data.Dataset:
+                 skip_batches: int = 0, block_chunks: int = 1) -> tf.data.Dataset:
     """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
-    batch size, so 2 replicas x b and 1 replica x 2b read the same window stream) -> parse ->
+    batch size, so 2 replicas x b and 1 replica x 2b read the same window stream; in training
+    regrouped every epoch within blocks of block_chunks chunks, see record_chunks) -> parse ->
     skip whole chunks already consumed -> expand (+ permute in training) -> rebatch.
 
     config: the reader's ReaderConfig; selection: (offset, period) of the windows this epoch reads.
     The offset and epoch may be int64 tensors (make_epochs_dataset's flat_map); skip_batches is an int."""
     context_length, stride = manifest.context_length, manifest.stride
     skip_windows = skip_batches * config.batch_size
-    chunk_records = max(1, config.shuffle_buffer // max(1, manifest.windows_per_record))
     shuffle_seed = tf.cast(epoch, tf.int64) + config.seed * 1_000_003 if config.training else None
 
     def add_windows_before(before, chunk):
@@ -135,7 +166,8 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         return before + tf.reduce_sum(selected), (index, pad, tokens, windows, selected, before)
 
     count = span_chunk_counter(context_length, stride, selection)
-    chunks = records.batch(chunk_records).enumerate().map(
+    chunk_records = span_chunk_records(manifest, config.shuffle_buffer)
+    chunks = record_chunks(records, chunk_records, block_chunks, shuffle_seed).enumerate().map(
         lambda index, serialized: (index, count(serialized)),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
