@@ -27,7 +27,8 @@ BEST = "best"  # RUN_DIR/checkpoints/best: the weights with the lowest held-out 
 MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length": "context length (from DATA_DIR)",
                 "arch": "--arch", "layers": "--layers", "units": "--units", "embedding_dim": "--embedding-dim",
                 "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective",
-                "heads": "--heads", "ff_dim": "--ff-dim", "tie_embeddings": "--tie-embeddings"}
+                "heads": "--heads", "ff_dim": "--ff-dim", "tie_embeddings": "--tie-embeddings",
+                "ignore_padding": "--ignore-padding (runs of 0.2: --no-ignore-padding)"}
 
 
 class TrainingPosition:

@@ -40,6 +40,7 @@ def train(
     ff_dim: Optional[int] = typer.Option(None, help="transformer: feed-forward width (default 4 x --units)"),
     objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
     tie_embeddings: Optional[bool] = typer.Option(None, "--tie-embeddings/--no-tie-embeddings", help="the output projection reuses the input embeddings (recurrent models project down to --embedding-dim first); " + _MODEL_HELP),
+    ignore_padding: Optional[bool] = typer.Option(None, "--ignore-padding/--no-ignore-padding", help="transformer: pads are masked out of attention and positions count from the window's first word, so short documents train as they are scored (default on; off: 0.2's window positions)"),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
     epochs: int = typer.Option(5, help="passes over the train split (counted across resumes)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many global steps (counted across resumes)"),

@@ -38,6 +38,10 @@ class ModelConfig:
     # The output projection reuses the input embedding matrix (transposed; plus its own bias).
     # Recurrent models project their units down to embedding_dim first when the widths differ.
     tie_embeddings: bool = False
+    # transformer only: pads are masked out of attention and positions count from the window's
+    # first word (model/transformer.py says why). Configs written before 0.3 lack the field and
+    # load as False, the 0.2 behaviour their weights were trained with.
+    ignore_padding: bool = True
 
     @property
     def feed_forward_dim(self) -> int:
@@ -82,12 +86,14 @@ class ModelConfig:
             kind = f"{'bidirectional ' if self.bidirectional else ''}{self.arch.upper()}"
             shape = f"{self.layers} × {kind} {self.units}, embedding {self.embedding_dim}"
         tied = ", tied embeddings" if self.tie_embeddings else ""
+        if self.arch == "transformer" and not self.ignore_padding:
+            tied += ", window positions (pads seen)"
         return f"{shape}, dropout {self.dropout:g}{tied}, objective {self.objective}"
 
     @classmethod
     def from_dict(cls, raw: dict) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        return cls(**{"ignore_padding": False, **{key: value for key, value in raw.items() if key in known}})
 
 
 # The transformer's recipe (bench/arch_bench.py): fields not named here are ModelConfig's.

@@ -33,6 +33,7 @@ from generate import sampling
 from ingest.text import PAD_ID, TextToIds
 from model.builder import final_word_logits_fn
 from model.config import ModelConfig
+from model.transformer import word_positions
 
 
 class WindowDecoder(tf.Module):
@@ -99,8 +100,11 @@ class RecurrentDecoder(tf.Module):
 class TransformerDecoder(tf.Module):
     """Cached keys and values over a window; the window's last `keep` words are re-read when it fills.
 
-    State: (filled int32 scalar: window positions in the cache, caches: one (keys, values)
-    pair per block, each float32[context, batch, heads, head_dim]).
+    State: (filled int32 scalar: window slots in the cache, caches: one (keys, values) pair per
+    block, each float32[context, batch, heads, head_dim], key_is_word bool[batch, context]:
+    which slots hold words, not pads, next_position int32[batch]: the position of the next word).
+    With ignore_padding (model/transformer.py) pads are masked and positions count words; a
+    0.2 model sees pads and window positions, and the last two entries go unused.
     """
 
     def __init__(self, model: keras.Model, config: ModelConfig, keep: int | None = None):
@@ -111,6 +115,7 @@ class TransformerDecoder(tf.Module):
         # at context 44 instead of 44 (2.0-2.3x the words/s of re-reading every word, bench/arch_bench.py).
         self.keep = keep if keep is not None else max(1, 3 * config.context_length // 4)
         self.heads, self.head_dim = config.heads, config.units // config.heads
+        self.ignore_padding = config.ignore_padding
         self.embedding = model.get_layer("embedding")
         self.blocks = [model.get_layer(f"block_{index}") for index in range(config.layers)]
         self.final_norm = model.get_layer("final_norm")
@@ -121,11 +126,14 @@ class TransformerDecoder(tf.Module):
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
 
-    def _run(self, ids: tf.Tensor, start, caches: tuple) -> tuple[tf.Tensor, tuple]:
-        hidden = self.embedding(ids, start=start)
+    def _run(self, ids: tf.Tensor, start, caches: tuple, positions, key_is_word) -> tuple[tf.Tensor, tuple]:
+        if self.ignore_padding:
+            hidden = self.embedding(ids, positions=positions)
+        else:
+            hidden, key_is_word = self.embedding(ids, start=start), None
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.forward(hidden, start=start, cache=cache)
+            hidden, cache = block.forward(hidden, start=start, cache=cache, key_is_word=key_is_word)
             new_caches.append(cache)
         return self._logits(hidden[:, -1]), tuple(new_caches)
 
@@ -134,16 +142,26 @@ class TransformerDecoder(tf.Module):
         return tuple((tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)) for _ in self.blocks)
 
     def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
-        """ids int32[batch, time <= context] at positions 0..time-1 -> (logits, state)."""
-        logits, caches = self._run(window, 0, self._empty_caches(tf.shape(window)[0]))
-        return logits, (tf.shape(window)[1], caches)
+        """ids int32[batch, time <= context] in slots 0..time-1 -> (logits, state)."""
+        batch, time = tf.shape(window)[0], tf.shape(window)[1]
+        is_word = tf.not_equal(window, PAD_ID)
+        key_is_word = tf.concat([is_word, tf.zeros([batch, self.context_length - time], tf.bool)], axis=1)
+        key_is_word = tf.reshape(key_is_word, [-1, self.context_length])  # a static width for the loop
+        positions = word_positions(window)
+        logits, caches = self._run(window, 0, self._empty_caches(batch), positions, key_is_word)
+        return logits, (time, caches, key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
 
     def advance(self, state, next_ids, history, length):
-        filled, caches = state
+        filled, caches, key_is_word, next_position = state
 
         def cached():
-            logits, new_caches = self._run(next_ids[:, tf.newaxis], filled, caches)
-            return logits, (filled + 1, new_caches)
+            # generation never draws <pad>; a pad is handled as word_positions does all the same
+            is_word = tf.not_equal(next_ids, PAD_ID)
+            in_slot = tf.logical_and(tf.equal(tf.range(self.context_length), filled)[tf.newaxis, :], is_word[:, tf.newaxis])
+            position = tf.where(is_word, next_position, tf.maximum(next_position - 1, 0))
+            slot_is_word = tf.logical_or(key_is_word, in_slot)
+            logits, new_caches = self._run(next_ids[:, tf.newaxis], filled, caches, position[:, tf.newaxis], slot_is_word)
+            return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():
             return self.start(history[:, length + 1 - self.keep : length + 1])

@@ -19,7 +19,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 PRESETS = ("notebook",)
 MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective", "heads", "ff_dim",
-                "tie_embeddings")
+                "tie_embeddings", "ignore_padding")
 OPTIMIZATION_FIELDS = ("optimizer", "learning_rate", "batch_size", "weight_decay", "schedule", "warmup_steps",
                        "clip_norm", "patience")
 
@@ -71,6 +71,7 @@ class TrainSettings:
     heads: int | None = None
     ff_dim: int | None = None
     tie_embeddings: bool | None = None
+    ignore_padding: bool | None = None
     # optimisation (None: preset, else RECIPE_DEFAULTS)
     batch_size: int | None = None  # global, over all replicas and workers
     optimizer: str | None = None
