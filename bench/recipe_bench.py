@@ -9,8 +9,9 @@
 One arm run = `nextword train DATA --out RUN --epochs 100000 --time-budget B --seed S --no-progress
 [flags]`, then `nextword eval RUN DATA --json` (the run's best checkpoint: what an export holds),
 each in its own process (bench/common.py `train_and_eval`). Corpora: bench/real_corpora.py. Beside
-them, the interpolated Kneser-Ney 5-gram (bench/kneser_ney.py `baseline`) counted on the same
-train windows and scored on the same val windows. Rows go to bench/recipe_results.json; a rerun
+them, the interpolated modified Kneser-Ney 5-gram (model/ngram.py, through bench/kneser_ney.py
+`baseline`, cached in bench/work/kneser-ney) counted on the same train windows and scored on the
+same val windows. Rows go to bench/recipe_results.json; a rerun
 of one (corpus, arm, budget, seed) replaces its row. The grid runs corpus by corpus; inside a
 corpus every round (seed) runs all (budget, arm) cells, reversed on odd rounds, so the shared
 machine's drift spreads over arms instead of landing on one.
@@ -162,7 +163,8 @@ def save_results(results: dict, path: str) -> None:
 # ---- running ------------------------------------------------------------------------------------
 
 def five_gram(data_dir: str, recount: bool = False) -> dict | None:
-    """bench/kneser_ney.py's interpolated Kneser-Ney 5-gram of DATA_DIR; None (said why) when it is unavailable."""
+    """The interpolated modified Kneser-Ney 5-gram of DATA_DIR (bench/kneser_ney.py `baseline`, over model/ngram.py);
+    None (said why) when it is unavailable."""
     try:
         from kneser_ney import baseline
     except ImportError as error:

@@ -149,7 +149,7 @@ def evaluate_step(settings: DemoSettings, console) -> dict:
     from model.ngram import baseline
 
     ngram = baseline(settings.data_dir)
-    console.print(f"   baseline, a Kneser-Ney 5-gram counted on the same train windows ({ngram['seconds']:.0f} s): "
+    console.print(f"   baseline, a modified Kneser-Ney 5-gram counted on the same train windows ({ngram['seconds']:.0f} s): "
                   f"perplexity {ngram['perplexity']:.1f}  top-1 {ngram['top1']:.1%}  top-5 {ngram['top5']:.1%}")
     return {**result, "ngram_baseline": ngram}
 
