@@ -9,8 +9,11 @@ Quality: each arm trains in its own `nextword train` process for the same second
 (`--time-budget`), then `nextword eval` scores the window's final word on the held-out split.
 Arms: the notebook preset, today's LSTM default, and transformer candidates. Corpora: the
 embedded corpus (vocabulary 500) and the Vim help files of this machine (151 documents, 1.29M
-words, vocabulary 5,000: a real text nobody here wrote, built by bench/context_bench.py's
-`vim_corpus`). Results go to bench/arch_results.json (bench/run renders them into RESULTS.md).
+words, vocabulary 5,000: a real text nobody here wrote, built by `python bench/real_corpora.py vim`
+as bench/work/vim-v5000). Beside the arms, the interpolated modified Kneser-Ney 5-gram of each
+corpus, counted on the same train windows and scored on the same val windows (common.five_gram,
+stored under "baselines" with the dataset's fingerprint; each row records the fingerprint it trained
+on). Results go to bench/arch_results.json (bench/run renders them into RESULTS.md).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, ingest_builtin, load_average, machine, median, train_and_eval  # noqa: E402
+from common import (WORK, dataset_fingerprint, five_gram, ingest_builtin, load_average, machine, median,  # noqa: E402
+                    train_and_eval)
 
 RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "arch_results.json")
 VIM_DATA = os.path.join(WORK, "vim-v5000")
@@ -49,7 +53,7 @@ def corpus_dirs(names: list[str]) -> dict[str, str]:
         dirs["builtin"] = data_dir
     if "vim" in names:
         if not os.path.exists(os.path.join(VIM_DATA, "dataset.json")):
-            raise SystemExit(f"{VIM_DATA} is missing: build it with `python bench/context_bench.py --prepare`")
+            raise SystemExit(f"{VIM_DATA} is missing: build it with `python bench/real_corpora.py vim`")
         dirs["vim"] = VIM_DATA
     return dirs
 
@@ -67,7 +71,7 @@ def one_arm(data_dir: str, arm: str, budget: float, scratch: str) -> dict:
         "windows_per_second": summary["windows_per_second"],
         "target_tokens_per_second": summary["windows_per_second"] * targets_per_window,
         "perplexity": val["perplexity"], "top1": val["top1"], "top5": val["top5"], "val_windows": val["windows"],
-        "load_before": load,
+        "load_before": load, "dataset_fingerprint": dataset_fingerprint(data_dir),
     }
     shutil.rmtree(run_dir, ignore_errors=True)
     return row
@@ -83,6 +87,10 @@ def quality(arguments) -> dict:
     if arguments.long_budget:
         plan += [("vim", arm, arguments.long_budget) for arm in LONG_ARMS if "vim" in arguments.corpora]
     dirs = corpus_dirs(arguments.corpora)
+    baselines = results.setdefault("baselines", {})  # corpus -> the 5-gram of the data its rows train on
+    for corpus in dirs:
+        baselines[corpus] = five_gram(dirs[corpus], baselines.get(corpus))
+        save_results(results)
     for corpus, arm, budget in plan:
         row = one_arm(dirs[corpus], arm, budget, scratch)
         rows[f"{corpus}/{arm}/{int(budget)}"] = {"corpus": corpus, **row}

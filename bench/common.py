@@ -138,6 +138,42 @@ def train_and_eval(data_dir: str, run_dir: str, budget: float, options: list[str
     return {"summary": summary, "val": evaluated, "wall_seconds": trained.seconds}
 
 
+def dataset_fingerprint(data_dir: str) -> str | None:
+    """DATA_DIR/dataset.json's fingerprint (None for a dataset written before manifests recorded it)."""
+    with open(os.path.join(data_dir, "dataset.json")) as handle:
+        return json.load(handle).get("fingerprint")
+
+
+def five_gram(data_dir: str, known: dict | None = None, log=print) -> dict:
+    """The interpolated modified Kneser-Ney 5-gram of DATA_DIR, to store in a benchmark's results beside its arms:
+    counted on the train windows, scored on the val windows (`bench/kneser_ney.py DATA_DIR --json`, in its own
+    process: cached in bench/work/kneser-ney by the dataset's fingerprint), plus "dataset_fingerprint", "data_dir"
+    and "date". `known`, the entry an earlier run stored, comes back as it is when it has figures of the same
+    fingerprint. A failure comes back as {"error", "dataset_fingerprint", ...}, so the arms still run and the report
+    says the 5-gram was not measured (bench/report.py `five_gram_missing`)."""
+    data_dir = os.path.abspath(data_dir)  # the process runs in the repository
+    try:
+        fingerprint = dataset_fingerprint(data_dir)
+    except (OSError, ValueError):
+        fingerprint = None  # no readable manifest: bench/kneser_ney.py says what is wrong, stored as the error
+    if known and "error" not in known and fingerprint is not None and known.get("dataset_fingerprint") == fingerprint:
+        return known
+    stamp = {"dataset_fingerprint": fingerprint, "data_dir": data_dir,
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    measured = run_measured(python_script("kneser_ney", data_dir, "--order", "5", "--json"))
+    try:
+        if measured.returncode != 0:
+            said = measured.stdout.strip() or measured.stderr.strip()  # its `error: ...` line, else a traceback
+            raise ValueError(f"exit {measured.returncode}: {said[-1000:]}")
+        result = measured.json()
+    except ValueError as error:  # also a JSONDecodeError
+        log(f"  5-gram Kneser-Ney of {data_dir}: not measured: `bench/kneser_ney.py` failed: {error}")
+        return {"error": f"bench/kneser_ney.py {data_dir}: {error}", **stamp}
+    log(f"  5-gram Kneser-Ney of {data_dir}: perplexity {result['perplexity']:.2f}, top-1 {result['top1']:.4f} "
+        f"({result['windows']:,} val windows; counted in {result['seconds']:.0f} s)")
+    return {**result, **stamp}
+
+
 def load_average() -> str:
     one, five, fifteen = os.getloadavg()
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"

@@ -12,6 +12,31 @@ def _fmt(value, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def five_gram_measured(baseline: dict | None) -> bool:
+    """Whether a results JSON's 5-gram entry (bench/common.py `five_gram`) holds figures."""
+    return bool(baseline) and "error" not in baseline and "perplexity" in baseline
+
+
+def five_gram_label(baseline: dict, train: str = "the same train windows") -> str:
+    """What the 5-gram row of a quality table is: model, where its figures come from, what it counted."""
+    windows = f" {baseline['windows']:,}" if baseline.get("windows") is not None else ""
+    return (f"interpolated modified Kneser-Ney (`bench/kneser_ney.py`), counted on {train} "
+            f"({baseline['train_events']:,}), scored on the same{windows} val windows")
+
+
+def five_gram_missing(baseline: dict | None, where: str = "") -> str:
+    """The line under a quality table whose results JSON has no 5-gram figures (older runs: none stored;
+    a failed count: its error). Nothing is recounted here: the data of that run may be gone."""
+    error = " ".join(str(baseline["error"]).split())[-300:] if baseline and "error" in baseline else ""
+    why = f" (counting it failed: {error})" if error else ""
+    return f"5-gram{f' ({where})' if where else ''}: not measured in this run{why}."
+
+
+def ratio_to(value: float | None, baseline: dict, key: str) -> str:
+    """×value / the 5-gram's, for a ratio cell or line ("–" when the arm has no such figure)."""
+    return "–" if value is None or not baseline.get(key) else f"×{value / baseline[key]:.3f}"
+
+
 def ingest_table(section: dict) -> list[str]:
     lines = ["| corpus | recipe | windows | windows/s (end to end) | peak RSS (process tree) | bytes/window on disk |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -82,23 +107,26 @@ def quality_lines(quality: dict) -> list[str]:
         lines.append(f"| {'--preset notebook' if name == 'notebook' else 'nextword default'} | {shape} | "
                      f"{row['batch_size']}, {row['optimizer']}, {row['learning_rate']:g} | {row['steps']:,} | "
                      f"{row['val']['top1']:.4f} | {row['val']['perplexity']:.2f} |")
-    baseline = quality.get("baseline")  # absent from results of earlier runs
-    if baseline:
-        lines.append(f"| {baseline['order']}-gram baseline (`bench/kneser_ney.py`) | interpolated modified Kneser-Ney, "
-                     f"counted on the same train windows ({baseline['train_events']:,}) | — | "
+    baseline = quality.get("baseline")  # absent from results of earlier runs; {"error": ...} when it failed
+    measured = five_gram_measured(baseline)
+    if measured:
+        lines.append(f"| {baseline['order']}-gram baseline (`bench/kneser_ney.py`) | {five_gram_label(baseline)} | — | "
                      f"{baseline['seconds']:.0f} s to read, count and score | {baseline['top1']:.4f} | {baseline['perplexity']:.2f} |")
     reference = quality["reference"]
     lines.append(f"| **ratio default / notebook** | | | | **{quality['accuracy_ratio']:.2f}x** | "
                  f"**{quality['perplexity_ratio']:.3f}x** (1/{1 / quality['perplexity_ratio']:.1f}) |")
-    for name, ratio in quality.get("vs_baseline", {}).items():
+    ratios = (quality.get("vs_baseline") or {}) if measured else {}
+    for name, ratio in ratios.items():
         lines.append(f"| **ratio {name} / {baseline['order']}-gram** | | | | **{ratio['accuracy_ratio']:.2f}x** | "
                      f"**{ratio['perplexity_ratio']:.3f}x** |")
+    if not measured:
+        lines += ["", five_gram_missing(baseline)]
     lines += ["", f"Reference to beat ({reference['note']}): {reference['accuracy_ratio']}x the accuracy, "
               f"{reference['perplexity_ratio']}x the perplexity."]
     return lines
 
 
-def _tune_table(rows: list[dict], winner: str | None) -> list[str]:
+def _tune_table(rows: list[dict], winner: str | None, baseline: dict | None) -> list[str]:
     lines = ["| # | arch | layers | units | emb | dropout | lr | batch | steps | windows/s | held-out top-1 | perplexity | load |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for row in sorted(rows, key=lambda row: row["val"]["perplexity"]):
@@ -108,6 +136,11 @@ def _tune_table(rows: list[dict], winner: str | None) -> list[str]:
                      f"{c['dropout']} | {c['learning_rate']:g} | {c['batch_size']} | {row['steps']:,} | "
                      f"{_fmt(row['windows_per_second'])} | {row['val']['top1']:.4f} | {row['val']['perplexity']:.2f} | "
                      f"{row['load_before']} |")
+    if five_gram_measured(baseline):
+        lines.append(f"| **{baseline['order']}-gram** | {five_gram_label(baseline)} | | | | | | | | | "
+                     f"**{baseline['top1']:.4f}** | **{baseline['perplexity']:.2f}** | |")
+    else:
+        lines += ["", five_gram_missing(baseline)]
     return lines
 
 
@@ -119,11 +152,12 @@ def tune_lines(tune: dict | None) -> list[str]:
     lines = [f"`bench/tune_defaults.py`, {tune['date']}. Rule: {tune['rule']}. Objective `all`, adam, every candidate "
              "in its own `nextword train` process; load average before each run in the last column (shared machine).", "",
              f"Stage 1: {tune['budget_seconds']:.0f} s of training per candidate.", ""]
-    lines += _tune_table(tune["rows"], None if final_rows else winner)
+    baseline = tune.get("baseline")  # the 5-gram of the same dataset; absent from results of earlier runs
+    lines += _tune_table(tune["rows"], None if final_rows else winner, baseline)
     if final_rows:
         lines += ["", f"Stage 2: the best stage-1 candidates, as-is and with +0.2 dropout, "
                       f"{tune['final_budget_seconds']:.0f} s each (the quality benchmark's budget).", ""]
-        lines += _tune_table(final_rows, winner)
+        lines += _tune_table(final_rows, winner, baseline)
     return lines
 
 
@@ -360,17 +394,29 @@ def arch_lines(arch: dict | None) -> list[str]:
              "Targets/s counts every trained next-word target (objective `all`: 44 per window; `last`: 1).", "",
              "| corpus | arm | budget | model | parameters | steps | windows/s | targets/s | perplexity | top-1 | top-5 | load before |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for row in arch["quality"].values():
-        model = row["model"]
-        shape = (f"{model['layers']} × {model['units']} (heads {model['heads']}, ff {model['ff_dim'] or 4 * model['units']})"
-                 if model["arch"] == "transformer" else
-                 f"{model['layers']} × {'Bi' if model['bidirectional'] else ''}{model['arch'].upper()} {model['units']}, emb {model['embedding_dim']}")
-        lines.append(f"| {row['corpus']} | {row['arm']} | {row['budget_s']:.0f} s | {shape}, dropout {model['dropout']}, "
-                     f"{model['objective']} | {row['parameters']:,} | {row['steps']:,} | {row['windows_per_second']:,.0f} | "
-                     f"{row['target_tokens_per_second']:,.0f} | {row['perplexity']:.2f} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                     f"{row['load_before']} |")
-    lines.append("")
     rows = arch["quality"]
+    baselines = arch.get("baselines") or {}  # corpus -> its 5-gram; absent from results of earlier runs
+    corpora = list(dict.fromkeys(row["corpus"] for row in rows.values()))
+    missing = []
+    for corpus in corpora:
+        for row in (row for row in rows.values() if row["corpus"] == corpus):
+            model = row["model"]
+            shape = (f"{model['layers']} × {model['units']} (heads {model['heads']}, ff {model['ff_dim'] or 4 * model['units']})"
+                     if model["arch"] == "transformer" else
+                     f"{model['layers']} × {'Bi' if model['bidirectional'] else ''}{model['arch'].upper()} {model['units']}, emb {model['embedding_dim']}")
+            lines.append(f"| {row['corpus']} | {row['arm']} | {row['budget_s']:.0f} s | {shape}, dropout {model['dropout']}, "
+                         f"{model['objective']} | {row['parameters']:,} | {row['steps']:,} | {row['windows_per_second']:,.0f} | "
+                         f"{row['target_tokens_per_second']:,.0f} | {row['perplexity']:.2f} | {row['top1']:.4f} | {row['top5']:.4f} | "
+                         f"{row['load_before']} |")
+        baseline = baselines.get(corpus)
+        if five_gram_measured(baseline):
+            lines.append(f"| {corpus} | **{baseline['order']}-gram** | – | {five_gram_label(baseline)} | – | – | – | – | "
+                         f"**{baseline['perplexity']:.2f}** | **{baseline['top1']:.4f}** | {_fmt(baseline.get('top5'), 4)} | – |")
+        else:
+            missing.append(corpus)
+    lines.append("")
+    if missing:
+        lines += [five_gram_missing(baselines.get(missing[0]) if len(missing) == 1 else None, ", ".join(missing)), ""]
     for corpus in sorted({row["corpus"] for row in rows.values()}):
         pick = {row["arm"]: row for row in rows.values() if row["corpus"] == corpus and row["budget_s"] == 180}
         if {"notebook", "lstm", "transformer"} <= set(pick):
@@ -379,6 +425,16 @@ def arch_lines(arch: dict | None) -> list[str]:
                          f"(target ≥ ×1.5), perplexity ×{ours['perplexity'] / notebook['perplexity']:.3f} (target ≤ ×0.333); "
                          f"vs the LSTM recipe: top-1 ×{ours['top1'] / lstm['top1']:.2f}, perplexity "
                          f"×{ours['perplexity'] / lstm['perplexity']:.3f}.")
+    for corpus in corpora:
+        baseline = baselines.get(corpus)
+        if not five_gram_measured(baseline):
+            continue
+        against = [row for row in rows.values() if row["corpus"] == corpus]
+        lines.append(f"- {corpus}, each arm / the {baseline['order']}-gram (perplexity {baseline['perplexity']:.2f}, top-1 "
+                     f"{baseline['top1']:.4f}): " + "; ".join(
+                         f"{row['arm']} {row['budget_s']:.0f} s perplexity {ratio_to(row['perplexity'], baseline, 'perplexity')}, "
+                         f"top-1 {ratio_to(row['top1'], baseline, 'top1')}" for row in against)
+                     + _fingerprint_note(against, baseline) + ".")
     speed = arch.get("speed")
     if speed:
         words, batch = speed["words"], speed["batch"]
@@ -392,6 +448,13 @@ def arch_lines(arch: dict | None) -> list[str]:
             lines.append(f"| {name} | {row['gen_1_words_per_s']:,.0f} | {row['gen_batch_words_per_s']:,.0f} | "
                          f"{row['notebook_loop_words_per_s']:.1f} | ×{row['gen_1_words_per_s'] / notebook:,.0f} |")
     return lines
+
+
+def _fingerprint_note(rows: list[dict], baseline: dict) -> str:
+    """A warning when rows record a dataset fingerprint other than the 5-gram's (trained on other data)."""
+    other = [row for row in rows if row.get("dataset_fingerprint") not in (None, baseline.get("dataset_fingerprint"))]
+    return (f" (**not comparable** for {', '.join(row['arm'] for row in other)}: trained on a dataset of another "
+            "fingerprint than the 5-gram's)") if other else ""
 
 
 def tokenizer_lines(tokenizer: dict) -> list[str]:
@@ -408,6 +471,7 @@ def tokenizer_lines(tokenizer: dict) -> list[str]:
              "| corpus | round | tokenizer | vocabulary | steps | windows/s | tokens/word | per-token perplexity | "
              "per-word perplexity | top-1 | load before |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    missing = []
     for corpus, row in tokenizer["corpora"].items():
         for run in row["runs"]:
             vocabulary = row["held_out"][run["tokenizer"]]["vocab_size"]
@@ -415,16 +479,32 @@ def tokenizer_lines(tokenizer: dict) -> list[str]:
             lines.append(f"| {corpus} | {run['round']} | {run['tokenizer']} | {vocabulary:,} | {run['steps']:,} | "
                          f"{run['windows_per_second']:,.0f} | {run['tokens_per_word']:.3f} | {run['perplexity']:.2f} | "
                          f"**{run['word_perplexity']:.2f}** | {top1} | {run['load_before']} |")
+        baseline = row.get("five_gram")  # the `word` dataset's; absent from results of earlier runs
+        if five_gram_measured(baseline):
+            lines.append(f"| {corpus} | – | **{baseline['order']}-gram, `word` dataset only**: "
+                         f"{five_gram_label(baseline, 'the `word` train windows')}; no 5-gram of pieces | "
+                         f"{_fmt(baseline.get('vocab_size'))} | – | – | 1.000 | {baseline['perplexity']:.2f} | "
+                         f"**{baseline['perplexity']:.2f}** | {baseline['top1']:.4f} | – |")
+        else:
+            missing.append(corpus)
     lines.append("")
+    if missing:
+        only = tokenizer["corpora"][missing[0]].get("five_gram") if len(missing) == 1 else None
+        lines += [five_gram_missing(only, ", ".join(missing) + "; it applies to the `word` datasets only"), ""]
     for corpus, row in tokenizer["corpora"].items():
         word, pieces = row["median"]["word"], row["median"]["wordpiece"]
         held_out = row["held_out"]["word"]
         better = "wordpiece" if row["ratio"] < 1 else "word"
+        baseline = row.get("five_gram")
+        against = (f"; the 5-gram of the `word` dataset {baseline['perplexity']:.2f}: word / 5-gram "
+                   f"{ratio_to(word['word_perplexity'], baseline, 'perplexity')} (wordpiece has no 5-gram to compare with)"
+                   if five_gram_measured(baseline) else "")
         lines.append(f"- {corpus} (held out: {held_out['documents']:,} documents, {held_out['words']:,} words; `word` "
                      f"turns {row['held_out']['word']['unk_share']:.1%} of the corpus's tokens into `<unk>`, `wordpiece` "
                      f"{row['held_out']['wordpiece']['unk_share']:.2%}): median per-word perplexity word "
                      f"{word['word_perplexity']:.2f}, wordpiece {pieces['word_perplexity']:.2f} (×{row['ratio']:.3f}: "
-                     f"**{better}** is better); wordpiece trains {pieces['windows_per_second'] / word['windows_per_second']:.2f}× "
+                     f"**{better}** is better){against}; wordpiece trains "
+                     f"{pieces['windows_per_second'] / word['windows_per_second']:.2f}× "
                      f"the windows/s at {pieces['tokens_per_word']:.2f} pieces a word.")
     if tokenizer.get("skipped"):
         lines.append(f"- skipped: {tokenizer['skipped']}")

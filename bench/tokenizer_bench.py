@@ -14,8 +14,12 @@ held-out words) decides. Caveat printed with the figures: a word model predicts 
 word outside its vocabulary as one cheap class; a wordpiece model spells those words out and pays
 for every piece, so the comparison favours `word` on corpora with many <unk> targets.
 
+Beside the arms, the interpolated modified Kneser-Ney 5-gram of each corpus's `word` dataset (common.five_gram:
+counted on its train windows, scored on its val windows, stored as "five_gram" with the dataset's fingerprint).
+It applies to the `word` side only: its perplexity is per word with `<unk>` one class, as the word model's is.
+
 `bench/run` runs it as its "tokenizer" section (the Vim corpus when bench/work/vim-help.jsonl exists:
-`python bench/context_bench.py --prepare`), prints every round and writes results.json / RESULTS.md
+`python bench/real_corpora.py vim`), prints every round and writes results.json / RESULTS.md
 (report.tokenizer_lines).
 """
 
@@ -29,13 +33,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, load_average, median, nextword, run_checked, train_and_eval  # noqa: E402
+from common import WORK, five_gram, load_average, median, nextword, run_checked, train_and_eval  # noqa: E402
 
 TOKENIZERS = ("word", "wordpiece")
 CORPORA = {
     # name: (ingest inputs, vocab size, data dir of the word dataset other benchmarks already use)
     "builtin": (["--builtin"], 500, "builtin-v500"),
-    "vim": (["{work}/vim-help.jsonl", "--column", "text"], 5000, "vim-v5000"),  # bench/context_bench.py --prepare
+    "vim": (["{work}/vim-help.jsonl", "--column", "text"], 5000, "vim-v5000"),  # python bench/real_corpora.py vim
 }
 MODEL = ["--arch", "transformer"]  # the default recipe, the same for both tokenizers
 
@@ -95,6 +99,7 @@ def compare(corpora: list[str], budget: float, rounds: int, work: str = WORK, lo
     for corpus in corpora:
         dirs = {tokenizer: dataset(corpus, tokenizer, work) for tokenizer in TOKENIZERS}
         counts = same_held_out_text(corpus, {tokenizer: held_out_counts(dirs[tokenizer]) for tokenizer in TOKENIZERS})
+        baseline = five_gram(dirs["word"], log=log)  # the `word` dataset's: a 5-gram of pieces would not compare
         runs = []
         for index in range(rounds):
             for tokenizer in TOKENIZERS if index % 2 == 0 else TOKENIZERS[::-1]:
@@ -106,7 +111,7 @@ def compare(corpora: list[str], budget: float, rounds: int, work: str = WORK, lo
         medians = {tokenizer: {key: median([run[key] for run in runs if run["tokenizer"] == tokenizer])
                                for key in ("word_perplexity", "perplexity", "tokens_per_word", "windows_per_second", "steps")}
                    for tokenizer in TOKENIZERS}
-        out["corpora"][corpus] = {"held_out": counts, "runs": runs, "median": medians,
+        out["corpora"][corpus] = {"held_out": counts, "runs": runs, "median": medians, "five_gram": baseline,
                                   "ratio": medians["wordpiece"]["word_perplexity"] / medians["word"]["word_perplexity"]}
         log(f"{corpus:8} median per-word perplexity: word {medians['word']['word_perplexity']:.2f}, wordpiece "
             f"{medians['wordpiece']['word_perplexity']:.2f} (x{out['corpora'][corpus]['ratio']:.3f})")
@@ -121,7 +126,7 @@ def tokenizer_section(work: str, budget: float, rounds: int, smoke: bool, log=pr
         corpora.append("vim")
     results = compare(corpora, budget, rounds, work, log)
     if "vim" not in corpora:
-        results["skipped"] = f"vim: {vim} is missing (build it with `python bench/context_bench.py --prepare`)" if not smoke else "vim: not in --smoke"
+        results["skipped"] = f"vim: {vim} is missing (build it with `python bench/real_corpora.py vim`)" if not smoke else "vim: not in --smoke"
     return results
 
 

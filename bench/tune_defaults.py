@@ -12,8 +12,11 @@ Stage 1 ranks every candidate at a short budget. Stage 2 trains the best `--fina
 them, each also with more dropout, at the FULL budget of the quality benchmark: on this small
 corpus 180 s is ~75 one-pass epochs, so a recipe that wins at 60 s can overfit by 180 s. The
 winner is the stage-2 (else stage-1) candidate with the lowest held-out perplexity (within 1%
-of it, the higher top-1 accuracy). The table goes to bench/tune_results.json, which bench/run copies into RESULTS.md; the winner's values are
-what model/config.py (ModelConfig) and model/settings.py (RECIPE_DEFAULTS) hold.
+of it, the higher top-1 accuracy). Beside the candidates, the interpolated modified Kneser-Ney 5-gram
+of the same dataset (common.five_gram: counted on the same train windows, scored on the same val
+windows; stored as "baseline" with the dataset's fingerprint). The table goes to bench/tune_results.json,
+which bench/run copies into RESULTS.md; the winner's values are what model/config.py (ModelConfig) and
+model/settings.py (RECIPE_DEFAULTS) hold.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, ingest_builtin, load_average, machine, train_and_eval  # noqa: E402
+from common import WORK, five_gram, ingest_builtin, load_average, machine, train_and_eval  # noqa: E402
 
 RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tune_results.json")
 
@@ -104,6 +107,7 @@ def tune(budget: float, indices: list[int], work: str, finalists: int, final_bud
          stage1: dict | None = None) -> dict:
     data_dir = os.path.join(work, "builtin-v500")
     ingest_builtin(data_dir)
+    baseline = five_gram(data_dir)  # before the candidates: a failure is stored, it does not stop them
     if stage1 is None:
         rows = [train_candidate(data_dir, work, "candidate", index, CANDIDATES[index], budget) for index in indices]
     else:
@@ -113,7 +117,7 @@ def tune(budget: float, indices: list[int], work: str, finalists: int, final_bud
     winner = best_candidate(final_rows or rows)
     return {"budget_seconds": budget, "final_budget_seconds": final_budget,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "rule": RULE,
+            "rule": RULE, "baseline": baseline,
             "rows": rows, "final_rows": final_rows, "winner": winner["index"], "winner_candidate": winner["candidate"]}
 
 
