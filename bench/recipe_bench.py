@@ -55,6 +55,7 @@ ARMS = {
     "lr-4e-3": ["--learning-rate", "4e-3"],
     "dropout-0": ["--dropout", "0"],
     "dropout-0.3": ["--dropout", "0.3"],
+    "dropout-0.5": ["--dropout", "0.5"],
     # weight decay is adamw's (the settings refuse --weight-decay under another optimizer), so these name it
     "adamw": ["--optimizer", "adamw"],
     "adamw-wd-0": ["--optimizer", "adamw", "--weight-decay", "0"],
@@ -66,10 +67,13 @@ ARMS = {
     "batch-64": ["--batch-size", "64"],
     "batch-256": ["--batch-size", "256"],
     "units-256": ["--units", "256", "--heads", "4"],
+    "units-64": ["--units", "64", "--heads", "4"],
     "layers-4": ["--layers", "4"],
     "clip-1": ["--clip-norm", "1.0"],
     "no-clip": ["--clip-norm", "0"],
     "no-early-stop": ["--patience", "0"],
+    # 0.2's transformer: window positions, pads attended (model/transformer.py says why it changed)
+    "see-padding": ["--no-ignore-padding"],
 }
 SMOKE_ARMS = ("default", "notebook", "lstm")
 SMOKE_BUDGETS = (3.0, 6.0)  # stand-ins for 180 s and 720 s, so the report's target lines are exercised

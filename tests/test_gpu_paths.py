@@ -194,7 +194,9 @@ MIXED_ONE_AND_TWO_REPLICAS = textwrap.dedent(
 @pytest.mark.slow
 # atol: the transformer sums more float16 terms per gradient (every position's residual stream reaches
 # the position embeddings), so its half-batch partial sums round differently by up to ~1e-3 after 2 steps.
-@pytest.mark.parametrize("arch, variable_count, atol", [("lstm", 9, 1e-5), ("transformer", 30, 1e-3)])
+# lstm: weights of ~0.02-0.07 sit where float16's spacing is 1.5e-5-6e-5, so one rounding apart is up to
+# ~6e-5 (CI saw 3.4e-5 against the old atol of 1e-5): allow a few float16 ulps at that scale.
+@pytest.mark.parametrize("arch, variable_count, atol", [("lstm", 9, 1.5e-4), ("transformer", 30, 1e-3)])
 def test_mixed_precision_two_replicas_equal_one_replica_at_the_same_global_batch(tmp_path, arch, variable_count, atol):
     data_dir = write_data_dir(str(tmp_path / "data"))
     out = str(tmp_path / "steps.npz")

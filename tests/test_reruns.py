@@ -139,7 +139,7 @@ def test_train_reruns_say_what_they_do_and_the_time_budget_spans_them(tmp_path):
     said nothing of where it started; a refused config named only the field ("differs in: units")."""
     data = write_data_dir(str(tmp_path / "data"), train_documents=40, val_documents=4)
     run = str(tmp_path / "run")
-    steps = ["--epochs", "200", "--checkpoint-every", "1000000"]
+    steps = ["--epochs", "100000", "--patience", "0", "--checkpoint-every", "1000000"]  # only the budget stops it
     first = run_cli("train", data, "--out", run, "--time-budget", "1.5", *steps, *TRAIN)
     assert first.exit_code == 0, first.output
     spent, step = (json.load(open(os.path.join(run, "summary.json")))[key] for key in ("train_seconds", "steps"))
