@@ -64,6 +64,8 @@ ARMS = {
     "untied": ["--no-tie-embeddings"],
     "cosine": ["--schedule", "cosine"],
     "constant": ["--schedule", "constant"],
+    "wsd": ["--schedule", "wsd"],
+    "wsd-lr-2e-3": ["--schedule", "wsd", "--learning-rate", "2e-3"],
     "batch-64": ["--batch-size", "64"],
     "batch-256": ["--batch-size", "256"],
     "units-256": ["--units", "256", "--heads", "4"],
@@ -190,6 +192,19 @@ def dataset_fingerprint(data_dir: str) -> str | None:
         return json.load(handle).get("fingerprint")
 
 
+def code_revision() -> str:
+    """The commit the packages were measured at, "+changes" when they differ from it: rows of
+    different code are not one experiment (the report names the revisions it spans)."""
+    import subprocess
+
+    def git(*args):
+        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True)
+
+    commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    changed = git("diff", "--quiet", "HEAD", "--", "ingest", "tfrecords", "model", "generate", "nextword").returncode
+    return commit + ("+changes" if changed else "")
+
+
 def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -204,7 +219,7 @@ def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scra
         "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
         "model": summary["model_config"], "optimization": summary.get("optimization", {}),
         "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
-        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code_revision(),
     }
 
 
@@ -401,10 +416,11 @@ def report_markdown(results: dict, short: float = SHORT, long: float = LONG) -> 
     known = ("builtin", "kjv", "vim")
     corpora = sorted({row["corpus"] for row in rows}, key=lambda name: (known.index(name) if name in known else 99, name))
     dates = sorted(row["date"] for row in rows)
-    out = [f"`bench/recipe_bench.py`, {len(rows)} runs from {dates[0]} to {dates[-1]}: each arm trains in its own "
-           "`nextword train` process for its budget of training seconds, then `nextword eval` scores its best "
-           "checkpoint (what the export holds) on the whole val split; medians over seeds. Load average before "
-           "each run is in bench/recipe_results.json.", ""]
+    revisions = sorted({row.get("code", "unrecorded") for row in rows})
+    out = [f"`bench/recipe_bench.py`, {len(rows)} runs from {dates[0]} to {dates[-1]} (code: {', '.join(revisions)}): "
+           "each arm trains in its own `nextword train` process for its budget of training seconds, then `nextword "
+           "eval` scores its best checkpoint (what the export holds) on the whole val split; medians over seeds. "
+           "Load average before each run is in bench/recipe_results.json.", ""]
     summary = {"5-gram": [], "more time": [], "notebook": []}
     for corpus in corpora:
         baseline = results.get("baselines", {}).get(corpus)

@@ -23,7 +23,7 @@ import tensorflow as tf
 from model.builder import build_model, final_word_logits_fn
 from model.config import ModelConfig
 from model.metrics import weighted_token_loss
-from model.schedule import Schedule
+from model.schedule import DECAY_SHARE, Schedule
 
 
 class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
@@ -46,6 +46,8 @@ class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
         if schedule.kind == "constant":
             return schedule.peak * warm
         progress = tf.minimum(1.0, tf.maximum(step / schedule.planned_steps, self.time_fraction))
+        if schedule.kind == "wsd":
+            return schedule.peak * warm * tf.minimum(1.0, (1.0 - progress) / DECAY_SHARE)
         final = schedule.final_fraction
         return schedule.peak * warm * (final + (1.0 - final) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
 
@@ -115,10 +117,12 @@ class Trainer:
         seed: int = 0,
         weight_decay: float = 0.0,
         clip_norm: float = 0.0,
+        jit_compile: bool = False,
     ):
         """learning_rate: a float, or a callable building the schedule inside the strategy's
         scope (its variables must be created there): () -> keras LearningRateSchedule.
-        clip_norm: clip the global batch's gradient to this norm (0: off)."""
+        clip_norm: clip the global batch's gradient to this norm (0: off).
+        jit_compile: compile each replica's forward and backward pass with XLA (see `gradients`)."""
         self.strategy = strategy
         self.model_config = model_config
         self.mixed_precision = mixed_precision
@@ -133,6 +137,13 @@ class Trainer:
             self.optimizer = make_optimizer(optimizer_name, self.learning_rate, mixed_precision, weight_decay, self.model)
             self.optimizer.build(self.model.trainable_variables)
         keras.mixed_precision.set_dtype_policy("float32")
+        self.jit_compile = jit_compile
+        # XLA compiles the replica's forward + backward only (the cross-replica sums, the clip and the
+        # optimizer stay outside), and returns dense embedding gradients: sparse ones out of an XLA
+        # cluster reach the all-reduce with a different row count per replica and abort it under
+        # MirroredStrategy (seen here; keras issue 18145, keras-hub issue 949).
+        self._gradients = (tf.function(lambda *args: self.gradients(*args, dense=True), jit_compile=True)
+                           if jit_compile else self.gradients)
         self._train_steps = tf.function(self._train_steps_fn, reduce_retracing=True)
         # int32[batch, context] -> float32[batch, vocab]: the word after the window (validation)
         self.final_word_logits = final_word_logits_fn(self.model)
@@ -141,13 +152,8 @@ class Trainer:
         """One step on one replica's share of the global batch; returns (loss sum, weight sum)."""
         local_weight = tf.reduce_sum(weights)
         global_weight = tf.distribute.get_replica_context().all_reduce("sum", local_weight)
-        with tf.GradientTape() as tape:
-            logits = self.model(context, training=True)
-            loss_sum = weighted_token_loss(logits, targets, weights)
-            loss = loss_sum / tf.maximum(global_weight, 1.0)
-            scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+        loss_sum, gradients = self._gradients(context, targets, weights, global_weight)
         variables = self.model.trainable_variables
-        gradients = tape.gradient(scaled, variables)
         # The global batch's gradient on every replica (the optimizer's own sum is switched off).
         gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
         if self.clip_norm:
@@ -156,6 +162,17 @@ class Trainer:
             gradients, _ = tf.clip_by_global_norm([combine_repeated_rows(g) for g in gradients], self.clip_norm * scale)
         self.optimizer.apply(gradients, variables)
         return loss_sum, local_weight
+
+    def gradients(self, context, targets, weights, global_weight, dense=False):
+        """-> (loss sum, this replica's gradients of loss sum / global weight, loss-scaled under
+        mixed precision), one per trainable variable; dense: embeddings' as dense tensors too."""
+        with tf.GradientTape() as tape:
+            logits = self.model(context, training=True)
+            loss_sum = weighted_token_loss(logits, targets, weights)
+            loss = loss_sum / tf.maximum(global_weight, 1.0)
+            scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+        gradients = tape.gradient(scaled, self.model.trainable_variables)
+        return loss_sum, [tf.convert_to_tensor(g) for g in gradients] if dense else gradients
 
     def _train_steps_fn(self, iterator, steps):
         loss_total = tf.constant(0.0)

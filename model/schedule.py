@@ -1,4 +1,4 @@
-"""The learning-rate schedule: linear warm-up, then cosine decay to the planned end of training.
+"""The learning-rate schedule: linear warm-up, then a decay to the planned end of training.
 
 The planned end is whichever comes first of the step plan (`--epochs` / `--max-steps`) and the
 time budget (`--time-budget`, seconds of training steps), so the fraction of training done is
@@ -9,7 +9,13 @@ and the rate at optimizer step `step` (0-based) is
 
     peak * min(1, (step + 1) / warmup_steps) * decay(progress)
     decay(p) = final_fraction + (1 - final_fraction) * (1 + cos(pi * p)) / 2     (cosine)
+    decay(p) = min(1, (1 - p) / DECAY_SHARE)                                    (wsd)
     decay(p) = 1                                                               (constant)
+
+"wsd" (warm-up, stable, decay: Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training
+Beyond Fixed Training Durations"; MiniCPM) holds the peak and decays linearly to 0 over the last
+DECAY_SHARE of the plan. Cosine starts decaying at once, which costs an under-trained run more
+than its annealing gains (measured on the King James Bible at 180 s, bench/RESULTS.md).
 
 The step part is computed in the graph from the optimizer's own iteration count (checkpointed
 with the optimizer, so a resumed run continues the curve exactly); the time part is a variable
@@ -23,9 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "wsd")
 # Where cosine decay ends, as a fraction of the peak: 0.1 as in Chinchilla / nanoGPT.
 FINAL_FRACTION = 0.1
+# wsd: the share of the plan, at its end, over which the rate decays linearly to 0.
+DECAY_SHARE = 0.2
 # At most this share of the step plan warms up (a 40-step test run does not spend it all warming).
 MAX_WARMUP_SHARE = 0.1
 
@@ -56,9 +64,11 @@ class Schedule:
         if self.kind == "constant":
             return self.peak * warm
         progress = self.progress(step, train_seconds)
+        if self.kind == "wsd":
+            return self.peak * warm * min(1.0, (1.0 - progress) / DECAY_SHARE)
         return self.peak * warm * (self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:
         return {"schedule": self.kind, "peak_learning_rate": self.peak, "warmup_steps": self.warmup_steps,
                 "planned_steps": self.planned_steps, "time_budget": self.time_budget,
-                "final_fraction": self.final_fraction if self.kind == "cosine" else 1.0}
+                "final_fraction": {"cosine": self.final_fraction, "wsd": 0.0}.get(self.kind, 1.0)}

@@ -90,6 +90,7 @@ class TrainSettings:
     devices: int | None = None  # the first N GPUs; without GPUs, the CPU split into N logical devices
     allow_cpu: bool = False  # train on the CPU when the machine's GPUs are unusable (CUDA did not load)
     mixed_precision: bool | None = None  # None: on when a GPU is present
+    jit_compile: bool | None = None  # None: see jit_compile_for
     steps_per_call: int = 8  # train steps run inside one tf.function call (cuts Python overhead)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
     # run directory
@@ -170,6 +171,13 @@ class TrainSettings:
         if name == "weight_decay" and self._pick("optimizer", preset, RECIPE_DEFAULTS) != "adamw":
             return 0.0  # decoupled weight decay belongs to adamw (a preset's rmsprop has none)
         return self._pick(name, preset, RECIPE_DEFAULTS)
+
+    def jit_compile_for(self, arch: str) -> bool:
+        """XLA for the replica's forward + backward pass (model.loop.Trainer). Default by measurement
+        (bench/RESULTS.md, 2 cores, float32): the transformer steps 1.36x faster compiled; an LSTM
+        3.7x slower (XLA unrolls no cuDNN kernel and loops step by step), so recurrent models stay
+        uncompiled, also on GPUs, where Keras picks cuDNN for them."""
+        return self.jit_compile if self.jit_compile is not None else arch == "transformer"
 
     def optimization(self) -> Optimization:
         return Optimization(**{name: self.training_choice(name) for name in OPTIMIZATION_FIELDS})

@@ -103,6 +103,7 @@ class TrainingSession:
         self.trainer = Trainer(
             strategy, self.model_config, self.optimization.optimizer, lambda: ScheduledRate(self.schedule),
             self.mixed_precision, settings.seed, self.optimization.weight_decay, self.optimization.clip_norm,
+            settings.jit_compile_for(self.model_config.arch),
         )
         self.position = checkpointing.TrainingPosition()
         checkpoint = checkpointing.make_checkpoint(self.trainer.model, self.trainer.optimizer, self.position)
@@ -460,6 +461,7 @@ class TrainingSession:
             "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),
             "replicas": self.strategy.num_replicas_in_sync,
             "mixed_precision": self.mixed_precision,
+            "jit_compile": self.trainer.jit_compile,
             "batch_size": self.global_batch,
             "optimizer": self.optimization.optimizer,
             "learning_rate": self.optimization.learning_rate,

@@ -111,6 +111,23 @@ def test_all_epoch_weights_every_token_once(spans_dir):
     assert sum(seen[0].values()) < load_manifest(spans_dir).splits["train"].windows / 3  # non-overlapping
 
 
+def test_all_reads_a_document_that_fits_one_window_as_that_window_alone(tmp_path):
+    """Documents of 2..C+1 words (W <= C windows): every epoch, whatever its offset, reads one window
+    per document, the one ending on its last word, with all of its targets weighted. Before, most
+    offsets also read an earlier window of the same document (two windows for one verse)."""
+    short = position_documents(60, 2, CONTEXT + 1, seed=5)
+    data_dir = write_span_data_dir(str(tmp_path / "short"), {"train": short, "val": short[:3]}, vocab_size=2 + 60 * (CONTEXT + 1),
+                                   context_length=CONTEXT, windows_per_record=8)
+    config = ReaderConfig(batch_size=1, objective="all", seed=3, shuffle_buffer=32)
+    expected = Counter(document_windows(document, CONTEXT, 1)[-1] for document in short)
+    for epoch in range(CONTEXT):  # every offset of the period
+        dataset = make_dataset(data_dir, "train", config, epoch=epoch)
+        assert Counter(windows(dataset)) == expected, f"epoch {epoch}"
+        weighted = Counter(token for _, targets, weights in dataset for token in targets.numpy()[weights.numpy() > 0])
+        assert weighted == Counter(token for document in short for token in document[1:])  # ids are unique
+        assert epoch_plan(data_dir, load_manifest(data_dir), "train", config, epoch=epoch).windows == len(short)
+
+
 def test_all_with_stride_2_weights_each_covered_token_once(stride2_dir):
     config = ReaderConfig(batch_size=1, objective="all", seed=1, shuffle_buffer=16)
     for epoch in (0, 1, 2):

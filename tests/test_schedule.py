@@ -42,12 +42,24 @@ def test_warm_up_is_at_most_a_tenth_of_the_step_plan_and_constant_stays_flat():
     assert {constant.rate(step) for step in range(0, 80, 7)} == {0.5}
 
 
-def test_the_graph_computes_the_same_rates_as_the_plan():
-    schedule = Schedule.plan("cosine", 2e-3, warmup_steps=20, planned_steps=300, time_budget=60.0)
+def test_wsd_holds_the_peak_then_decays_linearly_to_zero_over_the_last_fifth():
+    by_steps = Schedule.plan("wsd", 1e-3, warmup_steps=10, planned_steps=1000, time_budget=None)
+    assert by_steps.rate(0) == pytest.approx(1e-4) and by_steps.rate(9) == pytest.approx(1e-3)
+    assert by_steps.rate(500) == pytest.approx(1e-3) == by_steps.rate(800)  # stable until 80% of the plan
+    assert by_steps.rate(900) == pytest.approx(0.5e-3) and by_steps.rate(950) == pytest.approx(0.25e-3)
+    assert by_steps.rate(1000) == 0.0 == by_steps.rate(1200)
+    by_time = Schedule.plan("wsd", 1.0, warmup_steps=0, planned_steps=10**9, time_budget=100.0)
+    assert by_time.rate(5, train_seconds=79.0) == 1.0 and by_time.rate(5, train_seconds=90.0) == pytest.approx(0.5)
+    assert by_time.to_dict()["final_fraction"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["cosine", "wsd", "constant"])
+def test_the_graph_computes_the_same_rates_as_the_plan(kind):
+    schedule = Schedule.plan(kind, 2e-3, warmup_steps=20, planned_steps=300, time_budget=60.0)
     graph = ScheduledRate(schedule)
-    for step, seconds in [(0, 0.0), (7, 1.0), (19, 5.0), (150, 10.0), (150, 45.0), (299, 59.0), (400, 70.0)]:
+    for step, seconds in [(0, 0.0), (7, 1.0), (19, 5.0), (150, 10.0), (150, 45.0), (250, 50.0), (299, 59.0), (400, 70.0)]:
         graph.set_seconds(seconds)
-        assert float(graph(tf.constant(step))) == pytest.approx(schedule.rate(step, seconds), rel=1e-5), (step, seconds)
+        assert float(graph(tf.constant(step))) == pytest.approx(schedule.rate(step, seconds), rel=1e-5, abs=1e-12), (step, seconds)
 
 
 def test_weight_decay_skips_embeddings_norms_and_biases():

@@ -58,6 +58,7 @@ def test_train_writes_the_run_dir(trained_run):
         assert key in history["epochs"][-1]
     assert summary["stopped_by"] == "epochs" and summary["epochs_completed"] == 2
     assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == RECIPE_DEFAULTS["optimizer"]
+    assert summary["jit_compile"] is False  # an lstm
     assert summary["schedule"]["schedule"] == RECIPE_DEFAULTS["schedule"]
     assert summary["optimization"]["clip_norm"] == RECIPE_DEFAULTS["clip_norm"]
     for name in ("loss.png", "accuracy.png", "perplexity.png"):
@@ -168,6 +169,10 @@ def test_transformer_settings_resolve_and_refuse_clearly():
         TrainSettings(data_dir="d", out="o", arch="transformer", bidirectional=True, objective="last").model_config(500, 44)
     # the notebook preset stays the notebook's model
     assert TrainSettings(data_dir="d", out="o", preset="notebook").model_config(500, 44).arch == "lstm"
+    # XLA by default for the transformer only (an LSTM steps 3.7x slower compiled on a CPU); a flag wins
+    assert [TrainSettings(data_dir="d", out="o").jit_compile_for(arch) for arch in ("transformer", "lstm", "gru")] == [True, False, False]
+    assert TrainSettings(data_dir="d", out="o", jit_compile=False).jit_compile_for("transformer") is False
+    assert TrainSettings(data_dir="d", out="o", jit_compile=True).jit_compile_for("lstm") is True
 
 
 def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
@@ -178,6 +183,7 @@ def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
     assert "validation: loss" in trained.stdout
     card = json.load(open(os.path.join(run_dir, "export", "card.json")))
     assert card["model"]["arch"] == "transformer" and "cached keys and values" in card["generation"]
+    assert json.load(open(os.path.join(run_dir, "summary.json")))["jit_compile"] is True  # the transformer's default
     from_export = run_cli("eval", os.path.join(run_dir, "export"), data_dir, "--json")
     from_checkpoint = run_cli("eval", run_dir, data_dir, "--json")
     assert from_export.exit_code == from_checkpoint.exit_code == 0, from_export.stderr + from_checkpoint.stderr

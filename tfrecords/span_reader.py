@@ -59,11 +59,17 @@ def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, i
         parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
         pad, tokens = parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME]
         windows = (pad + tokens.row_lengths() - context_length - 1) // stride + 1
-        # as tfrecords.spans.selected_counts: k % period == offset, plus the last window
-        selected = (windows - 1 - offset) // period + 1 + tf.cast((windows - 1) % period != offset, tf.int64)
+        # as tfrecords.spans.selected_counts: k % period == o_r, plus the last window
+        record_offset = record_offsets(windows, offset, period)
+        selected = (windows - 1 - record_offset) // period + 1 + tf.cast((windows - 1) % period != record_offset, tf.int64)
         return pad, tokens, windows, selected
 
     return count
+
+
+def record_offsets(windows: tf.Tensor, offset, period: int) -> tf.Tensor:
+    """o_r per record, as tfrecords.spans.record_offsets: W - 1 when W <= period, else `offset`."""
+    return tf.where(windows <= period, windows - 1, tf.cast(offset, windows.dtype))
 
 
 def padded_flat_ids(pad: tf.Tensor, tokens: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -80,11 +86,10 @@ def selected_window_starts(windows: tf.Tensor, selected: tf.Tensor, padded_start
     """int32[n, 1 or 2]: per selected window its start in the flat padded ids and, with
     every_target (objective "all"), the first target j it weights.
 
-    The i-th selected window of a record is k = min(offset + i * period, W - 1); its targets at
+    The i-th selected window of a record is k = min(o_r + i * period, W - 1); its targets at
     padded index <= the previous selected window's end (or <= C - stride, the record before's)
     are someone else's, so it weights targets j >= that bound - k * stride."""
     offset, period = selection
-    offset = tf.cast(offset, tf.int32)
     windows, selected = tf.cast(windows, tf.int32), tf.cast(selected, tf.int32)
     before = tf.cumsum(selected, exclusive=True)
     if not every_target:  # objective "last" selects every window (offset 0, period 1), k = i: fewer ops
@@ -92,10 +97,9 @@ def selected_window_starts(windows: tf.Tensor, selected: tf.Tensor, padded_start
         return (tf.range(tf.reduce_sum(selected)) * stride + shift)[:, None]
     record = tf.repeat(tf.range(tf.size(selected)), selected)
     i = tf.range(tf.reduce_sum(selected)) - tf.gather(before, record)
+    offset = tf.gather(record_offsets(windows, offset, period), record)
     k = tf.minimum(offset + i * period, tf.gather(windows, record) - 1)
     starts = tf.gather(padded_starts, record) + k * stride
-    if not every_target:
-        return starts[:, None]
     owned_after = tf.where(i == 0, context_length - stride, (offset + (i - 1) * period) * stride + context_length)
     return tf.stack([starts, owned_after - k * stride], axis=1)
 
