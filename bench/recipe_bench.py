@@ -208,7 +208,7 @@ def code_revision() -> str:
 def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)
-    load = load_average()
+    load, code = load_average(), code_revision()  # before the run: the code it trains with
     result = train_and_eval(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]])
     summary, val = result["summary"], result["val"]
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -219,7 +219,7 @@ def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scra
         "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
         "model": summary["model_config"], "optimization": summary.get("optimization", {}),
         "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
-        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code_revision(),
+        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code,
     }
 
 

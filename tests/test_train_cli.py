@@ -169,7 +169,7 @@ def test_transformer_settings_resolve_and_refuse_clearly():
         TrainSettings(data_dir="d", out="o", arch="transformer", bidirectional=True, objective="last").model_config(500, 44)
     # the notebook preset stays the notebook's model
     assert TrainSettings(data_dir="d", out="o", preset="notebook").model_config(500, 44).arch == "lstm"
-    # XLA by default for the transformer only (an LSTM steps 3.7x slower compiled on a CPU); a flag wins
+    # XLA by default for the transformer only (an LSTM steps 3.2x slower compiled on a CPU); a flag wins
     assert [TrainSettings(data_dir="d", out="o").jit_compile_for(arch) for arch in ("transformer", "lstm", "gru")] == [True, False, False]
     assert TrainSettings(data_dir="d", out="o", jit_compile=False).jit_compile_for("transformer") is False
     assert TrainSettings(data_dir="d", out="o", jit_compile=True).jit_compile_for("lstm") is True
