@@ -14,7 +14,7 @@ Written as one formula, the i-th selected window is k_i = min(o_r + i * m, W - 1
 record's offset o_r is o, except for a record of W <= m windows, whose last window holds every
 target it owns: o_r = W - 1 selects that window alone. (A verse-length document used to cost
 two windows in most epochs, the second recomputing the first's words as context: on the King
-James Bible 38% of the positions a batch computed were weighted targets, 57% now.)
+James Bible 38% of the positions a batch computed were weighted targets, 53% now: 23.1 of 44 a window.)
 """
 
 from __future__ import annotations
