@@ -169,6 +169,9 @@ def test_transformer_settings_resolve_and_refuse_clearly():
         TrainSettings(data_dir="d", out="o", arch="transformer", bidirectional=True, objective="last").model_config(500, 44)
     # the notebook preset stays the notebook's model
     assert TrainSettings(data_dir="d", out="o", preset="notebook").model_config(500, 44).arch == "lstm"
+    # the notebook's EarlyStopping (training loss, patience 50 epochs) never ends a run of minutes: nor does the preset's
+    assert TrainSettings(data_dir="d", out="o", preset="notebook").optimization().patience == 0
+    assert TrainSettings(data_dir="d", out="o").optimization().schedule == "wsd"
     # XLA by default for the transformer only (an LSTM steps 3.2x slower compiled on a CPU); a flag wins
     assert [TrainSettings(data_dir="d", out="o").jit_compile_for(arch) for arch in ("transformer", "lstm", "gru")] == [True, False, False]
     assert TrainSettings(data_dir="d", out="o", jit_compile=False).jit_compile_for("transformer") is False
