@@ -178,9 +178,9 @@ class TrainSettings:
 
     def jit_compile_for(self, arch: str) -> bool:
         """XLA for the replica's forward + backward pass (model.loop.Trainer). Default by measurement
-        (bench/RESULTS.md, 2 cores, float32): the transformer steps 1.51x faster compiled; an LSTM
-        3.2x slower (XLA unrolls no cuDNN kernel and loops step by step), so recurrent models stay
-        uncompiled, also on GPUs, where Keras picks cuDNN for them."""
+        (bench/jit_bench.py, 2 cores, float32): the transformer steps 1.51x faster compiled, an LSTM
+        3.2x slower, so recurrent models stay uncompiled; on GPUs Keras runs them on cuDNN's kernels,
+        which XLA would replace."""
         return self.jit_compile if self.jit_compile is not None else arch == "transformer"
 
     def optimization(self) -> Optimization:
