@@ -68,7 +68,7 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
     from ingest.sources import iter_documents, resolve_inputs
 
     settings = IngestSettings(inputs=(corpus,), out=scratch, vocab_size=vocab_size)
-    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
     fingerprint = settings.fingerprint(specs)
     tokenizer = BatchTokenizer()
     started = time.perf_counter()

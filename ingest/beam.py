@@ -34,6 +34,7 @@ from ingest.pipeline import (IngestSession, Progress, build_manifest, check_outp
                              shard_counts_for_size, window_plan)
 from ingest.windows import WindowPlan
 from ingest.settings import IngestSettings, fingerprint_of
+from ingest.lengths import counts_of, profile
 from ingest.sources import InputSpec, resolve_inputs
 from ingest.text import RESERVED_TOKENS
 from ingest.vocab import vocabulary_bytes
@@ -190,7 +191,7 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     It does not resume: a rerun after an interruption runs both pipelines again."""
     beam = _beam()
     flags = pipeline_flags(settings, beam_options)
-    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
     identity = settings.identity(specs)
     fingerprint = fingerprint_of(identity)
     finished = check_output_dir(settings, specs, identity, session)
@@ -233,12 +234,13 @@ def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dic
         refuse_empty(settings, specs, counters, per_split)
         counters["tokens"] = sizes.get("total", 0)
         counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
+    extra["document_words"] = profile(*counts_of(totals), settings.context_length)
     vocabulary = state["vocabulary"]
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
     shard_counts = shard_counts_for_size(settings, sizes.get("varint_bytes", 0), counters["tokens"], per_split)
     return dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=counters, splits=per_split,
-                shard_counts=shard_counts, **({"extra": extra} if extra else {}))
+                shard_counts=shard_counts, extra=extra)
 
 
 def _per_split(totals: dict) -> dict:

@@ -22,6 +22,7 @@ from nextword.quiet import load_tensorflow
 load_tensorflow()
 
 from ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  # noqa: E402
+from ingest.lengths import length_counts  # noqa: E402
 from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
 from ingest.vocab import varint_length  # noqa: E402
@@ -87,7 +88,7 @@ class CountPieces(beam.DoFn):
             self.vocabulary = vocabulary
         _, flat_ids, lengths, _, _ = encode_arguments(self.tokenizer, None, texts, self.val_fraction)
         per_split = {key: value for key, value in split_counters(texts, lengths, self.stride, self.val_fraction).items()
-                     if "/" in key}
+                     if key.partition("/")[0] in SPLITS}  # in pieces: the lengths in words are pass 1's
         yield {**per_split, **piece_sizes(flat_ids)}
 
 
@@ -96,7 +97,7 @@ def split_counters(texts: list[bytes], lengths: np.ndarray, stride: int, val_fra
     validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
     per_split = {name: collections.Counter() for name in SPLITS}
     add_split_totals(per_split, lengths, validation, stride)
-    counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum())}
+    counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum()), **length_counts(lengths)}
     counters.update({f"{name}/{key}": value for name, totals in per_split.items() for key, value in totals.items()})
     return counters
 

@@ -10,7 +10,7 @@ from typing import List, Literal, Optional
 import typer
 
 from ingest.settings import IngestSettings, default_workers
-from ingest.sources import BUILTIN, FORMATS
+from ingest.sources import BUILTIN, FORMATS, TEXT_UNITS
 from nextword.clihelp import Command
 from nextword.errors import SettingsError
 from nextword.quiet import load_tensorflow
@@ -18,6 +18,7 @@ from tfrecords.manifest import LAYOUTS, TOKENIZERS
 
 # Choices the help lists and the parser enforces (IngestSettings checks the same values).
 Format = Literal[("auto", *FORMATS)]
+TextUnit = Literal[("auto", *TEXT_UNITS)]
 Layout = Literal[LAYOUTS]
 OnError = Literal["strict", "skip"]
 Runner = Literal["local", "beam"]
@@ -72,6 +73,12 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     }
     if "words" in manifest.extra:  # wordpiece: tokens are pieces; these are the words they spell
         summary["words"] = manifest.extra["words"]
+    from ingest.lengths import short_document_warning
+
+    summary["inputs"] = [dict(entry) for entry in manifest.inputs]
+    summary["document_words"] = manifest.extra.get("document_words")  # None: written before 0.3
+    warning = short_document_warning(summary["document_words"], manifest.context_length, summary["inputs"])
+    summary["warnings"] = [warning] if warning else []
     if already_complete:
         summary["already_complete"] = True
     elif seconds is not None:
@@ -81,7 +88,13 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     return summary
 
 
-def _print_summary(console, summary: dict) -> None:
+def _print_histogram(console, histogram: dict) -> None:
+    largest = max(histogram.values())
+    for label, count in histogram.items():
+        console.print(f"  {label:>11} words  {count:>12,}  {'█' * max(1, round(40 * count / largest))}", highlight=False)
+
+
+def _print_summary(console, summary: dict, histogram: bool = False) -> None:
     from rich.table import Table
 
     if summary.get("already_complete"):
@@ -104,6 +117,20 @@ def _print_summary(console, summary: dict) -> None:
                   f"context {summary['context_length']}, "
                   f"stride {summary['stride']}, layout {layout}, {summary['bytes_per_window']} bytes/window")
     console.print(f"counters: {counters}")
+    lengths = summary.get("document_words")
+    if lengths:
+        from ingest.lengths import EXACT_BELOW
+
+        quantiles = lengths["quantiles"]
+        console.print(f"words a document: median {quantiles['p50']:,} (p10 {quantiles['p10']:,}, p90 {quantiles['p90']:,}), "
+                      f"mean {lengths['mean']:,}, longest {quantiles['max']:,}"
+                      + ("+" if quantiles["max"] >= EXACT_BELOW else "")
+                      + (f"; {lengths['padding_share']:.0%} of context positions are padding"
+                         if lengths.get("padding_share") is not None else ""), highlight=False)
+        if histogram:
+            _print_histogram(console, lengths["histogram"])
+    for warning in summary.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if "seconds" in summary and summary["windows_per_second"]:
         before = summary["windows"] - summary["windows_written"]
         console.print(f"{summary['windows_written']:,} windows written in {summary['seconds']} s "
@@ -117,7 +144,8 @@ def ingest_command(
     inputs: Optional[List[str]] = typer.Argument(None, metavar="INPUT...", help="Corpus files: .csv .tsv .parquet .jsonl .txt (csv/tsv/jsonl/txt may be .gz)."),
     out: str = typer.Option(..., "--out", "-o", metavar="DATA_DIR", help="where to write the dataset (empty, new, or an unfinished ingest of the same command)."),
     builtin: bool = typer.Option(False, "--builtin", help="Use the embedded corpus: Python's documentation topics (pydoc_data, ~65K words)."),
-    format: Format = typer.Option("auto", "--format", help="auto = by extension. text: one line is one document."),
+    format: Format = typer.Option("auto", "--format", help="auto = by extension. text: see --text-unit."),
+    text_unit: TextUnit = typer.Option(IngestSettings.text_unit, "--text-unit", help="What one document of a text input is (windows never cross documents). line: each line; paragraph: lines up to a blank line (wrapped prose, books, dictionaries); file: the whole file (up to 16 MB); auto: paragraph for a file whose first MB has at least 2% blank lines, else line. dataset.json records the unit each input was read by."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column (CSV/TSV/Parquet/JSONL). Needed when there is more than one."),
     tokenizer: Tokenizer = typer.Option(IngestSettings.tokenizer, "--tokenizer", help="word: one id per word, and a word outside the vocabulary is <unk>; wordpiece: subword pieces learned from the corpus's word counts (TF Text WordPiece; \"##\" marks a piece inside a word), so a rare word is spelled from known pieces instead of <unk>. Both split words the same way."),
     vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word); wordpiece: the pieces' target size (the learner stays at or a little under N; dataset.json has the real size)."),
@@ -154,7 +182,7 @@ def ingest_command(
     if not paths:
         raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
     settings = IngestSettings(
-        inputs=tuple(paths), out=out, format=format, column=column, tokenizer=tokenizer, vocab_size=vocab_size, context_length=context,
+        inputs=tuple(paths), out=out, format=format, column=column, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size, context_length=context,
         stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )
@@ -206,7 +234,7 @@ def inspect_command(
         typer.echo(json.dumps(summary, indent=2))
         return
     console = _console()
-    _print_summary(console, summary)
+    _print_summary(console, summary, histogram=True)
     for sample in summary["samples"]:
         console.print(f"  [dim]…{sample['context'][-70:]}[/dim] → [bold]{sample['target']}[/bold]", highlight=False)
 

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ingest.settings import IngestSettings, fingerprint_of, identity_changes
+from ingest.lengths import counts_of, length_counts, profile
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from ingest.windows import WindowPlan, document_key, encode_job, is_validation, windows_per_document
@@ -58,7 +59,7 @@ class IngestSession:
 def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
                session: IngestSession | None = None) -> Manifest:
     session = session or IngestSession()
-    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column)
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
     identity = settings.identity(specs)
     fingerprint = fingerprint_of(identity)
     finished = check_output_dir(settings, specs, identity, session)
@@ -222,6 +223,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
+    document_lengths = collections.Counter()
     done = 0
 
     def count(batch):  # in a thread: TensorFlow ops release the GIL
@@ -239,6 +241,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             lengths, unique, word_counts = results
             counts.update(unique.tolist(), word_counts.tolist())
             add_split_totals(per_split, lengths, is_validation(keys, settings.val_fraction), settings.stride)
+            document_lengths.update(length_counts(lengths))
             counters["documents"] += len(lengths)
             counters["empty_documents"] += int((lengths == 0).sum())
             done += len(lengths)
@@ -256,9 +259,10 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         counters["tokens"] = counts.total
         counters["oov_tokens"] = oov
         shard_counts = _shard_counts(settings, kept_counts, counts.total, per_split)
+    extra["document_words"] = profile(*counts_of(document_lengths), settings.context_length)
     summary = dict(fingerprint=fingerprint, identity=identity, vocabulary=vocabulary, counters=dict(counters),
                    splits={name: dict(value) for name, value in per_split.items()}, shard_counts=shard_counts,
-                   **({"extra": extra} if extra else {}))
+                   extra=extra)
     storage.makedirs(settings.out)
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
@@ -428,7 +432,8 @@ def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict
         vocab_size=len(summary["vocabulary"]), vocab_sha256=vocab_sha256,
         context_length=settings.context_length, stride=settings.stride, seed=settings.seed,
         val_fraction=settings.val_fraction, splits=splits, counters=counters,
-        inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column} for spec in specs),
+        inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column,
+                      **({"text_unit": spec.unit} if spec.unit else {})} for spec in specs),
         created_by=f"nextword {__version__}", layout=settings.layout,
         windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
         identity=identity or {}, extra=summary.get("extra", {}),

@@ -8,7 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from ingest.sources import BUILTIN, FORMATS, InputSpec
+from ingest.sources import BUILTIN, FORMATS, TEXT_UNITS, InputSpec
 from nextword.differences import changed_settings, show
 from nextword.errors import SettingsError
 from tfrecords.manifest import FORMAT_VERSION, LAYOUTS, TOKENIZERS, tokenizer_choice
@@ -34,6 +34,7 @@ class IngestSettings:
     out: str
     format: str = "auto"
     column: str | None = None
+    text_unit: str = "auto"  # text inputs: line, paragraph, file, or auto (paragraph where blank lines separate them)
     tokenizer: str = "word"  # word: one id per word; wordpiece: subword pieces learned at ingest
     vocab_size: int = 20000  # wordpiece: the learner's target size
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target
@@ -52,6 +53,8 @@ class IngestSettings:
     def __post_init__(self) -> None:
         if self.format not in ("auto", *FORMATS):
             raise SettingsError(f"--format must be auto or one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.text_unit not in ("auto", *TEXT_UNITS):
+            raise SettingsError(f"--text-unit must be auto or one of {', '.join(TEXT_UNITS)}, got {self.text_unit!r}")
         if self.tokenizer not in TOKENIZERS:
             raise SettingsError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
         if self.vocab_size < 3:
@@ -100,6 +103,8 @@ class IngestSettings:
         the command that wrote such a dataset still finds it complete."""
         from ingest.text import tokenizer_config
 
+        if any(spec.unit not in (None, "line") for spec in specs):
+            return ""  # 0.1.0 read a text file by lines only: no dataset of it matches
         inputs = []
         for spec in specs:
             stat = os.stat(spec.path) if os.path.exists(spec.path) else None
@@ -124,6 +129,8 @@ def input_identity(spec: InputSpec) -> dict:
 
         path         os.path.realpath of the input (absolute, symlinks resolved)
         format, column
+        text_unit    text inputs read by paragraph or file (--text-unit, auto resolved); absent for
+                     line, the only unit before 0.3, so those datasets keep their fingerprint
         bytes        its size
         sha256_ends  hex sha256 of: the size in decimal ASCII, b"\n", the first CHECK_BYTES bytes
                      and the last CHECK_BYTES bytes (every byte once: the whole file when it is at
@@ -150,7 +157,7 @@ def input_identity(spec: InputSpec) -> dict:
                 digest.update(piece)
                 start += len(piece)
     return dict(path=os.path.realpath(spec.path), format=spec.format, column=spec.column, bytes=size,
-                sha256_ends=digest.hexdigest())
+                sha256_ends=digest.hexdigest(), **({"text_unit": spec.unit} if spec.unit not in (None, "line") else {}))
 
 
 def identity_changes(recorded: dict, wanted: dict, holder: str, when: str) -> list[str]:
@@ -191,8 +198,10 @@ def _input_changes(recorded: list, wanted: list, holder: str, when: str) -> list
             lines.append(f"input {number}: {name} changed size {old['bytes']:,} → {new['bytes']:,} bytes since {when}")
         elif old["sha256_ends"] != new["sha256_ends"]:
             lines.append(f"input {number}: {name} changed content since {when} (same size, {new['bytes']:,} bytes)")
-        for key in ("format", "column"):
-            if old.get(key) != new.get(key):
-                lines.append(f"input {number} --{key}: the {holder} has {show(old.get(key))}, "
-                             f"this command asks for {show(new.get(key))}")
+        for key in ("format", "column", "text_unit"):
+            before, after = (entry.get(key, "line" if key == "text_unit" and entry.get("format") == "text" else None)
+                             for entry in (old, new))
+            if before != after:
+                lines.append(f"input {number} --{key.replace('_', '-')}: the {holder} has {show(before)}, "
+                             f"this command asks for {show(after)}")
     return lines

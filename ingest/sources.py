@@ -5,7 +5,8 @@ text and JSON lines are read line by line with a length cap. Every document come
 raw bytes: repairing them (invalid UTF-8, NUL, controls) is part of the tokenizer definition
 (`ingest.text.split_words`), so the export repairs a prompt exactly alike. What the tokenizer
 will repair, and what was dropped here, is counted in `SourceCounters`.
-One row (CSV/TSV/Parquet/JSONL) or one line (text) is one document.
+One row (CSV/TSV/Parquet/JSONL) is one document; a text file's document is its `--text-unit`:
+a line, a paragraph (lines up to a blank line) or the whole file (see `detect_text_unit`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ import pyarrow.parquet as pq
 from nextword.errors import InputError
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl", "text")
+TEXT_UNITS = ("line", "paragraph", "file")  # what one document of a text input is
+UNIT_SAMPLE_BYTES = 1 << 20  # --text-unit auto decides from this much of each text input's start
+PARAGRAPH_BLANK_SHARE = 0.02  # ... and picks paragraph when at least this share of its lines are blank
+WRAPPED_LINE_BYTES = 120  # ... and 90% of the others are at most this long (hard-wrapped)
 MAX_DOCUMENT_BYTES = 16 << 20  # a single line/row over this is malformed input
 _CSV_BLOCK_BYTES = 2 * MAX_DOCUMENT_BYTES + (1 << 20)  # pyarrow needs a whole row inside one block
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
@@ -38,6 +43,7 @@ class InputSpec:
     path: str
     format: str
     column: str | None
+    unit: str | None = None  # text inputs: line, paragraph or file (auto already resolved)
 
     @property
     def compressed(self) -> bool:
@@ -76,8 +82,33 @@ def detect_format(path: str) -> str:
     return _EXTENSIONS[extension]
 
 
-def resolve_inputs(paths: list[str], format: str, column: str | None) -> list[InputSpec]:
-    """Check every input exists and is readable, and settle its format and text column."""
+def detect_text_unit(path: str) -> str:
+    """--text-unit auto for one text input, from its first MiB: paragraph when it looks like
+    wrapped text in blocks (at least 2% of the lines are blank, not counting those at the end, AND 90% of the others are at most
+    120 bytes: hard-wrapped prose, a book, a dictionary's entries, Markdown; a line there is a
+    fragment of a sentence), else line (one item a line: verses, tweets, word lists, one article
+    a line, where the odd empty item must not glue its neighbours together). A file of one
+    paragraph a line with blank lines between comes out the same either way."""
+    sample = b""
+    with _open_binary(path) as handle:
+        try:
+            while len(sample) < UNIT_SAMPLE_BYTES and (piece := handle.read(1 << 16)):
+                sample += piece
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            pass  # a damaged stream: judged on what precedes the damage; reading it reports the damage
+    lines = sample[:UNIT_SAMPLE_BYTES].splitlines()
+    while lines and not lines[-1].strip():
+        lines.pop()  # blank lines count where they separate text, not at the end
+    filled = sorted(len(line) for line in lines if line.strip())
+    blank = len(lines) - len(filled)
+    if not filled or blank < PARAGRAPH_BLANK_SHARE * len(lines):
+        return "line"
+    return "paragraph" if filled[int(0.9 * (len(filled) - 1))] <= WRAPPED_LINE_BYTES else "line"
+
+
+def resolve_inputs(paths: list[str], format: str, column: str | None, text_unit: str = "auto") -> list[InputSpec]:
+    """Check every input exists and is readable, and settle its format, text column and (text)
+    unit."""
     if not paths:
         raise InputError("no input files given", hint="name one or more INPUT files, or pass --builtin")
     specs = []
@@ -99,7 +130,10 @@ def resolve_inputs(paths: list[str], format: str, column: str | None) -> list[In
             raise InputError(f"--format must be auto or one of {', '.join(FORMATS)}, got {format!r}")
         if file_format == "parquet" and path.endswith(".gz"):
             raise InputError(f"{path}: .gz applies to csv/tsv/jsonl/text; Parquet compresses itself")
-        specs.append(InputSpec(path, file_format, None if file_format == "text" else _pick_column(path, file_format, column)))
+        if file_format == "text":
+            specs.append(InputSpec(path, file_format, None, detect_text_unit(path) if text_unit == "auto" else text_unit))
+        else:
+            specs.append(InputSpec(path, file_format, _pick_column(path, file_format, column)))
     return specs
 
 
@@ -236,9 +270,51 @@ def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters) -> Ite
 
 
 def _text_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    if spec.unit == "paragraph":
+        yield from _paragraphs(spec, on_error, counters)
+    elif spec.unit == "file":
+        yield from _whole_file(spec, on_error, counters)
+    else:
+        yield from (line for line in _read_lines(spec, on_error, counters) if line is not None)
+
+
+def _paragraphs(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    """Runs of non-blank lines, joined by "\n"; blank (whitespace-only) lines end them and are
+    not documents. A paragraph over the document cap is dropped whole, read line by line."""
+    lines: list[bytes] = []
+    size, number, first, dropped = 0, 0, 0, False
     for line in _read_lines(spec, on_error, counters):
-        if line is not None:
-            yield line
+        number += 1
+        if line is not None and not line.strip():
+            if lines and not dropped:
+                yield b"\n".join(lines)
+            lines, size, dropped = [], 0, False
+            continue
+        first = first if lines or dropped else number
+        if line is None:  # one line over the cap: _read_lines counted it; the paragraph goes with it
+            lines, dropped = [], True
+            continue
+        size += len(line) + 1
+        if dropped:
+            continue
+        if size > MAX_DOCUMENT_BYTES:
+            _bad_row(spec, f"the paragraph from line {first}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB "
+                     "(does the file have blank lines between paragraphs? else pass --text-unit line)", on_error, counters)
+            lines, dropped = [], True
+            continue
+        lines.append(line)
+    if lines and not dropped:
+        yield b"\n".join(lines)
+
+
+def _whole_file(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+    with _open_binary(spec.path) as handle:
+        data = handle.read(MAX_DOCUMENT_BYTES + 1)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        _bad_row(spec, "the whole file", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB, the most one document holds "
+                 "(pass --text-unit paragraph or line)", on_error, counters)
+        return
+    yield data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
 
 
 def _jsonl_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import tensorflow as tf
@@ -22,11 +23,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def corpus_files(directory) -> list[str]:
-    """Two inputs of two formats, with empty and one-word documents among them."""
+    """Three inputs of two formats and two text units, with empty and one-word documents among
+    them: one document a line, JSON lines, and wrapped prose read by paragraph."""
     text = write_lines(directory / "part1.txt", synthetic_documents(160, seed=4) + ["", "alone", "!!!"])
     jsonl = directory / "part2.jsonl"
     jsonl.write_text("".join(json.dumps({"body": document}) + "\n" for document in synthetic_documents(90, seed=5)))
-    return [text, str(jsonl)]
+    wrapped = [textwrap.fill(document, 60) + "\n" for document in synthetic_documents(40, seed=6, min_words=5)]
+    prose = directory / "part3.txt"
+    prose.write_text("\n".join(wrapped))
+    return [text, str(jsonl), str(prose)]
 
 
 def windows_per_split(data_dir: str) -> dict[str, collections.Counter]:
@@ -77,17 +82,23 @@ def test_beam_cli_on_multiprocess_directrunner_writes_the_local_ingest_s_dataset
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)
     assert summary["splits"]["train"]["shards"] == 3 and summary["windows"] > 1000
+    assert [entry.get("text_unit") for entry in summary["inputs"]] == ["line", None, "paragraph"]
     assert_same_dataset(local_dir, beam_dir)
     assert not os.path.exists(os.path.join(beam_dir, ".partial"))
 
 
-@pytest.mark.parametrize("documents, max_words, shards, val_fraction, layout",
-                         [(300, 60, 2, 0.2, "spans"), (300, 60, 2, 0.2, "windows"), (2, 4, 9, 0.0, "spans")],
-                         ids=["tiny-corpus", "tiny-corpus-windows-layout", "empty-shards-no-val"])
-def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, max_words, shards, val_fraction, layout):
-    corpus = write_lines(tmp_path / "corpus.txt", synthetic_documents(documents, seed=2, min_words=3, max_words=max_words))
+@pytest.mark.parametrize("documents, max_words, shards, val_fraction, layout, text_unit",
+                         [(300, 60, 2, 0.2, "spans", "line"), (300, 60, 2, 0.2, "windows", "line"),
+                          (2, 4, 9, 0.0, "spans", "line"), (300, 60, 2, 0.2, "spans", "paragraph")],
+                         ids=["tiny-corpus", "tiny-corpus-windows-layout", "empty-shards-no-val", "paragraphs"])
+def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, max_words, shards, val_fraction, layout,
+                                                          text_unit):
+    lines = synthetic_documents(documents, seed=2, min_words=3, max_words=max_words)
+    if text_unit == "paragraph":  # five lines a paragraph
+        lines = [line + ("\n" if number % 5 == 4 else "") for number, line in enumerate(lines)]
+    corpus = write_lines(tmp_path / "corpus.txt", lines)
     common = dict(inputs=(corpus,), vocab_size=64, context_length=8, shards=shards, val_fraction=val_fraction,
-                  seed=1, workers=1, layout=layout, windows_per_record=7)
+                  seed=1, workers=1, layout=layout, windows_per_record=7, text_unit=text_unit)
     local = run_ingest(IngestSettings(out=str(tmp_path / "local"), **common))
     beam = run_beam_ingest(IngestSettings(out=str(tmp_path / "beam"), **common))
     assert beam.fingerprint == local.fingerprint  # a rerun of either command finds the other's dataset finished

@@ -61,10 +61,14 @@ def test_invalid_utf8_in_csv(tmp_path):
 def test_empty_and_whitespace_documents(tmp_path):
     path = tmp_path / "gaps.txt"
     path.write_text("one two three\n\n   \t \n!!! ...\nfour five\n")
-    manifest = ingest([path], tmp_path / "out")
+    manifest = ingest([path], tmp_path / "out", text_unit="line")
     assert manifest.counters.documents == 5
     assert manifest.counters.empty_documents == 3
     assert manifest.splits["train"].windows == 2 + 1
+    # by paragraph, blank and whitespace-only lines separate documents and are none themselves
+    manifest = ingest([path], tmp_path / "paragraphs", text_unit="paragraph")
+    assert manifest.counters.documents == 2 and manifest.counters.empty_documents == 0
+    assert manifest.splits["train"].windows == 2 + 1  # "!!! ..." holds no word: "four five" alone
 
 
 def test_line_over_16_mb(tmp_path):
