@@ -36,13 +36,13 @@ def held_out_documents(corpus: str, manifest, vocabulary: list[str], min_tokens:
 
     from ingest.sources import BUILTIN, iter_documents, resolve_inputs
     from ingest.text import tokenize_to_ids, vocabulary_table
-    from ingest.windows import document_key, is_validation
+    from ingest.windows import document_keys, is_validation
 
     specs = resolve_inputs([BUILTIN if corpus == "builtin" else corpus], "auto", None)
     table = vocabulary_table(vocabulary)
     documents = []
     for batch in iter_documents(specs, "skip"):
-        keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
+        keys = document_keys(batch.texts)
         held_out = [text for text, val in zip(batch.texts, is_validation(keys, manifest.val_fraction)) if val]
         if held_out:
             ids = tokenize_to_ids(tf.constant(held_out), table)

@@ -27,7 +27,7 @@ from ingest.sources import InputSpec, iter_documents  # noqa: E402
 from ingest.text import RESERVED_TOKENS  # noqa: E402
 from ingest.vocab import varint_length  # noqa: E402
 from ingest.wordpiece import piece_sizes  # noqa: E402
-from ingest.windows import RECORD_INFO, WindowPlan, document_key, encode_block, is_validation, iter_ordered  # noqa: E402
+from ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_ordered  # noqa: E402
 from ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
 from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
@@ -94,7 +94,7 @@ class CountPieces(beam.DoFn):
 
 def split_counters(texts: list[bytes], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
     """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
-    validation = is_validation(np.array([document_key(text) for text in texts], dtype=np.uint64), val_fraction)
+    validation = is_validation(document_keys(texts), val_fraction)
     per_split = {name: collections.Counter() for name in SPLITS}
     add_split_totals(per_split, lengths, validation, stride)
     counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum()), **length_counts(lengths)}

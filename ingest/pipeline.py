@@ -25,7 +25,7 @@ from ingest.settings import IngestSettings, fingerprint_of, identity_changes
 from ingest.lengths import counts_of, length_counts, profile
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
-from ingest.windows import WindowPlan, document_key, encode_job, is_validation, windows_per_document
+from ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
 from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, read_state, write_state
 from nextword import __version__, storage
 from nextword.errors import ArtifactError, InputError
@@ -199,7 +199,7 @@ def encode_arguments(tokenizer: BatchTokenizer, plan: WindowPlan, texts: list[by
     """A batch of texts -> the arguments of `ingest.windows.encode_block` (both runners use this):
     (plan, flat ids int32[tokens], lengths int64[documents], document keys uint64, validation bool)."""
     flat_ids, lengths = (tensor.numpy() for tensor in tokenizer.to_ids(texts))
-    keys = np.array([document_key(text) for text in texts], dtype=np.uint64)
+    keys = document_keys(texts)
     return plan, flat_ids, lengths, keys, is_validation(keys, val_fraction)
 
 
@@ -227,7 +227,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     done = 0
 
     def count(batch):  # in a thread: TensorFlow ops release the GIL
-        keys = np.array([document_key(text) for text in batch.texts], dtype=np.uint64)
+        keys = document_keys(batch.texts)
         results = tokenizer.count(batch.texts) if batch.texts else ()
         return batch, keys, [tensor.numpy() for tensor in results]
 
@@ -319,7 +319,7 @@ def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_sp
 
 def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTokenizer, progress: Progress,
                  session: IngestSession | None = None):
-    """Tokenize (a thread) -> cut and encode windows (worker processes) -> append to shards
+    """Tokenize (threads) -> cut and encode windows (worker processes) -> append to shards
     (here), each stage in document order, a few batches in flight."""
     session = session or IngestSession()
     tokenizer.use_vocabulary(summary["vocabulary"], settings.tokenizer)
@@ -342,8 +342,10 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
                                                  skip_documents=done) if batch.texts)
     last_checkpoint = time.monotonic()
     try:
-        with concurrent.futures.ThreadPoolExecutor(1) as threads, _encoder_pool(settings.workers) as pool:
-            jobs = _in_order(threads, tokenize, batches, depth=2)
+        # Tokenizing batches in `workers` threads (TensorFlow releases the GIL, as in pass 1) keeps
+        # the one-thread tokenizer from bounding the whole pass on a machine with many cores.
+        with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads, _encoder_pool(settings.workers) as pool:
+            jobs = _in_order(threads, tokenize, batches, depth=settings.workers + 1)
             for block in _in_order(pool, encode_job, jobs, depth=2 * settings.workers):
                 for split, shard, frames, info in block.pieces:
                     shard_set.append(split, shard, frames, info)

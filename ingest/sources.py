@@ -28,6 +28,7 @@ from nextword.errors import InputError
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl", "text")
 TEXT_UNITS = ("line", "paragraph", "file")  # what one document of a text input is
+LINE_BLOCK_BYTES = 4 << 20  # text and JSON lines are read in blocks of this size
 UNIT_SAMPLE_BYTES = 1 << 20  # --text-unit auto decides from this much of each text input's start
 PARAGRAPH_BLANK_SHARE = 0.02  # ... and picks paragraph when at least this share of its lines are blank
 WRAPPED_LINE_BYTES = 120  # ... and 90% of the others are at most this long (hard-wrapped)
@@ -219,13 +220,25 @@ class _ReplacementCounter:
 _REPLACEMENTS = _ReplacementCounter()
 
 
-def count_repairs(raw: bytes, counters: SourceCounters) -> None:
-    """Count what the tokenizer will repair in `raw` (it does the repairing, in the graph):
-    bytes of ill-formed UTF-8 (each run becomes U+FFFD) and NUL bytes (become spaces)."""
-    if b"\x00" in raw:
-        counters.nul_bytes += raw.count(b"\x00")
-    if raw.isascii():
+def count_batch_repairs(texts: list[bytes], counters: SourceCounters) -> None:
+    """Count what the tokenizer will repair in a batch (it does the repairing, in the graph):
+    bytes of ill-formed UTF-8 (each run becomes U+FFFD) and NUL bytes (become spaces). One check
+    of the joined batch when it is clean (the usual case), per document otherwise. Joined by b"\n", which no multi-byte UTF-8
+    sequence contains, so the join is valid UTF-8 only when every document is."""
+    joined = b"\n".join(texts)
+    if b"\x00" in joined:
+        counters.nul_bytes += joined.count(b"\x00")
+    if joined.isascii():
         return
+    try:
+        joined.decode("utf-8")
+    except UnicodeDecodeError:
+        for raw in texts:
+            if not raw.isascii():
+                _count_replacements(raw, counters)
+
+
+def _count_replacements(raw: bytes, counters: SourceCounters) -> None:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -250,23 +263,43 @@ def _bad_row(spec: InputSpec, where: str, problem: str, on_error: str, counters:
 
 
 def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes | None]:
-    """Yield each line's bytes (no line ending); None for a line dropped as too long."""
+    """Yield each line's bytes (no line ending); None for a line dropped as too long.
+
+    Read in LINE_BLOCK_BYTES blocks split at b"\n" (C speed; `readline` per line was the
+    serial bottleneck on short lines), a line over the cap dropped without holding it."""
     with _open_binary(spec.path) as handle:
-        number = 0
-        while True:
-            line = handle.readline(MAX_DOCUMENT_BYTES + 1)
-            if not line:
-                return
+        number, carry, skipping, first = 0, b"", False, True
+        # read1: one step of the decompressor at a time, so a cut .gz stream keeps what precedes the cut
+        while block := handle.read1(LINE_BLOCK_BYTES):
+            if first:
+                first = False
+                if block.startswith(codecs.BOM_UTF8):  # a file's encoding mark, not text (and json.loads
+                    block = block[len(codecs.BOM_UTF8):]  # refuses it); the tokenizer drops U+FEFF anyway
+            lines = (carry + block).split(b"\n") if carry else block.split(b"\n")
+            carry = lines.pop()
+            for line in lines:
+                if skipping:  # the end of a line already dropped
+                    skipping = False
+                    continue
+                number += 1
+                if len(line) > MAX_DOCUMENT_BYTES:
+                    _bad_row(spec, f"line {number}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
+                    yield None
+                    continue
+                yield line.rstrip(b"\r")
+            if len(carry) > MAX_DOCUMENT_BYTES:
+                if not skipping:
+                    number += 1
+                    _bad_row(spec, f"line {number}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
+                    yield None
+                carry, skipping = b"", True
+        if carry and not skipping:  # a last line without a line ending keeps its bytes as they are
             number += 1
-            if number == 1 and line.startswith(codecs.BOM_UTF8):  # a file's encoding mark, not text (and
-                line = line[len(codecs.BOM_UTF8):]  # json.loads refuses it); the tokenizer drops U+FEFF anyway
-            if len(line) > MAX_DOCUMENT_BYTES and not line.endswith(b"\n"):
-                while line and not line.endswith(b"\n"):  # skip the rest of it without holding it
-                    line = handle.readline(MAX_DOCUMENT_BYTES)
+            if len(carry) > MAX_DOCUMENT_BYTES:
                 _bad_row(spec, f"line {number}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
                 yield None
-                continue
-            yield line.rstrip(b"\r\n") if line.endswith(b"\n") else line
+            else:
+                yield carry
 
 
 def _text_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
@@ -438,13 +471,14 @@ def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 <
             index += 1
             if index <= skip_documents:
                 continue
-            count_repairs(raw, running)
             texts.append(raw)
             size += len(raw) + 64
             if size >= batch_bytes:
+                count_batch_repairs(texts, running)
                 yield DocumentBatch(texts, first, running.minus(reported))
                 reported = dataclasses.replace(running)
                 first += len(texts)
                 texts, size = [], 0
+    count_batch_repairs(texts, running)
     if texts or running != reported:
         yield DocumentBatch(texts, first, running.minus(reported))

@@ -160,3 +160,35 @@ def test_a_line_read_dataset_keeps_its_pre_text_unit_fingerprint(tmp_path):
     paragraph = resolve_inputs([path], "auto", None, "paragraph")
     assert settings.legacy_fingerprint(paragraph) == "" and settings.fingerprint(paragraph) != settings.fingerprint([spec])
 
+
+
+def _reference_lines(data: bytes, cap: int) -> list[bytes | None]:
+    """The line rule, spelled simply: split at b"\\n", strip "\\r"s before it (a last line without
+    one keeps its bytes), drop a BOM opening the file, None for a line over the cap."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    pieces = data.split(b"\n")
+    last = pieces.pop()
+    lines = pieces + ([last] if last else [])  # the cap counts a line's bytes before its "\r"s go
+    return [None if len(line) > cap else line.rstrip(b"\r") if number < len(pieces) else line
+            for number, line in enumerate(lines)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_reads_split_lines_exactly_as_the_rule_says(tmp_path, monkeypatch, seed):
+    """Lines crossing block boundaries, CRLF, lines over the cap (inside a block and longer than
+    one), a BOM, a last line without a line ending: block reads give the reference's lines."""
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(sources, "LINE_BLOCK_BYTES", int(rng.integers(3, 40)))
+    monkeypatch.setattr(sources, "MAX_DOCUMENT_BYTES", 25)
+    alphabet = np.frombuffer(b"ab \r\n\n\nxyz", dtype=np.uint8)
+    segments = [rng.choice(alphabet, size=int(rng.integers(1, 60))).tobytes() + b"q" * int(rng.integers(0, 80))
+                for _ in range(60)]  # runs of q: lines over the cap, some longer than a block
+    data = (b"\xef\xbb\xbf" if seed % 2 else b"") + b"".join(segments)
+    data += b"z" * int(rng.integers(0, 60)) * (seed % 3 == 0)  # maybe a long last line, maybe none
+    path = tmp_path / "lines.txt"
+    path.write_bytes(data)
+    counters = sources.SourceCounters()
+    got = list(sources._read_lines(sources.InputSpec(str(path), "text", None, "line"), "skip", counters))
+    expected = _reference_lines(data, 25)
+    assert got == expected and counters.skipped_rows == expected.count(None) > 0

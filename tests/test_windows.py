@@ -99,3 +99,12 @@ def test_validation_is_stable_and_about_the_fraction():
     assert 0.09 < chosen.mean() < 0.11
     assert (chosen == is_validation(keys, 0.1)).all()
     assert not is_validation(keys, 0.0).any()
+
+
+def test_document_keys_of_a_batch_are_each_document_s_key():
+    from ingest.windows import document_key, document_keys
+
+    texts = [b"", b"one two", "d\u00e9j\u00e0 vu".encode(), b"x" * 5000, b"one two"]
+    keys = document_keys(texts)
+    assert keys.dtype == np.uint64 and keys.tolist() == [document_key(text) for text in texts]
+    assert document_keys([]).shape == (0,)
