@@ -307,9 +307,12 @@ def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_sp
     average = varint_bytes / max(total_tokens, 1)
     if settings.layout == "windows":
         estimated = [per_split[name]["windows"] * (40 + (settings.context_length + 1) * average) for name in SPLITS]
-    else:  # a record per run of windows_per_record windows: ~30 bytes of framing + its ids once
+    else:  # a record per run of windows_per_record windows of a document: ~30 bytes of framing + its
+        # ids once. Records: at most one a document plus one per full run (a verse or a dictionary
+        # line is a record of its own: counting full runs only made 228 MB shards of a 128 MB target)
+        records = [per_split[name]["documents"] + per_split[name]["windows"] / settings.windows_per_record for name in SPLITS]
         estimated = [per_split[name]["tokens"] * average * (1 + settings.context_length / settings.windows_per_record)
-                     + per_split[name]["windows"] / settings.windows_per_record * 30 for name in SPLITS]
+                     + records[index] * 30 for index, name in enumerate(SPLITS)]
     train = settings.shards or max(1, math.ceil(estimated[0] / TARGET_SHARD_BYTES))
     validation = 0 if per_split["val"]["windows"] == 0 else min(train, max(1, math.ceil(estimated[1] / TARGET_SHARD_BYTES)))
     return [train, validation]

@@ -174,25 +174,30 @@ def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, ke
 
 def order_shard(frames: bytes, info: np.ndarray) -> tuple[bytes, np.ndarray]:
     """A shard's records (frames in arrival order, their RECORD_INFO rows) -> the same records
-    in the shard's seeded random order. Stable: equal keys (duplicated documents) keep
-    arrival order, which is document order for both runners."""
-    pieces, ordered_info = iter_ordered(frames, info)
-    return b"".join(pieces), ordered_info
+    in the shard's seeded random order, with their rows in that order. Stable: equal keys
+    (duplicated documents) keep arrival order, which is document order for both runners."""
+    pieces, _ = iter_ordered(frames, info)
+    return b"".join(pieces), info[np.argsort(info["order"], kind="stable")]
 
 
 def iter_ordered(frames: bytes, info: np.ndarray, piece_bytes: int = 4 << 20) -> tuple[Iterator[bytes], np.ndarray]:
     """order_shard's bytes as pieces of ~piece_bytes (to stream into a file without a second
-    copy of the shard), and the ordered RECORD_INFO rows."""
+    copy of the shard), and the RECORD_INFO rows as given (what a shard's manifest entry needs
+    of them, records and windows, does not depend on their order). Beside the frames it holds
+    16 bytes a record (the order and the frame offsets): on short documents a shard holds
+    millions of records, and this is the ingest's peak."""
     order = np.argsort(info["order"], kind="stable")
-    sizes = info["size"].astype(np.int64)
-    starts = (np.cumsum(sizes) - sizes)[order]
-    sizes = sizes[order]
-    # groups of records of ~piece_bytes each, so a piece streams to the file on its own
-    cuts = np.searchsorted(np.cumsum(sizes), np.arange(piece_bytes, int(sizes.sum()), piece_bytes))
-    bounds = [0, *np.unique(cuts).tolist(), len(sizes)]
-    pieces = (gather_segments(frames, starts[first:end], sizes[first:end]) for first, end in zip(bounds, bounds[1:])
-              if end > first)
-    return pieces, info[order]
+    offsets = np.zeros(len(info) + 1, dtype=np.int64)
+    np.cumsum(info["size"], out=offsets[1:])
+    per_piece = max(1, int(piece_bytes * len(info) // max(1, int(offsets[-1]))))  # records of ~piece_bytes
+
+    def pieces() -> Iterator[bytes]:
+        for first in range(0, len(order), per_piece):
+            chosen = order[first:first + per_piece]
+            starts = offsets[chosen]
+            yield gather_segments(frames, starts, offsets[chosen + 1] - starts)
+
+    return pieces(), info
 
 
 def gather_segments(source: bytes, starts: np.ndarray, sizes: np.ndarray) -> bytes:
