@@ -76,6 +76,11 @@ ARMS = {
     "no-early-stop": ["--patience", "0"],
     # 0.2's transformer: window positions, pads attended (model/transformer.py says why it changed)
     "see-padding": ["--no-ignore-padding"],
+    # the embedded corpus (65K words) overfits after ~12 passes: is it short of regularisation?
+    "tied-dropout-0.3": ["--tie-embeddings", "--dropout", "0.3"],
+    "tied-dropout-0.5": ["--tie-embeddings", "--dropout", "0.5"],
+    "units-64-dropout-0.3": ["--units", "64", "--heads", "4", "--dropout", "0.3"],
+    "dropout-0.3-lr-3e-4": ["--dropout", "0.3", "--learning-rate", "3e-4"],
 }
 SMOKE_ARMS = ("default", "notebook", "lstm")
 SMOKE_BUDGETS = (3.0, 6.0)  # stand-ins for 180 s and 720 s, so the report's target lines are exercised
