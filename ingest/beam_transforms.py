@@ -114,15 +114,16 @@ def coverage(word_count: tuple[bytes, int], vocabulary: list[str]) -> dict:
             "varint_bytes": count * varint_length(position)}
 
 
-_INDEX_CACHE: dict = {}
+_INDEX_CACHE: list = [None, {}]  # [the vocabulary list itself, its index]
 
 
 def _vocabulary_index(vocabulary: list[str]) -> dict[bytes, int]:
-    key = id(vocabulary)  # the side input is one list object per worker: build its index once
-    if key not in _INDEX_CACHE:
-        _INDEX_CACHE.clear()
-        _INDEX_CACHE[key] = {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}
-    return _INDEX_CACHE[key]
+    """The side input is one list object per worker: its index is built once. The cache holds the
+    list itself, so its id cannot be reused by another list while cached (keyed by id() alone, a
+    freed vocabulary's index was served for the next list that got its address)."""
+    if _INDEX_CACHE[0] is not vocabulary:
+        _INDEX_CACHE[:] = [vocabulary, {word.encode("utf-8"): position for position, word in enumerate(vocabulary)}]
+    return _INDEX_CACHE[1]
 
 
 class EncodeWindows(beam.DoFn):

@@ -15,6 +15,7 @@ import concurrent.futures
 import dataclasses
 import math
 import multiprocessing
+import re
 import signal
 import time
 from typing import Callable
@@ -26,13 +27,15 @@ from ingest.lengths import counts_of, length_counts, profile
 from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
-from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, read_state, write_state
+from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, ordered_shards, read_state, write_state
 from nextword import __version__, storage
 from nextword.errors import ArtifactError, InputError
 from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
 
 TARGET_SHARD_BYTES = 128 << 20
 _OURS = (MANIFEST_NAME, VOCAB_NAME, STATE_DIR)
+# storage.write_atomic's temporary siblings of our files, left behind when a kill cut the write
+_LEFTOVER = re.compile("(" + "|".join(re.escape(name) for name in (MANIFEST_NAME, VOCAB_NAME)) + r")\.tmp-[0-9a-f]{8}")
 
 # progress(stage, documents done, documents total or None, windows written)
 Progress = Callable[[str, int, "int | None", int], None]
@@ -122,7 +125,11 @@ def check_output_dir(settings: IngestSettings, specs, identity: dict,
             return existing
         raise ArtifactError(f"{out} already holds a different dataset: {_what_differs(existing, identity)}",
                             hint="repeat the command that wrote it, choose another --out, or pass --overwrite to replace it")
-    foreign = [name for name in names if not (name in _OURS or name.endswith((".tfrecord", ".tfrecord.partial")))]
+    leftovers = [name for name in names if _LEFTOVER.fullmatch(name)]
+    for name in leftovers:  # a write_atomic cut by a kill: never read, never needed
+        storage.remove(storage.join(out, name))
+    foreign = [name for name in names if not (name in _OURS or name in leftovers
+                                              or name.endswith((".tfrecord", ".tfrecord.partial")))]
     if foreign:
         raise ArtifactError(
             f"{out} is not empty and is not a nextword dataset (it holds {foreign[:3]}{'…' if len(foreign) > 3 else ''})",
@@ -330,7 +337,7 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
     total = summary["counters"]["documents"]
     session.windows_before = windows
     if complete:
-        shuffled = len(read_state(settings.out, "order.json") or {})
+        shuffled = ordered_shards(settings.out)
         session.note(f"resuming at pass 3 of 3 (shuffling shards): all {windows:,} windows were written before, "
                      f"{shuffled} of {sum(plan.shard_counts)} shards shuffled")
         return

@@ -27,6 +27,8 @@ from tfrecords.manifest import SPLITS, Shard, shard_name
 from tfrecords.spans import histogram
 
 PARTIAL_SUFFIX = ".partial"
+ORDERED_SUFFIX = ".ordered.json"  # .partial/NAME.ordered.json: shard NAME is ordered and published
+LEGACY_ORDER_STATE = "order.json"  # before 0.3: every ordered shard in one file
 STATE_DIR = ".partial"
 INFO_SUFFIX = ".info"
 BUFFER_BYTES = 16 << 20  # pending appends over all shards before they go to disk
@@ -136,19 +138,21 @@ class ShardSet:
 def order_and_publish(data_dir: str, shard_counts: tuple[int, int], progress=None) -> list[list[Shard]]:
     """Put every unordered shard in its seeded random order and give it its final name.
 
-    One shard in memory at a time. Each finished shard is recorded in `.partial/order.json`,
-    so a rerun after a kill orders only the shards still missing (recomputing one that was
-    renamed just before the kill gives the same bytes)."""
-    done = read_state(data_dir, "order.json") or {}
+    One shard in memory at a time. Each finished shard is recorded in its own state file,
+    `.partial/NAME.ordered.json` (one file for all of them, rewritten after each, was quadratic in
+    the shard count), so a rerun after a kill orders only the shards still missing (recomputing
+    one that was renamed just before the kill gives the same bytes)."""
+    done = read_state(data_dir, LEGACY_ORDER_STATE) or {}  # an unfinished ingest of an earlier nextword
     names = [[shard_name(split, index, count) for index in range(count)] for split, count in zip(SPLITS, shard_counts)]
     shards = []
     for split, split_names in enumerate(names):
         split_shards = []
         for index, name in enumerate(split_names):
-            if name not in done or not storage.exists(storage.join(data_dir, name)):
-                done[name] = _order_one(data_dir, name)
-                write_state(data_dir, "order.json", done)
-            split_shards.append(Shard(**{**done[name], "record_windows": tuple(map(tuple, done[name]["record_windows"]))}))
+            entry = done.get(name) or read_state(data_dir, name + ORDERED_SUFFIX)
+            if entry is None or not storage.exists(storage.join(data_dir, name)):
+                entry = _order_one(data_dir, name)
+                write_state(data_dir, name + ORDERED_SUFFIX, entry)
+            split_shards.append(Shard(**{**entry, "record_windows": tuple(map(tuple, entry["record_windows"]))}))
             if progress is not None:
                 progress()
         shards.append(split_shards)
@@ -206,6 +210,13 @@ def publish(data_dir: str, names: list[str]) -> None:
         temporary = storage.join(data_dir, name + PARTIAL_SUFFIX)
         if storage.exists(temporary):
             storage.rename(temporary, storage.join(data_dir, name))
+
+
+def ordered_shards(data_dir: str) -> int:
+    """How many shards the ordering stage has finished (for the resume message)."""
+    state_dir = storage.join(data_dir, STATE_DIR)
+    names = storage.listdir(state_dir) if storage.isdir(state_dir) else []
+    return sum(name.endswith(ORDERED_SUFFIX) for name in names) + len(read_state(data_dir, LEGACY_ORDER_STATE) or {})
 
 
 def read_state(data_dir: str, name: str) -> dict | None:

@@ -189,6 +189,12 @@ class Manifest:
         if raw.get("layout", "windows") not in LAYOUTS:
             raise ArtifactError(f"{source} has layout {raw.get('layout')!r}, this nextword reads {LAYOUTS}",
                                 hint="re-run `nextword ingest` with this version of nextword")
+        _refuse_unknown(raw, cls, "", source)
+        for name, split in raw["splits"].items():
+            _refuse_unknown(split, Split, f"splits.{name}.", source, raw)
+            for index, shard in enumerate(split["shards"]):
+                _refuse_unknown(shard, Shard, f"splits.{name}.shards[{index}].", source, raw)
+        _refuse_unknown(raw["counters"], Counters, "counters.", source, raw)
         raw["splits"] = {
             name: Split(
                 documents=split["documents"],
@@ -202,6 +208,22 @@ class Manifest:
         raw["counters"] = Counters(**raw["counters"])
         raw["inputs"] = tuple(raw.get("inputs", ()))
         return cls(**raw)
+
+
+def _refuse_unknown(entry: dict, kind, where: str, source: str, manifest: dict | None = None) -> None:
+    """A field this version does not know means a newer nextword wrote the manifest: say so
+    (building the dataclass would end in a TypeError)."""
+    known = {field.name for field in dataclasses.fields(kind)}
+    unknown = sorted(key for key in entry if key not in known)
+    if unknown:
+        from nextword import __version__
+
+        writer = (manifest if manifest is not None else entry).get("created_by") or "another nextword"
+        raise ArtifactError(
+            f"{source} has fields this nextword ({__version__}) does not know: "
+            f"{', '.join(where + key for key in unknown)}; it was written by {writer}",
+            hint="read it with the nextword that wrote it (or a newer one): pip install -U nextword",
+        )
 
 
 def shard_paths(data_dir: str, split: Split) -> list[str]:
