@@ -28,7 +28,7 @@ from ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
 from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, ordered_shards, read_state, write_state
-from nextword import __version__, storage
+from nextword import __version__, faults, storage
 from nextword.errors import ArtifactError, InputError
 from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
 
@@ -231,7 +231,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
     document_lengths = collections.Counter()
-    done = 0
+    done = counted_batches = 0
 
     def count(batch):  # in a thread: TensorFlow ops release the GIL
         keys = document_keys(batch.texts)
@@ -252,6 +252,8 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             counters["documents"] += len(lengths)
             counters["empty_documents"] += int((lengths == 0).sum())
             done += len(lengths)
+            counted_batches += 1
+            faults.reached("counted_batch", counted_batches)
             progress("counting words", done, None, 0)
     extra = {}
     if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces

@@ -125,13 +125,25 @@ def test_recurrent_layers_stay_cudnn_eligible(overrides):
 
 
 def test_pad_targets_weigh_nothing():
+    """The step's loss is the cross-entropy of the weighted positions only: what the model says at a
+    pad target (weight 0) moves neither the loss nor, whatever that target's id, the weights."""
     config = ModelConfig(vocab_size=12, context_length=4, layers=1, units=8, embedding_dim=4, dropout=0.0)
-    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3)
     context = tf.constant([[0, 0, 3, 4]], tf.int32)
-    targets = tf.constant([[0, 3, 4, 5]], tf.int32)
     weights = tf.constant([[0.0, 1.0, 1.0, 1.0]])
-    loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors((context, targets, weights))), 1)
-    assert float(weight) == 3.0
+    results = []
+    for pad_target in (0, 7):  # the pad position's target: a pad, or any id at all
+        tf.keras.utils.set_random_seed(3)
+        trainer = Trainer(tf.distribute.get_strategy(), config, "sgd", 0.5)
+        targets = tf.constant([[pad_target, 3, 4, 5]], tf.int32)
+        logits = trainer.model(context, training=False)[0]  # before the step: what the step's loss sees
+        expected = sum(float(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets[0, t], logits=logits[t]))
+                       for t in (1, 2, 3))
+        loss, weight = trainer.train_steps(iter(tf.data.Dataset.from_tensors((context, targets, weights))), 1)
+        assert float(loss) == pytest.approx(expected, rel=1e-5) and float(weight) == 3.0
+        results.append((float(loss), [variable.numpy() for variable in trainer.model.trainable_variables]))
+    assert results[0][0] == results[1][0]
+    for after_pad, after_seven in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(after_pad, after_seven)  # the same update: the pad target had no say
 
 
 @pytest.mark.slow
