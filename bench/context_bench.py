@@ -34,9 +34,9 @@ BINS = ((0, 1), (1, 11), (11, 45), (45, 101), (101, 201), (201, 301), (301, 501)
 def held_out_documents(corpus: str, manifest, vocabulary: list[str], min_tokens: int) -> list[np.ndarray]:
     import tensorflow as tf
 
-    from ingest.sources import BUILTIN, iter_documents, resolve_inputs
-    from ingest.text import tokenize_to_ids, vocabulary_table
-    from ingest.windows import document_keys, is_validation
+    from nextword.ingest.sources import BUILTIN, iter_documents, resolve_inputs
+    from nextword.ingest.text import tokenize_to_ids, vocabulary_table
+    from nextword.ingest.windows import document_keys, is_validation
 
     specs = resolve_inputs([BUILTIN if corpus == "builtin" else corpus], "auto", None)
     table = vocabulary_table(vocabulary)
@@ -109,11 +109,11 @@ def main() -> None:
     from nextword.quiet import load_tensorflow
 
     load_tensorflow()
-    from model import checkpointing
-    from model.builder import build_model
-    from model.config import ModelConfig
-    from model.export_graph import RecurrentDecoder
-    from tfrecords.manifest import load_manifest
+    from nextword.model import checkpointing
+    from nextword.model.builder import build_model
+    from nextword.model.config import ModelConfig
+    from nextword.model.export_graph import RecurrentDecoder
+    from nextword.tfrecords.manifest import load_manifest
 
     record = checkpointing.read_run_file(args.run_dir)
     config = ModelConfig.from_dict(record["model_config"])

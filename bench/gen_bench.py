@@ -28,8 +28,8 @@ PROMPT = "last night i went on a date with"
 
 def keras_model_from_export(generator):
     """The export's network as a Keras model (weights copied from the SavedModel's variables)."""
-    from model.builder import build_model
-    from model.config import ModelConfig
+    from nextword.model.builder import build_model
+    from nextword.model.config import ModelConfig
 
     config = ModelConfig.from_dict(generator.card["model"])
     model = build_model(config)
@@ -57,7 +57,7 @@ def notebook_words_per_second(generator, words: int) -> float:
 
 
 def gen_words_per_second(generator, samples: int, words: int, repeats: int = 3) -> float:
-    from generate.generator import GenerateSettings
+    from nextword.generate.generator import GenerateSettings
 
     settings = GenerateSettings(words=words, seed=1)
     generator.generate([PROMPT] * samples, settings)  # warm-up (first call builds kernels)
@@ -73,7 +73,7 @@ def time_to_first_word(export_dir: str) -> float:
     """Seconds from launching `gen` to its first byte on stdout (TF import + verify + load + call)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "generate.cli", export_dir, PROMPT, "--words", "30", "--seed", "1", "--stream"],
+        [sys.executable, "-m", "nextword.generate.cli", export_dir, PROMPT, "--words", "30", "--seed", "1", "--stream"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
@@ -84,7 +84,7 @@ def time_to_first_word(export_dir: str) -> float:
 
 
 def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int = 200, batch: int = 64) -> dict:
-    from generate.generator import Generator
+    from nextword.generate.generator import Generator
 
     generator = Generator.load(export_dir)
     notebook = notebook_words_per_second(generator, notebook_words)
@@ -106,9 +106,9 @@ def demo_export(kind: str, directory: str) -> str:
     """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8), `default` (the LSTM recipe), `transformer`
     (the transformer recipe), or `transformer-reread` (the transformer re-reading its whole window every word)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-    from model import export_graph
-    from model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
-    from model.export import export_model
+    from nextword.model import export_graph
+    from nextword.model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
+    from nextword.model.export import export_model
     from test_export_fixtures import random_model, write_data_dir
 
     words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]

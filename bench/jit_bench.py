@@ -32,9 +32,9 @@ def measure(arch: str, rounds: int, steps: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from model.config import ModelConfig
-    from model.loop import Trainer
-    from model.config import TRANSFORMER_DEFAULTS
+    from nextword.model.config import ModelConfig
+    from nextword.model.loop import Trainer
+    from nextword.model.config import TRANSFORMER_DEFAULTS
 
     recipe = dict(TRANSFORMER_DEFAULTS) if arch == "transformer" else {}
     config = ModelConfig(vocab_size=VOCAB, context_length=CONTEXT, arch=arch, objective="all",

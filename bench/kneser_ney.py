@@ -21,7 +21,7 @@ CACHE_DIR = os.path.join(BENCH, "work", "kneser-ney")
 if os.path.dirname(BENCH) not in sys.path:
     sys.path.insert(1, os.path.dirname(BENCH))  # the repository, for model, tfrecords and nextword
 
-from model import ngram  # noqa: E402 - numpy only: TensorFlow comes with the first dataset read
+from nextword.model import ngram  # noqa: E402 - numpy only: TensorFlow comes with the first dataset read
 
 
 def baseline(data_dir: str, order: int = 5, cache_dir: str | None = CACHE_DIR) -> dict:

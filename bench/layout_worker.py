@@ -33,9 +33,9 @@ def ingest_jobs(jobs: list[dict]) -> dict:
     from nextword.quiet import load_tensorflow
 
     load_tensorflow()
-    from ingest.cli import summary_dict
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
+    from nextword.ingest.cli import summary_dict
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
 
     out = []
     for job in jobs:
@@ -63,9 +63,9 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
     from nextword.quiet import load_tensorflow
 
     load_tensorflow()
-    from ingest.pipeline import BatchTokenizer, _count_pass, _in_order, encode_arguments, no_progress, window_plan
-    from ingest.settings import IngestSettings
-    from ingest.sources import iter_documents, resolve_inputs
+    from nextword.ingest.pipeline import BatchTokenizer, _count_pass, _in_order, encode_arguments, no_progress, window_plan
+    from nextword.ingest.settings import IngestSettings
+    from nextword.ingest.sources import iter_documents, resolve_inputs
 
     settings = IngestSettings(inputs=(corpus,), out=scratch, vocab_size=vocab_size)
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
@@ -95,8 +95,8 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
 def read_rates(data_dirs: list[str], objectives: list[str], windows: int, seed: int) -> dict:
     import tensorflow as tf
 
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     runs = []
     for data_dir in data_dirs:

@@ -69,8 +69,8 @@ def train_arrays(data_dir: str, limit: int | None = None):
     """The train split's windows as numpy (X int32[N, C], last-word targets int32[N])."""
     import numpy as np
 
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     manifest = load_manifest(data_dir)
     config = ReaderConfig(batch_size=4096, objective="last", training=False)

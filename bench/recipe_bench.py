@@ -110,8 +110,8 @@ def resolve(flags: list[str], vocab_size: int = 500, context_length: int = 44) -
     import typer
     import typer.main
 
-    from model.cli import register
-    from model.settings import TrainSettings
+    from nextword.model.cli import register
+    from nextword.model.settings import TrainSettings
 
     app = typer.Typer()
     register(app)

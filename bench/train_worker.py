@@ -45,8 +45,8 @@ def reader_benchmark(data_dir: str, windows: int, batch_size: int, repeats: int)
     import tensorflow as tf
 
     from nextword import storage
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     manifest = load_manifest(data_dir)
     files = [storage.join(data_dir, shard.file) for shard in manifest.split("train").shards]
@@ -69,10 +69,10 @@ def reader_benchmark(data_dir: str, windows: int, batch_size: int, repeats: int)
 def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, steps: int, repeats: int) -> dict:
     import tensorflow as tf
 
-    from model.loop import Trainer
-    from model.settings import TrainSettings
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.model.loop import Trainer
+    from nextword.model.settings import TrainSettings
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     manifest = load_manifest(data_dir)
     settings = TrainSettings(data_dir=data_dir, out="unused", preset=preset, batch_size=batch_size)
@@ -119,10 +119,10 @@ def wait_benchmark(data_dir: str, epochs: int, max_steps: int, repeats: int) -> 
     batch of a feed (tracing, the run's one pipeline start) is outside the timing."""
     import tensorflow as tf
 
-    from model.loop import Trainer
-    from model.settings import TrainSettings
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset, make_epochs_dataset
+    from nextword.model.loop import Trainer
+    from nextword.model.settings import TrainSettings
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset, make_epochs_dataset
 
     manifest = load_manifest(data_dir)
     settings = TrainSettings(data_dir=data_dir, out="unused")

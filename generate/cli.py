@@ -53,7 +53,7 @@ def gen_command(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per sample"),
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    from generate.generator import GenerateSettings, Generator, settings_record
+    from nextword.generate.generator import GenerateSettings, Generator, settings_record
 
     settings = GenerateSettings(
         words=words,

@@ -30,18 +30,18 @@ import logging
 import re
 from typing import Sequence
 
-from ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, refuse_empty,
+from nextword.ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, refuse_empty,
                              shard_counts_for_size, window_plan)
-from ingest.windows import WindowPlan
-from ingest.settings import IngestSettings, fingerprint_of
-from ingest.lengths import counts_of, profile
-from ingest.sources import InputSpec, resolve_inputs
-from ingest.text import RESERVED_TOKENS
-from ingest.vocab import vocabulary_bytes
-from ingest.writer import PARTIAL_SUFFIX, STATE_DIR, publish, read_state
+from nextword.ingest.windows import WindowPlan
+from nextword.ingest.settings import IngestSettings, fingerprint_of
+from nextword.ingest.lengths import counts_of, profile
+from nextword.ingest.sources import InputSpec, resolve_inputs
+from nextword.ingest.text import RESERVED_TOKENS
+from nextword.ingest.vocab import vocabulary_bytes
+from nextword.ingest.writer import PARTIAL_SUFFIX, STATE_DIR, publish, read_state
 from nextword import storage
 from nextword.errors import ArtifactError, InputError, NextwordError, SettingsError
-from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Manifest, Shard, shard_name
+from nextword.tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Manifest, Shard, shard_name
 
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
@@ -92,7 +92,7 @@ def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> lis
 def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec]) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest.beam_transforms import CountPieces, CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
+    from nextword.ingest.beam_transforms import CountPieces, CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         batches = (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
@@ -102,8 +102,8 @@ def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
             "words", main="counters")
         word_counts = counted.words | "SumWords" >> beam.CombinePerKey(sum)
         if settings.tokenizer == "wordpiece":  # the pieces, learned from the top words, then counted
-            from ingest.text import LEARNER_WORDS
-            from ingest.wordpiece import learn_vocabulary
+            from nextword.ingest.text import LEARNER_WORDS
+            from nextword.ingest.wordpiece import learn_vocabulary
 
             characters = (word_counts
                           | "Characters" >> beam.FlatMap(lambda item: set(item[0].decode("utf-8")))
@@ -135,7 +135,7 @@ def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
 def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec], plan: WindowPlan) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from ingest.beam_transforms import EncodeWindows, read_batches, save_state, write_shard
+    from nextword.ingest.beam_transforms import EncodeWindows, read_batches, save_state, write_shard
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
@@ -225,7 +225,7 @@ def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dic
     counters.setdefault("documents", 0)
     extra = {}
     if settings.tokenizer == "wordpiece":  # windows in pieces: CountPieces counted them per split
-        from ingest.wordpiece import counted_summary
+        from nextword.ingest.wordpiece import counted_summary
 
         word_splits, per_split = per_split, _per_split(sizes)
         refuse_empty(settings, specs, counters, per_split)

@@ -21,16 +21,16 @@ from nextword.quiet import load_tensorflow
 # here, without its C++ start-up lines on the worker's stderr.
 load_tensorflow()
 
-from ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  # noqa: E402
-from ingest.lengths import length_counts  # noqa: E402
-from ingest.sources import InputSpec, iter_documents  # noqa: E402
-from ingest.text import RESERVED_TOKENS  # noqa: E402
-from ingest.vocab import varint_length  # noqa: E402
-from ingest.wordpiece import piece_sizes  # noqa: E402
-from ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_ordered  # noqa: E402
-from ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
+from nextword.ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  # noqa: E402
+from nextword.ingest.lengths import length_counts  # noqa: E402
+from nextword.ingest.sources import InputSpec, iter_documents  # noqa: E402
+from nextword.ingest.text import RESERVED_TOKENS  # noqa: E402
+from nextword.ingest.vocab import varint_length  # noqa: E402
+from nextword.ingest.wordpiece import piece_sizes  # noqa: E402
+from nextword.ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_ordered  # noqa: E402
+from nextword.ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
-from tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
+from nextword.tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
 
 
 def read_batches(indexed_spec: tuple[int, InputSpec], on_error: str, batch_bytes: int) -> Iterable[tuple]:

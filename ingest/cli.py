@@ -9,12 +9,12 @@ from typing import List, Literal, Optional
 
 import typer
 
-from ingest.settings import IngestSettings, default_workers
-from ingest.sources import BUILTIN, FORMATS, TEXT_UNITS
+from nextword.ingest.settings import IngestSettings, default_workers
+from nextword.ingest.sources import BUILTIN, FORMATS, TEXT_UNITS
 from nextword.clihelp import Command
 from nextword.errors import SettingsError
 from nextword.quiet import load_tensorflow
-from tfrecords.manifest import LAYOUTS, TOKENIZERS
+from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS
 
 # Choices the help lists and the parser enforces (IngestSettings checks the same values).
 Format = Literal[("auto", *FORMATS)]
@@ -73,7 +73,7 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     }
     if "words" in manifest.extra:  # wordpiece: tokens are pieces; these are the words they spell
         summary["words"] = manifest.extra["words"]
-    from ingest.lengths import short_document_warning
+    from nextword.ingest.lengths import short_document_warning
 
     summary["inputs"] = [dict(entry) for entry in manifest.inputs]
     summary["document_words"] = manifest.extra.get("document_words")  # None: written before 0.3
@@ -119,7 +119,7 @@ def _print_summary(console, summary: dict, histogram: bool = False) -> None:
     console.print(f"counters: {counters}")
     lengths = summary.get("document_words")
     if lengths:
-        from ingest.lengths import EXACT_BELOW
+        from nextword.ingest.lengths import EXACT_BELOW
 
         quantiles = lengths["quantiles"]
         console.print(f"words a document: median {quantiles['p50']:,} (p10 {quantiles['p10']:,}, p90 {quantiles['p90']:,}), "
@@ -173,7 +173,7 @@ def ingest_command(
     if beam_option and runner != "beam":
         raise SettingsError("--beam-option applies to --runner beam only", hint="add --runner beam")
     load_tensorflow()
-    from ingest.pipeline import IngestSession, run_ingest
+    from nextword.ingest.pipeline import IngestSession, run_ingest
     from nextword.errors import Interrupted
 
     paths = list(inputs or [])
@@ -193,7 +193,7 @@ def ingest_command(
     try:
         with progress:
             if runner == "beam":
-                from ingest.beam import run_beam_ingest
+                from nextword.ingest.beam import run_beam_ingest
 
                 manifest = run_beam_ingest(settings, beam_option or (), progress=report, session=session)
             else:
@@ -223,8 +223,8 @@ def inspect_command(
         raise SettingsError(f"--windows must be 0 (the summary only) or more, got {windows}",
                             hint="pass how many windows to decode back to words, e.g. --windows 5")
     load_tensorflow()
-    from tfrecords.manifest import load_manifest
-    from tfrecords.verify import sample_windows
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.verify import sample_windows
 
     manifest = load_manifest(data_dir)
     summary = summary_dict(manifest, data_dir)
@@ -245,7 +245,7 @@ def verify_command(
 ) -> None:
     """Check every shard: CRCs, record count, size and sha256 against the manifest. Exit 1 naming each bad file."""
     load_tensorflow()
-    from tfrecords.verify import verify_dataset
+    from nextword.tfrecords.verify import verify_dataset
 
     console = _console()
 

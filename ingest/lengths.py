@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.windows import windows_per_document
+from nextword.ingest.windows import windows_per_document
 
 EXACT_BELOW = 1024
 PREFIX = "length/"

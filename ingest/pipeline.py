@@ -22,15 +22,16 @@ from typing import Callable
 
 import numpy as np
 
-from ingest.settings import IngestSettings, fingerprint_of, identity_changes
-from ingest.lengths import counts_of, length_counts, profile
-from ingest.sources import BUILTIN, iter_documents, resolve_inputs
-from ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
-from ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
-from ingest.writer import STATE_DIR, ShardSet, local_path, order_and_publish, ordered_shards, read_state, write_state
+from nextword.ingest.settings import IngestSettings, fingerprint_of, identity_changes
+from nextword.ingest.lengths import counts_of, length_counts, profile
+from nextword.ingest.sources import BUILTIN, iter_documents, resolve_inputs
+from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
+from nextword.ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
+from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state
 from nextword import __version__, faults, storage
+from nextword.storage import local_path
 from nextword.errors import ArtifactError, InputError
-from tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
+from nextword.tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
 
 TARGET_SHARD_BYTES = 128 << 20
 _OURS = (MANIFEST_NAME, VOCAB_NAME, STATE_DIR)
@@ -153,7 +154,7 @@ def check_output_dir(settings: IngestSettings, specs, identity: dict,
 def _what_differs(existing: Manifest | None, identity: dict) -> str:
     if existing is None:
         return f"its {MANIFEST_NAME} cannot be read"
-    from ingest.text import TOKENIZER_CONFIG
+    from nextword.ingest.text import TOKENIZER_CONFIG
 
     if (existing.tokenizer or {}).get("version") != TOKENIZER_CONFIG["version"]:
         return (f"it was tokenized by tokenizer version {(existing.tokenizer or {}).get('version')}, this nextword's "
@@ -174,7 +175,7 @@ class BatchTokenizer:
     def __init__(self) -> None:
         import tensorflow as tf
 
-        from ingest.text import split_words
+        from nextword.ingest.text import split_words
 
         self._tf = tf
 
@@ -189,7 +190,7 @@ class BatchTokenizer:
 
     def use_vocabulary(self, tokens: list[str], tokenizer: str = "word") -> None:
         tf = self._tf
-        from ingest.text import TextToIds
+        from nextword.ingest.text import TextToIds
 
         text_to_ids = TextToIds(tokens, tokenizer)
 
@@ -257,7 +258,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             progress("counting words", done, None, 0)
     extra = {}
     if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces
-        from ingest.wordpiece import wordpiece_count_pass
+        from nextword.ingest.wordpiece import wordpiece_count_pass
 
         vocabulary, per_split, counters, extra, shard_counts = wordpiece_count_pass(
             settings, specs, counts, counters, per_split, tokenizer, progress)
@@ -306,7 +307,7 @@ def refuse_empty(settings, specs, counters, per_split) -> None:
 def _shard_counts(settings, kept_counts: list[int], total_tokens: int, per_split) -> list[int]:
     """Size shards to ~TARGET_SHARD_BYTES from the exact window counts and the ids' varint sizes
     (kept_counts: the corpus count of each vocabulary word, by id from 2, as select_vocabulary gives)."""
-    from ingest.vocab import ids_varint_bytes
+    from nextword.ingest.vocab import ids_varint_bytes
 
     return shard_counts_for_size(settings, ids_varint_bytes(kept_counts, total_tokens), total_tokens, per_split)
 
@@ -427,7 +428,7 @@ def _encoder_pool(workers: int) -> concurrent.futures.Executor:
 # ------------------------------------------------------------------ manifest
 
 def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None) -> Manifest:
-    from ingest.text import tokenizer_config
+    from nextword.ingest.text import tokenizer_config
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
     splits = {}

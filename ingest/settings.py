@@ -8,10 +8,10 @@ import json
 import os
 from dataclasses import dataclass
 
-from ingest.sources import BUILTIN, FORMATS, TEXT_UNITS, InputSpec
+from nextword.ingest.sources import BUILTIN, FORMATS, TEXT_UNITS, InputSpec
 from nextword.differences import changed_settings, show
 from nextword.errors import SettingsError
-from tfrecords.manifest import FORMAT_VERSION, LAYOUTS, TOKENIZERS, tokenizer_choice
+from nextword.tfrecords.manifest import FORMAT_VERSION, LAYOUTS, TOKENIZERS, tokenizer_choice
 
 
 CHECK_BYTES = 1 << 20  # an input's content check hashes this many bytes at each end (see input_identity)
@@ -85,7 +85,7 @@ class IngestSettings:
         """What determines the output bytes, JSON-able (dataset.json keeps it as `identity`): each
         input's `input_identity`, the tokenizer and layout settings. Not workers, batch size or
         checkpoint cadence: they never change the output."""
-        from ingest.text import tokenizer_config  # imports TensorFlow: not at module import
+        from nextword.ingest.text import tokenizer_config  # imports TensorFlow: not at module import
 
         described = dict(
             format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=[input_identity(spec) for spec in specs],
@@ -101,7 +101,7 @@ class IngestSettings:
     def legacy_fingerprint(self, specs: list[InputSpec]) -> str:
         """The fingerprint nextword 0.1.0 wrote (inputs as typed, with size and mtime): a rerun of
         the command that wrote such a dataset still finds it complete."""
-        from ingest.text import tokenizer_config
+        from nextword.ingest.text import tokenizer_config
 
         if any(spec.unit not in (None, "line") for spec in specs):
             return ""  # 0.1.0 read a text file by lines only: no dataset of it matches
@@ -139,7 +139,7 @@ def input_identity(spec: InputSpec) -> dict:
     The embedded corpus: path "builtin:pydoc-topics", its bytes (the documents joined by b"\n")
     and the sha256 of all of them (it differs between Python versions)."""
     if spec.path == BUILTIN:
-        from ingest.sources import _builtin_documents
+        from nextword.ingest.sources import _builtin_documents
 
         data = b"\n".join(_builtin_documents())
         return dict(path=BUILTIN, format=spec.format, column=spec.column, bytes=len(data),

@@ -42,7 +42,7 @@ import re
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from tfrecords.manifest import TOKENIZERS, WORDPIECE_NAME, is_continuation
+from nextword.tfrecords.manifest import TOKENIZERS, WORDPIECE_NAME, is_continuation
 
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ingest.text import RESERVED_TOKENS
+from nextword.ingest.text import RESERVED_TOKENS
 
 # ~50 MB of dict (measured 72 B per entry of a short word), and just under the 699,050 entries a
 # dict holds before it doubles its table to 2**21 slots (one more resize would add ~40 MB).
@@ -172,8 +172,9 @@ def select_vocabulary(counts: WordCounts, vocab_size: int) -> tuple[list[str], i
     return tokens, counts.total - sum(kept_counts), kept_counts
 
 
-def varint_length(token_id: int) -> int:
-    """Bytes of one id as a protobuf varint (ids stay below 2**21: at most 3)."""
+def varint_length(token_id):
+    """Bytes of an id as a protobuf varint (ids stay below 2**21: at most 3); an int, or elementwise
+    for a numpy array of ids. The one place this size is written (shard sizing, both tokenizers)."""
     return 1 + (token_id >= 128) + (token_id >= 16384)
 
 

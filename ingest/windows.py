@@ -13,7 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
-from tfrecords.encode import StreamEncoder
+from nextword.tfrecords.encode import StreamEncoder
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 

@@ -22,9 +22,9 @@ import concurrent.futures
 
 import numpy as np
 
-from ingest.text import LEARNER_PARAMS, LEARNER_WORDS, RESERVED_TOKENS, UNK_ID
-from ingest.vocab import WordCounts, most_frequent
-from tfrecords.manifest import SPLITS
+from nextword.ingest.text import LEARNER_PARAMS, LEARNER_WORDS, RESERVED_TOKENS, UNK_ID
+from nextword.ingest.vocab import WordCounts, most_frequent, varint_length
+from nextword.tfrecords.manifest import SPLITS
 
 
 def learner_words(counts: WordCounts) -> tuple[list[tuple[bytes, int]], list[str]]:
@@ -65,7 +65,7 @@ def learn_vocabulary(top_words: list[tuple[bytes, int]], vocab_size: int, charac
 def piece_sizes(flat_ids: np.ndarray) -> dict:
     """A batch's piece ids -> {"total", "covered" (not <unk>), "varint_bytes" (of the ids in records)}."""
     flat_ids = np.asarray(flat_ids, dtype=np.int64)
-    varint_bytes = len(flat_ids) + int((flat_ids >= 128).sum()) + int((flat_ids >= 16384).sum())
+    varint_bytes = int(varint_length(flat_ids).sum())
     return {"total": len(flat_ids), "covered": int((flat_ids != UNK_ID).sum()), "varint_bytes": varint_bytes}
 
 
@@ -80,7 +80,7 @@ def counted_summary(counters: dict, word_splits: dict, piece_splits: dict, sizes
 def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_splits, tokenizer, progress):
     """The rest of the local runner's pass 1 for wordpiece, after the words are counted:
     -> (vocabulary, per-split documents/tokens/windows in pieces, counters, extra, shard counts)."""
-    from ingest.pipeline import refuse_empty, shard_counts_for_size
+    from nextword.ingest.pipeline import refuse_empty, shard_counts_for_size
 
     if counts.total == 0:
         refuse_empty(settings, specs, counters, word_splits)  # no word at all: says why, as for words
@@ -97,8 +97,8 @@ def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_spl
 def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, documents: int) -> tuple[dict, dict]:
     """Read the corpus again, tokenized as pass 2 will: per split documents/tokens/windows in
     pieces, and `piece_sizes` summed over the corpus."""
-    from ingest.pipeline import _in_order, add_split_totals, encode_arguments
-    from ingest.sources import iter_documents
+    from nextword.ingest.pipeline import _in_order, add_split_totals, encode_arguments
+    from nextword.ingest.sources import iter_documents
 
     tokenizer.use_vocabulary(vocabulary, "wordpiece")
     per_split = {name: collections.Counter() for name in SPLITS}

@@ -20,11 +20,12 @@ from typing import Iterable
 
 import numpy as np
 
-from ingest.windows import RECORD_INFO, iter_ordered
+from nextword.ingest.windows import RECORD_INFO, iter_ordered
 from nextword import storage
+from nextword.storage import local_path
 from nextword.errors import ArtifactError
-from tfrecords.manifest import SPLITS, Shard, shard_name
-from tfrecords.spans import histogram
+from nextword.tfrecords.manifest import SPLITS, Shard, shard_name
+from nextword.tfrecords.spans import histogram
 
 PARTIAL_SUFFIX = ".partial"
 ORDERED_SUFFIX = ".ordered.json"  # .partial/NAME.ordered.json: shard NAME is ordered and published
@@ -32,13 +33,6 @@ LEGACY_ORDER_STATE = "order.json"  # before 0.3: every ordered shard in one file
 STATE_DIR = ".partial"
 INFO_SUFFIX = ".info"
 BUFFER_BYTES = 16 << 20  # pending appends over all shards before they go to disk
-
-
-def local_path(path: str) -> str | None:
-    """The OS path of a local DATA_DIR (plain or file://), None for remote filesystems."""
-    if path.startswith("file://"):
-        return path[len("file://"):]
-    return None if "://" in path else path
 
 
 class ShardSet:

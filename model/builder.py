@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import keras
 
-from model.config import ModelConfig
-from model.transformer import DecoderBlock, LastPosition, TokenAndPositionEmbedding
+from nextword.model.config import ModelConfig
+from nextword.model.transformer import DecoderBlock, LastPosition, TokenAndPositionEmbedding
 
 LOGITS_FLOAT32 = "logits_float32"  # the weightless cast after "logits" (the model's output)
 

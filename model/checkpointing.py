@@ -17,7 +17,7 @@ import tensorflow as tf
 from nextword import storage
 from nextword.differences import changed_settings
 from nextword.errors import ArtifactError
-from model.config import ModelConfig
+from nextword.model.config import ModelConfig
 
 RUN_FORMAT = "nextword.run"
 RUN_FILE = "run.json"

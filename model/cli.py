@@ -7,9 +7,9 @@ from typing import Literal, Optional
 
 import typer
 
-from model.config import ARCHITECTURES, OBJECTIVES
-from model.schedule import SCHEDULES
-from model.settings import CHECKPOINT_CHOICES, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
+from nextword.model.config import ARCHITECTURES, OBJECTIVES
+from nextword.model.schedule import SCHEDULES
+from nextword.model.settings import CHECKPOINT_CHOICES, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
 from nextword.clihelp import Command
 from nextword.quiet import load_tensorflow
 
@@ -71,7 +71,7 @@ def train(
     """Train a next-word model on DATA_DIR under a tf.distribute strategy (resumable)."""
     settings = TrainSettings(**{name: value for name, value in locals().items()})
     load_tensorflow()
-    from model.train import run_training
+    from nextword.model.train import run_training
 
     summary = run_training(settings)
     print_summary(summary, out)
@@ -110,7 +110,7 @@ def print_summary(summary: dict, out: str) -> None:
         lines.append(f"kept: the best held-out weights, step {exported['step']:,} "
                      f"({stale} validation{'s' if stale != 1 else ''} after it without improvement)")
     if validation:
-        from model.metrics import metrics_line
+        from nextword.model.metrics import metrics_line
 
         lines.append(f"validation: {metrics_line(validation)}" + (f"  (the whole val split, step {exported['step']:,}'s weights)"
                                                                   if exported else ""))
@@ -128,8 +128,8 @@ def evaluate(
 ) -> None:
     """Loss, perplexity (per token and per word) and top-1/top-5 (word datasets) of the window's final token."""
     load_tensorflow()
-    from model.evaluate import evaluate as run_eval
-    from model.metrics import metrics_line
+    from nextword.model.evaluate import evaluate as run_eval
+    from nextword.model.metrics import metrics_line
 
     result = run_eval(model_dir, data_dir, split, checkpoint)
     if as_json:
@@ -140,7 +140,7 @@ def evaluate(
 
 def plot(run_dir: str = typer.Argument(..., metavar="RUN_DIR", help="a run written by `nextword train`")) -> None:
     """Regenerate RUN_DIR/plots/{loss,accuracy,perplexity}.png from history.json."""
-    from model.history import plot_history
+    from nextword.model.history import plot_history
 
     for path in plot_history(run_dir):
         typer.echo(path)
@@ -154,7 +154,7 @@ def export(
 ) -> None:
     """Export RUN_DIR's best checkpoint (SavedModel + card.json), as `train` does at its end."""
     load_tensorflow()
-    from model.export import export_run
+    from nextword.model.export import export_run
 
     export_dir, card = export_run(run_dir, out, data_dir, checkpoint)
     typer.echo(f"exported step {card['training'].get('steps')} of {run_dir} to {export_dir}")

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from nextword.errors import SettingsError
 
 ARCHITECTURES = ("lstm", "gru", "transformer")
-RECURRENT = ("lstm", "gru")
 OBJECTIVES = ("last", "all")
 
 

@@ -17,11 +17,11 @@ import tensorflow as tf
 from nextword import storage
 from nextword.errors import ArtifactError, InputError
 from nextword.export_card import verify_export
-from model import checkpointing
-from model.builder import build_model, final_word_logits_fn
-from model.config import ModelConfig
-from model.metrics import evaluate_split, tokens_per_word
-from tfrecords.manifest import load_manifest, load_vocabulary
+from nextword.model import checkpointing
+from nextword.model.builder import build_model, final_word_logits_fn
+from nextword.model.config import ModelConfig
+from nextword.model.metrics import evaluate_split, tokens_per_word
+from nextword.tfrecords.manifest import load_manifest, load_vocabulary
 
 
 def final_logits_from_run_dir(run_dir: str, manifest, which: str = "best") -> callable:

@@ -21,13 +21,13 @@ import keras
 import tensorflow as tf
 
 import nextword
-from ingest.text import tokenizer_config
-from model.config import ModelConfig
-from model.export_graph import ExportModule
+from nextword.ingest.text import tokenizer_config
+from nextword.model.config import ModelConfig
+from nextword.model.export_graph import ExportModule
 from nextword import storage
 from nextword.errors import ArtifactError
 from nextword.export_card import CARD_NAME, EXPORT_FORMAT
-from tfrecords.manifest import load_manifest, load_vocabulary
+from nextword.tfrecords.manifest import load_manifest, load_vocabulary
 
 SAVED_MODEL_DIR = "saved_model"
 VOCAB_NAME = "vocab.txt"
@@ -91,7 +91,7 @@ def _check_matches_dataset(config: ModelConfig, manifest) -> None:
 def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
     """The trained weights in a fresh float32 model outside any strategy: the export then runs
     in float32 on any device, whatever the run's mixed-precision policy or strategy were."""
-    from model.builder import build_model
+    from nextword.model.builder import build_model
 
     previous = keras.mixed_precision.dtype_policy()
     keras.mixed_precision.set_dtype_policy("float32")
@@ -174,8 +174,8 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     The model is rebuilt from run.json's config; the vocabulary comes from the dataset the run
     was trained on (run.json's data_dir, or `data_dir` when it has moved; its fingerprint must
     match). Returns (EXPORT_DIR, card)."""
-    from model import checkpointing
-    from model.builder import build_model
+    from nextword.model import checkpointing
+    from nextword.model.builder import build_model
 
     record = checkpointing.read_run_file(run_dir)
     checkpoint = checkpointing.chosen_checkpoint(run_dir, which)
@@ -208,7 +208,7 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
 
 def _training_summary(run_dir: str, checkpoint: str) -> dict:
     """RUN_DIR/summary.json when it describes the checkpoint being exported, else its step alone."""
-    from model.checkpointing import checkpoint_step
+    from nextword.model.checkpointing import checkpoint_step
 
     step = checkpoint_step(checkpoint)
     path = storage.join(run_dir, "summary.json")

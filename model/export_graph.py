@@ -19,7 +19,7 @@ Generation (`generate` signature):
   - bidirectional models, and transformers trained on objective "last" (`WindowDecoder`),
     recompute their whole window for every word (a backward layer has no state to carry; the
     transformer's other positions were never trained to predict);
-- the next token is chosen by `generate.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
+- the next token is chosen by `model.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
   generation runs until every row holds `num_words` whole words, which `TextToIds.detokenize`
   joins (see `ExportModule._generate`).
 """
@@ -29,11 +29,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from generate import sampling
-from ingest.text import PAD_ID, TextToIds
-from model.builder import final_word_logits_fn
-from model.config import ModelConfig
-from model.transformer import word_positions
+from nextword.model import sampling
+from nextword.ingest.text import PAD_ID, TextToIds
+from nextword.model.builder import final_word_logits_fn
+from nextword.model.config import ModelConfig
+from nextword.model.transformer import word_positions
 
 
 class WindowDecoder(tf.Module):

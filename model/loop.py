@@ -20,10 +20,10 @@ import math
 import keras
 import tensorflow as tf
 
-from model.builder import build_model, final_word_logits_fn
-from model.config import ModelConfig
-from model.metrics import weighted_token_loss
-from model.schedule import DECAY_SHARE, Schedule
+from nextword.model.builder import build_model, final_word_logits_fn
+from nextword.model.config import ModelConfig
+from nextword.model.metrics import weighted_token_loss
+from nextword.model.schedule import DECAY_SHARE, Schedule
 
 
 class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):

@@ -28,12 +28,6 @@ def weighted_token_loss(logits: tf.Tensor, targets: tf.Tensor, weights: tf.Tenso
     return tf.reduce_sum(losses * weights)
 
 
-def final_word(logits: tf.Tensor) -> tf.Tensor:
-    """float[batch, context, vocab] ("all") or float[batch, vocab] ("last") -> float32[batch, vocab]."""
-    logits = tf.cast(logits, tf.float32)
-    return logits[:, -1, :] if logits.shape.rank == 3 else logits
-
-
 def final_word_sums(logits: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
     """Sums over one batch of the window's final word: loss, top-1 and top-5 hits, counted windows.
 
@@ -153,7 +147,7 @@ def evaluate_split(strategy: tf.distribute.Strategy, final_logits_fn, data_dir: 
     replicas must take the same number of steps (their all-reduces pair up), so pipelines with
     fewer batches are padded with unread one-row batches.
     """
-    from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+    from nextword.tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
 
     replicas_per_pipeline = strategy.num_replicas_in_sync // pipelines
     config = ReaderConfig(batch_size=eval_batch_per_replica(manifest.vocab_size), objective="last", training=False)

@@ -249,8 +249,8 @@ def events_from_dataset(data_dir: str, split: str, order: int = 5) -> tuple[np.n
     """(contexts int32[n, order - 1], targets int32[n]): every window of the split in the order
     `nextword eval` reads them (objective "last"), pad targets included."""
     from nextword.errors import SettingsError
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     manifest = load_manifest(data_dir)
     if manifest.context_length < order - 1:
@@ -276,8 +276,8 @@ def baseline(data_dir: str, order: int = 5, cache_dir: str | None = None) -> dic
     "order", "train_events", "seconds", ...}. With cache_dir, the figures are kept there as JSON by
     the dataset's fingerprint and a second call reads them back; None (the default), or a dataset
     without a fingerprint: counted every time, nothing written."""
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import make_dataset  # noqa: F401 - imports TensorFlow before the clock starts
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import make_dataset  # noqa: F401 - imports TensorFlow before the clock starts
 
     manifest = load_manifest(data_dir)
     path = cache_path(manifest.fingerprint, order, cache_dir) if cache_dir and manifest.fingerprint else None

@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from nextword.errors import SettingsError
-from model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
-from model.schedule import SCHEDULES
+from nextword.model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
+from nextword.model.schedule import SCHEDULES
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")

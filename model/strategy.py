@@ -222,7 +222,7 @@ def fail_fast_on_lost_worker(strategy: tf.distribute.Strategy, run_dir: str, on_
         if on_failure is not None:
             on_failure()
         workers = strategy.extended._num_workers  # noqa: SLF001
-        from model.checkpointing import latest_checkpoint
+        from nextword.model.checkpointing import latest_checkpoint
 
         try:
             latest = latest_checkpoint(run_dir)

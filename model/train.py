@@ -15,18 +15,18 @@ import tensorflow as tf
 
 from nextword import faults, storage
 from nextword.errors import ArtifactError, SettingsError
-from model import checkpointing
-from model.history import History, plot_history
-from model.loop import ScheduledRate, Trainer
-from model.metrics import evaluate_split, metrics_line
-from model.schedule import Schedule
-from model.settings import TrainSettings
-from model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
+from nextword.model import checkpointing
+from nextword.model.history import History, plot_history
+from nextword.model.loop import ScheduledRate, Trainer
+from nextword.model.metrics import evaluate_split, metrics_line
+from nextword.model.schedule import Schedule
+from nextword.model.settings import TrainSettings
+from nextword.model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             use_mixed_precision)
-from model.progress import TrainingProgress
-from model.validation import ValidationSample, auto_validate_every
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
+from nextword.model.progress import TrainingProgress
+from nextword.model.validation import ValidationSample, auto_validate_every
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
 
 SUMMARY_FILE = "summary.json"
 LOG_EVERY_STEPS = 50
@@ -477,7 +477,7 @@ class TrainingSession:
 
     def _export(self, summary: dict) -> None:
         try:
-            from model.export import export_model
+            from nextword.model.export import export_model
         except ImportError as error:
             raise SettingsError(f"the export is not available in this build ({error})", hint="pass --no-export") from None
         import tempfile

@@ -26,7 +26,7 @@ import math
 import keras
 import tensorflow as tf
 
-from ingest.text import PAD_ID
+from nextword.ingest.text import PAD_ID
 
 # A masked score: far below any real one, still finite in float32 (softmax of -inf rows is NaN).
 _MASKED = -1e9

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from model.metrics import MetricTotals, eval_batch_per_replica, final_word_sums
+from nextword.model.metrics import MetricTotals, eval_batch_per_replica, final_word_sums
 
 # Validate after this many samples' worth of trained windows: a forward pass of a window costs
 # ~1/3 of a training step's (bench/RESULTS.md), so validation costs ~1/(3 x 4) = 8% of the
@@ -38,7 +38,7 @@ class ValidationSample:
     (int32[b, C] -> float32[b, vocab]) through one tf.function traced once."""
 
     def __init__(self, data_dir: str, manifest, final_logits_fn, windows: int):
-        from tfrecords.reader import ReaderConfig, make_dataset
+        from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
         self.manifest = manifest
         self.batch = eval_batch_per_replica(manifest.vocab_size)

@@ -45,9 +45,9 @@ def root(
 
 def _mount() -> None:
     # Imported here, not at module top, so `nextword --help` stays fast.
-    from generate.cli import register as register_gen
-    from ingest.cli import register as register_ingest
-    from model.cli import register as register_model
+    from nextword.generate.cli import register as register_gen
+    from nextword.ingest.cli import register as register_ingest
+    from nextword.model.cli import register as register_model
     from nextword.demo import register as register_demo
 
     register_ingest(app)

@@ -79,10 +79,10 @@ def write_state(settings: DemoSettings, state: dict) -> None:
 
 
 def ingest_step(settings: DemoSettings, console) -> dict:
-    from ingest.cli import _progress_reporter, summary_dict
-    from ingest.pipeline import IngestSession, run_ingest
-    from ingest.settings import IngestSettings
-    from ingest.sources import BUILTIN
+    from nextword.ingest.cli import _progress_reporter, summary_dict
+    from nextword.ingest.pipeline import IngestSession, run_ingest
+    from nextword.ingest.settings import IngestSettings
+    from nextword.ingest.sources import BUILTIN
 
     ingest_settings = IngestSettings(
         inputs=(BUILTIN,), out=settings.data_dir, vocab_size=settings.vocab_size,
@@ -113,8 +113,8 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     remaining = max(settings.time_budget - state["train_seconds"], 1.0)
     console.print(f"[bold]2. train[/bold]: default recipe for {remaining:.0f} s "
                   f"(of a {settings.time_budget:.0f} s budget), then export")
-    from model.settings import TrainSettings
-    from model.train import run_training
+    from nextword.model.settings import TrainSettings
+    from nextword.model.train import run_training
 
     # The whole budget: the run's checkpoint counts the seconds trained before (--time-budget spans resumes).
     train_settings = TrainSettings(
@@ -128,7 +128,7 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     if summary["stopped_by"] == "interrupt":
         console.print(f"interrupted: checkpoint saved at step {summary['steps']}; run the same command to resume")
         raise typer.Exit(130)
-    from model.config import ModelConfig
+    from nextword.model.config import ModelConfig
 
     console.print(f"   {ModelConfig.from_dict(summary['model_config']).describe()}")
     exported = summary.get("exported") or {}
@@ -140,13 +140,13 @@ def train_step(settings: DemoSettings, console) -> dict | None:
 
 
 def evaluate_step(settings: DemoSettings, console) -> dict:
-    from model.evaluate import evaluate
+    from nextword.model.evaluate import evaluate
 
     result = evaluate(settings.export_dir, settings.data_dir, "val")
     console.print(f"[bold]3. held-out[/bold] ({result['windows']:,} windows never trained on): "
                   f"perplexity [bold]{result['perplexity']:.1f}[/bold]  top-1 accuracy [bold]{result['top1']:.1%}[/bold]  "
                   f"top-5 {result['top5']:.1%}")  # the demo ingests words: top-1 is there
-    from model.ngram import baseline
+    from nextword.model.ngram import baseline
 
     ngram = baseline(settings.data_dir)
     console.print(f"   baseline, a modified Kneser-Ney 5-gram counted on the same train windows ({ngram['seconds']:.0f} s): "
@@ -162,7 +162,7 @@ def sample_seeds(seed: int) -> list[int]:
 
 
 def generate_step(settings: DemoSettings, console) -> list[dict]:
-    from generate.generator import GenerateSettings, Generator
+    from nextword.generate.generator import GenerateSettings, Generator
 
     generator = Generator.load(settings.export_dir)
     console.print("[bold]4. samples[/bold] from the export:")
@@ -202,7 +202,7 @@ def run_demo(settings: DemoSettings, console) -> dict:
     os.makedirs(settings.out, exist_ok=True)
     ingest_summary = ingest_step(settings, console)
     train_summary = train_step(settings, console)
-    from model.history import plot_history
+    from nextword.model.history import plot_history
 
     plots = plot_history(settings.run_dir)
     held_out = evaluate_step(settings, console)

@@ -37,6 +37,14 @@ def is_local(path: str) -> bool:
     return "://" not in str(path)
 
 
+def local_path(path: str) -> str | None:
+    """The OS path of a local path (plain or file://), None for remote filesystems."""
+    path = str(path)
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    return None if "://" in path else path
+
+
 def join(base: str, *names: str) -> str:
     return posixpath.join(base, *names)
 
@@ -77,7 +85,7 @@ def prepare_out_dir(path: str, flag: str = "--out") -> None:
     if exists(path) and not isdir(path):
         raise InputError(f"{flag} {path} is a file, expected a directory (new, empty, or an earlier run's)",
                          hint=f"choose another {flag}, or remove the file")
-    local = path[len("file://"):] if path.startswith("file://") else None if "://" in path else path
+    local = local_path(path)
     if local is None:
         return  # remote filesystems: their own errors name the path when a write is refused
     nearest = os.path.abspath(local)

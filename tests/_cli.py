@@ -40,7 +40,7 @@ def run_cli(*args: str, program: str = "nextword") -> CliResult:
     from nextword.runner import run_app
 
     if program == "gen":
-        from generate.cli import gen_app as app
+        from nextword.generate.cli import gen_app as app
     else:
         app = nextword_app()
     out, err = io.StringIO(), io.StringIO()

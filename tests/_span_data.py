@@ -19,7 +19,7 @@ from collections import Counter
 import numpy as np
 import tensorflow as tf
 
-from tfrecords.manifest import Counters, Manifest, Shard, Split, shard_name
+from nextword.tfrecords.manifest import Counters, Manifest, Shard, Split, shard_name
 
 
 def document_windows(document, context_length: int, stride: int) -> list[tuple[int, ...]]:

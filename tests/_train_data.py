@@ -13,7 +13,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from tfrecords.manifest import FEATURE_NAME, Counters, Manifest, Shard, Split, shard_name
+from nextword.tfrecords.manifest import FEATURE_NAME, Counters, Manifest, Shard, Split, shard_name
 
 
 def synthetic_documents(count: int, vocab_words: int, seed: int = 0) -> list[list[int]]:
@@ -58,8 +58,8 @@ def write_split(data_dir: str, name: str, documents, context_length: int, shards
 def write_span_split(data_dir: str, name: str, documents, context_length: int, shards: int,
                      windows_per_record: int) -> Split:
     """The same windows as span records, through the ingest's own encoder and shard order."""
-    from ingest.windows import WindowPlan, encode_block, iter_ordered
-    from ingest.writer import write_shard_file
+    from nextword.ingest.windows import WindowPlan, encode_block, iter_ordered
+    from nextword.ingest.writer import write_shard_file
 
     plan = WindowPlan(context_length, 1, 0, (shards, 1), "spans", windows_per_record)
     lengths = np.array([len(document) for document in documents])

@@ -44,8 +44,8 @@ def tiny_corpus(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory, tiny_corpus) -> str:
     """A DATA_DIR written by the real ingest: vocab 64, context 8, 2 train shards, 20% val."""
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
 
     out = str(tmp_path_factory.mktemp("data") / "tiny")
     run_ingest(IngestSettings(inputs=(tiny_corpus,), out=out, vocab_size=64, context_length=8, shards=2,
@@ -87,7 +87,7 @@ def expand_windows(records, context_length: int, stride: int) -> list[list[int]]
 
 def dataset_windows(data_dir: str, split: str) -> list[list[int]]:
     """Every window of a split of a DATA_DIR in either layout, shard by shard in file order."""
-    from tfrecords.manifest import load_manifest
+    from nextword.tfrecords.manifest import load_manifest
 
     manifest = load_manifest(data_dir)
     paths = [os.path.join(data_dir, shard.file) for shard in manifest.splits[split].shards]

@@ -13,11 +13,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import synthetic_documents, write_lines
-from ingest.beam import _beam, pipeline_flags, run_beam_ingest
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
+from nextword.ingest.beam import _beam, pipeline_flags, run_beam_ingest
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
 from nextword.errors import InputError, SettingsError
-from tfrecords.manifest import SPLITS, load_manifest
+from nextword.tfrecords.manifest import SPLITS, load_manifest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

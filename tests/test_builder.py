@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from model.builder import build_model, is_cudnn_eligible
-from model.config import NOTEBOOK_PRESET, ModelConfig
+from nextword.model.builder import build_model, is_cudnn_eligible
+from nextword.model.config import NOTEBOOK_PRESET, ModelConfig
 from nextword.errors import SettingsError
 
 

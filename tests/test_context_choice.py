@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.builder import build_model
-from model.config import ModelConfig
-from model.export_graph import RecurrentDecoder
+from nextword.model.builder import build_model
+from nextword.model.config import ModelConfig
+from nextword.model.export_graph import RecurrentDecoder
 from test_export_fixtures import random_model
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))

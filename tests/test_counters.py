@@ -10,8 +10,8 @@ import zlib
 import pytest
 
 from conftest import synthetic_documents
-from ingest import sources
-from ingest.sources import InputSpec, iter_documents
+from nextword.ingest import sources
+from nextword.ingest.sources import InputSpec, iter_documents
 
 SMALL_BATCH = 256  # a few documents per batch: every file spans many batches
 LARGE_BATCH = 64 << 20  # the whole corpus in one batch
@@ -121,7 +121,7 @@ def test_per_file_streams_add_up_to_the_whole(dirty_corpus):
 
 def test_beam_read_batches_sum_to_the_exact_counters(dirty_corpus):
     pytest.importorskip("apache_beam")
-    from ingest.beam_transforms import read_batches, sum_dicts
+    from nextword.ingest.beam_transforms import read_batches, sum_dicts
 
     elements = [element for indexed_spec in enumerate(dirty_corpus.specs)
                 for element in read_batches(indexed_spec, "skip", SMALL_BATCH)]

@@ -106,7 +106,7 @@ def test_the_two_temperatures_sample_with_different_seeds_derived_from_seed(monk
 
     from rich.console import Console
 
-    from generate.generator import Generator
+    from nextword.generate.generator import Generator
     from nextword import demo
 
     calls = []

@@ -67,7 +67,7 @@ def test_a_run_resumes_on_another_replica_count_from_the_same_data_position(data
     assert max_difference(checkpoint_weights(run_dir), checkpoint_weights(uninterrupted)) < TOLERANCE
     # The final validation ran on `after` replicas (the val split's one batch padded for the
     # second): the same scores as one device evaluating the checkpoint.
-    from model.evaluate import evaluate
+    from nextword.model.evaluate import evaluate
 
     alone = evaluate(run_dir, data_dir)
     assert resumed["validation"]["loss"] == pytest.approx(alone["loss"], abs=1e-5)

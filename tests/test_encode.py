@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfrecords.encode import StreamEncoder, crc32c, encode_stream_windows, encode_windows
+from nextword.tfrecords.encode import StreamEncoder, crc32c, encode_stream_windows, encode_windows
 
 
 def reference_frames(rows: np.ndarray, path) -> bytes:

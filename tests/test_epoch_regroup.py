@@ -18,11 +18,11 @@ import tensorflow as tf
 
 from _span_data import decode_position, document_windows, position_documents, write_span_data_dir
 from conftest import dataset_windows, write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset, make_epochs_dataset, regroup_block_chunks
-from tfrecords.span_reader import span_chunk_records
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, epoch_plan, make_dataset, make_epochs_dataset, regroup_block_chunks
+from nextword.tfrecords.span_reader import span_chunk_records
 
 CONTEXT, MAX_LENGTH, PER_RECORD = 6, 40, 8
 DOCUMENTS = position_documents(80, 2, MAX_LENGTH, seed=3)  # id = 2 + document * MAX_LENGTH + position

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import dataset_windows
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
 import tensorflow as tf
 
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, make_dataset, make_epochs_dataset
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, make_dataset, make_epochs_dataset
 
 
 @pytest.fixture(scope="module")

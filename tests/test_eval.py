@@ -12,8 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from _train_data import cli_command, cli_env, write_data_dir
-from model.cli import register
-from model.evaluate import evaluate
+from nextword.model.cli import register
+from nextword.model.evaluate import evaluate
 from nextword.errors import ArtifactError
 
 
@@ -58,7 +58,7 @@ def test_eval_of_export_equals_eval_of_checkpoint(mirrored_run, data_dir):
     assert from_checkpoint["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
     assert history["summary"]["validation"]["loss"] == pytest.approx(best["val_loss"], rel=1e-5)
     assert 0 < from_checkpoint["top1"] <= from_checkpoint["top5"] <= 1
-    from tfrecords.manifest import load_manifest
+    from nextword.tfrecords.manifest import load_manifest
 
     assert from_checkpoint["windows"] == load_manifest(data_dir).splits["val"].windows == 220  # 20 docs of 3-19 words
 

@@ -14,15 +14,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
-from model import export as export_module
-from model.builder import build_model
-from model.config import ModelConfig
-from model.export import export_model
-from model.export_graph import ExportModule
+from nextword.model import export as export_module
+from nextword.model.builder import build_model
+from nextword.model.config import ModelConfig
+from nextword.model.export import export_model
+from nextword.model.export_graph import ExportModule
 from nextword import storage
 from nextword.errors import ArtifactError
 from test_export_fixtures import model_config_for, random_model, read_card, tiny_data_dir  # noqa: F401
-from tfrecords.manifest import load_manifest, load_vocabulary
+from nextword.tfrecords.manifest import load_manifest, load_vocabulary
 
 TRICKY = [
     "Don't STOP",
@@ -386,8 +386,8 @@ TRICKY_CORPUS = [
 def test_export_tokenizes_exactly_like_the_real_ingest_wrote(tmp_path):
     """Run the real ingest on tricky text; every window it wrote must be a run of the ids the
     export's tokenizer gives the same documents (pre-padded windows must be document prefixes)."""
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(TRICKY_CORPUS) + "\n", encoding="utf-8")

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.builder import build_model
-from model.config import ModelConfig
-from tfrecords.manifest import Counters, Manifest, Shard, Split, load_manifest, shard_name
+from nextword.model.builder import build_model
+from nextword.model.config import ModelConfig
+from nextword.tfrecords.manifest import Counters, Manifest, Shard, Split, load_manifest, shard_name
 
 CONTEXT_LENGTH = 6
 WORDS = ["the", "cat", "sat", "on", "mat", "dog", "ran", "don't", "café", "a", "b", "c"]
@@ -39,7 +39,7 @@ def write_data_dir(path: str, context_length: int = CONTEXT_LENGTH, words: list[
             writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
     shard_bytes = open(os.path.join(path, shard_file), "rb").read()
     shard = Shard(file=shard_file, records=8, bytes=len(shard_bytes), sha256=hashlib.sha256(shard_bytes).hexdigest())
-    from ingest.text import TOKENIZER_CONFIG
+    from nextword.ingest.text import TOKENIZER_CONFIG
 
     manifest = Manifest(
         fingerprint="test-fingerprint",

@@ -88,7 +88,7 @@ def test_tensorflow_refusals_lose_their_graph_plumbing():
 
 
 def test_only_errors_that_mean_a_lost_peer_ask_to_restart_all_workers():
-    from model.strategy import is_peer_failure
+    from nextword.model.strategy import is_peer_failure
 
     heartbeat = ("Collective ops is aborted by: Error reported from /job:worker/task:1: The following tasks are "
                  "unhealthy (stopped sending heartbeats):\n/job:worker/replica:0/task:1")

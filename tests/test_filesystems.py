@@ -31,12 +31,12 @@ def base_url(kind: str, tmp_path) -> str:
 
 @pytest.mark.parametrize("kind", ["local", "file-url", "ram"])
 def test_ingest_train_export_generate_round_trip(tmp_path, kind):
-    from generate.generator import GenerateSettings, Generator
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
-    from model.settings import TrainSettings
-    from model.train import run_training
-    from tfrecords.verify import verify_dataset
+    from nextword.generate.generator import GenerateSettings, Generator
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
+    from nextword.model.settings import TrainSettings
+    from nextword.model.train import run_training
+    from nextword.tfrecords.verify import verify_dataset
 
     corpus = write_lines(tmp_path / "corpus.txt", synthetic_documents(120, seed=3))
     base = base_url(kind, tmp_path)

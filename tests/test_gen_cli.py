@@ -19,8 +19,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from generate import cli as gen_cli
-from model.export import export_model
+from nextword.generate import cli as gen_cli
+from nextword.model.export import export_model
 from test_export_fixtures import model_config_for, random_model, tiny_data_dir  # noqa: F401
 
 
@@ -181,7 +181,7 @@ GEN_PROCESS = r"""
 import json, sys, time
 started = time.perf_counter()
 sys.argv = ["gen", *sys.argv[1:]]
-from generate.cli import main
+from nextword.generate.cli import main
 try:
     main()
 except SystemExit as exit_:
@@ -214,7 +214,7 @@ def test_console_script_in_a_fresh_process(export_dir, tmp_path):
 @pytest.fixture
 def load_once(export_dir, monkeypatch):
     """Generator.load answers with one loaded export: these tests call gen several times."""
-    from generate.generator import Generator
+    from nextword.generate.generator import Generator
 
     loaded = Generator.load(export_dir)
     monkeypatch.setattr(Generator, "load", classmethod(lambda cls, model_dir: loaded))

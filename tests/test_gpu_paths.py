@@ -19,12 +19,12 @@ import tensorflow as tf
 
 from _cli import run_cli
 from _train_data import write_data_dir
-from model import strategy as strategy_module
-from model.builder import build_model
-from model.checkpointing import make_checkpoint
-from model.config import ModelConfig
-from model.loop import Trainer
-from model.strategy import DevicePlan, configure_devices, nvidia_gpus_on_machine, plan_devices
+from nextword.model import strategy as strategy_module
+from nextword.model.builder import build_model
+from nextword.model.checkpointing import make_checkpoint
+from nextword.model.config import ModelConfig
+from nextword.model.loop import Trainer
+from nextword.model.strategy import DevicePlan, configure_devices, nvidia_gpus_on_machine, plan_devices
 from nextword.errors import ResourceError, SettingsError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,13 +162,13 @@ def test_train_exits_74_with_the_message_and_allow_cpu_gets_past_it(monkeypatch,
 MIXED_ONE_AND_TWO_REPLICAS = textwrap.dedent(
     """
     import sys, numpy as np
-    from model.strategy import split_cpu, make_strategy
+    from nextword.model.strategy import split_cpu, make_strategy
     data_dir, out, arch = sys.argv[1], sys.argv[2], sys.argv[3]
     split_cpu(2)
     import tensorflow as tf
-    from model.config import ModelConfig
-    from model.loop import Trainer
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.model.config import ModelConfig
+    from nextword.model.loop import Trainer
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
     config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
                          dropout=0.0, objective="all")
     saved = {}

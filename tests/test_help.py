@@ -15,10 +15,10 @@ import typer.main
 
 import nextword
 from _cli import nextword_app, run_cli
-from ingest.sources import FORMATS
-from model.config import ARCHITECTURES, OBJECTIVES
-from model.settings import OPTIMIZERS, PRESETS, STRATEGIES
-from tfrecords.manifest import LAYOUTS, TOKENIZERS
+from nextword.ingest.sources import FORMATS
+from nextword.model.config import ARCHITECTURES, OBJECTIVES
+from nextword.model.settings import OPTIMIZERS, PRESETS, STRATEGIES
+from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The argument names the README uses, in order, as the usage line shows them.

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import synthetic_documents, write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
 from nextword.errors import InputError, SettingsError
 
 

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from conftest import dataset_windows, synthetic_documents, write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
 from nextword.errors import ArtifactError
-from tfrecords.manifest import load_manifest, load_vocabulary
+from nextword.tfrecords.manifest import load_manifest, load_vocabulary
 
 
 def ingest(inputs, out, **overrides):
@@ -32,7 +32,7 @@ def directory_bytes(path) -> dict:
 def test_every_window_is_written_and_counted(tiny_dataset, tiny_corpus):
     manifest = load_manifest(tiny_dataset)
     documents = open(tiny_corpus, encoding="utf-8").read().splitlines()
-    from ingest.text import split_words
+    from nextword.ingest.text import split_words
 
     word_counts = [len(words) for words in split_words(documents).to_list()]
     assert manifest.counters.documents == len(documents)
@@ -56,7 +56,7 @@ def test_windows_match_a_plain_python_reference(tmp_path, layout, windows_per_re
     assert manifest.layout == layout and manifest.stride == stride
     vocabulary = load_vocabulary(str(tmp_path / "out"), manifest)
     index = {word: position for position, word in enumerate(vocabulary)}
-    from ingest.text import split_words
+    from nextword.ingest.text import split_words
 
     expected = []
     for words in split_words(documents).to_list():

@@ -79,9 +79,9 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, corpus, uninterrupted, m
 def test_a_crash_while_ordering_shards_resumes_byte_identical(tmp_path, monkeypatch, ordered_before_crash):
     """Pass 3 orders shards one at a time; a crash between any two (or right after a rename, before
     the state is saved) leaves no dataset.json, and the rerun orders only what is missing."""
-    from ingest import writer
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
+    from nextword.ingest import writer
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
 
     corpus = write_lines(tmp_path / "c.txt", synthetic_documents(400, seed=3, min_words=5, max_words=40))
     settings = dict(inputs=(corpus,), vocab_size=64, context_length=8, shards=4, val_fraction=0.2, workers=1,

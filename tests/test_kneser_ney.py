@@ -11,11 +11,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import kneser_ney as cli  # noqa: E402
 
-from model import ngram  # noqa: E402
+from nextword.model import ngram  # noqa: E402
 
 
 def test_the_command_line_prints_the_figures_and_caches_them(tiny_dataset, tmp_path, monkeypatch, capsys):
-    from tfrecords.manifest import load_manifest
+    from nextword.tfrecords.manifest import load_manifest
 
     monkeypatch.setattr(cli, "CACHE_DIR", str(tmp_path / "kneser-ney"))  # not the repository's bench/work
     assert cli.main([tiny_dataset, "--json", "--no-cache"]) == 0

@@ -59,7 +59,7 @@ def test_two_workers_finish_with_identical_weights_and_only_the_chief_writes(tmp
     assert summary["epochs_completed"] == 2 and validated and validated[-1]["step"] == summary["steps"]
     # Both workers scored their half of the whole val split for the kept weights (one shard: every
     # 2nd record each, the shorter half padded): the all-reduced totals equal one process scoring all of it.
-    from model.evaluate import evaluate
+    from nextword.model.evaluate import evaluate
 
     alone = evaluate(run_dir, data_dir)
     assert abs(summary["validation"]["loss"] - alone["loss"]) < 1e-5

@@ -17,8 +17,8 @@ import tensorflow as tf
 from _train_data import cli_command, cli_env, write_data_dir
 from conftest import decode_records, expand_windows
 from test_multiworker import free_ports
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
 
 FAILURE_BOUND_SECONDS = 60  # TF's coordination-service heartbeat notices a dead peer in ~10 s
 TIMEOUT = 300
@@ -144,7 +144,7 @@ def test_each_worker_reads_a_disjoint_subset_of_the_shards(tmp_path):
      "Socket closed"),
 ])
 def test_the_lost_worker_message_names_tf_s_reason_on_one_line(message, expected):
-    from model.strategy import _failure_reason
+    from nextword.model.strategy import _failure_reason
 
     assert _failure_reason(tf.errors.UnavailableError(None, None, message)) == expected
 

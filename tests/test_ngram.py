@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from model import ngram as kn
+from nextword.model import ngram as kn
 
 # ids: 0 <pad>, 1 <unk>, then words; D never occurs in the corpus
 PAD, UNK, A, B, C, D = range(6)
@@ -161,9 +161,9 @@ def test_batches_do_not_change_the_scores():
 def test_on_a_real_dataset_the_loader_reads_the_windows_nextword_eval_scores(tiny_dataset, tmp_path):
     import tensorflow as tf
 
-    from model.metrics import MetricTotals, final_word_sums
-    from tfrecords.manifest import load_manifest
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.model.metrics import MetricTotals, final_word_sums
+    from nextword.tfrecords.manifest import load_manifest
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
     manifest = load_manifest(tiny_dataset)
     contexts, targets = kn.events_from_dataset(tiny_dataset, "val")

@@ -144,11 +144,11 @@ def hostile_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ingested_and_exported(hostile_corpus, tmp_path_factory):
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
-    from model.builder import build_model
-    from model.config import ModelConfig
-    from model.export import export_model
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
+    from nextword.model.builder import build_model
+    from nextword.model.config import ModelConfig
+    from nextword.model.export import export_model
 
     paths, _ = hostile_corpus
     root = tmp_path_factory.mktemp("one_tokenizer")
@@ -164,7 +164,7 @@ def ingested_and_exported(hostile_corpus, tmp_path_factory):
 
 @pytest.mark.slow
 def test_export_tokenize_equals_the_ids_the_real_ingest_wrote(hostile_corpus, ingested_and_exported):
-    from tfrecords.manifest import load_vocabulary
+    from nextword.tfrecords.manifest import load_vocabulary
 
     _, documents = hostile_corpus
     data_dir, manifest, loaded = ingested_and_exported
@@ -202,8 +202,8 @@ def test_export_tokenize_equals_the_ids_the_real_ingest_wrote(hostile_corpus, in
 def test_gen_prompts_reach_the_graph_as_the_bytes_read(tmp_path):
     """`gen --prompts-file` and argv prompts: the generator hands the graph the bytes as read
     (the graph repairs them as ingest does), not a copy repaired in Python."""
-    from generate.cli import read_prompts_file
-    from generate.generator import prompt_bytes
+    from nextword.generate.cli import read_prompts_file
+    from nextword.generate.generator import prompt_bytes
 
     lines = [b"caf\xe9 \xff\x00nul \xed\xa0\x80", "line\u2028separator\x85inside".encode(), b"crlf\r", b"\xef\xbb\xbfbom"]
     path = tmp_path / "prompts.txt"

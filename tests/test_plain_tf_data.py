@@ -23,7 +23,7 @@ def plain_tf_data_windows(data_dir: str, context_length: int, stride: int) -> tf
 
 
 def test_plain_tf_data_reads_every_window_of_a_span_dataset(tiny_dataset):
-    from tfrecords.manifest import load_manifest
+    from nextword.tfrecords.manifest import load_manifest
 
     manifest = load_manifest(tiny_dataset)
     assert manifest.layout == "spans"

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from _train_data import write_data_dir
 from nextword.errors import ArtifactError, SettingsError
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
 
 CONTEXT = 6
 

@@ -13,9 +13,9 @@ import pytest
 import tensorflow as tf
 
 from _span_data import decode_position, document_windows, position_documents, span_records, write_span_data_dir
-from tfrecords.manifest import load_manifest
-from tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
-from tfrecords.spans import frame_record
+from nextword.tfrecords.manifest import load_manifest
+from nextword.tfrecords.reader import ReaderConfig, epoch_plan, make_dataset
+from nextword.tfrecords.spans import frame_record
 
 CONTEXT = 6
 MAX_LENGTH = 40  # position_documents: id = 2 + document * MAX_LENGTH + position

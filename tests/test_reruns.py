@@ -81,8 +81,8 @@ def test_a_refused_rerun_says_what_differs(ingested):
 def test_a_dataset_of_nextword_0_1_0_is_still_found_complete(ingested):
     """dataset.json without `identity` (0.1.0): the command that wrote it still finds it complete;
     another one is told why its difference cannot be listed (before: a bare "different dataset")."""
-    from ingest.settings import IngestSettings
-    from ingest.sources import resolve_inputs
+    from nextword.ingest.settings import IngestSettings
+    from nextword.ingest.sources import resolve_inputs
 
     path = ingested / "data" / "dataset.json"
     manifest = json.loads(path.read_text())

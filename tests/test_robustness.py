@@ -12,7 +12,7 @@ from nextword.errors import ArtifactError
 
 
 def _settings(corpus: str, out, **overrides):
-    from ingest.settings import IngestSettings
+    from nextword.ingest.settings import IngestSettings
 
     values = dict(inputs=(corpus,), out=str(out), vocab_size=64, context_length=8, val_fraction=0.2, workers=1)
     return IngestSettings(**{**values, **overrides})
@@ -21,7 +21,7 @@ def _settings(corpus: str, out, **overrides):
 def test_leftover_temporaries_of_a_killed_write_do_not_make_the_directory_foreign(tmp_path):
     """A kill inside storage.write_atomic leaves `vocab.txt.tmp-…` or `dataset.json.tmp-…`; the
     rerun used to refuse the directory as "not a nextword dataset". It resumes, and the leftovers go."""
-    from ingest.pipeline import run_ingest
+    from nextword.ingest.pipeline import run_ingest
 
     corpus = write_lines(tmp_path / "c.txt", synthetic_documents(200, seed=5, min_words=5))
     clean = run_ingest(_settings(corpus, tmp_path / "clean"))
@@ -42,8 +42,8 @@ def test_leftover_temporaries_of_a_killed_write_do_not_make_the_directory_foreig
 def test_ordering_state_is_written_once_per_shard_not_all_shards_each_time(tmp_path, monkeypatch):
     """Each ordered shard used to rewrite one order.json holding every shard done so far: quadratic
     in the shard count. Now each shard's entry is written once, and its size does not grow."""
-    from ingest import writer
-    from ingest.pipeline import run_ingest
+    from nextword.ingest import writer
+    from nextword.ingest.pipeline import run_ingest
 
     written, real_write_state = [], writer.write_state
 
@@ -62,7 +62,7 @@ def test_ordering_state_is_written_once_per_shard_not_all_shards_each_time(tmp_p
 
 
 def test_a_manifest_from_a_newer_nextword_is_refused_by_name_not_with_a_type_error(tiny_dataset, tmp_path):
-    from tfrecords.manifest import Manifest
+    from nextword.tfrecords.manifest import Manifest
 
     with open(os.path.join(tiny_dataset, "dataset.json")) as handle:
         manifest = json.load(handle)
@@ -82,7 +82,7 @@ def test_the_beam_vocabulary_index_belongs_to_the_list_it_is_asked_about():
     """It was cached by id() alone: a freed vocabulary's index was served for the next list that
     got the same address (199 of 200 lists in a row, measured)."""
     pytest.importorskip("apache_beam")
-    from ingest.beam_transforms import _vocabulary_index
+    from nextword.ingest.beam_transforms import _vocabulary_index
 
     wrong = 0
     for number in range(200):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from generate import sampling
+from nextword.model import sampling
 
 VOCAB = 8
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.builder import build_model
-from model.config import ModelConfig
-from model.loop import ScheduledRate, Trainer, not_decayed
-from model.schedule import FINAL_FRACTION, Schedule
-from model.settings import RECIPE_DEFAULTS, TrainSettings
+from nextword.model.builder import build_model
+from nextword.model.config import ModelConfig
+from nextword.model.loop import ScheduledRate, Trainer, not_decayed
+from nextword.model.schedule import FINAL_FRACTION, Schedule
+from nextword.model.settings import RECIPE_DEFAULTS, TrainSettings
 from nextword.errors import SettingsError
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
-from tfrecords.manifest import load_manifest, load_vocabulary
-from tfrecords.reader import ReaderConfig, make_dataset
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
+from nextword.tfrecords.manifest import load_manifest, load_vocabulary
+from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
 TOPICS, WORDS_PER_TOPIC, BATCH = 8, 40, 64
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ingest.text import PAD_ID, UNK_ID, split_words, tokenize_to_ids, vocabulary_table
+from nextword.ingest.text import PAD_ID, UNK_ID, split_words, tokenize_to_ids, vocabulary_table
 
 GOLDEN = [
     ("Hello, World!", ["hello", "world"]),
@@ -46,7 +46,7 @@ def test_every_word_is_valid_utf8_without_separators_whatever_the_bytes():
     import random
     import re
 
-    from ingest.text import PUNCTUATION
+    from nextword.ingest.text import PUNCTUATION
 
     rng = random.Random(7)
     pieces = [b"\x00", b"\x85", b"\xc2\x85", b"\xe2\x80\xa8", b"\xe1\x9a\x80", b"\xed\xa0\x80", b"\xf4\x90\x80\x80",

@@ -10,9 +10,9 @@ import pytest
 
 from _cli import run_cli
 from conftest import synthetic_documents, write_lines
-from ingest import sources
-from ingest.lengths import counts_of, length_counts, profile, short_document_warning
-from ingest.sources import detect_text_unit, iter_documents, resolve_inputs
+from nextword.ingest import sources
+from nextword.ingest.lengths import counts_of, length_counts, profile, short_document_warning
+from nextword.ingest.sources import detect_text_unit, iter_documents, resolve_inputs
 from nextword.errors import InputError
 
 # Three paragraphs of hard-wrapped prose (~70 characters a line), a blank line between each; the
@@ -150,7 +150,7 @@ def test_ingest_records_the_unit_warns_on_fragments_and_inspect_shows_the_length
 def test_a_line_read_dataset_keeps_its_pre_text_unit_fingerprint(tmp_path):
     """Reading by line (the only unit before 0.3) leaves the identity as 0.2 wrote it, so rerunning
     a 0.2 command on its dataset still finds it complete."""
-    from ingest.settings import IngestSettings, input_identity
+    from nextword.ingest.settings import IngestSettings, input_identity
 
     path = write_lines(tmp_path / "verses.txt", synthetic_documents(20, seed=1, min_words=20))
     spec = resolve_inputs([path], "auto", None)[0]

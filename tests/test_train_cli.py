@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from _cli import run_cli
 from _train_data import cli_command, cli_env, write_data_dir
-from model.cli import register
-from model.settings import RECIPE_DEFAULTS, TrainSettings
+from nextword.model.cli import register
+from nextword.model.settings import RECIPE_DEFAULTS, TrainSettings
 from nextword.errors import ArtifactError, SettingsError
 
 SMALL = ["--arch", "lstm", "--layers", "1", "--units", "16", "--embedding-dim", "8", "--batch-size", "16", "--no-progress"]
@@ -242,7 +242,7 @@ def test_train_and_eval_on_a_dataset_written_by_the_real_ingest(tiny_dataset, tm
     result = CliRunner().invoke(cli(), ["train", tiny_dataset, "--out", run_dir, "--epochs", "1", "--no-export", *SMALL])
     assert result.exit_code == 0, result.output
     scores = json.loads(CliRunner().invoke(cli(), ["eval", run_dir, tiny_dataset, "--json"]).output)
-    from tfrecords.manifest import load_manifest
+    from nextword.tfrecords.manifest import load_manifest
 
     assert scores["windows"] == load_manifest(tiny_dataset).splits["val"].windows
 
@@ -305,7 +305,7 @@ def test_plot_does_not_import_tensorflow(tmp_path):
 
 
 def test_export_command_re_exports_the_latest_checkpoint(trained_run, data_dir, tmp_path):
-    from generate.generator import GenerateSettings, Generator
+    from nextword.generate.generator import GenerateSettings, Generator
 
     run_dir = str(tmp_path / "run")
     shutil.copytree(trained_run[0], run_dir)

@@ -13,23 +13,23 @@ import pytest
 import tensorflow as tf
 
 from _train_data import write_data_dir
-from model.builder import is_cudnn_eligible
-from model.config import NOTEBOOK_PRESET, ModelConfig
-from model.loop import Trainer
+from nextword.model.builder import is_cudnn_eligible
+from nextword.model.config import NOTEBOOK_PRESET, ModelConfig
+from nextword.model.loop import Trainer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 ONE_STEP = textwrap.dedent(
     """
     import sys, numpy as np
-    from model.strategy import split_cpu, make_strategy
+    from nextword.model.strategy import split_cpu, make_strategy
     devices, data_dir, objective, out, optimizer, arch = int(sys.argv[1]), *sys.argv[2:6], sys.argv[6]
     clip_norm, tie, jit_compile = float(sys.argv[7]), sys.argv[8] == "tie", sys.argv[9] == "jit"
     split_cpu(devices)
     import tensorflow as tf
-    from model.config import ModelConfig
-    from model.loop import Trainer
-    from tfrecords.reader import ReaderConfig, make_dataset
+    from nextword.model.config import ModelConfig
+    from nextword.model.loop import Trainer
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
     strategy = make_strategy("mirrored" if devices > 1 else "default", devices)
     assert strategy.num_replicas_in_sync == devices
     config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,

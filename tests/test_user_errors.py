@@ -33,7 +33,7 @@ def ingest_args(corpus: str, out: str, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def export_dir(tiny_dataset, tmp_path_factory) -> str:
     """An export (random weights: eval's checks need no training) of a model for `tiny_dataset`."""
-    from model.export import export_model
+    from nextword.model.export import export_model
 
     config = model_config_for(tiny_dataset, layers=1, units=8)
     path = str(tmp_path_factory.mktemp("run") / "export")
@@ -182,7 +182,7 @@ def damage_middle(data_dir: str, how: str) -> tuple[str, int, int]:
 @pytest.mark.parametrize("how, detail", [("flip", "its data fails its CRC"), ("cut", "the file is cut inside it")])
 @pytest.mark.parametrize("read_batch", [8192, 5])  # one batch holds the damage / it is several batches in
 def test_verify_counts_good_records_exactly(data_copy, monkeypatch, how, detail, read_batch):
-    monkeypatch.setattr("tfrecords.verify.READ_BATCH", read_batch)
+    monkeypatch.setattr("nextword.tfrecords.verify.READ_BATCH", read_batch)
     name, index, offset = damage_middle(data_copy, how)
     result = run_cli("verify", data_copy, "--json")
     assert result.exit_code == 1, result.output
@@ -203,10 +203,10 @@ def test_verify_in_the_terminal_names_the_record(data_copy):
 def test_unordered_shard_that_mismatches_its_info_sidecar(tiny_corpus, tmp_path):
     """An ingest stopped while shuffling shards resumes from its unordered shards; one whose
     `.info` record index does not match it is an ArtifactError, not a crash."""
-    from ingest.pipeline import run_ingest
-    from ingest.settings import IngestSettings
-    from ingest.windows import RECORD_INFO
-    from ingest.writer import INFO_SUFFIX, STATE_DIR
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
+    from nextword.ingest.windows import RECORD_INFO
+    from nextword.ingest.writer import INFO_SUFFIX, STATE_DIR
 
     out = str(tmp_path / "data")
 

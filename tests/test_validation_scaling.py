@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model.builder import build_model, final_word_logits_fn
-from model.config import ModelConfig
-from model.metrics import EVAL_LOGITS_PER_REPLICA, eval_batch_per_replica, final_word_sums
+from nextword.model.builder import build_model, final_word_logits_fn
+from nextword.model.config import ModelConfig
+from nextword.model.metrics import EVAL_LOGITS_PER_REPLICA, eval_batch_per_replica, final_word_sums
 
 CONTEXT, VOCAB = 6, 97
 

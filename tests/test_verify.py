@@ -89,7 +89,7 @@ def spans(tmp_path):
 
 
 def test_clean_span_dataset_verifies(spans):
-    from tfrecords.verify import verify_dataset
+    from nextword.tfrecords.verify import verify_dataset
 
     manifest, reports = verify_dataset(spans[0])
     assert manifest.layout == "spans" and len(reports) == 3
@@ -97,7 +97,7 @@ def test_clean_span_dataset_verifies(spans):
 
 
 def test_span_window_counts_are_checked_against_the_manifest(spans):
-    from tfrecords.verify import verify_dataset
+    from nextword.tfrecords.verify import verify_dataset
 
     path = f"{spans[0]}/dataset.json"
     raw = json.loads(open(path).read())
@@ -112,7 +112,7 @@ def test_span_window_counts_are_checked_against_the_manifest(spans):
 
 
 def test_damaged_span_record_is_named_without_tensorflow_text(spans):
-    from tfrecords.verify import verify_dataset
+    from nextword.tfrecords.verify import verify_dataset
 
     shard = f"{spans[0]}/train-00000-of-00002.tfrecord"
     data = bytearray(open(shard, "rb").read())

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from ingest import vocab
-from ingest.vocab import WordCounts, ids_varint_bytes, most_frequent, select_vocabulary
+from nextword.ingest import vocab
+from nextword.ingest.vocab import WordCounts, ids_varint_bytes, most_frequent, select_vocabulary
 
 
 def word_batches(seed: int = 0, distinct: int = 3000, batches: int = 40) -> list[tuple[list[bytes], list[int]]]:

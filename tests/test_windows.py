@@ -4,7 +4,7 @@ spreading and the seeded order inside a shard."""
 import numpy as np
 
 from conftest import decode_records, expand_windows
-from ingest.windows import RECORD_INFO, WindowPlan, encode_block, is_validation, order_shard, windows_per_document
+from nextword.ingest.windows import RECORD_INFO, WindowPlan, encode_block, is_validation, order_shard, windows_per_document
 
 
 def block_pieces(plan, documents, validation=None, first_key=1):
@@ -102,7 +102,7 @@ def test_validation_is_stable_and_about_the_fraction():
 
 
 def test_document_keys_of_a_batch_are_each_document_s_key():
-    from ingest.windows import document_key, document_keys
+    from nextword.ingest.windows import document_key, document_keys
 
     texts = [b"", b"one two", "d\u00e9j\u00e0 vu".encode(), b"x" * 5000, b"one two"]
     keys = document_keys(texts)

@@ -10,11 +10,11 @@ import pytest
 
 from _cli import run_cli
 from conftest import synthetic_documents, write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
-from model.metrics import MetricTotals, metrics_line, tokens_per_word
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
+from nextword.model.metrics import MetricTotals, metrics_line, tokens_per_word
 from nextword.errors import ArtifactError
-from tfrecords.manifest import WORDPIECE_NAME, Counters, Manifest, Split, load_manifest
+from nextword.tfrecords.manifest import WORDPIECE_NAME, Counters, Manifest, Split, load_manifest
 
 SMALL = dict(vocab_size=64, context_length=8, shards=1, val_fraction=0.2, seed=1, workers=1)
 TRAIN = ["--arch", "lstm", "--layers", "1", "--units", "8", "--embedding-dim", "4", "--batch-size", "16",
@@ -73,7 +73,7 @@ def test_plots_draw_per_word_perplexity_for_pieces_only_and_say_why_there_is_no_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from model.history import FIGURES, _draw
+    from nextword.model.history import FIGURES, _draw
 
     def panels(row: dict) -> dict:
         record = {"steps": [{"step": 5, "epoch": 0, "loss": 3.0}], "epochs": [{"epoch": 0, "step": 5, **row}]}

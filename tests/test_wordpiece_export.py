@@ -15,14 +15,14 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (the export's tokenizer ops)
 
 from _cli import run_cli
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
-from ingest.text import PAD_ID, UNK_ID, TextToIds
-from model.export import export_model
-from model.export_graph import MAX_PIECES_PER_WORD
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
+from nextword.ingest.text import PAD_ID, UNK_ID, TextToIds
+from nextword.model.export import export_model
+from nextword.model.export_graph import MAX_PIECES_PER_WORD
 from test_export import TRICKY, call_generate
 from test_export_fixtures import model_config_for, random_model
-from tfrecords.manifest import is_continuation, join_pieces, load_manifest, load_vocabulary
+from nextword.tfrecords.manifest import is_continuation, join_pieces, load_manifest, load_vocabulary
 from conftest import synthetic_documents, write_lines
 
 UNSEEN = "waterfalls"  # not in the corpus; spelled with the corpus's letters
@@ -149,7 +149,7 @@ def test_unseen_prompt_words_become_known_pieces_exactly_as_ingest_tokenizes(loa
 
 def test_repetition_penalty_counts_only_the_pieces_that_start_words(wordpiece_dir, vocabulary):
     """The penalty acts on words' first pieces: a suffix such as "##s" is never marked as seen."""
-    from model.export_graph import ExportModule
+    from nextword.model.export_graph import ExportModule
 
     config = model_config_for(wordpiece_dir)
     module = ExportModule(random_model(config), config, vocabulary, "wordpiece")

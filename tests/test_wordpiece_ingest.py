@@ -14,9 +14,9 @@ import pytest
 
 from _cli import run_cli
 from conftest import dataset_windows, synthetic_documents, write_lines
-from ingest.pipeline import run_ingest
-from ingest.settings import IngestSettings
-from tfrecords.manifest import join_pieces, load_manifest, load_vocabulary
+from nextword.ingest.pipeline import run_ingest
+from nextword.ingest.settings import IngestSettings
+from nextword.tfrecords.manifest import join_pieces, load_manifest, load_vocabulary
 
 RARE = "waterside"  # once in the corpus, spelled with the letters of frequent words
 # context 160: longer than any document here in pieces (<= 20 words of <= 9 letters), so every
@@ -26,7 +26,7 @@ SMALL = dict(vocab_size=64, context_length=160, shards=2, val_fraction=0.2, seed
 
 def normalised_words(texts: list[str]) -> list[list[str]]:
     """What the ingest's word normalisation makes of each text (the same for both tokenizers)."""
-    from ingest.text import split_words
+    from nextword.ingest.text import split_words
 
     return [[word.decode() for word in row] for row in split_words(texts).to_list()]
 
@@ -57,8 +57,8 @@ def word_dir(tmp_path_factory, corpus) -> str:
 
 
 def test_the_learner_keeps_pad_and_unk_first_then_characters_words_and_suffix_pieces():
-    from ingest.text import UNK_ID, TextToIds
-    from ingest.wordpiece import learn_vocabulary
+    from nextword.ingest.text import UNK_ID, TextToIds
+    from nextword.ingest.wordpiece import learn_vocabulary
 
     ing_words = "walking talking looking making taking seeing being doing going coming".split()
     pairs = [(b"the", 900)] + [(word.encode(), 100 - rank) for rank, word in enumerate(ing_words)]
@@ -93,7 +93,7 @@ def test_the_dataset_records_the_tokenizer_and_its_real_vocabulary(wordpiece_dir
 
 
 def test_a_rare_word_that_word_makes_unk_is_known_pieces(wordpiece_dir, word_dir):
-    from ingest.text import UNK_ID, TextToIds
+    from nextword.ingest.text import UNK_ID, TextToIds
 
     word_vocabulary = load_vocabulary(word_dir, load_manifest(word_dir))
     piece_vocabulary = load_vocabulary(wordpiece_dir, load_manifest(wordpiece_dir))
@@ -155,10 +155,10 @@ def test_a_rerun_with_the_other_tokenizer_is_refused_saying_so(tmp_path, corpus)
 @pytest.fixture
 def few_learner_words(monkeypatch):
     """The learner is given the 40 most frequent words only (of the ~100 of synthetic_documents)."""
-    import ingest.text
-    import ingest.wordpiece
+    import nextword.ingest.text
+    import nextword.ingest.wordpiece
 
-    for module in (ingest.text, ingest.wordpiece):
+    for module in (nextword.ingest.text, nextword.ingest.wordpiece):
         monkeypatch.setattr(module, "LEARNER_WORDS", 40)
 
 
@@ -174,7 +174,7 @@ def test_a_word_beyond_the_learner_s_words_with_a_character_of_its_own_is_spelle
 def test_beam_writes_the_local_wordpiece_dataset(tmp_path, few_learner_words):
     from test_beam_ingest import assert_same_dataset
 
-    from ingest.beam import run_beam_ingest
+    from nextword.ingest.beam import run_beam_ingest
 
     documents = synthetic_documents(200, seed=2, min_words=3, max_words=40) + ["El Niño walked"]
     corpus = write_lines(tmp_path / "corpus.txt", documents)
@@ -213,7 +213,7 @@ def test_ctrl_c_in_pass_1_or_2_then_the_same_command_resumes_byte_identical(tmp_
                                                                             uninterrupted_wordpiece, stage):
     """Ctrl-C reaches the main thread as KeyboardInterrupt: here from the progress callback, the
     second time STAGE reports (pass 1's piece count, or pass 2 after a checkpoint)."""
-    from ingest.pipeline import IngestSession
+    from nextword.ingest.pipeline import IngestSession
     from test_ingest_resume import directory_bytes
 
     reports = []

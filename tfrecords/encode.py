@@ -24,7 +24,7 @@ import functools
 
 import numpy as np
 
-from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE
+from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE
 
 _CASTAGNOLI = 0x82F63B78
 _MASK_DELTA = 0xA282EAD8

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import posixpath
 from dataclasses import dataclass, field
 
 from nextword.errors import ArtifactError
@@ -224,10 +223,6 @@ def _refuse_unknown(entry: dict, kind, where: str, source: str, manifest: dict |
             f"{', '.join(where + key for key in unknown)}; it was written by {writer}",
             hint="read it with the nextword that wrote it (or a newer one): pip install -U nextword",
         )
-
-
-def shard_paths(data_dir: str, split: Split) -> list[str]:
-    return [posixpath.join(data_dir, shard.file) for shard in split.shards]
 
 
 def load_manifest(data_dir: str) -> Manifest:

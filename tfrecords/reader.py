@@ -6,7 +6,7 @@ The layout named in the manifest picks the pipeline; both start alike:
 
     files of this input pipeline (shuffled per epoch from (seed, epoch); whole files round
     robin over pipelines, or every n-th record when there are fewer files than pipelines)
-      -> TFRecordDataset, one file after another (or an interleave, cycle_length > 1)
+      -> TFRecordDataset, one file after another
 
 Both work per chunk of records, and training regroups records into chunks every epoch: within
 each block of G chunks' worth of consecutive records (~regroup_bytes, 8 MiB, of serialized
@@ -29,17 +29,14 @@ tfrecords/manifest.py), so the work is per chunk of records, never per window:
          through their start indices; training permutes them first (seeded by (seed, epoch,
          chunk)); evaluation keeps record order
       -> rebatch to the batch size (training drops the epoch's final partial batch only)
-   Which windows an epoch selects from a record of W windows k = 0..W-1:
-   - objective "last": every window; targets int32[b] = each window's last id.
-   - objective "all": windows that do not overlap in their targets, so that each token is a
-     target once per epoch. With m = max(1, C // stride) and an offset o in [0, m) per
-     (seed, epoch) (consecutive epochs take consecutive offsets; evaluation uses o = 0), a record
-     selects k with k % m == o, plus k = W - 1. Window k covers padded-span indices
-     [k * stride, k * stride + C]; its target j (0..C-1) is padded index k * stride + 1 + j.
-     The record owns target indices in (C - stride, C + (W - 1) * stride]. Target j of a
-     selected window weighs 1 iff its index is owned, greater than the previous selected
-     window's k' * stride + C (when there is one), and its id is not pad 0. With stride 1
-     every target of the record weighs 1 exactly once per epoch.
+   Which windows an epoch selects from a record of W windows k = 0..W-1 is written once, in
+   tfrecords/spans.py (objective "last": every window, targets int32[b] = each window's last id;
+   "all": non-overlapping windows from a per-(seed, epoch) offset; evaluation uses offset 0).
+   Weights under "all": window k covers padded-span indices [k * stride, k * stride + C]; its
+   target j (0..C-1) is padded index k * stride + 1 + j. The record owns target indices in
+   (C - stride, C + (W - 1) * stride]. Target j of a selected window weighs 1 iff its index is
+   owned, greater than the previous selected window's k' * stride + C (when there is one), and
+   its id is not pad 0. With stride 1 every target of the record weighs 1 exactly once per epoch.
 
 "windows" (format 1, or format 2 written with --layout windows): one window per record, as
 in 0.1.0: training parses chunks of ~shuffle_buffer records (a whole number of batches) as one
@@ -73,9 +70,9 @@ import tensorflow as tf
 from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
 from nextword.quiet import absorb_onednn_note
-from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
-from tfrecords.span_reader import SPAN_FEATURES, span_batches, span_chunk_records
-from tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
+from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
+from nextword.tfrecords.span_reader import SPAN_FEATURES, span_batches, span_chunk_records
+from nextword.tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
                              windows_in_records)
 
 log = logging.getLogger(__name__)
@@ -106,7 +103,6 @@ class ReaderConfig:
     seed: int = 0
     training: bool = True
     shuffle_buffer: int = 16_384
-    cycle_length: int = 1  # files read at once (interleaved record by record); 1 = one after another
     check_sizes: bool = True
     regroup_bytes: int = 8 << 20
 
@@ -115,8 +111,8 @@ class ReaderConfig:
             raise SettingsError(f"batch size must be at least 1, got {self.batch_size}")
         if self.objective not in OBJECTIVES:
             raise SettingsError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.shuffle_buffer < 1 or self.cycle_length < 1 or self.regroup_bytes < 1:
-            raise SettingsError("shuffle_buffer, cycle_length and regroup_bytes must be at least 1")
+        if self.shuffle_buffer < 1 or self.regroup_bytes < 1:
+            raise SettingsError("shuffle_buffer and regroup_bytes must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -348,7 +344,7 @@ def make_dataset(
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     # (No record-sharding warning: evaluation splits are small, and reading every file is fine.)
     plan = epoch_plan(data_dir, manifest, split, config, epoch, num_pipelines, pipeline_id)
-    records = _records(tf.constant(plan.files, tf.string), config, len(plan.files), plan.record_shard)
+    records = _records(tf.constant(plan.files, tf.string), plan.record_shard)
     if manifest.layout == "spans":
         parsed = span_batches(records, manifest, config, epoch_selection(manifest, config, epoch), epoch, skip_batches)
     else:
@@ -404,7 +400,7 @@ def make_epochs_dataset(
     block_chunks = regroup_block_chunks(manifest, split, config)
 
     def one_epoch(epoch, offset, skip, batches, files) -> tf.data.Dataset:
-        records = _records(files, config, len(plans[0].files), plans[0].record_shard)
+        records = _records(files, plans[0].record_shard)
         if manifest.layout == "spans":
             parsed = span_batches(records, manifest, config, (offset, period), epoch, skip, block_chunks)
         else:
@@ -437,17 +433,12 @@ def _warn_record_sharding(plan: EpochPlan, split: str, num_pipelines: int) -> No
         )
 
 
-def _records(files: tf.Tensor, config: ReaderConfig, file_count: int, record_shard) -> tf.data.Dataset:
+def _records(files: tf.Tensor, record_shard) -> tf.data.Dataset:
     """string[files] -> the records this pipeline reads, in order."""
-    if config.cycle_length > 1:
-        records = tf.data.Dataset.from_tensor_slices(files).interleave(
-            tf.data.TFRecordDataset, cycle_length=max(1, min(config.cycle_length, file_count)), block_length=1,
-        )
-    else:
-        # One file after another: no per-record interleave work. Every shard is already a
-        # sample of the whole corpus (ingest spreads windows by hash), so the chunk shuffle
-        # mixes as well as an interleave would.
-        records = tf.data.TFRecordDataset(files, buffer_size=1 << 20)
+    # One file after another: no per-record interleave work. Every shard is already a sample of
+    # the whole corpus (ingest spreads windows by hash), so the chunk shuffle mixes as well as an
+    # interleave would (which would also reorder the records an epoch plan counts on).
+    records = tf.data.TFRecordDataset(files, buffer_size=1 << 20)
     return records.shard(*record_shard) if record_shard is not None else records
 
 

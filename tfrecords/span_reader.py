@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest
+from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest
 
 SPAN_FEATURES = {
     PAD_FEATURE: tf.io.FixedLenFeature([1], tf.int64),

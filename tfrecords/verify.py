@@ -15,9 +15,9 @@ import numpy as np
 
 from nextword import storage
 from nextword.errors import ArtifactError
-from tfrecords.encode import crc32c, mask_crc
-from tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, join_pieces, load_manifest, load_vocabulary
-from tfrecords.spans import frame_record, histogram, windows_in_records
+from nextword.tfrecords.encode import crc32c, mask_crc
+from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, SPLITS, Manifest, join_pieces, load_manifest, load_vocabulary
+from nextword.tfrecords.spans import frame_record, histogram, windows_in_records
 
 
 @dataclass(frozen=True)
