@@ -109,7 +109,12 @@ def test_choices_are_listed_and_a_bad_value_is_a_usage_error(command, option):
     assert f"Invalid value for '{option}'" in result.stderr and all(f"'{value}'" in result.stderr for value in choices)
 
 
-def test_version_and_completion():
+def test_version_and_completion(monkeypatch):
+    import shellingham
+
+    # --show-completion names the shell it detects from the parent processes: a test run whose parent
+    # is not a shell (nohup, a daemon) would see none
+    monkeypatch.setattr(shellingham, "detect_shell", lambda *arguments, **keywords: ("bash", "/bin/bash"))
     assert run_cli("--version").stdout == f"nextword {nextword.__version__}\n"
     assert run_cli("--version", program="gen").stdout == f"nextword {nextword.__version__}\n"
     text = render()
