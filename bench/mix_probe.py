@@ -58,6 +58,25 @@ def network_log_probabilities(export_dir: str, contexts: np.ndarray, targets: np
     return np.concatenate(logs, axis=1), np.concatenate(ranks)
 
 
+def mixture_top1(export_dir: str, five_gram, contexts: np.ndarray, targets: np.ndarray, weight_of_row: np.ndarray) -> float:
+    """Top-1 of p = w * p_network + (1 - w) * p_5gram over whole distributions (w per row)."""
+    import tensorflow as tf
+
+    from nextword.model.ngram import predictive_distributions
+
+    score = tf.saved_model.load(os.path.join(export_dir, "saved_model")).signatures["score_ids"]
+    hits = 0
+    for start in range(0, len(targets), 1024):
+        batch = slice(start, start + 1024)
+        logits = score(context=tf.constant(contexts[batch], tf.int32))["logits"].numpy().astype(np.float64)
+        network = np.exp(logits - logits.max(axis=1, keepdims=True))
+        network /= network.sum(axis=1, keepdims=True)
+        mixed = weight_of_row[batch, None] * network + (1 - weight_of_row[batch, None]) * predictive_distributions(
+            five_gram, contexts[batch][:, -(five_gram.order - 1):])
+        hits += int((mixed.argmax(axis=1) == targets[batch]).sum())
+    return hits / max(1, len(targets))
+
+
 def mixture_loss(log_a: np.ndarray, log_b: np.ndarray, weight: float) -> float:
     return float(-np.mean(np.logaddexp(np.log(weight) + log_a, np.log1p(-weight) + log_b)))
 
@@ -114,7 +133,10 @@ def main() -> int:
     weights = {"even": best_weight(network_log[even], ngram_log[even]), "odd": best_weight(network_log[odd], ngram_log[odd])}
     held_out = (mixture_loss(network_log[odd], ngram_log[odd], weights["even"]) * odd.sum()
                 + mixture_loss(network_log[even], ngram_log[even], weights["odd"]) * even.sum()) / len(targets)
-    result["mixture"] = {"network_weight_chosen_on_even_odd": weights, "perplexity_two_fold": round(math.exp(held_out), 2)}
+    weight_of_row = np.where(odd, weights["even"], weights["odd"])  # each half by the weight the other chose
+    result["mixture"] = {"network_weight_chosen_on_even_odd": weights, "perplexity_two_fold": round(math.exp(held_out), 2),
+                         "top1_two_fold": round(mixture_top1(os.path.join(arguments.run_dir, "export"), five_gram,
+                                                             contexts, targets, weight_of_row), 4)}
     # temperature scaling (Guo et al. 2017): one scalar dividing the logits, chosen on the other half
     chosen_t = {half: float(TEMPERATURES[int(np.argmin(-scaled_log[:, mask].mean(axis=1)))])
                 for half, mask in (("even", even), ("odd", odd))}
@@ -130,7 +152,7 @@ def main() -> int:
               f"{bucket['network']['perplexity']} / top-1 {bucket['network']['top1']}, 5-gram "
               f"{bucket['five_gram']['perplexity']} / top-1 {bucket['five_gram']['top1']}")
     print(f"linear mixture (network weight {weights['even']} / {weights['odd']}, chosen on the other half): "
-          f"perplexity {result['mixture']['perplexity_two_fold']}")
+          f"perplexity {result['mixture']['perplexity_two_fold']}, top-1 {result['mixture']['top1_two_fold']}")
     print(f"the network alone, logits divided by a temperature ({chosen_t['even']} / {chosen_t['odd']}, chosen on the "
           f"other half; top-1 unchanged): perplexity {result['temperature']['perplexity_two_fold']}")
     return 0
