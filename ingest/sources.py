@@ -85,11 +85,12 @@ def detect_format(path: str) -> str:
 
 def detect_text_unit(path: str) -> str:
     """--text-unit auto for one text input, from its first MiB: paragraph when it looks like
-    wrapped text in blocks (at least 2% of the lines are blank, not counting those at the end, AND 90% of the others are at most
-    120 bytes: hard-wrapped prose, a book, a dictionary's entries, Markdown; a line there is a
-    fragment of a sentence), else line (one item a line: verses, tweets, word lists, one article
-    a line, where the odd empty item must not glue its neighbours together). A file of one
-    paragraph a line with blank lines between comes out the same either way."""
+    wrapped text in blocks (at least 2% of the lines are blank, not counting those at the end,
+    AND 90% of the others are at most 120 bytes: hard-wrapped prose, a book, a dictionary's
+    entries, Markdown; a line there is a fragment of a sentence), else line (one item a line:
+    verses, tweets, word lists, one article a line, where the odd empty item must not glue its
+    neighbours together). A file of one paragraph a line with blank lines between comes out the
+    same either way."""
     sample = b""
     with _open_binary(path) as handle:
         try:
@@ -223,8 +224,9 @@ _REPLACEMENTS = _ReplacementCounter()
 def count_batch_repairs(texts: list[bytes], counters: SourceCounters) -> None:
     """Count what the tokenizer will repair in a batch (it does the repairing, in the graph):
     bytes of ill-formed UTF-8 (each run becomes U+FFFD) and NUL bytes (become spaces). One check
-    of the joined batch when it is clean (the usual case), per document otherwise. Joined by b"\n", which no multi-byte UTF-8
-    sequence contains, so the join is valid UTF-8 only when every document is."""
+    of the joined batch when it is clean (the usual case), per document otherwise. Joined by
+    b"\n", which no multi-byte UTF-8 sequence contains, so the join is valid UTF-8 only when
+    every document is."""
     joined = b"\n".join(texts)
     if b"\x00" in joined:
         counters.nul_bytes += joined.count(b"\x00")
