@@ -16,13 +16,9 @@ EXACT_BELOW = 1024
 PREFIX = "length/"
 
 
-def length_key(length: int) -> int:
-    """A document length's key: itself below EXACT_BELOW, else its power-of-two bucket's lower bound."""
-    return length if length < EXACT_BELOW else 1 << (int(length).bit_length() - 1)
-
-
 def length_counts(lengths: np.ndarray) -> dict[str, int]:
-    """One batch's documents by length key, as flat counter keys {"length/12": 3, ...}."""
+    """One batch's documents by length key (the length below EXACT_BELOW, else its power-of-two
+    bucket's lower bound), as flat counter keys {"length/12": 3, ...}, and their words."""
     lengths = np.asarray(lengths, dtype=np.int64)
     keys = np.where(lengths < EXACT_BELOW, lengths,
                     np.left_shift(1, np.floor(np.log2(np.maximum(lengths, 1))).astype(np.int64)))
