@@ -60,11 +60,7 @@ def build(key: str, work: str = WORK) -> str:
             import gzip
 
             with gzip.open(GCIDE_SOURCE, "rb") as handle:
-                text = handle.read()
-            with open(path + ".tmp", "wb") as out:
-                for _ in range(5):
-                    out.write(text)
-            os.replace(path + ".tmp", path)
+                _write_repeated(path, handle.read(), 5)
         return path
     path = os.path.join(work, "kjv-x10.txt")
     if not os.path.exists(path):
@@ -72,12 +68,16 @@ def build(key: str, work: str = WORK) -> str:
 
         build_kjv(work)
         with open(os.path.join(work, "kjv-verses.txt"), "rb") as handle:
-            text = handle.read()
-        with open(path + ".tmp", "wb") as out:
-            for _ in range(10):
-                out.write(text)
-        os.replace(path + ".tmp", path)
+            _write_repeated(path, handle.read(), 10)
     return path
+
+
+def _write_repeated(path: str, text: bytes, times: int) -> None:
+    """`text` `times` over into `path`, which appears only once complete."""
+    with open(path + ".tmp", "wb") as out:
+        for _ in range(times):
+            out.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def bare_import() -> tuple[int, float]:

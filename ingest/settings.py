@@ -34,7 +34,7 @@ class IngestSettings:
     out: str
     format: str = "auto"
     column: str | None = None
-    text_unit: str = "auto"  # text inputs: line, paragraph, file, or auto (paragraph where blank lines separate them)
+    text_unit: str = "auto"  # text inputs: line, paragraph, file, or auto (sources.detect_text_unit)
     tokenizer: str = "word"  # word: one id per word; wordpiece: subword pieces learned at ingest
     vocab_size: int = 20000  # wordpiece: the learner's target size
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target

@@ -166,7 +166,9 @@ def test_the_export_s_window_is_a_prompt_s_last_ids_pre_padded(lstm_export, tiny
         assert 0 not in row_ids and all(0 < token < len(vocabulary) for token in row_ids)
         kept = row_ids[-context:]
         assert windows[row].tolist() == [0] * (context - len(kept)) + kept
-    assert 1 in ids[0, : lengths[0]].tolist()  # "Don't STOP": not in the tiny corpus's 64 words
+    # known words get their vocabulary line, unknown ones <unk>: "Don't STOP" -> don't, <unk>; "😀 the 😀" -> the
+    assert ids[0, : lengths[0]].tolist() == [vocabulary.index("don't"), 1]
+    assert vocabulary.index("the") in ids[8, : lengths[8]].tolist()
 
 
 def test_unknown_prompt_words_are_reported(lstm_export):

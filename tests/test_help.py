@@ -15,7 +15,7 @@ import typer.main
 
 import nextword
 from _cli import nextword_app, run_cli
-from nextword.ingest.sources import FORMATS
+from nextword.ingest.sources import FORMATS, TEXT_UNITS
 from nextword.model.config import ARCHITECTURES, OBJECTIVES
 from nextword.model.settings import OPTIMIZERS, PRESETS, STRATEGIES
 from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS
@@ -30,7 +30,7 @@ ARGUMENTS = {
 CHOICES = {
     ("ingest", "--format"): ("auto", *FORMATS), ("ingest", "--layout"): LAYOUTS,
     ("ingest", "--on-error"): ("strict", "skip"), ("ingest", "--runner"): ("local", "beam"),
-    ("ingest", "--tokenizer"): TOKENIZERS,
+    ("ingest", "--tokenizer"): TOKENIZERS, ("ingest", "--text-unit"): ("auto", *TEXT_UNITS),
     ("train", "--preset"): PRESETS, ("train", "--arch"): ARCHITECTURES, ("train", "--objective"): OBJECTIVES,
     ("train", "--optimizer"): OPTIMIZERS, ("train", "--strategy"): STRATEGIES,
 }
