@@ -127,15 +127,26 @@ def ingest_builtin(out: str, vocab_size: int = 500, val_fraction: float = 0.1) -
     return measured.json()
 
 
-def train_and_eval(data_dir: str, run_dir: str, budget: float, options: list[str], export: bool = False) -> dict:
-    """`nextword train` for `budget` seconds of training, then `nextword eval` on val; one dict."""
+def train_and_eval(data_dir: str, run_dir: str, budget: float, options: list[str], export: bool = False,
+                   score_export: bool = False) -> dict:
+    """`nextword train` for `budget` seconds of training, then `nextword eval` on val; one dict.
+
+    score_export: train exports and eval scores RUN_DIR/export (what `gen` samples from: with the
+    default --ngram-order, the network mixed with its n-gram), and "card" holds its card; else eval
+    scores RUN_DIR's best checkpoint (the network alone)."""
+    export = export or score_export
     argv = nextword("train", data_dir, "--out", run_dir, "--time-budget", str(budget), "--epochs", "100000",
                     "--no-progress", "--export" if export else "--no-export", *options)
     trained = run_checked(argv)
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
-    evaluated = run_checked(nextword("eval", run_dir, data_dir, "--json")).json()
-    return {"summary": summary, "val": evaluated, "wall_seconds": trained.seconds}
+    scored = os.path.join(run_dir, "export") if score_export else run_dir
+    evaluated = run_checked(nextword("eval", scored, data_dir, "--json")).json()
+    card = None
+    if score_export:
+        with open(os.path.join(run_dir, "export", "card.json")) as handle:
+            card = json.load(handle)
+    return {"summary": summary, "val": evaluated, "wall_seconds": trained.seconds, "card": card}
 
 
 def dataset_fingerprint(data_dir: str) -> str | None:

@@ -7,8 +7,9 @@
     python bench/recipe_bench.py report                  # markdown from bench/recipe_results.json
 
 One arm run = `nextword train DATA --out RUN --epochs 100000 --time-budget B --seed S --no-progress
-[flags]`, then `nextword eval RUN DATA --json` (the run's best checkpoint: what an export holds),
-each in its own process (bench/common.py `train_and_eval`). Corpora: bench/real_corpora.py. Beside
+--export [flags]`, then `nextword eval RUN/export DATA --json` (what `gen` samples from: the best
+checkpoint's network, mixed with its 5-gram unless the arm turns that off; rows keep the network
+alone's figures too, `network_perplexity`), each in its own process (bench/common.py `train_and_eval`). Corpora: bench/real_corpora.py. Beside
 them, the interpolated modified Kneser-Ney 5-gram (model/ngram.py, through bench/kneser_ney.py
 `baseline`, cached in bench/work/kneser-ney) counted on the same train windows and scored on the
 same val windows. Rows go to bench/recipe_results.json; a rerun
@@ -81,6 +82,9 @@ ARMS = {
     "tied-dropout-0.5": ["--tie-embeddings", "--dropout", "0.5"],
     "units-64-dropout-0.3": ["--units", "64", "--heads", "4", "--dropout", "0.3"],
     "dropout-0.3-lr-3e-4": ["--dropout", "0.3", "--learning-rate", "3e-4"],
+    # the export's n-gram (model/ngram_graph.py): the network alone, and other orders
+    "ngram-0": ["--ngram-order", "0"],
+    "ngram-3": ["--ngram-order", "3"],
 }
 SMOKE_ARMS = ("default", "notebook", "lstm")
 SMOKE_BUDGETS = (3.0, 6.0)  # stand-ins for 180 s and 720 s, so the report's target lines are exercised
@@ -119,13 +123,13 @@ def resolve(flags: list[str], vocab_size: int = 500, context_length: int = 44) -
     params = command.make_context("train", ["DATA", "--out", "RUN", *flags]).params
     settings = TrainSettings(**params)
     return {"model": settings.model_config(vocab_size, context_length).to_dict(),
-            "optimization": settings.optimization().to_dict()}
+            "optimization": settings.optimization().to_dict(), "export": {"ngram_order": settings.export_ngram_order()}}
 
 
 def changes(recipe: dict, default: dict) -> str:
     """"learning_rate 0.001 → 0.004, dropout 0.1 → 0.3": what `recipe` changes from `default`."""
     parts = []
-    for group in ("model", "optimization"):
+    for group in ("model", "optimization", "export"):
         for name, value in recipe.get(group, {}).items():
             was = default.get(group, {}).get(name)
             if value != was and name not in ("vocab_size", "context_length"):
@@ -214,8 +218,10 @@ def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scra
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
     shutil.rmtree(run_dir, ignore_errors=True)
     load, code = load_average(), code_revision()  # before the run: the code it trains with
-    result = train_and_eval(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]])
+    result = train_and_eval(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True)
     summary, val = result["summary"], result["val"]
+    network = summary.get("validation") or {}  # the whole val split, the network alone (exported weights)
+    mixed = (result["card"] or {}).get("ngram") or {}
     shutil.rmtree(run_dir, ignore_errors=True)
     return {
         "corpus": corpus, "arm": arm, "flags": ARMS[arm], "budget_s": budget, "seed": seed,
@@ -224,6 +230,9 @@ def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scra
         "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
         "model": summary["model_config"], "optimization": summary.get("optimization", {}),
         "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
+        "scored": "export", "network_perplexity": network.get("perplexity"), "network_top1": network.get("top1"),
+        "export": {"ngram_order": mixed.get("order", 0) if "network_weight" in mixed else 0},
+        "ngram_network_weight": mixed.get("network_weight"),
         "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code,
     }
 
@@ -297,10 +306,13 @@ def cells(rows: list[dict]) -> dict[tuple, dict]:
         for row in group:
             stops[row["stopped_by"]] = stops.get(row["stopped_by"], 0) + 1
         out[key] = {"seeds": len(group), "perplexity": mid("perplexity"), "top1": mid("top1"), "top5": mid("top5"),
+                    "network_perplexity": mid("network_perplexity"), "network_top1": mid("network_top1"),
+                    "ngram_weight": mid("ngram_network_weight"),
                     "steps": mid("steps"), "windows_per_second": mid("windows_per_second"),
                     "perplexity_range": (min(r["perplexity"] for r in group), max(r["perplexity"] for r in group)),
                     "stopped_by": stops, "recipe": {"model": group[0].get("model", {}),
-                                                    "optimization": group[0].get("optimization", {})},
+                                                    "optimization": group[0].get("optimization", {}),
+                                                    "export": group[0].get("export", {})},
                     "flags": group[0].get("flags", [])}
     return out
 
@@ -366,12 +378,23 @@ def _stops(stopped_by: dict) -> str:
     return ", ".join(f"{short.get(name, name)} {count}" for name, count in sorted(stopped_by.items()))
 
 
+def _network(cell: dict) -> str:
+    """The network alone beside a mixed export's figures; "=" when the export holds the network alone
+    (--ngram-order 0, the notebook preset); "–" for rows scored before exports carried an n-gram."""
+    if cell.get("network_perplexity") is None:
+        return "–"
+    if cell.get("ngram_weight") is None:
+        return "="
+    return f"{cell['network_perplexity']:.2f} / {_figure(cell['network_top1'])} ({cell['ngram_weight']:.2f})"
+
+
 def corpus_table(corpus: str, table: dict, baseline: dict | None) -> list[str]:
-    lines = ["| arm | changes from default | budget | seeds | perplexity (median, range) | top-1 | top-5 | steps | windows/s | stopped by |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| arm | changes from default | budget | seeds | perplexity (median, range) | top-1 | top-5 | "
+             "the network alone: perplexity / top-1 (its weight in the export) | steps | windows/s | stopped by |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     if baseline:
         lines.append(f"| **Kneser-Ney 5-gram** | counted on the train windows | – | – | **{baseline['perplexity']:.2f}** | "
-                     f"**{baseline['top1']:.4f}** | {_figure(baseline.get('top5'))} | – | – | – |")
+                     f"**{baseline['top1']:.4f}** | {_figure(baseline.get('top5'))} | – | – | – | – |")
     budgets = sorted({budget for (name, _, budget) in table if name == corpus})
     for budget in budgets:
         here = {arm: cell for (name, arm, at), cell in table.items() if name == corpus and at == budget}
@@ -382,7 +405,7 @@ def corpus_table(corpus: str, table: dict, baseline: dict | None) -> list[str]:
             what = changes(cell["recipe"], reference) if reference and arm != "default" else " ".join(cell["flags"]) or "–"
             name = f"**{arm}**" if arm in ("default", "notebook") else arm
             lines.append(f"| {name} | {what} | {budget:g} s | {cell['seeds']} | {cell['perplexity']:.2f}{spread} | "
-                         f"{_figure(cell['top1'])} | {_figure(cell['top5'])} | {cell['steps']:,.0f} | "
+                         f"{_figure(cell['top1'])} | {_figure(cell['top5'])} | {_network(cell)} | {cell['steps']:,.0f} | "
                          f"{cell['windows_per_second']:,.0f} | {_stops(cell['stopped_by'])} |")
     return lines
 

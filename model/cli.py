@@ -9,7 +9,8 @@ import typer
 
 from nextword.model.config import ARCHITECTURES, OBJECTIVES
 from nextword.model.schedule import SCHEDULES
-from nextword.model.settings import CHECKPOINT_CHOICES, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS, STRATEGIES, TrainSettings
+from nextword.model.settings import (CHECKPOINT_CHOICES, DEFAULT_NGRAM_ORDER, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS,
+                                     STRATEGIES, TrainSettings, check_ngram_order)
 from nextword.clihelp import Command
 from nextword.quiet import load_tensorflow
 
@@ -22,6 +23,9 @@ Optimizer = Literal[OPTIMIZERS]
 Strategy = Literal[STRATEGIES]
 Schedule = Literal[SCHEDULES]
 CheckpointChoice = Literal[CHECKPOINT_CHOICES]
+NGRAM_HELP = (f"the export mixes the network with a Kneser-Ney n-gram of this order counted on the train split, "
+              f"weighted by maximum likelihood on the validation sample (gen, eval EXPORT_DIR and TF Serving use the "
+              f"mixture); 0: the network alone; default {DEFAULT_NGRAM_ORDER} (0 under --preset notebook)")
 _RECIPE = "default: the preset's, else " + ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
                                                    for name, value in RECIPE_DEFAULTS.items())
 
@@ -64,6 +68,7 @@ def train(
     validate_every: Optional[int] = typer.Option(None, help="score the val sample every N steps (default: after 4 samples' worth of trained windows)"),
     validation_sample: int = typer.Option(2048, help="val windows scored at each validation; the whole split is scored at the end"),
     export_checkpoint: CheckpointChoice = typer.Option("best", help="export the best held-out weights, or the latest"),
+    ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
@@ -151,13 +156,23 @@ def export(
     out: Optional[str] = typer.Option(None, "--out", metavar="EXPORT_DIR", help="where to write the export (default: RUN_DIR/export)"),
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DATA_DIR", help="the dataset the run was trained on, if it moved (default: run.json's)"),
     checkpoint: CheckpointChoice = typer.Option("best", help="the best held-out checkpoint (the latest when no validation ran) or the latest"),
+    ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP + "; default: the run's"),
 ) -> None:
     """Export RUN_DIR's best checkpoint (SavedModel + card.json), as `train` does at its end."""
+    check_ngram_order(ngram_order)
     load_tensorflow()
     from nextword.model.export import export_run
 
-    export_dir, card = export_run(run_dir, out, data_dir, checkpoint)
-    typer.echo(f"exported step {card['training'].get('steps')} of {run_dir} to {export_dir}")
+    export_dir, card = export_run(run_dir, out, data_dir, checkpoint, ngram_order)
+    training = card["training"]
+    step = (training.get("exported") or {}).get("step", training.get("steps"))
+    typer.echo(f"exported step {step} of {run_dir} ({training.get('exported_from')}) to {export_dir}")
+    if card.get("ngram") and "network_weight" in card["ngram"]:
+        mixed = card["ngram"]
+        figures = mixed["sample_perplexity"]
+        typer.echo(f"mixed with a {mixed['order']}-gram counted on the train split (network weight "
+                   f"{mixed['network_weight']:.3f}): validation-sample perplexity {figures['mixture']:.2f} "
+                   f"(network alone {figures['network']:.2f}, {mixed['order']}-gram alone {figures['ngram']:.2f})")
     typer.echo(f"next: gen {export_dir} \"some words\"")
 
 

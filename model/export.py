@@ -13,17 +13,21 @@ looks like a finished export.
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import time
 import uuid
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import nextword
 from nextword.ingest.text import tokenizer_config
 from nextword.model.config import ModelConfig
 from nextword.model.export_graph import ExportModule
+from nextword.model import ngram
+from nextword.model.ngram_graph import NgramMixture
 from nextword import storage
 from nextword.errors import ArtifactError
 from nextword.export_card import CARD_NAME, EXPORT_FORMAT
@@ -49,7 +53,8 @@ SIGNATURES_DOC = {
     "distribution generate draws the next word's first token from at temperature 1 (<pad>, <unk> and "
     "pieces continuing a word zeroed out, the rest renormalised).",
     "score_ids": "context int32[batch, context_length] (pre-padded ids) -> logits float32[batch, vocab] "
-    "(raw, <pad>/<unk> included) of the token after the window.",
+    "(<pad>/<unk> included) of the token after the window: the network's raw logits, or, when the card has an "
+    "`ngram`, the log-probabilities of its mixture with the n-gram (their softmax is the mixture itself).",
     "tokenize": "prompts string[batch] -> words string[batch, n], ids int32[batch, m] (tokens: words, or "
     "pieces for a wordpiece export), lengths int32[batch] (tokens), window int32[batch, context_length], "
     "unknown_words string[batch].",
@@ -57,9 +62,14 @@ SIGNATURES_DOC = {
 
 
 def export_model(
-    model: keras.Model, config: ModelConfig, data_dir: str, export_dir: str, training_summary: dict
+    model: keras.Model, config: ModelConfig, data_dir: str, export_dir: str, training_summary: dict,
+    ngram_order: int = ngram.DEFAULT_ORDER, sample_windows: int = 2048,
 ) -> dict:
-    """Write EXPORT_DIR from a trained Keras model and its DATA_DIR; returns the card (a dict)."""
+    """Write EXPORT_DIR from a trained Keras model and its DATA_DIR; returns the card (a dict).
+
+    ngram_order >= 2: the export mixes the network with a Kneser-Ney n-gram of that order counted
+    on the train split, weighted by maximum likelihood on the first `sample_windows` val windows
+    (the validation sample that chose the checkpoint); 0: the network alone."""
     manifest = load_manifest(data_dir)
     vocabulary = load_vocabulary(data_dir, manifest)
     _check_matches_dataset(config, manifest)
@@ -67,10 +77,14 @@ def export_model(
     staging = f"{export_dir}.tmp-{uuid.uuid4().hex[:8]}"
     storage.makedirs(staging)
     try:
-        module = ExportModule(float32_copy(model, config), config, vocabulary, manifest.tokenizer_choice)
+        network = float32_copy(model, config)
+        mixture, ngram_card = build_mixture(network, config, data_dir, manifest, ngram_order, sample_windows)
+        module = ExportModule(network, config, vocabulary, manifest.tokenizer_choice, mixture)
         tf.saved_model.save(module, storage.join(staging, SAVED_MODEL_DIR), signatures=module.signatures())
         storage.write_atomic(storage.join(staging, VOCAB_NAME), "".join(f"{token}\n" for token in vocabulary))
-        card = _card(config, manifest, training_summary, _file_checksums(staging), module.decoder.description)
+        generation = module.decoder.description + (
+            f"; mixed with a {mixture.order}-gram (network weight {mixture.network_weight:.3f})" if mixture else "")
+        card = _card(config, manifest, training_summary, _file_checksums(staging), generation, ngram_card)
         storage.write_atomic(storage.join(staging, CARD_NAME), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         _replace_directory(staging, export_dir)
     except BaseException:
@@ -103,7 +117,60 @@ def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
     return copy
 
 
-def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, generation: str) -> dict:
+def build_mixture(network: keras.Model, config: ModelConfig, data_dir: str, manifest, order: int,
+                  sample_windows: int) -> tuple[NgramMixture | None, dict | None]:
+    """(the mixture, the card's `ngram` entry), or (None, None) for order 0, or (None, {"order",
+    "skipped": why}) when there is nothing to count or to choose the weight on."""
+    if order == 0:
+        return None, None
+    from nextword.model.builder import final_word_logits_fn
+    from nextword.model.metrics import eval_batch_per_replica
+    from nextword.model.validation import read_sample
+
+    order = min(order, config.context_length + 1)  # the n-gram reads at most the window
+    started = time.perf_counter()
+    contexts, targets = ngram.events_from_dataset(data_dir, "train", order, max_events=ngram.MAX_EVENTS)
+    counted = targets != ngram.PAD
+    sample_contexts, sample_targets = read_sample(data_dir, manifest, sample_windows)
+    scored = sample_targets != ngram.PAD
+    sample_contexts, sample_targets = sample_contexts[scored], sample_targets[scored]
+    if not counted.any() or not scored.any():
+        why = "no train windows to count" if not counted.any() else "no val windows to choose its weight on"
+        return None, {"order": order, "skipped": why}
+    counts = ngram.count_events(contexts[counted], targets[counted], config.vocab_size, order)
+    final_logits = tf.function(final_word_logits_fn(network),
+                               input_signature=[tf.TensorSpec([None, config.context_length], tf.int32)])
+    batch = eval_batch_per_replica(config.vocab_size)
+    network_log_p = np.concatenate([
+        _target_log_probabilities(final_logits(sample_contexts[start:start + batch]), sample_targets[start:start + batch])
+        for start in range(0, len(sample_targets), batch)])
+    ngram_log_p, _ = ngram.score_events(counts, sample_contexts[:, -(order - 1):], sample_targets)
+    weight = ngram.fit_network_weight(network_log_p, ngram_log_p)
+    mixed_log_p = ngram.mixture_log_probabilities(network_log_p, ngram_log_p, weight)
+    perplexity = {name: round(math.exp(-float(np.mean(values))), 3)
+                  for name, values in (("network", network_log_p), ("ngram", ngram_log_p), ("mixture", mixed_log_p))}
+    train_windows = manifest.splits["train"].windows
+    entry = {
+        "order": order, "algorithm": ngram.ALGORITHM, "network_weight": weight,
+        "train_events": int(counted.sum()),
+        "counted": "every train window" if len(targets) >= train_windows
+        else f"the first {len(targets):,} of {train_windows:,} train windows (a sample of documents: ingest shuffles records)",
+        "weight_chosen_on": f"the first {len(sample_targets):,} val windows (the validation sample that chose the "
+                            "checkpoint), by maximum likelihood",
+        "sample_perplexity": perplexity,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return NgramMixture(counts, weight), entry
+
+
+def _target_log_probabilities(logits: tf.Tensor, targets: np.ndarray) -> np.ndarray:
+    """float64[b]: log softmax(logits)[target] of each row."""
+    log_p = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1).numpy().astype(np.float64)
+    return log_p[np.arange(len(targets)), targets]
+
+
+def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, generation: str,
+          ngram_entry: dict | None = None) -> dict:
     embedded = tokenizer_config(manifest.tokenizer_choice)
     return {
         "format": EXPORT_FORMAT,
@@ -116,6 +183,8 @@ def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, ge
         "signatures": SIGNATURES_DOC,
         "model": config.to_dict(),
         "generation": generation,
+        # the n-gram mixed into the network's output (model/ngram_graph.py); null: the network alone
+        "ngram": ngram_entry,
         # What the graph embeds (this version's); the dataset's entry if it was tokenized by another.
         "tokenizer": embedded,
         **({"dataset_tokenizer": manifest.tokenizer}
@@ -167,13 +236,13 @@ def _replace_directory(staging: str, export_dir: str) -> None:
 
 
 def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None = None,
-               which: str = "best") -> tuple[str, dict]:
+               which: str = "best", ngram_order: int | None = None) -> tuple[str, dict]:
     """`nextword export RUN_DIR`: the export `train` writes at its end, from RUN_DIR's best
     held-out checkpoint (`which` "best"; the latest when no validation ran) or its latest.
 
     The model is rebuilt from run.json's config; the vocabulary comes from the dataset the run
     was trained on (run.json's data_dir, or `data_dir` when it has moved; its fingerprint must
-    match). Returns (EXPORT_DIR, card)."""
+    match). ngram_order None: the run's own (run.json's settings). Returns (EXPORT_DIR, card)."""
     from nextword.model import checkpointing
     from nextword.model.builder import build_model
 
@@ -202,7 +271,13 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     config = ModelConfig.from_dict(record["model_config"])
     model = build_model(config)
     checkpointing.restore_model_weights(run_dir, model, which)
-    card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint))
+    run_settings = record.get("settings", {})
+    if ngram_order is None:  # the run's: asked for, else by its preset (TrainSettings.export_ngram_order)
+        ngram_order = run_settings.get("ngram_order")
+    if ngram_order is None:
+        ngram_order = 0 if run_settings.get("preset") == "notebook" else ngram.DEFAULT_ORDER
+    card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint),
+                        ngram_order=ngram_order, sample_windows=run_settings.get("validation_sample", 2048))
     return export_dir, card
 
 

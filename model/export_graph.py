@@ -19,6 +19,9 @@ Generation (`generate` signature):
   - bidirectional models, and transformers trained on objective "last" (`WindowDecoder`),
     recompute their whole window for every word (a backward layer has no state to carry; the
     transformer's other positions were never trained to predict);
+- with an n-gram in the export (model/ngram_graph.py), the decoder's logits become the log of
+  w softmax(logits) + (1 - w) P_ngram(. | the last order - 1 ids), wherever logits leave the graph
+  or are sampled from;
 - the next token is chosen by `model.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
   generation runs until every row holds `num_words` whole words, which `TextToIds.detokenize`
   joins (see `ExportModule._generate`).
@@ -33,6 +36,7 @@ from nextword.model import sampling
 from nextword.ingest.text import PAD_ID, TextToIds
 from nextword.model.builder import final_word_logits_fn
 from nextword.model.config import ModelConfig
+from nextword.model.ngram_graph import NgramMixture
 from nextword.model.transformer import word_positions
 
 
@@ -200,7 +204,8 @@ MAX_PIECES_PER_WORD = 16
 class ExportModule(tf.Module):
     """What `tf.saved_model.save` writes: tokenizer + vocabulary + weights + signatures."""
 
-    def __init__(self, model: keras.Model, config: ModelConfig, vocabulary: list[str], tokenizer: str = "word"):
+    def __init__(self, model: keras.Model, config: ModelConfig, vocabulary: list[str], tokenizer: str = "word",
+                 mixture: NgramMixture | None = None):
         super().__init__(name="nextword_export")
         self.config = config
         self.context_length = config.context_length
@@ -213,7 +218,9 @@ class ExportModule(tf.Module):
         # In model.get_weights() order: tools rebuild the Keras model from an export with these.
         self.keras_weights = list(model.weights)
         self.decoder = make_decoder(model, config)
-        self.final_logits = final_word_logits_fn(model)
+        self.mixture = mixture
+        self.ngram_width = mixture.order - 1 if mixture is not None else 0  # ids the n-gram reads before a word
+        self.network_logits = final_word_logits_fn(model)
         self.generate = tf.function(self._generate, input_signature=list(GENERATE_SIGNATURE.values()))
         self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
         self.next_word_probabilities = tf.function(
@@ -266,16 +273,23 @@ class ExportModule(tf.Module):
         }
 
     # ---- scoring ------------------------------------------------------------------------
+    def _scores(self, network_logits: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+        """What is sampled from and scored: the network's logits, or with an n-gram the log of the
+        mixture given the ids they follow (int32[batch, >= order - 1], the last ones nearest)."""
+        return network_logits if self.mixture is None else self.mixture.mixed_log_probabilities(network_logits, ids)
+
     def _score_ids(self, context: tf.Tensor) -> dict:
-        """int32[batch, context] -> logits float32[batch, vocab] of the token after the window."""
-        return {"logits": self.final_logits(context)}
+        """int32[batch, context] -> logits float32[batch, vocab] of the token after the window (with
+        an n-gram: the mixture's log-probabilities)."""
+        return {"logits": self._scores(self.network_logits(context), context)}
 
     def _next_word_probabilities(self, prompts: tf.Tensor) -> dict:
         """string[batch] -> float32[batch, vocab]: the distribution `generate` samples the first
         token of the next word from at temperature 1 (<pad>, <unk> and pieces that would continue
         the prompt's last word zeroed out, the rest renormalised)."""
         _, ids, _ = self._words_and_ids(prompts)
-        logits = self._must_start_word(self.final_logits(self._window(ids)), tf.constant(True))
+        window = self._window(ids)
+        logits = self._must_start_word(self._scores(self.network_logits(window), window), tf.constant(True))
         return {"probabilities": tf.nn.softmax(sampling.mask_reserved(logits), axis=-1)}
 
     def _must_start_word(self, logits: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
@@ -308,8 +322,9 @@ class ExportModule(tf.Module):
         def body(step, logits, state, history, seen, word_starts, pieces_in_word):
             length = context + step
             banned = sampling.banned_by_ngrams(history, length, no_repeat_ngram, self.vocab_size)
+            scores = self._scores(logits, history[:, length - self.ngram_width : length])
             next_ids = sampling.choose_next_ids(
-                self._must_start_word(logits, pieces_in_word >= MAX_PIECES_PER_WORD), seen, banned,
+                self._must_start_word(scores, pieces_in_word >= MAX_PIECES_PER_WORD), seen, banned,
                 greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
                 repetition_penalty=repetition_penalty, seed=seed, step=step,
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from nextword.errors import SettingsError
 from nextword.model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
+from nextword.model.ngram import DEFAULT_ORDER as DEFAULT_NGRAM_ORDER
 from nextword.model.schedule import SCHEDULES
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -40,6 +41,15 @@ RECIPE_DEFAULTS = dict(optimizer="adam", learning_rate=1e-3, batch_size=128, wei
 NOTEBOOK_TRAINING = dict(optimizer="rmsprop", learning_rate=1e-3, batch_size=512, weight_decay=0.0,
                          schedule="constant", warmup_steps=0, clip_norm=0.0, patience=0)
 CHECKPOINT_CHOICES = ("best", "latest")
+
+
+MAX_NGRAM_ORDER = 8
+
+
+def check_ngram_order(order: int | None) -> None:
+    if order is not None and order != 0 and not 2 <= order <= MAX_NGRAM_ORDER:
+        raise SettingsError(f"--ngram-order must be 0 (the network alone) or 2..{MAX_NGRAM_ORDER}, got {order}",
+                            hint=f"the default, {DEFAULT_NGRAM_ORDER}, is what bench/RESULTS.md measured")
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class TrainSettings:
     validate_every: int | None = None  # steps; None: see model.validation.auto_validate_every
     validation_sample: int = 2048  # val windows scored at each validation (the whole split at the end)
     export_checkpoint: str = "best"  # which weights the export holds: the best held-out or the latest
+    ngram_order: int | None = None  # the export's n-gram mixed with the network; 0: none; None: see export_ngram_order
     resume: bool | None = None  # None: resume when RUN_DIR holds a checkpoint
     export: bool = True
     progress: bool = True
@@ -124,6 +135,7 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        check_ngram_order(self.ngram_order)
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingsError(f"--learning-rate must be > 0, got {self.learning_rate}")
         for name in ("weight_decay", "warmup_steps", "clip_norm", "patience"):
@@ -182,6 +194,13 @@ class TrainSettings:
         3.2x slower, so recurrent models stay uncompiled; on GPUs Keras runs them on cuDNN's kernels,
         which XLA would replace."""
         return self.jit_compile if self.jit_compile is not None else arch == "transformer"
+
+    def export_ngram_order(self) -> int:
+        """The export's n-gram order: asked for, else none for the notebook preset (the notebook had
+        none: its baseline stays the notebook's), else DEFAULT_NGRAM_ORDER."""
+        if self.ngram_order is not None:
+            return self.ngram_order
+        return 0 if self.preset == "notebook" else DEFAULT_NGRAM_ORDER
 
     def optimization(self) -> Optimization:
         return Optimization(**{name: self.training_choice(name) for name in OPTIMIZATION_FIELDS})

@@ -483,7 +483,8 @@ class TrainingSession:
         import tempfile
 
         export_dir = storage.join(self.settings.out, "export") if self.chief else tempfile.mkdtemp(prefix="nextword-worker-export-")
-        export_model(self.trainer.model, self.model_config, self.settings.data_dir, export_dir, summary)
+        export_model(self.trainer.model, self.model_config, self.settings.data_dir, export_dir, summary,
+                     ngram_order=self.settings.export_ngram_order(), sample_windows=self.settings.validation_sample)
         if not self.chief:
             storage.remove(export_dir)
 

@@ -33,26 +33,35 @@ def auto_validate_every(sample_windows: int, global_batch: int) -> int:
     return max(1, math.ceil(TRAINED_SAMPLES_PER_VALIDATION * sample_windows / global_batch))
 
 
-class ValidationSample:
-    """The first `windows` windows of DATA_DIR's val split, scored by `final_logits_fn`
-    (int32[b, C] -> float32[b, vocab]) through one tf.function traced once."""
+def read_sample(data_dir: str, manifest, windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(contexts int32[n, C], targets int32[n]): the first `windows` windows of the val split in
+    record order (objective "last"; pad targets included, as the metrics skip them)."""
+    from nextword.tfrecords.reader import ReaderConfig, make_dataset
 
-    def __init__(self, data_dir: str, manifest, final_logits_fn, windows: int):
-        from nextword.tfrecords.reader import ReaderConfig, make_dataset
-
-        self.manifest = manifest
-        self.batch = eval_batch_per_replica(manifest.vocab_size)
-        config = ReaderConfig(batch_size=self.batch, objective="last", training=False)
-        contexts, targets, held = [], [], 0
+    config = ReaderConfig(batch_size=eval_batch_per_replica(manifest.vocab_size), objective="last", training=False)
+    contexts, targets, held = [], [], 0
+    val = manifest.splits.get("val")
+    if windows > 0 and val is not None and val.windows:
         for context, target, _ in make_dataset(data_dir, "val", config, manifest=manifest):
             contexts.append(context.numpy())
             targets.append(target.numpy())
             held += len(target)
             if held >= windows:
                 break
+    if not contexts:
+        return np.zeros((0, manifest.context_length), np.int32), np.zeros(0, np.int32)
+    return np.concatenate(contexts)[:windows], np.concatenate(targets)[:windows]
+
+
+class ValidationSample:
+    """The first `windows` windows of DATA_DIR's val split, scored by `final_logits_fn`
+    (int32[b, C] -> float32[b, vocab]) through one tf.function traced once."""
+
+    def __init__(self, data_dir: str, manifest, final_logits_fn, windows: int):
+        self.manifest = manifest
+        self.batch = eval_batch_per_replica(manifest.vocab_size)
+        self.contexts, self.targets = read_sample(data_dir, manifest, windows)
         context_length = manifest.context_length
-        self.contexts = np.concatenate(contexts)[:windows] if contexts else np.zeros((0, context_length), np.int32)
-        self.targets = np.concatenate(targets)[:windows] if targets else np.zeros(0, np.int32)
         signature = [tf.TensorSpec([None, context_length], tf.int32), tf.TensorSpec([None], tf.int32)]
         self._sums = tf.function(lambda context, target: final_word_sums(final_logits_fn(context), target),
                                  input_signature=signature)

@@ -146,6 +146,13 @@ def evaluate_step(settings: DemoSettings, console) -> dict:
     console.print(f"[bold]3. held-out[/bold] ({result['windows']:,} windows never trained on): "
                   f"perplexity [bold]{result['perplexity']:.1f}[/bold]  top-1 accuracy [bold]{result['top1']:.1%}[/bold]  "
                   f"top-5 {result['top5']:.1%}")  # the demo ingests words: top-1 is there
+    with open(os.path.join(settings.export_dir, "card.json")) as handle:
+        card = json.load(handle)
+    mixed, network = card.get("ngram") or {}, card.get("training", {}).get("validation") or {}
+    if "network_weight" in mixed and network:
+        console.print(f"   the export mixes the network with a {mixed['order']}-gram counted on the train split "
+                      f"(network weight {mixed['network_weight']:.2f}); the network alone: "
+                      f"perplexity {network['perplexity']:.1f}  top-1 {network['top1']:.1%}")
     from nextword.model.ngram import baseline
 
     ngram = baseline(settings.data_dir)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -46,12 +47,33 @@ def test_trained_under_mirrored_with_two_replicas_and_exported(mirrored_run):
 
 
 @pytest.mark.slow
-def test_eval_of_export_equals_eval_of_checkpoint(mirrored_run, data_dir):
+def test_eval_of_export_equals_the_checkpoint_mixed_with_the_counted_5_gram(mirrored_run, data_dir):
+    """The export scores w p_network + (1 - w) p_5gram: recomputed here from the best checkpoint's
+    logits, a 5-gram counted by model/ngram.py on the train windows, and the card's weight."""
+    from nextword.model import ngram
+    from nextword.model.evaluate import final_logits_from_run_dir
+    from nextword.model.validation import read_sample
+    from nextword.tfrecords.manifest import load_manifest
+
     from_checkpoint = evaluate(mirrored_run, data_dir)
     from_export = evaluate(os.path.join(mirrored_run, "export"), data_dir)
     assert (from_checkpoint["source"], from_export["source"]) == ("checkpoint best", "export")
-    for key in ("loss", "perplexity", "top1", "top5"):
-        assert from_export[key] == pytest.approx(from_checkpoint[key], rel=1e-4), key
+    manifest = load_manifest(data_dir)
+    contexts, targets = read_sample(data_dir, manifest, 10**6)
+    contexts, targets = contexts[targets != 0], targets[targets != 0]
+    logits = final_logits_from_run_dir(mirrored_run, manifest)(contexts).numpy().astype(np.float64)
+    network = logits[np.arange(len(targets)), targets] - np.log(np.exp(logits).sum(axis=1))
+    assert -network.mean() == pytest.approx(from_checkpoint["loss"], rel=1e-4)
+    counts = ngram.count_events(*ngram.events_from_dataset(data_dir, "train", 5), manifest.vocab_size, 5)
+    five_gram, _ = ngram.score_events(counts, contexts[:, -4:], targets)
+    card = json.load(open(os.path.join(mirrored_run, "export", "card.json")))
+    weight = card["ngram"]["network_weight"]
+    mixed = ngram.mixture_log_probabilities(network, five_gram, weight)
+    assert from_export["loss"] == pytest.approx(-mixed.mean(), rel=1e-4)
+    # the weight maximises the likelihood of the validation sample, here the whole 220-window split
+    # (the 5-gram alone predicts this synthetic data best: a weight of 0 is the maximum there)
+    assert 0 <= weight <= 1 and from_export["loss"] <= min(-network.mean(), -five_gram.mean()) + 1e-6
+    assert card["ngram"]["sample_perplexity"]["mixture"] == pytest.approx(from_export["perplexity"], rel=1e-3)
     # the best validation's weights (the sample is the whole 220-window split here)
     history = json.load(open(os.path.join(mirrored_run, "history.json")))
     best = min(history["epochs"], key=lambda row: row["val_loss"])

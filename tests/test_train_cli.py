@@ -190,8 +190,12 @@ def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
     from_export = run_cli("eval", os.path.join(run_dir, "export"), data_dir, "--json")
     from_checkpoint = run_cli("eval", run_dir, data_dir, "--json")
     assert from_export.exit_code == from_checkpoint.exit_code == 0, from_export.stderr + from_checkpoint.stderr
-    # the export runs the trained layers: it scores like the checkpoint
-    assert abs(json.loads(from_export.stdout)["loss"] - json.loads(from_checkpoint.stdout)["loss"]) < 1e-4
+    # the export runs the trained layers: the network in it scores like the checkpoint (the validation
+    # sample is the whole val split here), and its mixture with the 5-gram, weighted by maximum likelihood
+    # on that sample, scores no worse
+    network = json.loads(from_checkpoint.stdout)
+    assert card["ngram"]["sample_perplexity"]["network"] == pytest.approx(network["perplexity"], rel=1e-4)
+    assert json.loads(from_export.stdout)["loss"] <= network["loss"] + 1e-5
     generated = run_cli(os.path.join(run_dir, "export"), "the cat sat", "--words", "60", "--greedy", program="gen")
     assert generated.exit_code == 0, generated.stderr
     assert generated.stdout.startswith("the cat sat ") and len(generated.stdout.split()) == 3 + 60  # prompt + words
@@ -309,14 +313,14 @@ def test_export_command_re_exports_the_latest_checkpoint(trained_run, data_dir, 
 
     run_dir = str(tmp_path / "run")
     shutil.copytree(trained_run[0], run_dir)
-    result = run_cli("export", run_dir)
+    result = run_cli("export", run_dir, "--ngram-order", "0")  # the network alone: scored against the run below
     export_dir = os.path.join(run_dir, "export")
     assert result.exit_code == 0 and export_dir in result.stdout, result.output
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     generator = Generator.load(run_dir)  # what gen loads: the card's sha256s checked first
     card = generator.card
     assert card["training"]["steps"] == summary["steps"] and card["training"]["weights_sha256"] == summary["weights_sha256"]
-    assert card["model"] == json.load(open(os.path.join(run_dir, "run.json")))["model_config"]
+    assert card["model"] == json.load(open(os.path.join(run_dir, "run.json")))["model_config"] and card["ngram"] is None
     samples, _ = generator.generate(["w1 w2"], GenerateSettings(words=4, greedy=True))
     assert len(samples[0].text.split()) == 4
     # the best checkpoint's weights: the export scores what the run measured for them
