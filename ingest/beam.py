@@ -12,6 +12,9 @@ ingest's: each shard's pieces are written in document order.
                        learner = vocabulary;
                        batches -> CountPieces (vocabulary as side input) -> CombineGlobally(sum) = the
                        split sizes in pieces (see ingest/wordpiece.py)
+                     --vocab-from: no vocabulary to count or learn; batches -> CountWithVocabulary (the
+                       reused vocabulary as side input; the local runner's `count_batch`) -> counters and
+                       split sizes in ids: CombineGlobally(sum)
     driver:          vocabulary + shard counts -> vocab.txt (as the local ingest)
     pass 2 (write):  files -> document batches -> Reshuffle -> ids -> encode_block
                        -> GroupByKey((split, shard)) -> pieces in document order -> order_shard
@@ -30,13 +33,13 @@ import logging
 import re
 from typing import Sequence
 
-from nextword.ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, refuse_empty,
-                             shard_counts_for_size, window_plan)
+from nextword.ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, prepare,
+                             summary_from_totals, window_plan)
 from nextword.ingest.windows import WindowPlan
 from nextword.ingest.settings import IngestSettings, fingerprint_of
-from nextword.ingest.lengths import counts_of, profile
-from nextword.ingest.sources import InputSpec, resolve_inputs
+from nextword.ingest.sources import InputSpec
 from nextword.ingest.text import RESERVED_TOKENS
+from nextword.ingest.vocab_source import VocabSource
 from nextword.ingest.vocab import vocabulary_bytes
 from nextword.ingest.writer import PARTIAL_SUFFIX, STATE_DIR, publish, read_state
 from nextword import storage
@@ -89,15 +92,25 @@ def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> lis
 
 # ------------------------------------------------------------------ the two pipelines
 
-def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec]) -> None:
+def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec],
+                    source: VocabSource | None = None) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from nextword.ingest.beam_transforms import CountPieces, CountWords, coverage, read_batches, save_state, sum_dicts, vocabulary_of
+    from nextword.ingest.beam_transforms import (CountPieces, CountWithVocabulary, CountWords, coverage, read_batches,
+                                                 sum_dicts, vocabulary_of)
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         batches = (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
                    | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
                    | "Spread" >> beam.Reshuffle())
+        if source is not None:
+            vocabulary = pipeline | "Reused" >> beam.Create([list(source.tokens)])
+            counted = batches | "Count" >> beam.ParDo(
+                CountWithVocabulary(settings.stride, settings.val_fraction, settings.tokenizer),
+                beam.pvalue.AsSingleton(vocabulary)).with_outputs("sizes", main="counters")
+            sizes = counted.sizes | "SumSizes" >> beam.CombineGlobally(sum_dicts)
+            _save_summary(beam, pipeline, settings, vocabulary, sizes, counted.counters)
+            return
         counted = batches | "Count" >> beam.ParDo(CountWords(settings.stride, settings.val_fraction)).with_outputs(
             "words", main="counters")
         word_counts = counted.words | "SumWords" >> beam.CombinePerKey(sum)
@@ -124,12 +137,19 @@ def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
             sizes = (word_counts
                      | "Coverage" >> beam.Map(coverage, beam.pvalue.AsSingleton(vocabulary))
                      | "SumCoverage" >> beam.CombineGlobally(sum_dicts))
-        counters = counted.counters | "SumCounters" >> beam.CombineGlobally(sum_dicts)
-        (pipeline | "One" >> beam.Create([None])
-         | "Summary" >> beam.Map(lambda _, words, size, total: {"vocabulary": words, "sizes": size, "counters": total},
-                                 beam.pvalue.AsSingleton(vocabulary), beam.pvalue.AsSingleton(sizes),
-                                 beam.pvalue.AsSingleton(counters))
-         | "Save" >> beam.Map(save_state, settings.out, "beam-pass1.json"))
+        _save_summary(beam, pipeline, settings, vocabulary, sizes, counted.counters)
+
+
+def _save_summary(beam, pipeline, settings: IngestSettings, vocabulary, sizes, counters) -> None:
+    """The vocabulary, summed sizes and the counters (summed here) -> .partial/beam-pass1.json."""
+    from nextword.ingest.beam_transforms import save_state, sum_dicts
+
+    counters = counters | "SumCounters" >> beam.CombineGlobally(sum_dicts)
+    (pipeline | "One" >> beam.Create([None])
+     | "Summary" >> beam.Map(lambda _, words, size, total: {"vocabulary": words, "sizes": size, "counters": total},
+                             beam.pvalue.AsSingleton(vocabulary), beam.pvalue.AsSingleton(sizes),
+                             beam.pvalue.AsSingleton(counters))
+     | "Save" >> beam.Map(save_state, settings.out, "beam-pass1.json"))
 
 
 def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec], plan: WindowPlan) -> None:
@@ -190,16 +210,15 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     """The ingest as Beam pipelines (see the module docstring); returns the manifest written.
     It does not resume: a rerun after an interruption runs both pipelines again."""
     beam = _beam()
+    settings, specs, source, identity = prepare(settings, session)
     flags = pipeline_flags(settings, beam_options)
-    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
-    identity = settings.identity(specs)
     fingerprint = fingerprint_of(identity)
     finished = check_output_dir(settings, specs, identity, session)
     if finished is not None:
         return finished
     storage.makedirs(settings.out)
     progress("counting words", 0, None, 0)
-    _run(_count_pipeline, beam, flags, settings, specs)
+    _run(_count_pipeline, beam, flags, settings, specs, source)
     summary = _pass1_summary(settings, specs, fingerprint, read_state(settings.out, "beam-pass1.json"))
     documents = summary["counters"]["documents"]
     progress("counting words", documents, documents, 0)
@@ -207,7 +226,7 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     _run(_write_pipeline, beam, flags, settings, specs, plan)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
     progress("writing windows", documents, documents, sum(shard.windows for split in shards for shard in split))
-    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity, source)
     publish(settings.out, [shard.file for split in shards for shard in split])
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
@@ -219,33 +238,10 @@ def _pass1_summary(settings: IngestSettings, specs, fingerprint: str, state: dic
     if state is None:
         raise ArtifactError("the Beam counting pipeline finished without writing its summary",
                             hint="check the runner's logs; the workers must be able to write to --out")
-    totals, sizes = state["counters"], state["sizes"]
-    per_split = _per_split(totals)  # in words
-    counters = {key: value for key, value in totals.items() if "/" not in key}
-    counters.setdefault("documents", 0)
-    extra = {}
-    if settings.tokenizer == "wordpiece":  # windows in pieces: CountPieces counted them per split
-        from nextword.ingest.wordpiece import counted_summary
-
-        word_splits, per_split = per_split, _per_split(sizes)
-        refuse_empty(settings, specs, counters, per_split)
-        counters, extra = counted_summary(counters, word_splits, per_split, sizes)
-    else:
-        refuse_empty(settings, specs, counters, per_split)
-        counters["tokens"] = sizes.get("total", 0)
-        counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
-    extra["document_words"] = profile(*counts_of(totals), settings.context_length)
-    vocabulary = state["vocabulary"]
-    data, _ = vocabulary_bytes(vocabulary)
+    summary = summary_from_totals(settings, specs, state["counters"], state["sizes"], state["vocabulary"])
+    data, _ = vocabulary_bytes(summary["vocabulary"])
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
-    shard_counts = shard_counts_for_size(settings, sizes.get("varint_bytes", 0), counters["tokens"], per_split)
-    return dict(fingerprint=fingerprint, vocabulary=vocabulary, counters=counters, splits=per_split,
-                shard_counts=shard_counts, extra=extra)
-
-
-def _per_split(totals: dict) -> dict:
-    """Flat "train/tokens" keys (summed over document batches) -> {"train": {"tokens": ...}, ...}."""
-    return {name: {key: totals.get(f"{name}/{key}", 0) for key in ("documents", "tokens", "windows")} for name in SPLITS}
+    return dict(fingerprint=fingerprint, **summary)
 
 
 def _collect_shards(data_dir: str, plan: WindowPlan, written: list[dict]) -> list[list[Shard]]:

@@ -8,7 +8,6 @@ counters dict); a piece of a shard is (input index, first document index, frames
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 from typing import Iterable
 
@@ -21,11 +20,11 @@ from nextword.quiet import load_tensorflow
 # here, without its C++ start-up lines on the worker's stderr.
 load_tensorflow()
 
-from nextword.ingest.pipeline import add_split_totals, BatchTokenizer, encode_arguments  # noqa: E402
-from nextword.ingest.lengths import length_counts  # noqa: E402
+from nextword.ingest.pipeline import BatchTokenizer, encode_arguments, split_counters  # noqa: E402
 from nextword.ingest.sources import InputSpec, iter_documents  # noqa: E402
 from nextword.ingest.text import RESERVED_TOKENS  # noqa: E402
 from nextword.ingest.vocab import varint_length  # noqa: E402
+from nextword.ingest.vocab_source import count_batch  # noqa: E402
 from nextword.ingest.wordpiece import piece_sizes  # noqa: E402
 from nextword.ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_ordered  # noqa: E402
 from nextword.ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
@@ -65,7 +64,7 @@ class CountWords(beam.DoFn):
             lengths, unique, counts = (tensor.numpy() for tensor in self.tokenizer.count(texts))
             for word, count in zip(unique.tolist(), counts.tolist()):
                 yield beam.pvalue.TaggedOutput("words", (word, count))
-            counters.update(split_counters(texts, lengths, self.stride, self.val_fraction))
+            counters.update(split_counters(lengths, is_validation(document_keys(texts), self.val_fraction), self.stride))
         yield counters
 
 
@@ -86,20 +85,34 @@ class CountPieces(beam.DoFn):
         if vocabulary != self.vocabulary:  # once per worker: the side input is one vocabulary
             self.tokenizer.use_vocabulary(vocabulary, "wordpiece")
             self.vocabulary = vocabulary
-        _, flat_ids, lengths, _, _ = encode_arguments(self.tokenizer, None, texts, self.val_fraction)
-        per_split = {key: value for key, value in split_counters(texts, lengths, self.stride, self.val_fraction).items()
+        _, flat_ids, lengths, _, validation = encode_arguments(self.tokenizer, None, texts, self.val_fraction)
+        per_split = {key: value for key, value in split_counters(lengths, validation, self.stride).items()
                      if key.partition("/")[0] in SPLITS}  # in pieces: the lengths in words are pass 1's
         yield {**per_split, **piece_sizes(flat_ids)}
 
 
-def split_counters(texts: list[bytes], lengths: np.ndarray, stride: int, val_fraction: float) -> dict:
-    """Documents, empty documents and per-split documents/tokens/windows of one batch (flat keys "train/tokens")."""
-    validation = is_validation(document_keys(texts), val_fraction)
-    per_split = {name: collections.Counter() for name in SPLITS}
-    add_split_totals(per_split, lengths, validation, stride)
-    counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum()), **length_counts(lengths)}
-    counters.update({f"{name}/{key}": value for name, totals in per_split.items() for key, value in totals.items()})
-    return counters
+class CountWithVocabulary(beam.DoFn):
+    """--vocab-from: a document batch and the reused vocabulary (a side input) -> its counters (as
+    CountWords', without words: nothing is learned) + tagged "sizes" (as CountPieces', in ids of
+    either tokenizer), by the local runner's own `count_batch`."""
+
+    def __init__(self, stride: int, val_fraction: float, tokenizer: str):
+        self.stride, self.val_fraction, self.tokenizer_name = stride, val_fraction, tokenizer
+
+    def setup(self):
+        self.tokenizer, self.vocabulary = BatchTokenizer(), None
+
+    def process(self, batch, vocabulary: list[str]):
+        _, _, texts, source_counters = batch
+        counters = dict(source_counters)
+        if texts:
+            if vocabulary != self.vocabulary:  # once per worker: the side input is one vocabulary
+                self.tokenizer.use_vocabulary(vocabulary, self.tokenizer_name)
+                self.vocabulary = vocabulary
+            counted, sizes = count_batch(self.tokenizer, texts, self.stride, self.val_fraction)
+            counters = sum_dicts([counters, counted])
+            yield beam.pvalue.TaggedOutput("sizes", sizes)
+        yield counters
 
 
 def vocabulary_of(top_words: list[tuple[bytes, int]]) -> list[str]:

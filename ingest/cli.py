@@ -9,7 +9,7 @@ from typing import List, Literal, Optional
 
 import typer
 
-from nextword.ingest.settings import IngestSettings, default_workers
+from nextword.ingest.settings import DEFAULT_TOKENIZER, DEFAULT_VOCAB_SIZE, IngestSettings, default_workers
 from nextword.ingest.sources import BUILTIN, FORMATS, TEXT_UNITS
 from nextword.clihelp import Command
 from nextword.errors import SettingsError
@@ -76,6 +76,7 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     from nextword.ingest.lengths import short_document_warning
 
     summary["inputs"] = [dict(entry) for entry in manifest.inputs]
+    summary["vocab_source"] = dict(manifest.vocab_source) or None  # None: learned from the inputs
     summary["document_words"] = manifest.extra.get("document_words")  # None: written before 0.3
     warning = short_document_warning(summary["document_words"], manifest.context_length, summary["inputs"])
     summary["warnings"] = [warning] if warning else []
@@ -116,6 +117,12 @@ def _print_summary(console, summary: dict, histogram: bool = False) -> None:
     console.print(f"tokenizer {summary['tokenizer']}, vocabulary {summary['vocab_size']:,} {unit}{per_word}, "
                   f"context {summary['context_length']}, "
                   f"stride {summary['stride']}, layout {layout}, {summary['bytes_per_window']} bytes/window")
+    source = summary.get("vocab_source")
+    if source:
+        console.print(f"vocabulary reused from {source['path']} (dataset {source['fingerprint']}, "
+                      f"vocab sha256 {source['vocab_sha256'][:16]}…)", highlight=False)
+    else:
+        console.print("vocabulary learned from the inputs", highlight=False)
     console.print(f"counters: {counters}")
     lengths = summary.get("document_words")
     if lengths:
@@ -147,8 +154,9 @@ def ingest_command(
     format: Format = typer.Option("auto", "--format", help="auto = by extension. text: see --text-unit."),
     text_unit: TextUnit = typer.Option(IngestSettings.text_unit, "--text-unit", help="What one document of a text input is (windows never cross documents). line: each line; paragraph: lines up to a blank line (wrapped prose, books, dictionaries); file: the whole file (up to 16 MB); auto: paragraph for a file whose first MB has at least 2% blank lines, else line. dataset.json records the unit each input was read by."),
     column: Optional[str] = typer.Option(None, "--column", help="Text column (CSV/TSV/Parquet/JSONL). Needed when there is more than one."),
-    tokenizer: Tokenizer = typer.Option(IngestSettings.tokenizer, "--tokenizer", help="word: one id per word, and a word outside the vocabulary is <unk>; wordpiece: subword pieces learned from the corpus's word counts (TF Text WordPiece; \"##\" marks a piece inside a word), so a rare word is spelled from known pieces instead of <unk>. Both split words the same way."),
-    vocab_size: int = typer.Option(IngestSettings.vocab_size, "--vocab-size", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word); wordpiece: the pieces' target size (the learner stays at or a little under N; dataset.json has the real size)."),
+    tokenizer: Optional[Tokenizer] = typer.Option(None, "--tokenizer", show_default=f"{DEFAULT_TOKENIZER}; with --vocab-from, the source's", help="word: one id per word, and a word outside the vocabulary is <unk>; wordpiece: subword pieces learned from the corpus's word counts (TF Text WordPiece; \"##\" marks a piece inside a word), so a rare word is spelled from known pieces instead of <unk>. Both split words the same way."),
+    vocab_size: Optional[int] = typer.Option(None, "--vocab-size", show_default=f"{DEFAULT_VOCAB_SIZE}; with --vocab-from, the source's", help="ids: 0 <pad>, 1 <unk>, then the N-2 most frequent words (ties by word); wordpiece: the pieces' target size (the learner stays at or a little under N; dataset.json has the real size)."),
+    vocab_from: Optional[str] = typer.Option(None, "--vocab-from", metavar="DATA_DIR", help="Reuse this finished dataset's tokenizer and vocabulary instead of learning one, so both datasets share ids (the same vocab_sha256): a word it does not know is <unk>. --tokenizer and --vocab-size are taken from it (refused if they differ); --context and the rest are free."),
     context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
     stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
     layout: Layout = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
@@ -182,7 +190,7 @@ def ingest_command(
     if not paths:
         raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
     settings = IngestSettings(
-        inputs=tuple(paths), out=out, format=format, column=column, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size, context_length=context,
+        inputs=tuple(paths), out=out, format=format, column=column, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size, vocab_from=vocab_from, context_length=context,
         stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )

@@ -24,6 +24,7 @@ import numpy as np
 
 from nextword.ingest.settings import IngestSettings, fingerprint_of, identity_changes
 from nextword.ingest.lengths import counts_of, length_counts, profile
+from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from nextword.ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
@@ -63,8 +64,7 @@ class IngestSession:
 def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
                session: IngestSession | None = None) -> Manifest:
     session = session or IngestSession()
-    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
-    identity = settings.identity(specs)
+    settings, specs, source, identity = prepare(settings, session)
     fingerprint = fingerprint_of(identity)
     finished = check_output_dir(settings, specs, identity, session)
     if finished is not None:
@@ -74,16 +74,30 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
     if summary is None or summary.get("fingerprint") != fingerprint:
         if storage.exists(storage.join(settings.out, STATE_DIR)):
             session.note("resuming: pass 1 of 3 (counting words) keeps no checkpoint, so it starts again")
-        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity)
+        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity, source)
     elif read_state(settings.out, "pass2.json") is None:
         session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
     plan = window_plan(settings, summary["shard_counts"])
     _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress, session)
     shards = order_shards(settings.out, plan, progress)
-    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity)
+    manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity, source)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
     return manifest
+
+
+def prepare(settings: IngestSettings, session: IngestSession | None = None):
+    """What both runners start from: (settings with --vocab-from resolved, the inputs, the
+    VocabSource or None, this command's identity)."""
+    settings, source = resolve(settings)
+    if source is not None and session is not None:
+        session.note(f"reusing the {source.tokenizer} vocabulary of {settings.vocab_from} "
+                     f"({len(source.tokens):,} ids, sha256 {source.vocab_sha256[:12]}…)")
+        note = context_note(settings, source)
+        if note:
+            session.note(note)
+    specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
+    return settings, specs, source, settings.identity(specs, source.vocab_sha256 if source else None)
 
 
 def window_plan(settings: IngestSettings, shard_counts) -> WindowPlan:
@@ -199,8 +213,14 @@ class BatchTokenizer:
             ids = text_to_ids(texts)
             return tf.cast(ids.flat_values, tf.int32), ids.row_lengths()
 
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def lengths_and_ids(texts):  # --vocab-from's pass 1: words and ids of one tokenization
+            words, ids, _ = text_to_ids.words_and_ids(texts)
+            return words.row_lengths(), tf.cast(ids.flat_values, tf.int32), ids.row_lengths()
+
         self._text_to_ids = text_to_ids  # keep its table / model alive with the function
         self.to_ids = to_ids
+        self.lengths_and_ids = lengths_and_ids
 
 
 def encode_arguments(tokenizer: BatchTokenizer, plan: WindowPlan, texts: list[bytes], val_fraction: float) -> tuple:
@@ -226,7 +246,14 @@ def _in_order(executor, function, items, depth: int):
 
 
 def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress,
-                identity: dict | None = None) -> dict:
+                identity: dict | None = None, source: VocabSource | None = None) -> dict:
+    if source is not None:
+        summary = dict(fingerprint=fingerprint, identity=identity, **summary_from_totals(
+            settings, specs, *count_with_vocabulary(settings, specs, tokenizer, source, progress), list(source.tokens)))
+        storage.makedirs(settings.out)
+        storage.write_atomic(storage.join(settings.out, VOCAB_NAME), vocabulary_bytes(summary["vocabulary"])[0])
+        write_state(settings.out, "pass1.json", summary)
+        return summary
     local_out = local_path(settings.out)  # word-count runs spill beside a local output, else to the temp dir
     counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
     counters = collections.Counter()
@@ -280,11 +307,50 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     return summary
 
 
+def summary_from_totals(settings, specs, totals: dict, sizes: dict, vocabulary: list[str]) -> dict:
+    """Pass 1's sums in flat keys (counters: as `split_counters` in words plus the readers' counters;
+    sizes: `piece_sizes`, and for wordpiece or --vocab-from the splits in ids too) -> the summary's
+    vocabulary, counters, splits, shard counts and extra (both runners; the Beam runner's sums come
+    from its CountWords/CountPieces or CountWithVocabulary)."""
+    per_split = _per_split(totals)  # in words
+    counters = {key: value for key, value in totals.items() if "/" not in key}
+    counters.setdefault("documents", 0)
+    extra = {}
+    if settings.tokenizer == "wordpiece":  # windows in pieces: counted per split with the vocabulary
+        from nextword.ingest.wordpiece import counted_summary
+
+        word_splits, per_split = per_split, _per_split(sizes)
+        refuse_empty(settings, specs, counters, per_split)
+        counters, extra = counted_summary(counters, word_splits, per_split, sizes)
+    else:
+        refuse_empty(settings, specs, counters, per_split)
+        counters["tokens"] = sizes.get("total", 0)
+        counters["oov_tokens"] = sizes.get("total", 0) - sizes.get("covered", 0)
+    extra["document_words"] = profile(*counts_of(totals), settings.context_length)
+    shard_counts = shard_counts_for_size(settings, sizes.get("varint_bytes", 0), counters["tokens"], per_split)
+    return dict(vocabulary=vocabulary, counters=counters, splits=per_split, shard_counts=shard_counts, extra=extra)
+
+
+def _per_split(totals: dict) -> dict:
+    """Flat "train/tokens" keys (summed over document batches) -> {"train": {"tokens": ...}, ...}."""
+    return {name: {key: totals.get(f"{name}/{key}", 0) for key in ("documents", "tokens", "windows")} for name in SPLITS}
+
+
 def add_split_totals(per_split, lengths: np.ndarray, validation: np.ndarray, stride: int) -> None:
     for index, name in enumerate(SPLITS):
         chosen = lengths[validation == bool(index)]
         per_split[name].update(documents=len(chosen), tokens=int(chosen.sum()),
                                windows=int(windows_per_document(chosen, stride).sum()))
+
+
+def split_counters(lengths: np.ndarray, validation: np.ndarray, stride: int) -> dict:
+    """Documents, empty documents, documents by length and per-split documents/tokens/windows of
+    one batch (`lengths` int[documents], `validation` bool[documents]), in flat keys ("train/tokens")."""
+    per_split = {name: collections.Counter() for name in SPLITS}
+    add_split_totals(per_split, lengths, validation, stride)
+    counters = {"documents": len(lengths), "empty_documents": int((lengths == 0).sum()), **length_counts(lengths)}
+    counters.update({f"{name}/{key}": value for name, totals in per_split.items() for key, value in totals.items()})
+    return counters
 
 
 def refuse_empty(settings, specs, counters, per_split) -> None:
@@ -427,10 +493,14 @@ def _encoder_pool(workers: int) -> concurrent.futures.Executor:
 
 # ------------------------------------------------------------------ manifest
 
-def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None) -> Manifest:
+def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None,
+                   source: VocabSource | None = None) -> Manifest:
     from nextword.ingest.text import tokenizer_config
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
+    if source is not None and vocab_sha256 != source.vocab_sha256:
+        raise ArtifactError(f"the vocabulary written ({vocab_sha256[:12]}…) is not the one --vocab-from reuses "
+                            f"({source.vocab_sha256[:12]}…)", hint="this is a bug in nextword; please report it")
     splits = {}
     for index, name in enumerate(SPLITS):
         recorded = summary["splits"][name]
@@ -452,4 +522,5 @@ def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict
         created_by=f"nextword {__version__}", layout=settings.layout,
         windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
         identity=identity or {}, extra=summary.get("extra", {}),
+        vocab_source=source.record() if source is not None else {},
     )

@@ -24,6 +24,10 @@ SETTING_LABELS = {"tokenizer_choice": "--tokenizer", "vocab_size": "--vocab-size
                   "tokenizer": "tokenizer (another nextword version)"}
 
 
+DEFAULT_TOKENIZER = "word"
+DEFAULT_VOCAB_SIZE = 20000
+
+
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -35,8 +39,11 @@ class IngestSettings:
     format: str = "auto"
     column: str | None = None
     text_unit: str = "auto"  # text inputs: line, paragraph, file, or auto (sources.detect_text_unit)
-    tokenizer: str = "word"  # word: one id per word; wordpiece: subword pieces learned at ingest
-    vocab_size: int = 20000  # wordpiece: the learner's target size
+    # None: DEFAULT_TOKENIZER / DEFAULT_VOCAB_SIZE, or with vocab_from the source's (ingest.vocab_source
+    # resolves them before a run): a reused vocabulary fixes both, so only a value given can conflict
+    tokenizer: str | None = None  # word: one id per word; wordpiece: subword pieces learned at ingest
+    vocab_size: int | None = None  # wordpiece: the learner's target size
+    vocab_from: str | None = None  # a finished DATA_DIR whose tokenizer and vocabulary are reused
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target
     stride: int = 1
     layout: str = "spans"  # spans: runs of consecutive windows per record; windows: one Example per window
@@ -51,15 +58,19 @@ class IngestSettings:
     batch_bytes: int = 1 << 20  # text per batch handed to a worker (does not change the output)
 
     def __post_init__(self) -> None:
+        if self.vocab_from is None:
+            for name, default in (("tokenizer", DEFAULT_TOKENIZER), ("vocab_size", DEFAULT_VOCAB_SIZE)):
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, default)
         if self.format not in ("auto", *FORMATS):
             raise SettingsError(f"--format must be auto or one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.text_unit not in ("auto", *TEXT_UNITS):
             raise SettingsError(f"--text-unit must be auto or one of {', '.join(TEXT_UNITS)}, got {self.text_unit!r}")
-        if self.tokenizer not in TOKENIZERS:
+        if self.tokenizer is not None and self.tokenizer not in TOKENIZERS:
             raise SettingsError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {self.tokenizer!r}")
-        if self.vocab_size < 3:
+        if self.vocab_size is not None and self.vocab_size < 3:
             raise SettingsError(f"--vocab-size must be at least 3 (<pad>, <unk> and one word), got {self.vocab_size}")
-        if self.vocab_size > 1 << 21:
+        if self.vocab_size is not None and self.vocab_size > 1 << 21:
             raise SettingsError(f"--vocab-size above {1 << 21} is not supported, got {self.vocab_size}",
                                 hint="a softmax over millions of words will not train on this toolkit's RNNs anyway")
         if self.context_length < 1:
@@ -81,30 +92,35 @@ class IngestSettings:
         if self.seed < 0:
             raise SettingsError(f"--seed must be non-negative, got {self.seed}")
 
-    def identity(self, specs: list[InputSpec]) -> dict:
+    def identity(self, specs: list[InputSpec], vocab_sha256: str | None = None) -> dict:
         """What determines the output bytes, JSON-able (dataset.json keeps it as `identity`): each
-        input's `input_identity`, the tokenizer and layout settings. Not workers, batch size or
-        checkpoint cadence: they never change the output."""
+        input's `input_identity`, the tokenizer and layout settings, and with --vocab-from the reused
+        vocab.txt's sha256 as "vocab_from" (absent otherwise, so datasets that learned their
+        vocabulary keep their fingerprint). Not workers, batch size or checkpoint cadence:
+        they never change the output."""
         from nextword.ingest.text import tokenizer_config  # imports TensorFlow: not at module import
 
+        if self.tokenizer is None or self.vocab_size is None or (self.vocab_from is None) != (vocab_sha256 is None):
+            raise AssertionError("identity of unresolved --vocab-from settings: call ingest.vocab_source.resolve first")
         described = dict(
             format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=[input_identity(spec) for spec in specs],
             vocab_size=self.vocab_size, context_length=self.context_length, stride=self.stride, shards=self.shards,
             layout=self.layout, windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
+            **({"vocab_from": vocab_sha256} if vocab_sha256 is not None else {}),
         )
         return json.loads(json.dumps(described))  # as it reads back from JSON (tuples become lists)
 
-    def fingerprint(self, specs: list[InputSpec]) -> str:
-        return fingerprint_of(self.identity(specs))
+    def fingerprint(self, specs: list[InputSpec], vocab_sha256: str | None = None) -> str:
+        return fingerprint_of(self.identity(specs, vocab_sha256))
 
     def legacy_fingerprint(self, specs: list[InputSpec]) -> str:
         """The fingerprint nextword 0.1.0 wrote (inputs as typed, with size and mtime): a rerun of
         the command that wrote such a dataset still finds it complete."""
         from nextword.ingest.text import tokenizer_config
 
-        if any(spec.unit not in (None, "line") for spec in specs):
-            return ""  # 0.1.0 read a text file by lines only: no dataset of it matches
+        if any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None:
+            return ""  # 0.1.0 read a text file by lines only and learned every vocabulary: no dataset of it matches
         inputs = []
         for spec in specs:
             stat = os.stat(spec.path) if os.path.exists(spec.path) else None
@@ -164,11 +180,29 @@ def identity_changes(recorded: dict, wanted: dict, holder: str, when: str) -> li
     """What differs between a recorded identity (of the HOLDER, written WHEN) and this command's,
     one line each: inputs first, then settings by their flag."""
     recorded_settings, wanted_settings = _settings_of(recorded), _settings_of(wanted)
-    if recorded_settings["tokenizer_choice"] != wanted_settings["tokenizer_choice"]:
+    vocabulary_line = _vocabulary_change(recorded_settings.pop("vocab_from", None),
+                                         wanted_settings.pop("vocab_from", None), holder)
+    if vocabulary_line:  # another vocabulary brings its own size and tokenizer: the one line says it all
+        for shown in (recorded_settings, wanted_settings):
+            for key in ("tokenizer_choice", "tokenizer", "vocab_size"):
+                shown.pop(key, None)
+    if recorded_settings.get("tokenizer_choice") != wanted_settings.get("tokenizer_choice"):
         for shown in (recorded_settings, wanted_settings):
             shown.pop("tokenizer", None)  # its config differs too: the --tokenizer line says it all
-    return _input_changes(recorded.get("inputs", []), wanted["inputs"], holder, when) + changed_settings(
+    return _input_changes(recorded.get("inputs", []), wanted["inputs"], holder, when) + vocabulary_line + changed_settings(
         recorded_settings, wanted_settings, SETTING_LABELS, holder)
+
+
+def _vocabulary_change(recorded: str | None, wanted: str | None, holder: str) -> list[str]:
+    """The --vocab-from line (an identity's "vocab_from" is the reused vocab.txt's sha256), or none."""
+    if recorded == wanted:
+        return []
+
+    def described(sha256: str | None, learns: str) -> str:
+        return f"{learns} its own vocabulary" if sha256 is None else f"reuses the vocabulary with sha256 {sha256[:12]}…"
+
+    return [f"--vocab-from: the {holder} {described(recorded, 'learned')}, "
+            f"this command {described(wanted, 'learns')}"]
 
 
 def _settings_of(identity: dict) -> dict:

@@ -144,6 +144,9 @@ class Manifest:
     # What `fingerprint` hashes (ingest.settings.IngestSettings.identity): each input's resolved
     # path, size and content check, and the settings. {} in manifests written by nextword 0.1.0.
     identity: dict = field(default_factory=dict)
+    # `nextword ingest --vocab-from`: the dataset whose tokenizer and vocabulary this one reuses, as
+    # {"path", "fingerprint", "vocab_sha256"}; {} (and absent from the JSON) when it learned its own.
+    vocab_source: dict = field(default_factory=dict)
 
     @property
     def tokenizer_choice(self) -> str:
@@ -163,7 +166,10 @@ class Manifest:
         return self.splits[name]
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=False) + "\n"
+        fields = dataclasses.asdict(self)
+        if not fields["vocab_source"]:  # learned its vocabulary: still readable by a nextword before this field
+            del fields["vocab_source"]
+        return json.dumps(fields, indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str = MANIFEST_NAME) -> "Manifest":
