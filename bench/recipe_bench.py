@@ -378,6 +378,11 @@ def _stops(stopped_by: dict) -> str:
     return ", ".join(f"{short.get(name, name)} {count}" for name, count in sorted(stopped_by.items()))
 
 
+def network_figure(cell: dict) -> float:
+    """The network alone's perplexity: a mixed export's network_perplexity, else the row's own."""
+    return cell.get("network_perplexity") or cell["perplexity"]
+
+
 def _network(cell: dict) -> str:
     """The network alone beside a mixed export's figures; "=" when the export holds the network alone
     (--ngram-order 0, the notebook preset); "–" for rows scored before exports carried an n-gram."""
@@ -416,13 +421,17 @@ def ranking_lines(table: dict, corpora: list[str], short: float = SHORT, long: f
     for (corpus, arm, budget), cell in table.items():
         default = table.get((corpus, "default", short))
         if budget == short and default and arm not in ("default", "notebook"):
-            ratios.setdefault(arm, {})[corpus] = cell["perplexity"] / default["perplexity"]
+            # the networks against each other: rows scored before exports carried an n-gram are the network
+            # alone, and so is a mixed export's network_perplexity (an arm that changes the n-gram: its export)
+            same_network = not any(flag.startswith("--ngram") for flag in cell["flags"])
+            ratios.setdefault(arm, {})[corpus] = (network_figure(cell) if same_network else cell["perplexity"]) / network_figure(default)
     if not ratios:
         return []
     import math
 
     mean = {arm: math.exp(sum(map(math.log, by.values())) / len(by)) for arm, by in ratios.items()}
-    lines = [f"Arms against the default at {short:g} s (perplexity ratio, < 1 is better; geometric mean over the corpora measured):", "",
+    lines = [f"Arms against the default at {short:g} s (the networks' perplexity ratio, < 1 is better; an `--ngram-order` "
+             "arm: its export against the default's network; geometric mean over the corpora measured):", "",
              "| arm | " + " | ".join(corpora) + " | geometric mean |", "| --- |" + " ---: |" * (len(corpora) + 1)]
     for arm in sorted(mean, key=mean.get):
         per = " | ".join(f"×{ratios[arm][corpus]:.3f}" if corpus in ratios[arm] else "–" for corpus in corpora)
@@ -447,8 +456,10 @@ def report_markdown(results: dict, short: float = SHORT, long: float = LONG) -> 
     revisions = sorted({row.get("code", "unrecorded") for row in rows})
     out = [f"`bench/recipe_bench.py`, {len(rows)} runs from {dates[0]} to {dates[-1]} (code: {', '.join(revisions)}): "
            "each arm trains in its own `nextword train` process for its budget of training seconds, then `nextword "
-           "eval` scores its best checkpoint (what the export holds) on the whole val split; medians over seeds. "
-           "Load average before each run is in bench/recipe_results.json.", ""]
+           "eval` scores on the whole val split its export (what `gen` samples from: the best checkpoint's network "
+           "mixed with its 5-gram, or the network alone for `--ngram-order 0` and the notebook preset) — rows whose "
+           "'network alone' column is '–' ran before exports carried the 5-gram and scored the best checkpoint, the "
+           "network alone; medians over seeds. Load average before each run is in bench/recipe_results.json.", ""]
     summary = {"5-gram": [], "more time": [], "notebook": []}
     for corpus in corpora:
         baseline = results.get("baselines", {}).get(corpus)
