@@ -59,7 +59,7 @@ def gen_command(
     until_sentence_end: bool = typer.Option(
         False, "--until-sentence-end", help="end a sample after its first word that ends a sentence (. ! ? and other scripts' full stops)"),
     interactive: bool = typer.Option(
-        False, "-i", "--interactive", help="load once, then read prompts line by line (:help lists the commands)"),
+        False, "--interactive", "-i", help="load once, then read prompts line by line (:help lists the commands)"),
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     from nextword.generate.generator import GenerateSettings, Generator
