@@ -106,7 +106,7 @@ def resolve_export_dir(model_dir: str) -> str:
 # print soon after Enter; then doubling up to STREAM_CHUNK_STEPS (fewer calls, each ~0.5 ms of
 # overhead). Chosen with bench/gen_bench.py (bench/RESULTS.md, "Streaming").
 FIRST_CHUNK_STEPS = 2
-STREAM_CHUNK_STEPS = 32
+STREAM_CHUNK_STEPS = 64
 
 
 @dataclass(frozen=True)

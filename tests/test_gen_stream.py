@@ -16,7 +16,7 @@ import time
 import pytest
 
 from nextword.generate import cli as gen_cli
-from nextword.generate.generator import GenerateSettings, Generator
+from nextword.generate.generator import STREAM_CHUNK_STEPS, GenerateSettings, Generator
 from nextword.generate.stopping import words_to_keep
 from nextword.model.export import export_model
 from test_export_fixtures import WORDS, model_config_for, random_model, tiny_data_dir, write_data_dir  # noqa: F401
@@ -149,7 +149,7 @@ def test_a_stop_string_ends_the_output_at_a_word_and_stops_drawing(generator, mo
         assert steps_after_each_call[-1] <= 6 and steps_after_each_call == [2, 6][: len(steps_after_each_call)]
         steps_after_each_call.clear()
         samples, _ = generator.generate(["the cat"], settings)
-        assert samples[0].text == " ".join(unstopped[:cut]) and steps_after_each_call == [32]
+        assert samples[0].text == " ".join(unstopped[:cut]) and steps_after_each_call == [STREAM_CHUNK_STEPS]
 
 
 def test_stop_strings_from_the_command_line_and_json(export_dir, loaded_once, capsys, monkeypatch):
