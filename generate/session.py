@@ -105,9 +105,12 @@ def read_lines(stdin, tty: bool):
             import readline  # noqa: F401  (input() then edits lines and keeps their history)
         except ImportError:  # not on every platform
             pass
+        on_stdout = sys.stdout.isatty()  # `gen -i | tee out.txt`: the prompt goes to stderr, out of the file
         while True:
             try:
-                yield input("> ")
+                if not on_stdout:
+                    print("> ", end="", file=sys.stderr, flush=True)
+                yield input("> " if on_stdout else "")
             except EOFError:
                 print(file=sys.stderr)
                 return
