@@ -21,6 +21,8 @@ from nextword.generate.stopping import words_to_keep
 from nextword.model.export import export_model
 from test_export_fixtures import WORDS, model_config_for, random_model, tiny_data_dir, write_data_dir  # noqa: F401
 from test_gen_cli import run_gen
+from test_wordpiece_export import export_dirs, wordpiece_dir  # noqa: F401
+from nextword.tfrecords.manifest import join_pieces
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +254,26 @@ def test_interactive_session_on_a_terminal(export_dir):
     assert first == again and first.startswith(b"the cat\r\n")
     sample = first.decode().splitlines()[1]
     assert sample.startswith("the cat ") and len(sample.split()) == 2 + 4
+
+
+@pytest.mark.parametrize("streaming_export", [True, False], ids=["chunked", "old-export"])
+def test_a_stop_string_cuts_a_wordpiece_sample_after_the_pieces_of_a_whole_word(export_dirs, streaming_export):  # noqa: F811
+    generator = Generator.load(export_dirs["lstm"][1])
+    if not streaming_export:
+        generator = Generator(generator.export_dir, generator.card, OldLoaded(generator.loaded))
+    vocabulary = generator.vocabulary()
+    checked = 0
+    for seed in range(6):
+        samples, _ = generator.generate(["the river"], GenerateSettings(words=40, seed=seed))
+        words, ids = samples[0].text.split(" "), samples[0].ids
+        long_words = [word for word in words[:20] if len(word) > 3]
+        if not long_words:
+            continue
+        stop = long_words[0][1:-1]  # inside a word: the sample still ends at that word's end
+        cut = first_cut(words, stop)
+        stopped, _ = generator.generate(["the river"], GenerateSettings(words=40, seed=seed, stop=(stop,)))
+        assert stopped[0].text == " ".join(words[:cut])
+        pieces = stopped[0].ids
+        assert pieces == ids[: len(pieces)] and join_pieces([vocabulary[token] for token in pieces]) == words[:cut]
+        checked += 1
+    assert checked >= 3
