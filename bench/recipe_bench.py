@@ -228,6 +228,7 @@ def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scra
         "steps": summary["steps"], "stopped_by": summary["stopped_by"], "best_step": summary.get("best_step"),
         "wall_seconds": summary.get("wall_seconds"), "process_seconds": round(result["wall_seconds"], 1),
         "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
+        "utilisation": (summary.get("compute") or {}).get("utilisation"),
         "model": summary["model_config"], "optimization": summary.get("optimization", {}),
         "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
         "scored": "export", "network_perplexity": network.get("perplexity"), "network_top1": network.get("top1"),

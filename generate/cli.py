@@ -3,10 +3,13 @@
 A standalone console script (`gen`) and also `nextword gen`. Imports nothing heavy at
 module import, so `gen --help` is instant; TensorFlow is imported when the export loads.
 
-Streaming: generation runs inside the exported graph as one batched call (a few ms per
-word), so the time to the first word is the TensorFlow import plus the SavedModel load,
-not the sampling. --stream therefore prints each sample's words as soon as the call
-returns, flushing word by word; it does not make the model produce words earlier.
+Streaming (--stream, the default on a terminal): the batch runs in the export's chunked loop
+(`generate_start` / `generate_continue`, the same tokens as one `generate` call) and each call's
+whole words are printed as they arrive; with several samples, a sample's words print once the
+ones before it are finished. An export written before streaming has no chunked loop: its whole
+batch is generated first (said once on stderr when --stream was asked for).
+--stop / --until-sentence-end end a sample after a whole word (generate/stopping.py); the chunked
+loop then stops drawing once every sample has stopped. -i: an interactive session (generate/session.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import typer
 
 import nextword
 from nextword.clihelp import CONTEXT_SETTINGS, Command
-from nextword.errors import InputError
+from nextword.errors import InputError, SettingsError
 from nextword.quiet import quiet_native_stderr
 from nextword.runner import run_app
 
@@ -51,9 +54,15 @@ def gen_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same output (default: a fresh seed, printed on stderr)"),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="default: on when stdout is a terminal"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per sample"),
+    stop: Optional[List[str]] = typer.Option(
+        None, "--stop", metavar="STRING", help="end a sample after the word that completes STRING (kept); repeatable"),
+    until_sentence_end: bool = typer.Option(
+        False, "--until-sentence-end", help="end a sample after its first word that ends a sentence (. ! ? and other scripts' full stops)"),
+    interactive: bool = typer.Option(
+        False, "--interactive", "-i", help="load once, then read prompts line by line (:help lists the commands)"),
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    from nextword.generate.generator import GenerateSettings, Generator, settings_record
+    from nextword.generate.generator import GenerateSettings, Generator
 
     settings = GenerateSettings(
         words=words,
@@ -65,24 +74,110 @@ def gen_command(
         no_repeat_ngram=no_repeat_ngram,
         num_samples=num_samples,
         seed=seed,
+        stop=tuple(stop or ()),
+        until_sentence_end=until_sentence_end,
     )
+    if interactive and (prompts or prompts_file):
+        raise SettingsError("-i reads its prompts one per line from stdin, and PROMPT or --prompts-file was given too",
+                            hint="leave the prompts out, or drop -i to generate from them once")
     all_prompts = list(prompts or []) + (read_prompts_file(prompts_file) if prompts_file else [])
-    if not prompts and not prompts_file and stdin_is_piped():
+    if not interactive and not prompts and not prompts_file and stdin_is_piped():
         all_prompts = read_prompts_file("-")  # `echo 'the cat' | gen MODEL_DIR`; an empty pipe: no prompts
     with quiet_native_stderr():
         generator = Generator.load(model_dir)
-    samples, used_seed = generator.generate(all_prompts, settings)
-    if as_json:
-        record = settings_record(settings, used_seed)
-        for sample in samples:
-            print(json.dumps(_json_line(sample, record), ensure_ascii=False), flush=True)
+    generator.check(settings)
+    output = Output(stream, as_json)
+    if interactive:
+        from nextword.generate.session import run_session
+
+        run_session(generator, settings, output)
         return
-    report_unknown_words(samples)
-    if seed is None and used_seed is not None:
-        print(f"seed {used_seed} (pass --seed {used_seed} to repeat this sample)", file=sys.stderr)
-    streaming = sys.stdout.isatty() if stream is None else stream
-    for sample in samples:
-        print_sample(sample.prompt, sample.text, streaming)
+    output.emit(generator, all_prompts, settings, repeat_hint="pass --seed {seed} to repeat this sample")
+
+
+class Output:
+    """How samples reach stdout: JSON lines, whole lines, or word by word (streaming)."""
+
+    def __init__(self, stream: bool | None, as_json: bool):
+        self.stream_asked = stream  # None: on when stdout is a terminal
+        self.as_json = as_json
+        self.noted_no_streaming = False
+
+    @property
+    def streaming(self) -> bool:
+        return not self.as_json and (sys.stdout.isatty() if self.stream_asked is None else self.stream_asked)
+
+    def emit(self, generator, prompts: list, settings, repeat_hint: str) -> None:
+        from nextword.generate.generator import settings_record
+
+        if not self.streaming:
+            samples, used_seed = generator.generate(prompts, settings)
+            if self.as_json:
+                record = settings_record(settings, used_seed)
+                for sample in samples:
+                    print(json.dumps(_json_line(sample, record), ensure_ascii=False), flush=True)
+                return
+            report_unknown_words(samples)
+            report_seed(settings, used_seed, repeat_hint)
+            for sample in samples:
+                print_sample(sample.prompt, sample.text, streaming=False)
+            return
+        if not generator.can_stream and self.stream_asked and not self.noted_no_streaming:
+            self.noted_no_streaming = True
+            print("note: this export was written before streaming (no generate_continue signature): each batch is "
+                  "generated whole, then printed; export it again to stream", file=sys.stderr)
+        run = generator.stream(prompts, settings)
+        report_unknown_words(run.samples)
+        report_seed(settings, run.seed, repeat_hint)
+        printer = StreamPrinter([sample.prompt for sample in run.samples])
+        try:
+            for progress in run:
+                printer.add(progress)
+        finally:
+            printer.close()
+
+
+def report_seed(settings, used_seed: int | None, repeat_hint: str) -> None:
+    if settings.seed is None and used_seed is not None:
+        print(f"seed {used_seed} ({repeat_hint.format(seed=used_seed)})", file=sys.stderr)
+
+
+class StreamPrinter:
+    """Prints rows in order, each word as soon as it arrives; a row's words wait until the rows
+    before it are finished (all rows are generated together, so they are then at hand)."""
+
+    def __init__(self, prompts: list[str], out=None):
+        self.out = out or sys.stdout
+        self.prefixes = [f"{prompt.strip()} " if prompt.strip() else "" for prompt in prompts]
+        self.words = [[] for _ in prompts]
+        self.done = [False] * len(prompts)
+        self.current, self.printed = 0, 0  # the row being printed, its words printed so far
+
+    def add(self, progress) -> None:
+        for row, new_words in enumerate(progress.words):
+            self.words[row] += new_words
+            self.done[row] = self.done[row] or progress.done[row]
+        self._flush()
+
+    def close(self) -> None:
+        """End the row being printed (after an interruption, the partial line)."""
+        if self.current < len(self.words) and self.printed:
+            self.out.write("\n")
+            self.out.flush()
+
+    def _flush(self) -> None:
+        while self.current < len(self.words):
+            row = self.current
+            if self.printed == 0 and (self.words[row] or self.done[row]):
+                self.out.write(self.prefixes[row])
+            for index in range(self.printed, len(self.words[row])):
+                self.out.write(("" if index == 0 else " ") + self.words[row][index])
+            self.printed = len(self.words[row])
+            if not self.done[row]:
+                break
+            self.out.write("\n")
+            self.current, self.printed = self.current + 1, 0
+        self.out.flush()
 
 
 def stdin_is_piped() -> bool:

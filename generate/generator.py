@@ -2,7 +2,10 @@
 
 Imports only TensorFlow, TensorFlow Text and the SavedModel at run time (no Keras, no
 ingest/model/tfrecords), so `gen` starts as fast as TensorFlow's own import allows.
-All prompts x samples go to the exported `generate` signature as ONE batched call.
+All prompts x samples always run as one batch: `generate` does it in ONE call; `stream` runs the
+same sampling loop a chunk of tokens a call (`generate_start` / `generate_continue`), handing over
+the words completed by each call, and ends early once every row has met a stop condition. The
+chunks draw exactly the tokens of the one call (tests/test_stream_export.py).
 """
 
 from __future__ import annotations
@@ -10,6 +13,9 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+from nextword.generate.stopping import sentence_end_tokens, words_to_keep
 
 from nextword.errors import ArtifactError, SettingsError
 from nextword.export_card import CARD_NAME, verify_export  # the card check, shared with eval
@@ -21,6 +27,7 @@ class GenerateSettings:
 
     top_k None = off; top_p None = off (1.0); repetition_penalty 1.0 = off;
     no_repeat_ngram 0 = off; seed None = a fresh random seed (reported in --json).
+    stop / until_sentence_end: end a sample early, after a whole word (generate/stopping.py).
     """
 
     words: int = 30
@@ -32,8 +39,15 @@ class GenerateSettings:
     no_repeat_ngram: int = 0
     num_samples: int = 1
     seed: int | None = None
+    stop: tuple[str, ...] = ()
+    until_sentence_end: bool = False
+
+    @property
+    def stops_early(self) -> bool:
+        return bool(self.stop) or self.until_sentence_end
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "stop", tuple(self.stop))  # a list from typer: keep the dataclass hashable
         if self.words < 1:
             raise SettingsError(f"--words must be at least 1, got {self.words}")
         if self.num_samples < 1:
@@ -56,6 +70,10 @@ class GenerateSettings:
             raise SettingsError(f"--no-repeat-ngram must be 0 (off) or more, got {self.no_repeat_ngram}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise SettingsError(f"--seed must be in [0, 2**63), got {self.seed}")
+        for string in self.stop:
+            if not string.strip():
+                raise SettingsError(f"--stop needs a string with a visible character, got {string!r}",
+                                    hint="stop strings are matched in the generated words, which never hold whitespace")
 
 
 @dataclass(frozen=True)
@@ -84,14 +102,60 @@ def resolve_export_dir(model_dir: str) -> str:
     )
 
 
+# Tokens each generate_continue call draws when streaming: the first call short, so the first words
+# print soon after Enter; then doubling up to STREAM_CHUNK_STEPS (fewer calls, each ~0.5 ms of
+# overhead). Chosen with bench/gen_bench.py (bench/RESULTS.md, "Streaming").
+FIRST_CHUNK_STEPS = 2
+STREAM_CHUNK_STEPS = 64
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What one graph call added, per row: whole new words, their tokens, and whether the row is
+    over (all its words drawn, or a stop condition met)."""
+
+    words: list[list[str]]
+    ids: list[list[int]]
+    done: list[bool]
+
+
+class Stream:
+    """One batched generation under way: `samples` (every prompt x sample, text still empty) and
+    `seed`; iterating yields a Progress per graph call until every row is done, and `samples`
+    then holds the finished texts."""
+
+    def __init__(self, generator: "Generator", samples: list[Sample], seed: int | None, progress: Iterator[Progress]):
+        self.generator, self.samples, self.seed = generator, samples, seed
+        self._progress = progress
+        self.calls = 0  # graph calls that drew tokens (tests and bench/ count them)
+
+    def __iter__(self) -> Iterator[Progress]:
+        words = [[] for _ in self.samples]
+        ids = [[] for _ in self.samples]
+        for progress in self._progress:
+            self.calls += 1
+            for row in range(len(self.samples)):
+                words[row] += progress.words[row]
+                ids[row] += progress.ids[row]
+            yield progress
+        self.samples = [Sample(sample.prompt, sample.prompt_index, sample.sample_index, " ".join(words[row]),
+                               ids[row], sample.unknown_words) for row, sample in enumerate(self.samples)]
+
+
 class Generator:
-    """A loaded, verified export. `Generator.load(MODEL_DIR)` then `.generate(prompts, settings)`."""
+    """A loaded, verified export. `Generator.load(MODEL_DIR)` then `.generate(prompts, settings)`
+    (or `.stream(...)`)."""
 
     def __init__(self, export_dir: str, card: dict, loaded):
         self.export_dir = export_dir
         self.card = card
         self.loaded = loaded
-        self._generate = loaded.signatures["generate"]
+        signatures = loaded.signatures
+        self._generate = signatures["generate"]
+        # exports written before streaming have neither: `stream` then makes one generate call
+        self._start = signatures["generate_start"] if "generate_start" in signatures else None
+        self._continue = signatures["generate_continue"] if "generate_continue" in signatures else None
+        self._vocabulary: list[str] | None = None
 
     @classmethod
     def load(cls, model_dir: str) -> "Generator":
@@ -107,16 +171,66 @@ class Generator:
     def context_length(self) -> int:
         return int(self.card["context_length"])
 
+    @property
+    def can_stream(self) -> bool:
+        return self._start is not None and self._continue is not None
+
+    @property
+    def subwords(self) -> bool:
+        return "wordpiece" in str((self.card.get("tokenizer") or {}).get("name", ""))
+
+    def vocabulary(self) -> list[str]:
+        """The export's vocab.txt (checksummed with the rest), read once when needed."""
+        if self._vocabulary is None:
+            import tensorflow as tf
+
+            with tf.io.gfile.GFile(f"{self.export_dir}/{self.card.get('vocab_file', 'vocab.txt')}", "rb") as handle:
+                self._vocabulary = handle.read().decode("utf-8").split("\n")[:-1]
+        return self._vocabulary
+
+    def check(self, settings: GenerateSettings) -> None:
+        """Refuse settings this export cannot honour (SettingsError)."""
+        if settings.until_sentence_end and not sentence_end_tokens(self.vocabulary()):
+            raise SettingsError(
+                "--until-sentence-end needs words that end a sentence, and this export's vocabulary has none: "
+                "its tokenizer turns . ! ? into spaces, so no generated word can end in one",
+                hint="stop at a word instead (--stop WORD), or leave it to --words N",
+            )
+
     def generate(self, prompts: list[str | bytes], settings: GenerateSettings) -> tuple[list[Sample], int | None]:
-        """Every prompt x num_samples in one call. Returns (samples, seed used; None if greedy).
-        The graph gets each prompt's raw bytes (see `prompt_bytes`) and repairs them as ingest did."""
+        """Every prompt x num_samples in one call (in chunks when a stop condition may end it early).
+        Returns (samples, seed used; None if greedy). The graph gets each prompt's raw bytes (see
+        `prompt_bytes`) and repairs them as ingest did."""
+        if settings.stops_early:
+            stream = self.stream(prompts, settings, first_steps=STREAM_CHUNK_STEPS)
+            for _ in stream:
+                pass
+            return stream.samples, stream.seed
+        samples, seed, outputs = self._whole_call(prompts, settings)
+        return [self._filled(sample, outputs, row) for row, sample in enumerate(samples)], seed
+
+    def stream(self, prompts: list[str | bytes], settings: GenerateSettings, first_steps: int = FIRST_CHUNK_STEPS,
+               steps: int = STREAM_CHUNK_STEPS) -> Stream:
+        """The same batch as `generate`, word by word: call generate_start, then generate_continue
+        first_steps tokens, doubling up to `steps`, until every row is done or stopped."""
+        self.check(settings)
+        if not self.can_stream:
+            samples, seed, outputs = self._whole_call(prompts, settings)
+            return Stream(self, samples, seed, self._one_call_progress(outputs, settings))
+        samples, seed, feed = self._prepare(prompts, settings)
+        started = self._start(**feed)
+        samples = self._with_unknown_words(samples, started["unknown_words"].numpy())
+        return Stream(self, samples, seed, self._chunked_progress(started, settings, first_steps, steps))
+
+    # ---- the graph calls -------------------------------------------------------------------
+    def _prepare(self, prompts, settings: GenerateSettings) -> tuple[list[Sample], int | None, dict]:
         import tensorflow as tf
 
         seed = None if settings.greedy else (settings.seed if settings.seed is not None else secrets.randbits(62))
         raw = [prompt_bytes(prompt) for prompt in prompts] or [b""]
         shown = [text.decode("utf-8", errors="replace") for text in raw]  # printable, whatever the bytes
         rows = [(index, sample) for index in range(len(raw)) for sample in range(settings.num_samples)]
-        outputs = self._generate(
+        feed = dict(
             prompts=tf.constant([raw[index] for index, _ in rows], tf.string),
             num_words=tf.constant(settings.words, tf.int32),
             temperature=tf.constant(settings.temperature, tf.float32),
@@ -127,24 +241,96 @@ class Generator:
             no_repeat_ngram=tf.constant(settings.no_repeat_ngram, tf.int32),
             seed=tf.constant(seed or 0, tf.int64),
         )
-        texts = outputs["text"].numpy()
-        ids = outputs["ids"].numpy()
+        samples = [Sample(prompt=shown[index], prompt_index=index, sample_index=sample, text="", ids=[])
+                   for index, sample in rows]
+        return samples, seed, feed
+
+    def _whole_call(self, prompts, settings):
+        samples, seed, feed = self._prepare(prompts, settings)
+        outputs = {key: value.numpy() for key, value in self._generate(**feed).items()}
+        return self._with_unknown_words(samples, outputs["unknown_words"]), seed, outputs
+
+    @staticmethod
+    def _with_unknown_words(samples: list[Sample], unknown) -> list[Sample]:
+        # an export before tokenizer 2 may hold raw bytes
+        return [Sample(sample.prompt, sample.prompt_index, sample.sample_index, sample.text, sample.ids,
+                       unknown[row].decode("utf-8", errors="replace").split()) for row, sample in enumerate(samples)]
+
+    @staticmethod
+    def _filled(sample: Sample, outputs: dict, row: int) -> Sample:
         # A word export's rows are all num_words long; a wordpiece export's rows are 0-padded
         # (exports before subwords have no "lengths").
-        lengths = outputs["lengths"].numpy() if "lengths" in outputs else [ids.shape[1]] * len(rows)
-        unknown = outputs["unknown_words"].numpy()
-        samples = [
-            Sample(
-                prompt=shown[index],
-                prompt_index=index,
-                sample_index=sample,
-                text=texts[row].decode("utf-8"),
-                ids=[int(value) for value in ids[row][: lengths[row]]],
-                unknown_words=unknown[row].decode("utf-8", errors="replace").split(),  # an export before tokenizer 2 may hold raw bytes
-            )
-            for row, (index, sample) in enumerate(rows)
-        ]
-        return samples, seed
+        ids = outputs["ids"][row]
+        length = outputs["lengths"][row] if "lengths" in outputs else len(ids)
+        return Sample(sample.prompt, sample.prompt_index, sample.sample_index, outputs["text"][row].decode("utf-8"),
+                      [int(value) for value in ids[:length]], sample.unknown_words)
+
+    def _chunked_progress(self, started, settings: GenerateSettings, first_steps: int, steps: int) -> Iterator[Progress]:
+        import tensorflow as tf
+
+        state = {key: value for key, value in started.items() if key.startswith("state_")}
+        rows = len(started["unknown_words"])
+        words_so_far = [[] for _ in range(rows)]
+        stopped = [False] * rows
+        chunk = max(1, first_steps)
+        while not all(stopped):
+            out = self._continue(**state, steps=tf.constant(chunk, tf.int32))
+            state = {key: value for key, value in out.items() if key.startswith("state_")}
+            chunk = min(max(chunk * 2, 1), max(steps, 1))
+            words, ids, lengths = out["words"].numpy(), out["ids"].numpy(), out["lengths"].numpy()
+            word_lengths, done = out["word_lengths"].numpy(), out["done"].numpy()
+            progress = Progress([], [], [])
+            for row in range(rows):
+                new_words = [word.decode("utf-8") for word in words[row] if word] if not stopped[row] else []
+                new_ids = [int(value) for value in ids[row][: lengths[row]]] if not stopped[row] else []
+                keep = self._cut(words_so_far[row], new_words, settings)
+                if keep is not None:
+                    new_ids = new_ids[: int(sum(word_lengths[row][:keep]))]
+                    new_words = new_words[:keep]
+                words_so_far[row] += new_words
+                stopped[row] = stopped[row] or keep is not None or bool(done[row]) or bool(out["finished"])
+                progress.words.append(new_words)
+                progress.ids.append(new_ids)
+                progress.done.append(stopped[row])
+            yield progress
+
+    def _one_call_progress(self, outputs: dict, settings: GenerateSettings) -> Iterator[Progress]:
+        """An export without generate_continue: the whole batch in one call, cut at the stop conditions."""
+        progress = Progress([], [], [])
+        for row in range(len(outputs["text"])):
+            sample = self._filled(Sample("", 0, 0, "", []), outputs, row)
+            words = sample.text.split(" ") if sample.text else []
+            keep = self._cut([], words, settings)
+            ids = sample.ids
+            if keep is not None:
+                ids = ids[: sum(self._word_lengths(ids)[:keep])]
+                words = words[:keep]
+            progress.words.append(words)
+            progress.ids.append(ids)
+            progress.done.append(True)
+        yield progress
+
+    @staticmethod
+    def _cut(before: list[str], new_words: list[str], settings: GenerateSettings) -> int | None:
+        """How many of new_words to keep (None: all, and go on)."""
+        if not settings.stops_early or not new_words:
+            return None
+        keep = words_to_keep(before + new_words, len(before), settings.stop, settings.until_sentence_end)
+        return None if keep is None else keep - len(before)
+
+    def _word_lengths(self, ids: list[int]) -> list[int]:
+        """Tokens of each word of ids: one each, or (pieces) a word start and the "##" pieces after it."""
+        if not self.subwords:
+            return [1] * len(ids)
+        vocabulary = self.vocabulary()
+        lengths = []
+        for token in ids:
+            piece = vocabulary[token]
+            if lengths and piece.startswith("##") and len(piece) > 2:
+                lengths[-1] += 1
+            else:
+                lengths.append(1)
+        return lengths
 
 
 def prompt_bytes(prompt: str | bytes) -> bytes:

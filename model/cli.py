@@ -69,6 +69,7 @@ def train(
     validation_sample: int = typer.Option(2048, help="val windows scored at each validation; the whole split is scored at the end"),
     export_checkpoint: CheckpointChoice = typer.Option("best", help="export the best held-out weights, or the latest"),
     ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP),
+    peak_flops: Optional[float] = typer.Option(None, help="FLOP/s of the hardware the run uses (all devices: e.g. 8 x 312e12 for 8 A100s in bf16); the progress bar and summary.json report the step's matmul FLOP/s as a share of it. Default: a short float32 (float16 under mixed precision on GPUs) matmul calibration, cached per machine in ~/.cache/nextword"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
@@ -119,6 +120,11 @@ def print_summary(summary: dict, out: str) -> None:
 
         lines.append(f"validation: {metrics_line(validation)}" + (f"  (the whole val split, step {exported['step']:,}'s weights)"
                                                                   if exported else ""))
+    compute = summary.get("compute") or {}
+    if compute.get("achieved_flops_per_second"):
+        lines.append(f"compute: {compute['training_flops_per_window'] / 1e6:,.1f} MFLOP a training window, "
+                     f"{compute['achieved_flops_per_second'] / 1e9:,.1f} GFLOP/s = {compute['utilisation']:.1%} of the "
+                     f"{compute['peak_flops_per_second'] / 1e9:,.1f} GFLOP/s peak ({compute['peak_source']})")
     lines.append(f"weights sha256: {summary['weights_sha256']}")
     lines.append(f"run dir: {out}")
     typer.echo("\n".join(lines))

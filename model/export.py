@@ -49,6 +49,15 @@ SIGNATURES_DOC = {
     "unknown_words string[batch] (prompt words read as <unk>, space-separated), prompt_length "
     "int32[batch] (words). Never emits <pad>/<unk>, nor (pieces) a piece continuing the prompt's last word. "
     "Pieces: no_repeat_ngram counts pieces, repetition_penalty acts on the pieces that start words.",
+    "generate_start": "generate's inputs -> state_* tensors (the sampling loop before its first draw; pass every "
+    "one to generate_continue), unknown_words string[batch], prompt_length int32[batch].",
+    "generate_continue": "state_* tensors, steps int32 (tokens to draw at most, >= 1) -> the next state_*, and the "
+    "words completed in this call: text string[batch] (space-separated, \"\" if none), words string[batch, n], "
+    "word_lengths int32[batch, n] (tokens a word), ids int32[batch, m], lengths int32[batch], done bool[batch], "
+    "finished bool (stop calling). The calls draw exactly the tokens of one generate call with the same settings.",
+    "serving_default": "generate for TF Serving: prompts string[batch], num_words int32 (default 30), temperature "
+    "float32 (1.0), top_k int32 (0 = off), top_p float32 (1.0 = off), seed int64 (0) -> generate's outputs; greedy, "
+    "repetition_penalty and no_repeat_ngram off. The defaults are in the SignatureDef (TF Serving fills them in).",
     "next_word_probabilities": "prompts string[batch] -> probabilities float32[batch, vocab]: the "
     "distribution generate draws the next word's first token from at temperature 1 (<pad>, <unk> and "
     "pieces continuing a word zeroed out, the rest renormalised).",

@@ -24,7 +24,10 @@ Generation (`generate` signature):
   or are sampled from;
 - the next token is chosen by `model.sampling.choose_next_ids`, <pad>/<unk> masked; with pieces,
   generation runs until every row holds `num_words` whole words, which `TextToIds.detokenize`
-  joins (see `ExportModule._generate`).
+  joins (see `export_generation.GenerationMixin._generate`);
+- `generate_start` / `generate_continue` run the same loop a chunk of tokens per call, carrying its
+  state between calls (streaming, stop conditions), and `serving_default` is `generate` for TF
+  Serving (model/export_generation.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from nextword.model import sampling
 from nextword.ingest.text import PAD_ID, TextToIds
 from nextword.model.builder import final_word_logits_fn
 from nextword.model.config import ModelConfig
+from nextword.model.export_generation import GenerationMixin
+from nextword.model import export_generation
 from nextword.model.ngram_graph import NgramMixture
 from nextword.model.transformer import word_positions
 
@@ -183,25 +188,10 @@ def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:
     return RecurrentDecoder(model, config)
 
 
-GENERATE_SIGNATURE = dict(
-    prompts=tf.TensorSpec([None], tf.string),
-    num_words=tf.TensorSpec([], tf.int32),
-    temperature=tf.TensorSpec([], tf.float32),
-    greedy=tf.TensorSpec([], tf.bool),
-    top_k=tf.TensorSpec([], tf.int32),
-    top_p=tf.TensorSpec([], tf.float32),
-    repetition_penalty=tf.TensorSpec([], tf.float32),
-    no_repeat_ngram=tf.TensorSpec([], tf.int32),
-    seed=tf.TensorSpec([], tf.int64),
-)
-
-# The most pieces a generated word may take: past it the next piece must start a new word. It
-# bounds generation (at most num_words * this + 1 steps) should a model keep continuing a word;
-# real words take far fewer (1.2 pieces a word on vim's help at 5,000 pieces).
-MAX_PIECES_PER_WORD = 16
+MAX_PIECES_PER_WORD = export_generation.MAX_PIECES_PER_WORD  # where tools and tests look for it
 
 
-class ExportModule(tf.Module):
+class ExportModule(GenerationMixin, tf.Module):
     """What `tf.saved_model.save` writes: tokenizer + vocabulary + weights + signatures."""
 
     def __init__(self, model: keras.Model, config: ModelConfig, vocabulary: list[str], tokenizer: str = "word",
@@ -221,7 +211,6 @@ class ExportModule(tf.Module):
         self.mixture = mixture
         self.ngram_width = mixture.order - 1 if mixture is not None else 0  # ids the n-gram reads before a word
         self.network_logits = final_word_logits_fn(model)
-        self.generate = tf.function(self._generate, input_signature=list(GENERATE_SIGNATURE.values()))
         self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
         self.next_word_probabilities = tf.function(
             self._next_word_probabilities, input_signature=[tf.TensorSpec([None], tf.string)]
@@ -229,10 +218,14 @@ class ExportModule(tf.Module):
         self.score_ids = tf.function(
             self._score_ids, input_signature=[tf.TensorSpec([None, config.context_length], tf.int32)]
         )
+        self._build_generation_signatures()  # generate, generate_start/_continue, serving_default
 
     def signatures(self) -> dict:
         return {
             "generate": self.generate,
+            "generate_start": self.generate_start,
+            "generate_continue": self.generate_continue,
+            "serving_default": self.serving_default,
             "tokenize": self.tokenize,
             "next_word_probabilities": self.next_word_probabilities,
             "score_ids": self.score_ids,
@@ -299,72 +292,3 @@ class ExportModule(tf.Module):
             return logits
         banned = tf.logical_and(tf.reshape(rows, [-1, 1]), self.text_to_ids.continues_word[tf.newaxis, :])
         return tf.where(banned, tf.constant(sampling.NEG_INF, logits.dtype), logits)
-
-    # ---- generation ---------------------------------------------------------------------
-    def _generate(self, prompts, num_words, temperature, greedy, top_k, top_p, repetition_penalty, no_repeat_ngram, seed):
-        """Sample until every row holds num_words whole words. A word vocabulary takes one token a
-        word. With pieces, the first piece must start a word (never continue the prompt's last
-        one), a word may take up to MAX_PIECES_PER_WORD pieces, and a row's words are complete once
-        the piece starting its word num_words + 1 is drawn (that piece is dropped)."""
-        words, ids, unknown_words = self._words_and_ids(prompts)
-        window = self._window(ids)
-        batch = tf.shape(window)[0]
-        context = self.context_length
-        num_words = tf.maximum(num_words, 0)
-        max_steps = num_words * MAX_PIECES_PER_WORD + 1 if self.subwords else num_words
-        history = tf.concat([window, tf.zeros([batch, max_steps], tf.int32)], axis=1)
-        seen = self._mark_seen(tf.zeros([batch, self.vocab_size], tf.bool), window)
-        logits, state = self.decoder.start(window)
-        columns = tf.range(tf.shape(history)[1])
-        continues_word = self.text_to_ids.continues_word
-        words_needed = num_words + 1 if self.subwords else num_words  # pieces: the next word's start ends the last
-
-        def body(step, logits, state, history, seen, word_starts, pieces_in_word):
-            length = context + step
-            banned = sampling.banned_by_ngrams(history, length, no_repeat_ngram, self.vocab_size)
-            scores = self._scores(logits, history[:, length - self.ngram_width : length])
-            next_ids = sampling.choose_next_ids(
-                self._must_start_word(scores, pieces_in_word >= MAX_PIECES_PER_WORD), seen, banned,
-                greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p,
-                repetition_penalty=repetition_penalty, seed=seed, step=step,
-            )
-            starts = tf.logical_not(tf.gather(continues_word, next_ids))
-            history = tf.where(tf.equal(columns, length)[tf.newaxis, :], next_ids[:, tf.newaxis], history)
-            seen = self._mark_seen(seen, next_ids[:, tf.newaxis])
-            logits, state = self.decoder.advance(state, next_ids, history, length)
-            word_starts += tf.cast(starts, tf.int32)
-            pieces_in_word = tf.where(starts, 1, pieces_in_word + 1)
-            return step + 1, logits, state, history, seen, word_starts, pieces_in_word
-
-        def more(step, *loop_state):
-            word_starts = loop_state[-2]
-            return tf.logical_and(step < max_steps, tf.reduce_any(word_starts < words_needed))
-
-        # pieces_in_word starts at the cap: the first piece must start a word
-        start_state = (tf.constant(0), logits, state, history, seen, tf.zeros([batch], tf.int32),
-                       tf.fill([batch], MAX_PIECES_PER_WORD))
-        steps, _, _, history, _, _, _ = tf.while_loop(more, body, start_state, maximum_iterations=max_steps)
-        generated = self._whole_words(history[:, context : context + steps], num_words)
-        return {
-            "text": self.text_to_ids.detokenize(generated),
-            "ids": generated.to_tensor(default_value=PAD_ID),
-            "lengths": tf.cast(generated.row_lengths(), tf.int32),
-            "unknown_words": unknown_words,
-            "prompt_length": tf.cast(words.row_lengths(), tf.int32),
-        }
-
-    def _whole_words(self, generated: tf.Tensor, num_words: tf.Tensor) -> tf.RaggedTensor:
-        """int32[batch, steps] -> ragged [batch, (tokens)]: each row's tokens of its first num_words words."""
-        starts = tf.cast(tf.logical_not(tf.gather(self.text_to_ids.continues_word, generated)), tf.int32)
-        in_words = tf.cumsum(starts, axis=1) <= num_words  # a prefix of every row
-        return tf.RaggedTensor.from_tensor(generated, lengths=tf.reduce_sum(tf.cast(in_words, tf.int32), axis=1))
-
-    def _mark_seen(self, seen: tf.Tensor, new_ids: tf.Tensor) -> tf.Tensor:
-        """seen bool[batch, vocab] |= one-hot of new_ids int32[batch, n]. A piece continuing a word
-        is never marked: the repetition penalty acts on the tokens that start words (a whole word
-        for `word`; for pieces, a word's first piece: "##s" or "##ing" is never penalised)."""
-        new_ids = tf.where(tf.gather(self.text_to_ids.continues_word, new_ids), PAD_ID, new_ids)  # <pad>: masked anyway
-        batch, count = tf.shape(new_ids)[0], tf.shape(new_ids)[1]
-        rows = tf.repeat(tf.range(batch), count)
-        indices = tf.stack([rows, tf.reshape(new_ids, [-1])], axis=1)
-        return tf.tensor_scatter_nd_update(seen, indices, tf.ones([batch * count], tf.bool))

@@ -1,4 +1,4 @@
-"""The training progress bar (rich): step, epoch, loss, windows/s and ETA."""
+"""The training progress bar (rich): step, epoch, loss, windows/s, utilisation of the matmul peak and ETA."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 class TrainingProgress:
-    def __init__(self, enabled: bool, total: int, done: int = 0, notes: bool = True, time_budget: float | None = None):
+    def __init__(self, enabled: bool, total: int, done: int = 0, notes: bool = True, time_budget: float | None = None,
+                 flops_per_window: int = 0, peak_flops: float = 0.0):
         self.enabled = enabled
+        # utilisation: the step's matmul FLOP/s over the machine's measured peak (model/flops.py)
+        self.flops_per_window, self.peak_flops = flops_per_window, peak_flops
         # With a time budget the bar tracks the budget (seconds): a run told to stop after N
         # seconds with a large --epochs would otherwise sit near 0% with an ETA of days.
         self.time_budget = time_budget
@@ -25,12 +28,13 @@ class TrainingProgress:
             TextColumn("{task.completed:.0f}/{task.total:.0f} s") if time_budget is not None else TextColumn(""),
             TextColumn("loss {task.fields[loss]:.4f}"),
             TextColumn("{task.fields[windows_per_second]:>9,.0f} windows/s"),
+            TextColumn("{task.fields[utilisation]:>6.1%} of peak"),
             TimeRemainingColumn(),
             console=self.console,
             disable=not enabled,
         )
         self.task = self.progress.add_task("train", total=time_budget or total, completed=0.0 if time_budget else done, epoch=0, loss=float("nan"), windows_per_second=0.0,
-                                          step=done)
+                                          step=done, utilisation=0.0)
 
     def __enter__(self):
         self.progress.__enter__()
@@ -45,8 +49,9 @@ class TrainingProgress:
         validation and checkpoints excluded); default: the wall time since the bar started."""
         spent = time.monotonic() - self.started if trained_seconds is None else trained_seconds
         completed = step if self.time_budget is None else min(spent, self.time_budget)
+        utilisation = windows_per_second * self.flops_per_window / self.peak_flops if self.peak_flops > 0 else 0.0
         self.progress.update(self.task, completed=completed, epoch=epoch, loss=loss, windows_per_second=windows_per_second,
-                             step=step)
+                             step=step, utilisation=utilisation)
 
     def note(self, message: str) -> None:
         if self.notes:

@@ -113,6 +113,7 @@ class TrainSettings:
     validation_sample: int = 2048  # val windows scored at each validation (the whole split at the end)
     export_checkpoint: str = "best"  # which weights the export holds: the best held-out or the latest
     ngram_order: int | None = None  # the export's n-gram mixed with the network; 0: none; None: see export_ngram_order
+    peak_flops: float | None = None  # FLOP/s utilisation is measured against; None: a cached matmul calibration
     resume: bool | None = None  # None: resume when RUN_DIR holds a checkpoint
     export: bool = True
     progress: bool = True
@@ -136,6 +137,8 @@ class TrainSettings:
             if value is not None and value < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
         check_ngram_order(self.ngram_order)
+        if self.peak_flops is not None and not self.peak_flops > 0:
+            raise SettingsError(f"--peak-flops must be > 0 FLOP/s, got {self.peak_flops:g}", hint="e.g. 312e12 for an A100's bf16 matmul")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise SettingsError(f"--learning-rate must be > 0, got {self.learning_rate}")
         for name in ("weight_decay", "warmup_steps", "clip_norm", "patience"):

@@ -25,6 +25,7 @@ from nextword.model.strategy import (configure_devices, fail_fast_on_lost_worker
                             use_mixed_precision)
 from nextword.model.progress import TrainingProgress
 from nextword.model.validation import ValidationSample, auto_validate_every
+from nextword.model import flops
 from nextword.tfrecords.manifest import load_manifest
 from nextword.tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
 
@@ -89,6 +90,8 @@ class TrainingSession:
                 hint=f"pass a multiple of {replicas}",
             )
         self.mixed_precision = use_mixed_precision(settings.mixed_precision)
+        self.flops_per_window = flops.training_flops_per_window(self.model_config)
+        self.peak = self._matmul_peak(replicas)
         latest = self._check_run_dir()
         self.reader_config = ReaderConfig(
             batch_size=self.global_batch // replicas, objective=self.model_config.objective,
@@ -236,6 +239,7 @@ class TrainingSession:
                       else self.planned_by)
             return self._already_complete(reason)
         progress = TrainingProgress(enabled=self.chief and settings.progress, total=self.target_steps, done=start_step,
+                                    flops_per_window=self.flops_per_window, peak_flops=self.peak["flops_per_second"],
                                     notes=self.chief, time_budget=None if settings.time_budget is None
                                     else settings.time_budget - self.seconds_before)  # the bar: this session's share
         with progress:
@@ -335,6 +339,8 @@ class TrainingSession:
                 self.history.log_steps({
                     "step": step, "epoch": epoch, "loss": loss_sum / max(weight_sum, 1.0),
                     "windows_per_second": window_sum / max(elapsed, 1e-9),
+                    "utilisation": flops.utilisation(window_sum / max(elapsed, 1e-9), self.flops_per_window,
+                                                     self.peak["flops_per_second"])[1],
                     "learning_rate": self.schedule.rate(step - 1, self.train_clock),
                 })
                 window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
@@ -433,11 +439,30 @@ class TrainingSession:
                                 hint="the dataset was modified after ingest; re-run `nextword ingest`")
         return totals.result(self.manifest, "val")
 
+    def _matmul_peak(self, replicas: int) -> dict:
+        """The ceiling utilisation is measured against (model/flops.py): each GPU replica has its own
+        device; on CPUs the replicas of one worker share the cores one calibration already used."""
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        dtype = "float16" if self.mixed_precision and on_gpu else "float32"
+        devices = replicas if on_gpu else (self.strategy.extended._num_workers if is_multiworker(self.strategy)  # noqa: SLF001
+                                           else 1)
+        return flops.matmul_peak(dtype, devices, self.settings.peak_flops)
+
+    def compute_figures(self, windows_per_second: float | None) -> dict:
+        """FLOPs a training window costs, the rate achieved and its share of the peak (summary.json's `compute`)."""
+        figures = {"training_flops_per_window": self.flops_per_window,
+                   "peak_flops_per_second": round(self.peak["flops_per_second"]), "peak_source": self.peak["source"]}
+        if windows_per_second:
+            achieved, share = flops.utilisation(windows_per_second, self.flops_per_window, self.peak["flops_per_second"])
+            figures.update(achieved_flops_per_second=round(achieved), utilisation=share)
+        return figures
+
     def _summary(self, stopped_by: str, start_step: int, train_seconds: float, weights_sha256: str,
                  exported: dict | None, validation: dict, already_complete: bool = False) -> dict:
         position = self.position.as_dict()
         trained = (position["step"] - start_step) * self.global_batch
         last_steps = self.history.record["steps"][-1] if self.history.record["steps"] else {}
+        windows_per_second = trained / train_seconds if trained and train_seconds > 0 else None
         return {
             "stopped_by": stopped_by,
             "already_complete": already_complete,  # a rerun that found nothing left to train
@@ -449,7 +474,8 @@ class TrainingSession:
             "train_seconds": round(float(self.position.train_seconds.numpy()), 3),  # over every session
             "time_budget": self.settings.time_budget,
             "wall_seconds": {part: round(seconds, 3) for part, seconds in self.wall.items()},
-            "windows_per_second": round(trained / train_seconds, 1) if trained and train_seconds > 0 else None,
+            "windows_per_second": round(windows_per_second, 1) if windows_per_second else None,
+            "compute": self.compute_figures(windows_per_second),
             "train_loss": last_steps.get("loss"),
             # the whole val split, scored for the exported weights
             "validation": {key: value for key, value in validation.items() if key != "windows"},

@@ -118,7 +118,9 @@ def test_card_lists_every_file_with_its_sha256(lstm_export, tiny_data_dir):  # n
     assert card["training"]["note"] == "random weights"
     assert "tensorflow_text" in card["loading"]
     assert read_card(export_dir) == card
-    assert set(card["signatures"]) == {"generate", "next_word_probabilities", "score_ids", "tokenize"}
+    assert set(card["signatures"]) == {"generate", "generate_start", "generate_continue", "serving_default",
+                                       "next_word_probabilities", "score_ids", "tokenize"}
+    assert set(card["signatures"]) == set(lstm_export.loaded.signatures)
 
 
 def test_a_crash_leaves_no_directory_that_looks_complete(tiny_data_dir, tmp_path, monkeypatch):  # noqa: F811

@@ -186,7 +186,18 @@ def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
     assert "validation: loss" in trained.stdout
     card = json.load(open(os.path.join(run_dir, "export", "card.json")))
     assert card["model"]["arch"] == "transformer" and "cached keys and values" in card["generation"]
-    assert json.load(open(os.path.join(run_dir, "summary.json")))["jit_compile"] is True  # the transformer's default
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    assert summary["jit_compile"] is True  # the transformer's default
+    # FLOP accounting: the formula's cost of a window, times the windows/s, over the peak (model/flops.py)
+    from nextword.model import flops
+    from nextword.model.config import ModelConfig
+
+    compute = summary["compute"]
+    assert compute["training_flops_per_window"] == flops.training_flops_per_window(ModelConfig.from_dict(summary["model_config"]))
+    # (windows_per_second is rounded to 0.1: a few windows/s in a 6-step run)
+    assert compute["achieved_flops_per_second"] == pytest.approx(summary["windows_per_second"] * compute["training_flops_per_window"], rel=1e-2)
+    assert compute["utilisation"] == pytest.approx(compute["achieved_flops_per_second"] / compute["peak_flops_per_second"], rel=1e-3)
+    assert "of the" in trained.stdout and "GFLOP/s peak" in trained.stdout
     from_export = run_cli("eval", os.path.join(run_dir, "export"), data_dir, "--json")
     from_checkpoint = run_cli("eval", run_dir, data_dir, "--json")
     assert from_export.exit_code == from_checkpoint.exit_code == 0, from_export.stderr + from_checkpoint.stderr
