@@ -67,7 +67,8 @@ def measure_matmul_peak(dtype: str = "float32", device: str | None = None, size:
     with tf.device(device or ("/GPU:0" if tf.config.list_logical_devices("GPU") else "/CPU:0")):
         left = tf.random.normal([size, size], dtype=tf.float32)
         left, right = tf.cast(left, dtype), tf.cast(tf.transpose(left), dtype)
-        product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b)[0, :1], tf.float32)))
+        # the whole product is summed: a slice of it would let Grappler multiply only that slice
+        product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.linalg.matmul(a, b), tf.float32)))
         product(left, right).numpy()  # trace and warm up
         best = float("inf")
         for _ in range(repeats):
@@ -118,14 +119,36 @@ def matmul_peak(dtype: str = "float32", devices: int = 1, given: float | None = 
     key = machine_key(dtype, device_name)
     path = os.path.join(cache_dir(), CACHE_NAME)
     cached = _read_cache(path)
-    if key not in cached:
-        cached[key] = measure_matmul_peak(dtype)
-        _write_cache(path, cached)
-    per_device = cached[key]
+    if key in cached:
+        per_device = cached[key]
+    else:
+        busy = not gpus and _busy()  # a CPU shared with other work measures low: used, not kept
+        per_device = measure_matmul_peak(dtype)
+        if not busy:
+            cached[key] = per_device
+            _write_cache(path, cached)
     count = devices if gpus else 1
-    return {"flops_per_second": per_device * count,
+    return {"flops_per_second": per_device * count, "dtype": dtype, "device": device_name,
             "source": f"{dtype} {CALIBRATION_SIZE}x{CALIBRATION_SIZE} matmul on {device_name}"
-                      + (f" x {count} devices" if count > 1 else "") + f" (cached in {path})"}
+                      + (f" x {count} devices" if count > 1 else "")
+                      + (f" (cached in {path})" if key in cached else " (measured on a busy CPU: not cached)")}
+
+
+def _busy() -> bool:
+    """The CPU already has work: a 1-minute load average of at least half its cores."""
+    try:
+        return os.getloadavg()[0] >= 0.5 * (os.cpu_count() or 1)
+    except OSError:
+        return False
+
+
+def forget_peak(dtype: str, device_name: str) -> None:
+    """Drop a cached peak a run has exceeded (it was measured while the machine was busy): the next run
+    measures again."""
+    path = os.path.join(cache_dir(), CACHE_NAME)
+    cached = _read_cache(path)
+    if cached.pop(machine_key(dtype, device_name), None) is not None:
+        _write_cache(path, cached)
 
 
 def _read_cache(path: str) -> dict:

@@ -455,6 +455,9 @@ class TrainingSession:
         if windows_per_second:
             achieved, share = flops.utilisation(windows_per_second, self.flops_per_window, self.peak["flops_per_second"])
             figures.update(achieved_flops_per_second=round(achieved), utilisation=share)
+            if share > 1 and "device" in self.peak:  # a peak below what a step achieved was measured under load
+                flops.forget_peak(self.peak["dtype"], self.peak["device"])
+                figures["peak_source"] += "; below the rate achieved, so it was measured under load: measured again next run"
         return figures
 
     def _summary(self, stopped_by: str, start_step: int, train_seconds: float, weights_sha256: str,

@@ -81,6 +81,7 @@ def test_a_training_window_is_three_forward_passes_of_two_flops_a_multiply_add()
 
 def test_the_peak_is_measured_once_per_machine_and_a_given_figure_wins(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(flops, "_busy", lambda: False)
     calls = []
     monkeypatch.setattr(flops, "measure_matmul_peak", lambda dtype, **_: calls.append(dtype) or 1.5e11)
     first = flops.matmul_peak("float32")
@@ -96,3 +97,17 @@ def test_the_peak_is_measured_once_per_machine_and_a_given_figure_wins(tmp_path,
 def test_the_calibration_measures_a_plausible_rate():
     rate = flops.measure_matmul_peak("float32", size=256, repeats=2)
     assert 1e8 < rate < 1e15  # any CPU or GPU of this decade
+
+
+def test_a_peak_measured_on_a_busy_cpu_or_exceeded_by_a_run_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(flops, "measure_matmul_peak", lambda dtype, **_: calls.append(dtype) or 1e11)
+    monkeypatch.setattr(flops, "_busy", lambda: True)
+    assert "busy" in flops.matmul_peak("float32")["source"] and flops.matmul_peak("float32") and len(calls) == 2
+    monkeypatch.setattr(flops, "_busy", lambda: False)
+    peak = flops.matmul_peak("float32")
+    assert len(calls) == 3 and flops.matmul_peak("float32")["flops_per_second"] == 1e11 and len(calls) == 3
+    flops.forget_peak(peak["dtype"], peak["device"])  # what a run that exceeded it does
+    flops.matmul_peak("float32")
+    assert len(calls) == 4
