@@ -111,3 +111,14 @@ def test_a_peak_measured_on_a_busy_cpu_or_exceeded_by_a_run_is_not_kept(tmp_path
     flops.forget_peak(peak["dtype"], peak["device"])  # what a run that exceeded it does
     flops.matmul_peak("float32")
     assert len(calls) == 4
+
+
+def test_the_calibration_runs_under_op_determinism():
+    """--deterministic enables op determinism, which refuses unseeded random ops (CI found the first version did)."""
+    import subprocess
+    import sys
+
+    code = ("import tensorflow as tf; tf.config.experimental.enable_op_determinism(); "
+            "from nextword.model import flops; print(flops.measure_matmul_peak('float32', size=128, repeats=1) > 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "True", result.stderr[-2000:]
