@@ -154,6 +154,9 @@ def test_settings_validation():
     with pytest.raises(SettingsError, match="--bidirectional"):
         TrainSettings(data_dir="d", out="o", bidirectional=True).model_config(10, 4)
     assert TrainSettings(data_dir="d", out="o", preset="notebook", units=64).model_config(10, 4).units == 64
+    with pytest.raises(SettingsError, match="--peak-flops must be > 0") as refused:
+        TrainSettings(data_dir="d", out="o", peak_flops=0)
+    assert "312e12" in refused.value.hint
 
 
 def test_transformer_settings_resolve_and_refuse_clearly():
@@ -357,3 +360,8 @@ def test_export_command_errors(trained_run, tmp_path):
     result = run_cli("export", trained_run[0], "--out", str(occupied))
     assert result.exit_code == 1 and "not a nextword export" in result.stderr
     assert (occupied / "notes.txt").read_text() == "mine"
+    # refused before TensorFlow loads or anything is written, naming what is accepted
+    result = run_cli("export", trained_run[0], "--ngram-order", "1", "--out", str(tmp_path / "order-1"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--ngram-order must be 0 (the network alone) or 2..8, got 1" in result.stderr
+    assert not (tmp_path / "order-1").exists()
