@@ -152,9 +152,17 @@ def read_run_file(run_dir: str) -> dict:
     return record
 
 
-def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str) -> None:
-    """Refuse to resume a RUN_DIR made with another dataset or another model config."""
+def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str, precision: str | None = None) -> None:
+    """Refuse to resume a RUN_DIR made with another dataset, another model config, or a precision
+    whose optimizer state differs (float16's loss scaling has variables the others lack)."""
     record = read_run_file(run_dir)
+    saved_precision = record.get("settings", {}).get("precision")
+    if precision and saved_precision and (saved_precision == "mixed_float16") != (precision == "mixed_float16"):
+        raise ArtifactError(
+            f"{run_dir} was trained under --precision {saved_precision}, this run would use {precision}: "
+            f"only mixed_float16 scales the loss, so their checkpoints hold different optimizer state",
+            hint=f"pass --precision {saved_precision} to resume, or train into a new --out",
+        )
     if record["dataset_fingerprint"] != fingerprint:
         raise ArtifactError(
             f"{run_dir} was trained on another dataset (fingerprint {record['dataset_fingerprint']}, "

@@ -7,11 +7,12 @@ from typing import Literal, Optional
 
 import typer
 
-from nextword.model.config import ARCHITECTURES, OBJECTIVES
+from nextword.model.config import ARCHITECTURES, OBJECTIVES, PRECISIONS
 from nextword.model.schedule import SCHEDULES
 from nextword.model.settings import (CHECKPOINT_CHOICES, DEFAULT_NGRAM_ORDER, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS,
                                      STRATEGIES, TrainSettings, check_ngram_order)
 from nextword.clihelp import Command
+from nextword.errors import SettingsError
 from nextword.quiet import load_tensorflow
 
 _MODEL_HELP = "default: the preset's, else our recipe's for the --arch (model/config.py)"
@@ -23,6 +24,7 @@ Optimizer = Literal[OPTIMIZERS]
 Strategy = Literal[STRATEGIES]
 Schedule = Literal[SCHEDULES]
 CheckpointChoice = Literal[CHECKPOINT_CHOICES]
+Precision = Literal[PRECISIONS]
 NGRAM_HELP = (f"the export mixes the network with a Kneser-Ney n-gram of this order counted on the train split, "
               f"weighted by maximum likelihood on the validation sample (gen, eval EXPORT_DIR and TF Serving use the "
               f"mixture); 0: the network alone; default {DEFAULT_NGRAM_ORDER} (0 under --preset notebook)")
@@ -60,7 +62,8 @@ def train(
     strategy: Strategy = typer.Option("auto", help="auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU, else default"),
     devices: Optional[int] = typer.Option(None, help="train on the first N GPUs (default: all; more than exist is refused); without GPUs, split the CPU into N logical devices (a real MirroredStrategy on CPU)"),
     allow_cpu: bool = typer.Option(False, "--allow-cpu", help="train on the CPU when this machine has NVIDIA GPUs that TensorFlow cannot use (default: refuse, exit 74)"),
-    mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision", help="default: on when a GPU is present"),
+    precision: Optional[Precision] = typer.Option(None, help="the dtype policy: weights stay float32, the mixed ones compute in 16 bits (float16 with loss scaling). Default by hardware: mixed_bfloat16 on GPUs that have it (compute capability 8.0+, Ampere on), mixed_float16 on older GPUs, float32 on CPUs (bench/step_bench.py on an AVX512-BF16 CPU: the default transformer step did not gain from mixed_bfloat16, an LSTM step ran 1.39x faster)"),
+    mixed_precision: Optional[bool] = typer.Option(None, "--mixed-precision/--no-mixed-precision", hidden=True, help="before 0.3: --precision mixed_float16 / float32"),
     jit_compile: Optional[bool] = typer.Option(None, "--jit-compile/--no-jit-compile", help="compile each replica's forward and backward pass with XLA; default: on for the transformer (1.51x faster on a CPU), off for lstm/gru (3.2x slower compiled on a CPU; cuDNN on a GPU)"),
     steps_per_call: int = typer.Option(8, help="train steps per tf.function call"),
     deterministic: bool = typer.Option(False, "--deterministic", help="enable TF op determinism (bit-exact resume)"),
@@ -75,7 +78,9 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
 ) -> None:
     """Train a next-word model on DATA_DIR under a tf.distribute strategy (resumable)."""
-    settings = TrainSettings(**{name: value for name, value in locals().items()})
+    given = dict(locals())
+    given["precision"] = precision_from_old_flag(given.pop("mixed_precision"), precision)
+    settings = TrainSettings(**given)
     load_tensorflow()
     from nextword.model.train import run_training
 
@@ -84,6 +89,17 @@ def train(
     if summary["stopped_by"] == "interrupt":
         typer.echo(f"interrupted: checkpoint saved at step {summary['steps']}; run the same command to resume", err=True)
         raise typer.Exit(130)
+
+
+def precision_from_old_flag(mixed_precision: bool | None, precision: str | None) -> str | None:
+    """0.2's --mixed-precision/--no-mixed-precision, kept working: float16 with loss scaling / float32."""
+    if mixed_precision is None:
+        return precision
+    old = "mixed_float16" if mixed_precision else "float32"
+    if precision is not None and precision != old:
+        raise SettingsError(f"--{'' if mixed_precision else 'no-'}mixed-precision means --precision {old}, "
+                            f"and --precision {precision} was also given", hint="pass --precision alone")
+    return old
 
 
 def print_summary(summary: dict, out: str) -> None:

@@ -9,6 +9,8 @@ from nextword.errors import SettingsError
 
 ARCHITECTURES = ("lstm", "gru", "transformer")
 OBJECTIVES = ("last", "all")
+# Keras dtype policies a run trains under: variables stay float32 under the mixed ones.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)

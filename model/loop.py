@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from nextword.model.builder import build_model, final_word_logits_fn
-from nextword.model.config import ModelConfig
+from nextword.model.config import PRECISIONS, ModelConfig
 from nextword.model.metrics import weighted_token_loss
 from nextword.model.schedule import DECAY_SHARE, Schedule
 
@@ -73,7 +73,7 @@ def not_decayed(model: keras.Model) -> list:
     return embeddings + [v for v in model.trainable_variables if len(v.shape) < 2 and not any(v is e for e in embeddings)]
 
 
-def make_optimizer(name: str, learning_rate, mixed_precision: bool, weight_decay: float = 0.0,
+def make_optimizer(name: str, learning_rate, loss_scaling: bool, weight_decay: float = 0.0,
                    model: keras.Model | None = None) -> keras.optimizers.Optimizer:
     """learning_rate: a float or a keras LearningRateSchedule (model.schedule.ScheduledRate).
     weight_decay (decoupled, "adamw" only) skips `not_decayed(model)`."""
@@ -86,7 +86,8 @@ def make_optimizer(name: str, learning_rate, mixed_precision: bool, weight_decay
     if name == "adamw" and model is not None:
         optimizer.exclude_from_weight_decay(var_list=not_decayed(model))
     # Loss scaling keeps float16 gradients from underflowing; apply() unscales and skips inf steps.
-    return keras.optimizers.LossScaleOptimizer(optimizer) if mixed_precision else optimizer
+    # bfloat16 has float32's exponent range: it needs none.
+    return keras.optimizers.LossScaleOptimizer(optimizer) if loss_scaling else optimizer
 
 
 def combine_repeated_rows(gradient):
@@ -113,7 +114,7 @@ class Trainer:
         model_config: ModelConfig,
         optimizer_name: str,
         learning_rate,
-        mixed_precision: bool = False,
+        precision: str = "float32",
         seed: int = 0,
         weight_decay: float = 0.0,
         clip_norm: float = 0.0,
@@ -121,20 +122,25 @@ class Trainer:
     ):
         """learning_rate: a float, or a callable building the schedule inside the strategy's
         scope (its variables must be created there): () -> keras LearningRateSchedule.
+        precision: a PRECISIONS policy (variables stay float32 under both mixed ones; only
+        mixed_float16 scales the loss).
         clip_norm: clip the global batch's gradient to this norm (0: off).
         jit_compile: compile each replica's forward and backward pass with XLA (see `gradients`)."""
         self.strategy = strategy
         self.model_config = model_config
-        self.mixed_precision = mixed_precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.loss_scaling = precision == "mixed_float16"
         self.clip_norm = clip_norm
-        keras.mixed_precision.set_dtype_policy("mixed_float16" if mixed_precision else "float32")
+        keras.mixed_precision.set_dtype_policy(precision)
         # Seeds weight init and every dropout SeedGenerator (their states are model variables,
         # checkpointed, so a resumed run draws the same masks).
         keras.utils.set_random_seed(seed)
         with strategy.scope():
             self.model = build_model(model_config)
             self.learning_rate = learning_rate() if callable(learning_rate) else learning_rate
-            self.optimizer = make_optimizer(optimizer_name, self.learning_rate, mixed_precision, weight_decay, self.model)
+            self.optimizer = make_optimizer(optimizer_name, self.learning_rate, self.loss_scaling, weight_decay, self.model)
             self.optimizer.build(self.model.trainable_variables)
         keras.mixed_precision.set_dtype_policy("float32")
         self.jit_compile = jit_compile
@@ -158,19 +164,19 @@ class Trainer:
         gradients = tf.distribute.get_replica_context().all_reduce("sum", gradients)
         if self.clip_norm:
             # Under loss scaling the gradients are scaled: so is the threshold (same clip, unscaled).
-            scale = self.optimizer.scale_loss(1.0) if self.mixed_precision else 1.0
+            scale = self.optimizer.scale_loss(1.0) if self.loss_scaling else 1.0
             gradients, _ = tf.clip_by_global_norm([combine_repeated_rows(g) for g in gradients], self.clip_norm * scale)
         self.optimizer.apply(gradients, variables)
         return loss_sum, local_weight
 
     def gradients(self, context, targets, weights, global_weight, dense=False):
         """-> (loss sum, this replica's gradients of loss sum / global weight, loss-scaled under
-        mixed precision), one per trainable variable; dense: embeddings' as dense tensors too."""
+        mixed_float16), one per trainable variable; dense: embeddings' as dense tensors too."""
         with tf.GradientTape() as tape:
             logits = self.model(context, training=True)
             loss_sum = weighted_token_loss(logits, targets, weights)
             loss = loss_sum / tf.maximum(global_weight, 1.0)
-            scaled = self.optimizer.scale_loss(loss) if self.mixed_precision else loss
+            scaled = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         gradients = tape.gradient(scaled, self.model.trainable_variables)
         return loss_sum, [tf.convert_to_tensor(g) for g in gradients] if dense else gradients
 

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from nextword.errors import SettingsError
-from nextword.model.config import NOTEBOOK_PRESET, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
+from nextword.model.config import NOTEBOOK_PRESET, PRECISIONS, RECIPE_ARCH, TRANSFORMER_DEFAULTS, ModelConfig
 from nextword.model.ngram import DEFAULT_ORDER as DEFAULT_NGRAM_ORDER
 from nextword.model.schedule import SCHEDULES
 
@@ -103,7 +103,7 @@ class TrainSettings:
     strategy: str = "auto"
     devices: int | None = None  # the first N GPUs; without GPUs, the CPU split into N logical devices
     allow_cpu: bool = False  # train on the CPU when the machine's GPUs are unusable (CUDA did not load)
-    mixed_precision: bool | None = None  # None: on when a GPU is present
+    precision: str | None = None  # a PRECISIONS policy; None: by hardware (model.strategy.choose_precision)
     jit_compile: bool | None = None  # None: see jit_compile_for
     steps_per_call: int = 8  # train steps run inside one tf.function call (cuts Python overhead)
     deterministic: bool = False  # tf.config.experimental.enable_op_determinism()
@@ -136,6 +136,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+        if self.precision is not None and self.precision not in PRECISIONS:
+            raise SettingsError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_ngram_order(self.ngram_order)
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise SettingsError(f"--peak-flops must be > 0 FLOP/s, got {self.peak_flops:g}", hint="e.g. 312e12 for an A100's bf16 matmul")
@@ -193,7 +195,7 @@ class TrainSettings:
 
     def jit_compile_for(self, arch: str) -> bool:
         """XLA for the replica's forward + backward pass (model.loop.Trainer). Default by measurement
-        (bench/jit_bench.py, 2 cores, float32): the transformer steps 1.51x faster compiled, an LSTM
+        (bench/step_bench.py, 2 cores, float32): the transformer steps 1.51x faster compiled, an LSTM
         3.2x slower, so recurrent models stay uncompiled; on GPUs Keras runs them on cuDNN's kernels,
         which XLA would replace."""
         return self.jit_compile if self.jit_compile is not None else arch == "transformer"

@@ -22,7 +22,7 @@ from nextword.model.metrics import evaluate_split, metrics_line
 from nextword.model.schedule import Schedule
 from nextword.model.settings import TrainSettings
 from nextword.model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
-                            use_mixed_precision)
+                            choose_precision)
 from nextword.model.progress import TrainingProgress
 from nextword.model.validation import ValidationSample, auto_validate_every
 from nextword.model import flops
@@ -89,7 +89,7 @@ class TrainingSession:
                 f"--batch-size {self.global_batch} does not split over {replicas} replicas",
                 hint=f"pass a multiple of {replicas}",
             )
-        self.mixed_precision = use_mixed_precision(settings.mixed_precision)
+        self.precision = choose_precision(settings.precision)
         self.flops_per_window = flops.training_flops_per_window(self.model_config)
         self.peak = self._matmul_peak(replicas)
         latest = self._check_run_dir()
@@ -105,7 +105,7 @@ class TrainingSession:
                                       self.optimization.warmup_steps, self.target_steps, settings.time_budget)
         self.trainer = Trainer(
             strategy, self.model_config, self.optimization.optimizer, lambda: ScheduledRate(self.schedule),
-            self.mixed_precision, settings.seed, self.optimization.weight_decay, self.optimization.clip_norm,
+            self.precision, settings.seed, self.optimization.weight_decay, self.optimization.clip_norm,
             settings.jit_compile_for(self.model_config.arch),
         )
         self.position = checkpointing.TrainingPosition()
@@ -121,7 +121,7 @@ class TrainingSession:
                                                        max_to_keep=2)
         if self.chief:
             checkpointing.write_run_file(
-                settings.out, {**settings.to_dict(), "optimization": self.optimization.to_dict(),
+                settings.out, {**settings.to_dict(), "precision": self.precision, "optimization": self.optimization.to_dict(),
                                "schedule": self.schedule.to_dict()},
                 self.model_config, settings.data_dir, manifest.fingerprint,
             )
@@ -147,7 +147,7 @@ class TrainingSession:
                 hint="train into a new --out, remove the old RUN_DIR, or drop --no-resume to continue it",
             )
         if storage.exists(storage.join(out, checkpointing.RUN_FILE)):
-            checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint)
+            checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint, self.precision)
         return latest
 
     def _step_plan(self) -> tuple[int, str]:
@@ -443,7 +443,8 @@ class TrainingSession:
         """The ceiling utilisation is measured against (model/flops.py): each GPU replica has its own
         device; on CPUs the replicas of one worker share the cores one calibration already used."""
         on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        dtype = "float16" if self.mixed_precision and on_gpu else "float32"
+        # the dtype the step's matmuls run in (float16 on a CPU is emulated: float32's rate is the ceiling)
+        dtype = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16" if on_gpu else "float32"}.get(self.precision, "float32")
         devices = replicas if on_gpu else (self.strategy.extended._num_workers if is_multiworker(self.strategy)  # noqa: SLF001
                                            else 1)
         return flops.matmul_peak(dtype, devices, self.settings.peak_flops)
@@ -489,7 +490,8 @@ class TrainingSession:
             "validate_every": self.validate_every,
             "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),
             "replicas": self.strategy.num_replicas_in_sync,
-            "mixed_precision": self.mixed_precision,
+            "precision": self.precision,
+            "mixed_precision": self.precision != "float32",  # before 0.3 the only record of it
             "jit_compile": self.trainer.jit_compile,
             "batch_size": self.global_batch,
             "optimizer": self.optimization.optimizer,

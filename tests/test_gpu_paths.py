@@ -43,7 +43,7 @@ def load_gpu_check():
 @pytest.mark.parametrize("arch", ["lstm", "transformer"])
 def test_mixed_precision_projects_the_vocabulary_in_float16_and_returns_float32_logits(arch):
     config = ModelConfig(**TINY, arch=arch, heads=2, objective="all")
-    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-2, mixed_precision=True)
+    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-2, precision="mixed_float16")
     projection = trainer.model.get_layer("logits")
     assert projection.compute_dtype == "float16"  # the hidden x vocabulary matmul (was float32)
     assert projection.output.dtype == "float16" and projection.kernel.dtype == "float32"  # float32 master weights
@@ -174,7 +174,7 @@ MIXED_ONE_AND_TWO_REPLICAS = textwrap.dedent(
     saved = {}
     for name, strategy in (("one", tf.distribute.get_strategy()), ("two", make_strategy("mirrored", 2))):
         assert strategy.num_replicas_in_sync == (1 if name == "one" else 2)
-        trainer = Trainer(strategy, config, "sgd", 0.5, mixed_precision=True, seed=7)
+        trainer = Trainer(strategy, config, "sgd", 0.5, precision="mixed_float16", seed=7)
         # Below the float16 edge for both: whether a step overflows at 2**15 depends on how many terms each
         # replica sums in float16 (the transformer's residual stream overflowed on 1 replica, not on 2).
         trainer.optimizer.dynamic_scale.assign(2.0 ** 10)
@@ -227,7 +227,7 @@ def test_the_graph_search_finds_cudnn_ops_exactly_when_keras_selects_cudnn(monke
     assert not any(op.startswith("CudnnRNN") for op in gpu_check.traced_train_step_ops(on_cpu, 4))
     # Keras picks cuDNN when it sees a GPU: make it see one (tracing never runs the ops).
     monkeypatch.setattr(importlib.import_module("keras.src.backend.tensorflow.rnn"), "_is_gpu_available", lambda: True)
-    as_on_gpu = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3, mixed_precision=True)
+    as_on_gpu = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3, precision="mixed_float16")
     ops = gpu_check.traced_train_step_ops(as_on_gpu, 4)
     assert {"CudnnRNNV3", "CudnnRNNBackpropV3"} <= ops  # forward in the step, backward in its gradient
 

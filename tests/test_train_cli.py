@@ -59,6 +59,8 @@ def test_train_writes_the_run_dir(trained_run):
     assert summary["stopped_by"] == "epochs" and summary["epochs_completed"] == 2
     assert summary["model_config"]["objective"] == "all" and summary["optimizer"] == RECIPE_DEFAULTS["optimizer"]
     assert summary["jit_compile"] is False  # an lstm
+    assert summary["precision"] == "float32" and summary["mixed_precision"] is False  # a CPU's default
+    assert json.load(open(os.path.join(run_dir, "run.json")))["settings"]["precision"] == "float32"  # resolved
     assert summary["schedule"]["schedule"] == RECIPE_DEFAULTS["schedule"]
     assert summary["optimization"]["clip_norm"] == RECIPE_DEFAULTS["clip_norm"]
     for name in ("loss.png", "accuracy.png", "perplexity.png"):

@@ -94,7 +94,7 @@ def test_xla_compiled_step_on_two_replicas_equals_the_uncompiled_step_on_one(tmp
 
 def test_mixed_precision_builds_loss_scaling_and_float32_logits():
     config = ModelConfig(vocab_size=12, context_length=4, layers=1, units=8, embedding_dim=4)
-    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3, mixed_precision=True)
+    trainer = Trainer(tf.distribute.get_strategy(), config, "adam", 1e-3, precision="mixed_float16")
     assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
     assert trainer.model.get_layer("rnn_0").compute_dtype == "float16"
     logits = trainer.model(tf.zeros([2, 4], tf.int32))
