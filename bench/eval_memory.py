@@ -35,7 +35,7 @@ BARE = "from nextword.quiet import load_tensorflow; load_tensorflow(); import mo
 def prepare(vocab: int, tree: str) -> tuple[str, str]:
     """The corpus, dataset and run, written by `tree` (the oldest measured: newer versions read
     older datasets and runs, not the reverse)."""
-    from corpus import write_zipf_corpus
+    from nextword.synthetic import write_zipf_corpus
 
     corpus = os.path.join(WORK, f"zipf-{vocab}.txt")
     data_dir, run_dir = os.path.abspath(os.path.join(WORK, f"data-{vocab}")), os.path.abspath(os.path.join(WORK, f"run-{vocab}"))

@@ -13,7 +13,7 @@ import shutil
 import psutil
 
 from common import WORK, median, nextword, python_script, run_measured
-from corpus import write_zipf_corpus
+from nextword.synthetic import write_zipf_corpus
 
 GB = 1 << 30
 

@@ -57,7 +57,7 @@ def write_shaped_corpus(path: str, target_bytes: int, fewest: int, most: int, se
                         types: int = 50_000, exponent: float = 1.1) -> dict:
     """~target_bytes of Zipf words (corpus.word_types, as write_zipf_corpus) in documents of
     fewest..most words (uniform), one per line. Deterministic for a seed; kept when present."""
-    from corpus import word_types
+    from nextword.synthetic import word_types
 
     if os.path.exists(path) and abs(os.path.getsize(path) - target_bytes) < 0.05 * target_bytes:
         return {"bytes": os.path.getsize(path)}
@@ -81,7 +81,7 @@ def write_shaped_corpus(path: str, target_bytes: int, fewest: int, most: int, se
 
 def shape_corpora(work: str, sizes: LayoutSizes) -> list[tuple[str, str, str]]:
     """[(key, label, path)] of the corpus shapes (written once into work)."""
-    from corpus import write_many_words_corpus
+    from nextword.synthetic import write_many_words_corpus
 
     label = f"{sizes.shape_mb:g}".replace(".", "p")
     out = []
@@ -202,7 +202,7 @@ def throughput_part(reader_corpus: str, big_corpus: str, work: str, sizes: Layou
     """spans end to end (median) alternating with the ceiling, windows once; peak RSS; the
     reader corpus ingested both ways and kept for the reader part."""
     from common import PYTHON, median, python_script, run_measured
-    from corpus import write_many_words_corpus
+    from nextword.synthetic import write_many_words_corpus
 
     runs: dict = {}
 

@@ -49,11 +49,13 @@ def _mount() -> None:
     from nextword.ingest.cli import register as register_ingest
     from nextword.model.cli import register as register_model
     from nextword.demo import register as register_demo
+    from nextword.gpu_check import register as register_gpu_check
 
     register_ingest(app)
     register_model(app)
     register_gen(app)
     register_demo(app)
+    register_gpu_check(app)
 
 
 def main() -> None:

@@ -1,11 +1,9 @@
 """GPU paths tested on CPU: mixed precision's vocabulary projection, --devices on GPU machines,
-CUDA libraries that did not load, 2 replicas == 1 under mixed precision, and bench/gpu_check."""
+CUDA libraries that did not load, 2 replicas == 1 under mixed precision, and `nextword gpu-check`."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.machinery
-import importlib.util
 import json
 import os
 import subprocess
@@ -33,10 +31,9 @@ TINY = dict(vocab_size=30, context_length=5, layers=1, units=8, embedding_dim=4,
 
 
 def load_gpu_check():
-    loader = importlib.machinery.SourceFileLoader("gpu_check", GPU_CHECK)
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("gpu_check", loader))
-    loader.exec_module(module)
-    return module
+    from nextword import gpu_check
+
+    return gpu_check
 
 
 # ---- mixed precision: the vocabulary projection in float16, float32 logits --------------------
@@ -218,7 +215,7 @@ def test_mixed_precision_two_replicas_equal_one_replica_at_the_same_global_batch
         assert np.max(np.abs(one - two)) < 0.05 * np.max(np.abs(one - initial)), f"variable {index}"
 
 
-# ---- bench/gpu_check ---------------------------------------------------------------------------------
+# ---- nextword gpu-check ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("overrides", [dict(arch="lstm", objective="all"), dict(arch="gru", bidirectional=True, objective="last")])
 def test_the_graph_search_finds_cudnn_ops_exactly_when_keras_selects_cudnn(monkeypatch, overrides):
     gpu_check = load_gpu_check()
@@ -235,7 +232,7 @@ def test_the_graph_search_finds_cudnn_ops_exactly_when_keras_selects_cudnn(monke
 @pytest.mark.slow
 def test_gpu_check_runs_on_cpu_and_says_no_gpu(tiny_dataset):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    done = subprocess.run([sys.executable, GPU_CHECK, "--quick", "--data", tiny_dataset, "--json"],
+    done = subprocess.run([sys.executable, "-m", "nextword", "gpu-check", "--quick", "--data", tiny_dataset, "--json"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
@@ -247,3 +244,13 @@ def test_gpu_check_runs_on_cpu_and_says_no_gpu(tiny_dataset):
     assert all(row["eligible_layers"] == row["recurrent_layers"] >= 1 and row["cudnn_ops"] == [] for row in report["cudnn"])
     (measured,) = report["throughput"]
     assert measured["device_kind"] == "CPU" and measured["windows_per_second"] > 0 and len(measured["windows_per_second_runs"]) == 2
+    # utilisation as `nextword train` reports it: the model's FLOPs a window x windows/s over the calibrated peak
+    assert measured["precision"] == "float32" and measured["peak_flops_per_second"] > 0
+    assert measured["utilisation"] == pytest.approx(measured["achieved_flops_per_second"] / measured["peak_flops_per_second"])
+    assert "GFLOP/s of matmuls" in done.stdout
+
+
+def test_the_old_bench_script_runs_the_command():
+    done = subprocess.run([sys.executable, GPU_CHECK, "--help"], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, COLUMNS="200"))
+    assert done.returncode == 0 and "--batch-per-device" in done.stdout and "Check the GPUs" in done.stdout

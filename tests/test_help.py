@@ -16,7 +16,7 @@ import typer.main
 import nextword
 from _cli import nextword_app, run_cli
 from nextword.ingest.sources import FORMATS, TEXT_UNITS
-from nextword.model.config import ARCHITECTURES, OBJECTIVES
+from nextword.model.config import ARCHITECTURES, OBJECTIVES, PRECISIONS
 from nextword.model.settings import OPTIMIZERS, PRESETS, STRATEGIES
 from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS
 
@@ -25,14 +25,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGUMENTS = {
     "ingest": ["[INPUT...]"], "inspect": ["DATA_DIR"], "verify": ["DATA_DIR"], "train": ["DATA_DIR"],
     "eval": ["MODEL_DIR", "DATA_DIR"], "plot": ["RUN_DIR"], "export": ["RUN_DIR"],
-    "gen": ["MODEL_DIR", "[PROMPT...]"], "demo": [],
+    "gen": ["MODEL_DIR", "[PROMPT...]"], "demo": [], "gpu-check": [],
 }
 CHOICES = {
     ("ingest", "--format"): ("auto", *FORMATS), ("ingest", "--layout"): LAYOUTS,
     ("ingest", "--on-error"): ("strict", "skip"), ("ingest", "--runner"): ("local", "beam"),
     ("ingest", "--tokenizer"): TOKENIZERS, ("ingest", "--text-unit"): ("auto", *TEXT_UNITS),
     ("train", "--preset"): PRESETS, ("train", "--arch"): ARCHITECTURES, ("train", "--objective"): OBJECTIVES,
-    ("train", "--optimizer"): OPTIMIZERS, ("train", "--strategy"): STRATEGIES,
+    ("train", "--optimizer"): OPTIMIZERS, ("train", "--strategy"): STRATEGIES, ("train", "--precision"): PRECISIONS,
 }
 # The fewest arguments that reach option parsing (a bad choice must fail there, before any work).
 REQUIRED = {"ingest": ["--out", "unused"], "train": ["unused", "--out", "unused"]}

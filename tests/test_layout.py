@@ -15,7 +15,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 # floor -> the folders (and modules of nextword/) on it; a module may import its own floor and those below
 FLOORS = ["base", "tfrecords", "ingest", "model", "generate", "application"]
 STAGES = ("tfrecords", "ingest", "model", "generate")
-APPLICATION = ("cli", "demo", "__main__")  # nextword/ modules that wire every stage together
+APPLICATION = ("cli", "demo", "gpu_check", "__main__")  # nextword/ modules that wire every stage together
 
 
 def floor_of(module: str) -> str | None:

@@ -1,4 +1,4 @@
-"""Synthetic corpora for benchmarks: Zipf-distributed words, one document per line.
+"""Synthetic corpora for benchmarks and `nextword gpu-check`: Zipf-distributed words, one document per line.
 
 Deterministic for a seed, so every run measures the same text.
 """
