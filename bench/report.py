@@ -91,6 +91,12 @@ def loop_lines(loop: dict, reader: dict | None) -> list[str]:
             f"target < 5%): notebook network {ours['input_wait_share']:.1%}, default recipe "
             f"(batch {default['batch_size']}, {default['windows_per_second']:,.0f} windows/s) {default['input_wait_share']:.1%}.",
         ]
+        if "utilisation" in default:  # results written before 0.3 have no FLOP figures
+            lines += ["", "Utilisation of the float32 matmul peak (model/flops.py: matmul FLOPs a training window × "
+                          "windows/s ÷ the calibrated peak, " + default["peak_source"] + "): " + "; ".join(
+                              f"{name} {row['training_flops_per_window'] / 1e6:,.1f} MFLOP a window, "
+                              f"{row['utilisation']:.0%}" for name, row in (("notebook network", ours), ("default recipe", default))
+                              if "utilisation" in row) + "."]
     return lines
 
 

@@ -48,6 +48,10 @@ def loop_section(data_dir: str, steps: int, fit_windows: int, repeats: int, log=
     log(f"  notebook network: our loop {ours['windows_per_second']:,.0f} windows/s vs model.fit "
         f"{fit['windows_per_second']:,.0f} ({ratio:.2f}x, medians of {repeats} alternating rounds); input wait "
         f"{ours['input_wait_share']:.1%} (notebook net), {default['input_wait_share']:.1%} (default recipe)")
+    for name, row in (("notebook network", ours), ("default recipe", default)):
+        if "utilisation" in row:
+            log(f"  {name}: {row['training_flops_per_window'] / 1e6:,.1f} MFLOP a window x {row['windows_per_second']:,.0f} "
+                f"windows/s = {row['utilisation']:.0%} of the {row['peak_flops_per_second'] / 1e9:,.0f} GFLOP/s peak")
     return {"ours": ours, "fit": fit, "ratio": ratio, "target_ratio": 1.5, "default_recipe": default}
 
 

@@ -69,6 +69,7 @@ def reader_benchmark(data_dir: str, windows: int, batch_size: int, repeats: int)
 def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, steps: int, repeats: int) -> dict:
     import tensorflow as tf
 
+    from nextword.model import flops
     from nextword.model.loop import Trainer
     from nextword.model.settings import TrainSettings
     from nextword.tfrecords.manifest import load_manifest
@@ -79,7 +80,9 @@ def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, st
     config = settings.model_config(manifest.vocab_size, manifest.context_length)
     batch = settings.training_choice("batch_size")
     strategy = tf.distribute.get_strategy()
-    trainer = Trainer(strategy, config, settings.training_choice("optimizer"), settings.training_choice("learning_rate"))
+    # compiled as `nextword train` compiles it (XLA for the transformer), in its CPU precision (float32)
+    trainer = Trainer(strategy, config, settings.training_choice("optimizer"), settings.training_choice("learning_rate"),
+                      jit_compile=settings.jit_compile_for(config.arch))
     reader_config = ReaderConfig(batch_size=batch, objective=config.objective)
     steps_per_call = 8
 
@@ -103,7 +106,11 @@ def loop_benchmark(data_dir: str, preset: str | None, batch_size: int | None, st
         from_reader.append(rate(iter(dataset(repeat))))
         from_memory.append(rate(iter(in_memory)))
     reader_rate, memory_rate = statistics.median(from_reader), statistics.median(from_memory)
+    per_window, peak = flops.training_flops_per_window(config), flops.matmul_peak("float32")
     return {"preset": preset or "default", "model": config.to_dict(), "batch_size": batch, "steps": steps,
+            "jit_compile": trainer.jit_compile, "training_flops_per_window": per_window,
+            "peak_flops_per_second": peak["flops_per_second"], "peak_source": peak["source"],
+            "utilisation": flops.utilisation(reader_rate, per_window, peak["flops_per_second"])[1],
             "windows_per_second_runs": from_reader, "in_memory_windows_per_second_runs": from_memory,
             "windows_per_second": reader_rate, "in_memory_windows_per_second": memory_rate,
             # Share of step time spent waiting on the reader (clipped at 0: noise can make it negative).

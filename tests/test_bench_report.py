@@ -204,3 +204,20 @@ def test_a_five_gram_that_fails_is_stored_as_not_measured_and_does_not_raise(mon
     calls = fake_kneser_ney(monkeypatch, stdout=json.dumps(five_gram()))
     common.five_gram(data_dir, known=stored, log=lambda message: None)
     assert len(calls) == 1  # a failed entry is counted again
+
+
+# ---- the training-loop section's utilisation (issue 23) ----------------------------------------------
+
+def test_the_loop_section_states_each_networks_utilisation_and_older_results_say_nothing():
+    def row(rate: float, **extra) -> dict:
+        return {"windows_per_second": rate, "windows_per_second_runs": [rate], "input_wait_share": 0.01,
+                "batch_size": 128, **extra}
+
+    measured = {"training_flops_per_window": 177_300_000, "peak_flops_per_second": 500e9, "peak_source": "float32 matmul",
+                "utilisation": 0.386}
+    loop = {"ours": row(900, **{**measured, "training_flops_per_window": 20_000_000, "utilisation": 0.036}),
+            "fit": row(600), "default_recipe": row(1085, **measured), "ratio": 1.5, "target_ratio": 1.5}
+    text = "\n".join(report.loop_lines(loop, None))
+    assert "notebook network 20.0 MFLOP a window, 4%; default recipe 177.3 MFLOP a window, 39%." in text
+    older = {**loop, "ours": row(900), "default_recipe": row(1085)}
+    assert "Utilisation" not in "\n".join(report.loop_lines(older, None))
