@@ -23,6 +23,7 @@ import typer
 import nextword
 from nextword.clihelp import CONTEXT_SETTINGS, Command
 from nextword.errors import InputError, SettingsError
+from nextword.generate.generator import GenerateSettings
 from nextword.quiet import quiet_native_stderr
 from nextword.runner import run_app
 
@@ -42,14 +43,14 @@ def gen_command(
     model_dir: str = typer.Argument(..., metavar="MODEL_DIR", help="export dir, or a RUN_DIR holding export/"),
     prompts: Optional[List[str]] = typer.Argument(
         None, metavar="PROMPT...", help="prompt(s); none: one per line from stdin when it is piped, else an empty context"),
-    words: int = typer.Option(30, "--words", help="whole words to generate per sample (a wordpiece export draws the pieces they take)"),
-    temperature: float = typer.Option(1.0, "--temperature", help="> 0; lower = safer, higher = wilder"),
+    words: int = typer.Option(GenerateSettings.words, "--words", help="whole words to generate per sample (a wordpiece export draws the pieces they take)"),
+    temperature: float = typer.Option(GenerateSettings.temperature, "--temperature", help="> 0; lower = safer, higher = wilder"),
     greedy: bool = typer.Option(False, "--greedy", help="always take the most likely word (no seed needed)"),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="sample among the K most likely words"),
     top_p: Optional[float] = typer.Option(None, "--top-p", help="nucleus: smallest set of words with mass >= P"),
-    repetition_penalty: float = typer.Option(1.0, "--repetition-penalty", help="> 1 discourages words already used"),
-    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", help="never repeat an n-gram of this size (0 = off)"),
-    num_samples: int = typer.Option(1, "--num-samples", help="samples per prompt"),
+    repetition_penalty: float = typer.Option(GenerateSettings.repetition_penalty, "--repetition-penalty", help="> 1 discourages words already used"),
+    no_repeat_ngram: int = typer.Option(GenerateSettings.no_repeat_ngram, "--no-repeat-ngram", help="never repeat an n-gram of this size (0 = off)"),
+    num_samples: int = typer.Option(GenerateSettings.num_samples, "--num-samples", help="samples per prompt"),
     prompts_file: Optional[str] = typer.Option(None, "--prompts-file", metavar="FILE", help="one prompt per line; - reads stdin"),
     seed: Optional[int] = typer.Option(None, "--seed", help="same seed, same output (default: a fresh seed, printed on stderr)"),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="default: on when stdout is a terminal"),
@@ -62,7 +63,7 @@ def gen_command(
         False, "--interactive", "-i", help="load once, then read prompts line by line (:help lists the commands)"),
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    from nextword.generate.generator import GenerateSettings, Generator
+    from nextword.generate.generator import Generator
 
     settings = GenerateSettings(
         words=words,
