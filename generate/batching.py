@@ -10,8 +10,8 @@ draw does not depend on how many words the call will draw).
 
 One worker thread owns the graph: it gathers what is queued (waiting `wait_seconds` for companions
 when idle), starts a group per compatible set (`generate_start`), then advances every group under way
-by one chunk (`generate_continue`) in turn, so a request arriving during a long generation starts at
-the next round instead of waiting for the end. A group is dropped as soon as all its rows are cut.
+by one chunk (`generate_continue`) in turn, so a request arriving during a long generation starts
+within `join_seconds` instead of waiting for the end. A group is dropped as soon as all its rows are cut.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ class BatchSettings:
     max_rows: int = 64  # rows (prompts x n) in one graph call
     max_queue: int = 256  # requests waiting for the worker; more are refused with 503
     wait_seconds: float = 0.003  # when idle, how long the first request waits for companions
+    join_seconds: float = 0.03  # while calls are under way, the longest a request waits for companions
 
 
 class Job:
@@ -45,6 +46,7 @@ class Job:
         self.request, self.emit = request, emit
         self.cancelled = False
         self.finished = False
+        self.arrived = time.monotonic()
 
 
 class _Row:
@@ -178,6 +180,7 @@ class Batcher:
         self.generator, self.settings = generator, settings
         self._queue: queue.Queue[Job] = queue.Queue(maxsize=settings.max_queue)
         self._stopping = threading.Event()
+        self._pending: list[Job] = []  # taken from the queue, not started yet (worker thread only)
         self._thread = threading.Thread(target=self._run, name="nextword-batcher", daemon=True)
         self.counters = dict(requests=0, batches=0, graph_calls=0, rows=0, largest_batch=0, failed_batches=0)
         self.active_groups = 0
@@ -192,7 +195,7 @@ class Batcher:
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._pending)
 
     def submit(self, job: Job) -> None:
         if self._stopping.is_set():
@@ -206,25 +209,36 @@ class Batcher:
         self.counters["requests"] += 1
 
     def _take(self, idle: bool) -> list[Job]:
-        jobs: list[Job] = []
-        if idle:
+        """The jobs to start now. Idle: the first to arrive and those within wait_seconds after it.
+        While calls are under way, arrivals wait (in `_pending`) until they fill half a batch or the
+        oldest has waited join_seconds: a group started for each straggler would split the clients into
+        cohorts taking turns, each call with half the rows (measured: 8 rows a call, not 16)."""
+        if idle and not self._pending:
             try:
-                jobs.append(self._queue.get(timeout=0.1))
+                self._pending.append(self._queue.get(timeout=0.1))
             except queue.Empty:
                 return []
             deadline = time.monotonic() + self.settings.wait_seconds
-            rows = jobs[0].request.rows
-            while rows < self.settings.max_rows and (left := deadline - time.monotonic()) > 0:
+            while self._rows_pending() < self.settings.max_rows and (left := deadline - time.monotonic()) > 0:
                 try:
-                    jobs.append(self._queue.get(timeout=left))
-                    rows += jobs[-1].request.rows
+                    self._pending.append(self._queue.get(timeout=left))
                 except queue.Empty:
                     break
         while True:
             try:
-                jobs.append(self._queue.get_nowait())
+                self._pending.append(self._queue.get_nowait())
             except queue.Empty:
-                return jobs
+                break
+        if not self._pending:
+            return []
+        if idle or self._rows_pending() * 2 >= self.settings.max_rows or \
+                time.monotonic() - self._pending[0].arrived >= self.settings.join_seconds:
+            jobs, self._pending = self._pending, []
+            return jobs
+        return []
+
+    def _rows_pending(self) -> int:
+        return sum(job.request.rows for job in self._pending)
 
     def _run(self) -> None:
         active: list[_Group] = []

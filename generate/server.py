@@ -1,10 +1,12 @@
 """`nextword serve EXPORT_DIR`: the export behind an OpenAI-compatible HTTP API.
 
-Starlette on uvicorn (httptools + uvloop when installed). Chosen by measurement (bench/serve_bench.py
---library, bench/RESULTS.md): a small JSON POST answered ~8K/s with one client and ~12K/s with 16,
-against ~7K / 8K for the standard library's ThreadingHTTPServer (its Nagle delay turned off) and
-~3-4K / 4-5K for uvicorn's pure-Python h11 parser; and it streams server-sent events, reads bodies
-with a cap and keeps the event loop free while the graph runs in the batcher's thread.
+Starlette on uvicorn (httptools + uvloop when installed). The HTTP layer is not the bottleneck: a small
+JSON POST is answered 2,400-12,900 times a second by it and 2,300-8,700 by the standard library's
+ThreadingHTTPServer on this noisy 2-core machine (bench/serve_bench.py --library, bench/RESULTS.md "Serve":
+uvicorn ahead on the idle machine, level under load), while a batched graph call takes milliseconds. Chosen for what else it gives:
+server-sent events from an async generator, bodies read with a cap, keep-alive timeouts, and waiting
+requests that cost an event-loop task each rather than a thread, while the graph runs in the batcher's
+thread.
 
 Routes: POST /v1/completions (generate/openai_api.py), GET /v1/models, GET /health. Every error is
 a JSON body in OpenAI's shape ({"error": {"message", "type", "param", "code"}}); a request's failure
