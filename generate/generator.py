@@ -122,10 +122,12 @@ class Progress:
 class Stream:
     """One batched generation under way: `samples` (every prompt x sample, text still empty) and
     `seed`; iterating yields a Progress per graph call until every row is done, and `samples`
-    then holds the finished texts."""
+    then holds the finished texts. prompt_words: each row's prompt, in words (as the graph read it)."""
 
-    def __init__(self, generator: "Generator", samples: list[Sample], seed: int | None, progress: Iterator[Progress]):
+    def __init__(self, generator: "Generator", samples: list[Sample], seed: int | None, progress: Iterator[Progress],
+                 prompt_words: list[int] | None = None):
         self.generator, self.samples, self.seed = generator, samples, seed
+        self.prompt_words = prompt_words or [0] * len(samples)
         self._progress = progress
         self.calls = 0  # graph calls that drew tokens (tests and bench/ count them)
 
@@ -216,11 +218,13 @@ class Generator:
         self.check(settings)
         if not self.can_stream:
             samples, seed, outputs = self._whole_call(prompts, settings)
-            return Stream(self, samples, seed, self._one_call_progress(outputs, settings))
+            return Stream(self, samples, seed, self._one_call_progress(outputs, settings),
+                          outputs["prompt_length"].tolist())
         samples, seed, feed = self._prepare(prompts, settings)
         started = self._start(**feed)
         samples = self._with_unknown_words(samples, started["unknown_words"].numpy())
-        return Stream(self, samples, seed, self._chunked_progress(started, settings, first_steps, steps))
+        return Stream(self, samples, seed, self._chunked_progress(started, settings, first_steps, steps),
+                      started["prompt_length"].numpy().tolist())
 
     # ---- the graph calls -------------------------------------------------------------------
     def _prepare(self, prompts, settings: GenerateSettings) -> tuple[list[Sample], int | None, dict]:

@@ -46,6 +46,7 @@ def root(
 def _mount() -> None:
     # Imported here, not at module top, so `nextword --help` stays fast.
     from nextword.generate.cli import register as register_gen
+    from nextword.generate.serve_cli import register as register_serve
     from nextword.ingest.cli import register as register_ingest
     from nextword.model.cli import register as register_model
     from nextword.demo import register as register_demo
@@ -54,6 +55,7 @@ def _mount() -> None:
     register_ingest(app)
     register_model(app)
     register_gen(app)
+    register_serve(app)
     register_demo(app)
     register_gpu_check(app)
 

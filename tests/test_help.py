@@ -25,7 +25,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGUMENTS = {
     "ingest": ["[INPUT...]"], "inspect": ["DATA_DIR"], "verify": ["DATA_DIR"], "train": ["DATA_DIR"],
     "eval": ["MODEL_DIR", "DATA_DIR"], "plot": ["RUN_DIR"], "export": ["RUN_DIR"],
-    "gen": ["MODEL_DIR", "[PROMPT...]"], "demo": [], "gpu-check": [],
+    "gen": ["MODEL_DIR", "[PROMPT...]"], "serve": ["EXPORT_DIR"], "demo": [], "gpu-check": [],
 }
 CHOICES = {
     ("ingest", "--format"): ("auto", *FORMATS), ("ingest", "--layout"): LAYOUTS,
