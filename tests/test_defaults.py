@@ -11,11 +11,13 @@ import typer
 from _cli import nextword_app
 from nextword.generate.cli import gen_app
 from nextword.generate.generator import GenerateSettings
+from nextword.generate.server import ServeSettings
 from nextword.gpu_check import GpuCheckSettings
 from nextword.ingest.settings import IngestSettings
 from nextword.model.settings import TrainSettings
 
-STAGES = [("ingest", IngestSettings), ("train", TrainSettings), ("gen", GenerateSettings), ("gpu-check", GpuCheckSettings)]
+STAGES = [("ingest", IngestSettings), ("train", TrainSettings), ("gen", GenerateSettings), ("gpu-check", GpuCheckSettings),
+          ("serve", ServeSettings)]
 # resolved after parsing: the CLI's None means "the --quick default" (GpuCheckSettings.resolve)
 RESOLVED_LATER = {("gpu-check", name) for name in ("steps", "repeats", "batch_per_device")}
 

@@ -5,6 +5,11 @@ JSON (the server going on), and requests that arrive together sharing one graph 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -222,3 +227,32 @@ def test_health_and_models(server):
     assert status == 200 and health["status"] == "ok" and health["model"] == "tiny" and health["requests"] >= 1
     status, models = post(server, None, "/v1/models", "GET")
     assert status == 200 and models["data"][0]["id"] == "tiny"
+
+
+@pytest.mark.slow
+def test_the_command_serves_until_interrupted_and_a_taken_port_is_refused_with_a_message(generator):
+    """`nextword serve` as a user starts it: the address on stderr, answers, Ctrl-C ends it cleanly;
+    a second server on the same port says why it cannot start, without a traceback."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "nextword", "serve", generator.export_dir]
+    first = subprocess.Popen([*command, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        for line in first.stderr:  # the export loads and warms up first
+            lines.append(line)
+            if line.startswith("serving "):
+                break
+        url = re.search(r" at (http://127\.0\.0\.1:\d+) ", lines[-1] if lines else "")
+        assert url, "".join(lines)
+        with urllib.request.urlopen(url.group(1) + "/health", timeout=30) as response:
+            assert response.status == 200 and json.loads(response.read())["status"] == "ok"
+        status, body = post(type("Up", (), {"url": url.group(1)}), {"prompt": "w1", "max_tokens": 3, "temperature": 0})
+        assert status == 200 and len(body["choices"][0]["text"].split()) == 3
+        taken = subprocess.run([*command, "--port", url.group(1).rsplit(":", 1)[1]], capture_output=True, text=True,
+                               env=env, timeout=120)
+        assert taken.returncode == 2 and "cannot listen on 127.0.0.1:" in taken.stderr and "--port" in taken.stderr
+        assert "Traceback" not in taken.stderr
+    finally:
+        first.send_signal(signal.SIGINT)
+        rest = first.communicate(timeout=60)[1]
+    assert first.returncode == 130 and "Traceback" not in rest, rest  # the CLI's documented exit for Ctrl-C
