@@ -191,6 +191,10 @@ class Removed:
         """The removed documents as the kept ones (to re-read just them)."""
         return Removed(np.invert(self.bits), self.exact, self.near, self.documents)
 
+    def shifted(self, offset: int) -> "Shifted":
+        """The same bits for a stream that starts at document `offset` (one input of several)."""
+        return Shifted(self, offset)
+
     def to_bytes(self) -> bytes:
         header = np.array([self.documents, self.exact, self.near], dtype="<u8").tobytes()
         return header + self.bits.tobytes()
@@ -203,6 +207,15 @@ class Removed:
     @property
     def total(self) -> int:
         return self.exact + self.near
+
+
+@dataclass(frozen=True)
+class Shifted:
+    removed: Removed
+    offset: int
+
+    def keep(self, first: int, count: int) -> np.ndarray:
+        return self.removed.keep(self.offset + first, count)
 
 
 def encode_kept(arguments: tuple | None) -> EncodedBlock:

@@ -276,7 +276,7 @@ def _in_order(executor, function, items, depth: int):
 def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress,
                 identity: dict | None = None, source: VocabSource | None = None) -> dict:
     if source is not None:
-        removed, dedup = dedup_pass(settings, specs, tokenizer, progress) if settings.dedup != "none" else (None, {})
+        removed, dedup, _ = dedup_pass(settings, specs, tokenizer, progress) if settings.dedup != "none" else (None, {}, [])
         totals, sizes = count_with_vocabulary(settings, specs, tokenizer, source, progress, removed)
         if removed is not None:  # the counts of the kept documents; `documents` counts every one read
             totals["documents"] = totals.get("documents", 0) + removed.total
@@ -424,15 +424,42 @@ def dedup_pass(settings, specs, tokenizer: BatchTokenizer, progress: Progress):
                                          tokenizer.keyed_count(finder.near, counting=False)(batch.texts))
         return batch, finder.records(batch.first_index, lengths, joined, prints)
 
+    offsets = []  # each input's first position: the Beam runner reads the inputs one by one
+
+    def batches():
+        position = 0
+        for spec in specs:
+            offsets.append(position)
+            for batch in iter_documents([spec], settings.on_error, batch_bytes=1 << 20):
+                yield dataclasses.replace(batch, first_index=offsets[-1] + batch.first_index)
+                position += len(batch.texts)
+
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
-        for batch, records in _in_order(threads, keys, iter_documents(specs, settings.on_error, batch_bytes=1 << 20),
-                                        depth=settings.workers):
+        for batch, records in _in_order(threads, keys, batches(), depth=settings.workers):
             documents += len(batch.texts)
             if records is not None:
                 finder.add(records)
             progress("finding duplicates", documents, None, 0)
     removed = _decide(settings, finder, documents)
-    return removed, _drop_removed(settings, specs, removed, tokenizer)
+    return removed, _drop_removed(settings, specs, removed, tokenizer), offsets
+
+
+def leakage_pass(settings, specs, vocabulary: list[str], tokenizer: BatchTokenizer, train_tokens: int, keep=None) -> dict:
+    """The leakage report from a pass of its own over the kept documents (the Beam runner's; the
+    local runner's pass 2 makes it on the way)."""
+    from nextword.ingest.leakage import NgramSpill, ngram_hashes, sample_for
+
+    tokenizer.use_vocabulary(vocabulary, settings.tokenizer)
+    sample = sample_for(train_tokens)
+    ngrams = NgramSpill(storage.join(_spill_dir(settings), "leakage-beam"))
+    try:
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep):
+            if batch.texts:
+                _, flat_ids, lengths, _, validation = encode_arguments(tokenizer, None, batch.texts, settings.val_fraction)
+                ngrams.add(*ngram_hashes(flat_ids, lengths, validation, settings.stride, sample))
+        return ngrams.report(sample)
+    finally:
+        ngrams.close()
 
 
 def summary_from_totals(settings, specs, totals: dict, sizes: dict, vocabulary: list[str]) -> dict:

@@ -89,7 +89,7 @@ def directory_bytes(path) -> dict:
 
 def test_near_dedup_is_byte_identical_for_any_workers_and_batch_size(tmp_path, planted):
     one = run_ingest(settings(planted, tmp_path / "one", dedup="near", workers=1))
-    two = run_ingest(settings(planted, tmp_path / "two", dedup="near", workers=2, batch_bytes=2048))
+    run_ingest(settings(planted, tmp_path / "two", dedup="near", workers=2, batch_bytes=2048))
     assert one.extra["dedup"]["documents_removed"] == 40
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
 
@@ -148,3 +148,19 @@ def test_duplicates_in_a_synthetic_corpus_are_few(tmp_path):
     manifest = run_ingest(settings(corpus, tmp_path / "out"))
     normalised = [" ".join(line.lower().split()) for line in lines if line.split()]
     assert manifest.extra["dedup"]["exact_duplicates"] == len(normalised) - len(set(normalised))
+
+
+def test_beam_runner_drops_the_same_documents_as_the_local_one(tmp_path, planted):
+    """Two inputs (positions run on across them), near dedup: the same dataset.json and windows."""
+    pytest.importorskip("apache_beam")
+    from test_beam_ingest import assert_same_dataset
+
+    from nextword.ingest.beam import run_beam_ingest
+
+    second = write_lines(tmp_path / "second.txt", open(planted).read().splitlines()[150:])  # copies of the first
+    common = dict(inputs=(planted, second), vocab_size=500, context_length=8, shards=2, val_fraction=0.2, workers=1,
+                  dedup="near")
+    local = run_ingest(IngestSettings(out=str(tmp_path / "local"), **common))
+    run_beam_ingest(IngestSettings(out=str(tmp_path / "beam"), **common))
+    assert local.extra["dedup"]["documents_removed"] == 40 + 90
+    assert_same_dataset(str(tmp_path / "local"), str(tmp_path / "beam"))
