@@ -585,10 +585,11 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
         _, flat_ids, lengths, _, validation = arguments
         return arguments, ngram_hashes(flat_ids, lengths, validation, settings.stride, sample)
 
+    hashed: collections.deque = collections.deque()  # each job's n-gram hashes, added once its block is
+
     def jobs(tokenized):
         for arguments, hashes in tokenized:
-            if hashes is not None:
-                ngrams.add(*hashes)
+            hashed.append(hashes)
             yield arguments
 
     def batches():
@@ -608,6 +609,9 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
                     shard_set.append(split, shard, frames, info)
                 windows = sum(map(sum, shard_set.windows))
                 done += reads.popleft()
+                hashes = hashed.popleft()  # with its block, not ahead of it: a checkpoint holds both or neither
+                if hashes is not None:
+                    ngrams.add(*hashes)
                 progress("writing windows", done, total, windows)
                 if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
                     write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done,
