@@ -21,6 +21,11 @@ ingest's: each shard's pieces are written in document order.
                        -> one shard file each (the local runner's bytes) -> .partial/pass2.json
     driver:          empty shards, checks against pass 1, rename shards, dataset.json last
 
+--dedup and the leakage report run in the driver, by the local runner's own functions (a pass that
+finds the duplicates before pass 1, whose bits the workers' readers then apply; a pass over the kept
+documents for the leakage report after pass 2): correct and byte-identical, bounded in memory, but
+not spread over workers (yet).
+
 A worker reads whole input files (the readers stream one file in order), so reading
 parallelises over files; tokenizing and encoding parallelise over document batches.
 Workers write through `tf.io.gfile`, so DATA_DIR may be a URL the workers can reach.
@@ -93,7 +98,7 @@ def pipeline_flags(settings: IngestSettings, beam_options: Sequence[str]) -> lis
 # ------------------------------------------------------------------ the two pipelines
 
 def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec],
-                    source: VocabSource | None = None) -> None:
+                    source: VocabSource | None = None, kept: tuple = ()) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from nextword.ingest.beam_transforms import (CountPieces, CountWithVocabulary, CountWords, coverage, read_batches,
@@ -101,7 +106,7 @@ def _count_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         batches = (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
-                   | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
+                   | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes, *kept)
                    | "Spread" >> beam.Reshuffle())
         if source is not None:
             vocabulary = pipeline | "Reused" >> beam.Create([list(source.tokens)])
@@ -152,14 +157,15 @@ def _save_summary(beam, pipeline, settings: IngestSettings, vocabulary, sizes, c
      | "Save" >> beam.Map(save_state, settings.out, "beam-pass1.json"))
 
 
-def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec], plan: WindowPlan) -> None:
+def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: list[InputSpec], plan: WindowPlan,
+                    kept: tuple = ()) -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from nextword.ingest.beam_transforms import EncodeWindows, read_batches, save_state, write_shard
 
     with beam.Pipeline(options=PipelineOptions(flags)) as pipeline:
         (pipeline | "Inputs" >> beam.Create(list(enumerate(specs)))
-         | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes)
+         | "Read" >> beam.FlatMap(read_batches, settings.on_error, settings.batch_bytes, *kept)
          | "Spread" >> beam.Reshuffle()
          | "Encode" >> beam.ParDo(EncodeWindows(settings.out, plan, settings.val_fraction, settings.tokenizer))
          | "ByShard" >> beam.GroupByKey()
@@ -217,14 +223,30 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     if finished is not None:
         return finished
     storage.makedirs(settings.out)
+    removed, kept, tokenizer = None, (), None
+    if settings.dedup != "none":  # found in the driver, by the local runner's code: see the module docstring
+        from nextword.ingest.pipeline import REMOVED_STATE, BatchTokenizer, dedup_pass
+
+        tokenizer = BatchTokenizer()
+        removed, dedup, offsets = dedup_pass(settings, specs, tokenizer, progress)
+        kept = (storage.join(settings.out, STATE_DIR, REMOVED_STATE), offsets)
     progress("counting words", 0, None, 0)
-    _run(_count_pipeline, beam, flags, settings, specs, source)
-    summary = _pass1_summary(settings, specs, fingerprint, read_state(settings.out, "beam-pass1.json"))
+    _run(_count_pipeline, beam, flags, settings, specs, source, kept)
+    state = read_state(settings.out, "beam-pass1.json")
+    if removed is not None and state is not None:  # `documents` counts every document read
+        state["counters"]["documents"] = state["counters"].get("documents", 0) + removed.total
+    summary = _pass1_summary(settings, specs, fingerprint, state)
+    if removed is not None:
+        summary["extra"]["dedup"] = dedup
     documents = summary["counters"]["documents"]
     progress("counting words", documents, documents, 0)
     plan = window_plan(settings, summary["shard_counts"])
-    _run(_write_pipeline, beam, flags, settings, specs, plan)
+    _run(_write_pipeline, beam, flags, settings, specs, plan, kept)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
+    from nextword.ingest.pipeline import BatchTokenizer, leakage_pass  # in the driver, as the duplicates
+
+    summary["extra"]["leakage"] = leakage_pass(settings, specs, summary["vocabulary"], tokenizer or BatchTokenizer(),
+                                               summary["splits"]["train"]["tokens"], removed)
     progress("writing windows", documents, documents, sum(shard.windows for split in shards for shard in split))
     manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity, source)
     publish(settings.out, [shard.file for split in shards for shard in split])

@@ -32,10 +32,19 @@ from nextword import storage  # noqa: E402
 from nextword.tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
 
 
-def read_batches(indexed_spec: tuple[int, InputSpec], on_error: str, batch_bytes: int) -> Iterable[tuple]:
-    """(input index, spec) -> (input index, first document index, texts, source counters)."""
+def read_batches(indexed_spec: tuple[int, InputSpec], on_error: str, batch_bytes: int,
+                 removed_path: str | None = None, offsets: list[int] | None = None) -> Iterable[tuple]:
+    """(input index, spec) -> (input index, first document index, texts, source counters); with
+    --dedup only the documents kept (`removed_path`: the driver's ingest.dedup.Removed, `offsets`:
+    each input's first position in it)."""
     index, spec = indexed_spec
-    for batch in iter_documents([spec], on_error, batch_bytes=batch_bytes):
+    keep = None
+    if removed_path is not None:
+        from nextword.ingest.dedup import Removed
+
+        with storage.open_file(removed_path, "rb") as handle:
+            keep = Removed.from_bytes(handle.read()).shifted(offsets[index])
+    for batch in iter_documents([spec], on_error, batch_bytes=batch_bytes, keep=keep):
         yield index, batch.first_index, batch.texts, dataclasses.asdict(batch.counters)
 
 

@@ -21,6 +21,7 @@ Format = Literal[("auto", *FORMATS)]
 TextUnit = Literal[("auto", *TEXT_UNITS)]
 Layout = Literal[LAYOUTS]
 OnError = Literal["strict", "skip"]
+Dedup = Literal["none", "exact", "near"]
 Runner = Literal["local", "beam"]
 Tokenizer = Literal[TOKENIZERS]
 
@@ -78,6 +79,8 @@ def summary_dict(manifest, data_dir: str, seconds: float | None = None, windows_
     summary["inputs"] = [dict(entry) for entry in manifest.inputs]
     summary["vocab_source"] = dict(manifest.vocab_source) or None  # None: learned from the inputs
     summary["document_words"] = manifest.extra.get("document_words")  # None: written before 0.3
+    summary["dedup"] = manifest.extra.get("dedup")  # None: --dedup none, or written before --dedup
+    summary["leakage"] = manifest.extra.get("leakage")  # None: no val split, or written before the report
     warning = short_document_warning(summary["document_words"], manifest.context_length, summary["inputs"])
     summary["warnings"] = [warning] if warning else []
     if already_complete:
@@ -93,6 +96,23 @@ def _print_histogram(console, histogram: dict) -> None:
     largest = max(histogram.values())
     for label, count in histogram.items():
         console.print(f"  {label:>11} words  {count:>12,}  {'█' * max(1, round(40 * count / largest))}", highlight=False)
+
+
+def dedup_lines(summary: dict) -> list[str]:
+    """The dedup and leakage lines of `ingest` and `inspect`."""
+    lines = []
+    dedup = summary.get("dedup")
+    if dedup:
+        lines.append(f"dedup {dedup['mode']}: {dedup['documents_removed']:,} documents removed "
+                     f"({dedup['exact_duplicates']:,} exact, {dedup['near_duplicates']:,} near duplicates), "
+                     f"{dedup['words_removed']:,} words, {dedup['windows_removed']:,} windows")
+    leakage = summary.get("leakage")
+    if leakage and leakage.get("share") is not None:
+        sampled = f", a 1/{leakage['sample']} hash sample" if leakage["sample"] > 1 else ""
+        lines.append(f"leakage: {leakage['share']:.2%} of val windows end in {leakage['ngram']} tokens that also occur "
+                     f"in train ({leakage['leaked_windows']:,} of {leakage['val_windows_checked']:,} windows with "
+                     f"{leakage['ngram']} tokens behind them{sampled})")
+    return lines
 
 
 def _print_summary(console, summary: dict, histogram: bool = False) -> None:
@@ -136,6 +156,8 @@ def _print_summary(console, summary: dict, histogram: bool = False) -> None:
                          if lengths.get("padding_share") is not None else ""), highlight=False)
         if histogram:
             _print_histogram(console, lengths["histogram"])
+    for line in dedup_lines(summary):
+        console.print(line, highlight=False)
     for warning in summary.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if "seconds" in summary and summary["windows_per_second"]:
@@ -165,6 +187,7 @@ def ingest_command(
     val_fraction: float = typer.Option(IngestSettings.val_fraction, "--val-fraction", help="Share of whole documents held out, by a stable hash of their text."),
     seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),
     on_error: OnError = typer.Option(IngestSettings.on_error, "--on-error", help="strict: stop at the first malformed row with its file and row; skip: drop and count it."),
+    dedup: Dedup = typer.Option(IngestSettings.dedup, "--dedup", help="Drop duplicate documents before counting, keeping the first in input order. exact: the same words in the same order (case, punctuation and spacing ignored, as the tokenizer ignores them); near: also MinHash/LSH over word 5-grams, a pair at Jaccard 0.8 is caught 95% of the time, 0.5 6%; none: keep every document (datasets written before --dedup existed)."),
     workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -191,7 +214,7 @@ def ingest_command(
         raise SettingsError("no INPUT given", hint="name corpus files, or pass --builtin for the embedded corpus")
     settings = IngestSettings(
         inputs=tuple(paths), out=out, format=format, column=column, text_unit=text_unit, tokenizer=tokenizer, vocab_size=vocab_size, vocab_from=vocab_from, context_length=context,
-        stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, workers=workers,
+        stride=stride, layout=layout, windows_per_record=windows_per_record, shards=shards, val_fraction=val_fraction, seed=seed, on_error=on_error, dedup=dedup, workers=workers,
         overwrite=overwrite, checkpoint_seconds=checkpoint_seconds, batch_bytes=batch_bytes,
     )
     console = _console()

@@ -24,10 +24,11 @@ import numpy as np
 
 from nextword.ingest.settings import IngestSettings, fingerprint_of, identity_changes
 from nextword.ingest.lengths import counts_of, length_counts, profile
+from nextword.ingest.dedup import DuplicateFinder
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import BUILTIN, iter_documents, resolve_inputs
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
-from nextword.ingest.windows import WindowPlan, document_keys, encode_job, is_validation, windows_per_document
+from nextword.ingest.windows import WindowPlan, document_keys, is_validation, windows_per_document
 from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state
 from nextword import __version__, faults, storage
 from nextword.storage import local_path
@@ -79,7 +80,10 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
         session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
     plan = window_plan(settings, summary["shard_counts"])
     _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress, session)
+    leakage = (read_state(settings.out, "pass2.json") or {}).get("leakage_report")
     shards = order_shards(settings.out, plan, progress)
+    if leakage is not None:
+        summary = dict(summary, extra=dict(summary.get("extra", {}), leakage=leakage))
     manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity, source)
     storage.write_atomic(storage.join(settings.out, MANIFEST_NAME), manifest.to_json())
     storage.remove(storage.join(settings.out, STATE_DIR))
@@ -201,6 +205,30 @@ class BatchTokenizer:
 
         self.count = count
         self.to_ids = None
+        self._keyed: dict = {}
+
+    def keyed_count(self, near: bool, counting: bool = True):
+        """The function of `count` plus --dedup's inputs: string[batch] -> (lengths int64[batch],
+        unique words, their counts (both empty unless `counting`), uint8[batch, 8] the fingerprint
+        of each document's words joined by a space, uint8[words, 8] each word's fingerprint
+        (near only, else empty))."""
+        if (near, counting) not in self._keyed:
+            tf = self._tf
+            from nextword.ingest.text import split_words
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+            def keyed(texts):
+                words = split_words(texts)
+                if counting:
+                    unique, _, counts = tf.unique_with_counts(words.flat_values)
+                else:
+                    unique, counts = tf.zeros([0], tf.string), tf.zeros([0], tf.int32)
+                joined = tf.fingerprint(tf.strings.reduce_join(words, axis=1, separator=" "))
+                prints = tf.fingerprint(words.flat_values) if near else tf.zeros([0, 8], tf.uint8)
+                return words.row_lengths(), unique, counts, joined, prints
+
+            self._keyed[(near, counting)] = keyed
+        return self._keyed[(near, counting)]
 
     def use_vocabulary(self, tokens: list[str], tokenizer: str = "word") -> None:
         tf = self._tf
@@ -248,8 +276,14 @@ def _in_order(executor, function, items, depth: int):
 def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress,
                 identity: dict | None = None, source: VocabSource | None = None) -> dict:
     if source is not None:
+        removed, dedup, _ = dedup_pass(settings, specs, tokenizer, progress) if settings.dedup != "none" else (None, {}, [])
+        totals, sizes = count_with_vocabulary(settings, specs, tokenizer, source, progress, removed)
+        if removed is not None:  # the counts of the kept documents; `documents` counts every one read
+            totals["documents"] = totals.get("documents", 0) + removed.total
         summary = dict(fingerprint=fingerprint, identity=identity, **summary_from_totals(
-            settings, specs, *count_with_vocabulary(settings, specs, tokenizer, source, progress), list(source.tokens)))
+            settings, specs, totals, sizes, list(source.tokens)))
+        if dedup:
+            summary["extra"]["dedup"] = dedup
         storage.makedirs(settings.out)
         storage.write_atomic(storage.join(settings.out, VOCAB_NAME), vocabulary_bytes(summary["vocabulary"])[0])
         write_state(settings.out, "pass1.json", summary)
@@ -261,14 +295,23 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     document_lengths = collections.Counter()
     done = counted_batches = 0
 
+    finder = DuplicateFinder(settings.dedup, _spill_dir(settings)) if settings.dedup != "none" else None
+
     def count(batch):  # in a thread: TensorFlow ops release the GIL
         keys = document_keys(batch.texts)
-        results = tokenizer.count(batch.texts) if batch.texts else ()
-        return batch, keys, [tensor.numpy() for tensor in results]
+        if not batch.texts:
+            return batch, keys, [], None
+        if finder is None:
+            return batch, keys, [tensor.numpy() for tensor in tokenizer.count(batch.texts)], None
+        lengths, unique, counted, joined, prints = (tensor.numpy() for tensor in
+                                                    tokenizer.keyed_count(finder.near)(batch.texts))
+        return batch, keys, [lengths, unique, counted], finder.records(batch.first_index, lengths, joined, prints)
 
     batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20)
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
-        for batch, keys, results in _in_order(threads, count, batches, depth=settings.workers):
+        for batch, keys, results, records in _in_order(threads, count, batches, depth=settings.workers):
+            if records is not None:
+                finder.add(records)
             for name, value in dataclasses.asdict(batch.counters).items():
                 counters[name] += value
             if not batch.texts:
@@ -283,12 +326,16 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             counted_batches += 1
             faults.reached("counted_batch", counted_batches)
             progress("counting words", done, None, 0)
+    removed, dedup = None, {}
+    if finder is not None:  # drop the duplicates' counts: what follows sees the kept documents only
+        removed = _decide(settings, finder, counters["documents"])
+        dedup = _drop_removed(settings, specs, removed, tokenizer, counts, per_split, document_lengths)
     extra = {}
     if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces
         from nextword.ingest.wordpiece import wordpiece_count_pass
 
         vocabulary, per_split, counters, extra, shard_counts = wordpiece_count_pass(
-            settings, specs, counts, counters, per_split, tokenizer, progress)
+            settings, specs, counts, counters, per_split, tokenizer, progress, removed)
     else:
         refuse_empty(settings, specs, counters, per_split)
         vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
@@ -296,7 +343,9 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         counters["tokens"] = counts.total
         counters["oov_tokens"] = oov
         shard_counts = _shard_counts(settings, kept_counts, counts.total, per_split)
-    extra["document_words"] = profile(*counts_of(document_lengths), settings.context_length)
+    extra["document_words"] = profile(*counts_of(+document_lengths), settings.context_length)
+    if dedup:
+        extra["dedup"] = dedup
     summary = dict(fingerprint=fingerprint, identity=identity, vocabulary=vocabulary, counters=dict(counters),
                    splits={name: dict(value) for name, value in per_split.items()}, shard_counts=shard_counts,
                    extra=extra)
@@ -305,6 +354,112 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
     write_state(settings.out, "pass1.json", summary)
     return summary
+
+
+REMOVED_STATE = "dedup-removed.bin"  # .partial/: the documents --dedup drops, one bit each (ingest.dedup.Removed)
+
+
+def _spill_dir(settings) -> str:
+    """Where pass 1's sorted runs and dedup buckets go: beside a local output, else the temp dir."""
+    import tempfile
+
+    local_out = local_path(settings.out)
+    return storage.join(local_out, STATE_DIR) if local_out is not None else tempfile.gettempdir()
+
+
+def _decide(settings, finder, documents: int):
+    """The duplicates' bits, saved under the state dir for pass 2 (and a resume of it)."""
+    try:
+        removed = finder.removed(documents)
+    finally:
+        finder.close()
+    storage.makedirs(storage.join(settings.out, STATE_DIR))
+    storage.write_atomic(storage.join(settings.out, STATE_DIR, REMOVED_STATE), removed.to_bytes())
+    return removed
+
+
+def load_removed(data_dir: str):
+    from nextword.ingest.dedup import Removed
+
+    path = storage.join(data_dir, STATE_DIR, REMOVED_STATE)
+    with storage.open_file(path, "rb") as handle:
+        return Removed.from_bytes(handle.read())
+
+
+def _drop_removed(settings, specs, removed, tokenizer: BatchTokenizer, counts=None, per_split=None,
+                  document_lengths=None) -> dict:
+    """Read the corpus once more for the dropped documents alone (skipped when there are none) and
+    take their words out of pass 1's counts; -> the manifest's dedup report."""
+    from nextword.ingest.dedup import dedup_report
+
+    words = windows = 0
+    batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20, keep=removed.inverted()) if removed.total else ()
+    for batch in batches:
+        if not batch.texts:
+            continue
+        lengths, unique, word_counts = (tensor.numpy() for tensor in tokenizer.count(batch.texts))
+        words += int(lengths.sum())
+        windows += int(windows_per_document(lengths, settings.stride).sum())
+        if counts is not None:
+            counts.update(unique.tolist(), (-word_counts.astype(np.int64)).tolist())
+            dropped = {name: collections.Counter() for name in SPLITS}
+            add_split_totals(dropped, lengths, is_validation(document_keys(batch.texts), settings.val_fraction), settings.stride)
+            for name in SPLITS:
+                per_split[name].subtract(dropped[name])
+            document_lengths.subtract(length_counts(lengths))
+    return dedup_report(settings.dedup, removed, words, windows)
+
+
+def dedup_pass(settings, specs, tokenizer: BatchTokenizer, progress: Progress):
+    """--vocab-from with --dedup: the duplicates found in a pass of their own (no words to count)."""
+    from nextword.ingest.dedup import DuplicateFinder
+
+    finder = DuplicateFinder(settings.dedup, _spill_dir(settings))
+    documents = 0
+
+    def keys(batch):  # in a thread: TensorFlow ops release the GIL
+        if not batch.texts:
+            return batch, None
+        lengths, _, _, joined, prints = (tensor.numpy() for tensor in
+                                         tokenizer.keyed_count(finder.near, counting=False)(batch.texts))
+        return batch, finder.records(batch.first_index, lengths, joined, prints)
+
+    offsets = []  # each input's first position: the Beam runner reads the inputs one by one
+
+    def batches():
+        position = 0
+        for spec in specs:
+            offsets.append(position)
+            for batch in iter_documents([spec], settings.on_error, batch_bytes=1 << 20):
+                yield dataclasses.replace(batch, first_index=offsets[-1] + batch.first_index)
+                position += len(batch.texts)
+
+    with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
+        for batch, records in _in_order(threads, keys, batches(), depth=settings.workers):
+            documents += len(batch.texts)
+            if records is not None:
+                finder.add(records)
+            progress("finding duplicates", documents, None, 0)
+    removed = _decide(settings, finder, documents)
+    return removed, _drop_removed(settings, specs, removed, tokenizer), offsets
+
+
+def leakage_pass(settings, specs, vocabulary: list[str], tokenizer: BatchTokenizer, train_tokens: int, keep=None) -> dict:
+    """The leakage report from a pass of its own over the kept documents (the Beam runner's; the
+    local runner's pass 2 makes it on the way)."""
+    from nextword.ingest.leakage import NgramSpill, ngram_hashes, sample_for
+
+    tokenizer.use_vocabulary(vocabulary, settings.tokenizer)
+    sample = sample_for(train_tokens)
+    ngrams = NgramSpill(storage.join(_spill_dir(settings), "leakage-beam"))
+    try:
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep):
+            if batch.texts:
+                _, flat_ids, lengths, _, validation = encode_arguments(tokenizer, None, batch.texts, settings.val_fraction)
+                ngrams.add(*ngram_hashes(flat_ids, lengths, validation, settings.stride, sample))
+        return ngrams.report(sample)
+    finally:
+        ngrams.close()
 
 
 def summary_from_totals(settings, specs, totals: dict, sizes: dict, vocabulary: list[str]) -> dict:
@@ -400,9 +555,12 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
                  session: IngestSession | None = None):
     """Tokenize (threads) -> cut and encode windows (worker processes) -> append to shards
     (here), each stage in document order, a few batches in flight."""
+    from nextword.ingest.dedup import encode_kept
+    from nextword.ingest.leakage import NgramSpill, ngram_hashes, sample_for
+
     session = session or IngestSession()
     tokenizer.use_vocabulary(summary["vocabulary"], settings.tokenizer)
-    shard_set, done, windows, complete = _open_shards(settings, fingerprint, plan)
+    shard_set, done, windows, complete, state = _open_shards(settings, fingerprint, plan)
     total = summary["counters"]["documents"]
     session.windows_before = windows
     if complete:
@@ -414,37 +572,64 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
         session.note(f"resuming from document {done:,} of {total:,} (pass 2 of 3, writing windows; "
                      f"{windows:,} windows written before)")
 
-    def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
-        return encode_arguments(tokenizer, plan, batch.texts, settings.val_fraction)
+    sample = sample_for(summary["splits"]["train"]["tokens"])
+    ngrams = NgramSpill(storage.join(_spill_dir(settings), f"leakage-{fingerprint[:12]}"),
+                        (state or {}).get("leakage") if done else None)
+    keep = load_removed(settings.out) if settings.dedup != "none" else None
+    reads: collections.deque = collections.deque()  # documents read per job, dropped ones included
 
-    batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
-                                                 skip_documents=done) if batch.texts)
+    def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
+        if not batch.texts:
+            return None, None
+        arguments = encode_arguments(tokenizer, plan, batch.texts, settings.val_fraction)
+        _, flat_ids, lengths, _, validation = arguments
+        return arguments, ngram_hashes(flat_ids, lengths, validation, settings.stride, sample)
+
+    hashed: collections.deque = collections.deque()  # each job's n-gram hashes, added once its block is
+
+    def jobs(tokenized):
+        for arguments, hashes in tokenized:
+            hashed.append(hashes)
+            yield arguments
+
+    def batches():
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
+                                    skip_documents=done, keep=keep):
+            reads.append(batch.documents_read)
+            yield batch
+
     last_checkpoint = time.monotonic()
     try:
         # Tokenizing batches in `workers` threads (TensorFlow releases the GIL, as in pass 1) keeps
         # the one-thread tokenizer from bounding the whole pass on a machine with many cores.
         with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads, _encoder_pool(settings.workers) as pool:
-            jobs = _in_order(threads, tokenize, batches, depth=settings.workers + 1)
-            for block in _in_order(pool, encode_job, jobs, depth=2 * settings.workers):
+            tokenized = _in_order(threads, tokenize, batches(), depth=settings.workers + 1)
+            for block in _in_order(pool, encode_kept, jobs(tokenized), depth=2 * settings.workers):
                 for split, shard, frames, info in block.pieces:
                     shard_set.append(split, shard, frames, info)
                 windows = sum(map(sum, shard_set.windows))
-                done += block.documents
+                done += reads.popleft()
+                hashes = hashed.popleft()  # with its block, not ahead of it: a checkpoint holds both or neither
+                if hashes is not None:
+                    ngrams.add(*hashes)
                 progress("writing windows", done, total, windows)
                 if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
                     write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done,
-                                                                 **shard_set.checkpoint()))
+                                                                 leakage=ngrams.checkpoint(), **shard_set.checkpoint()))
                     last_checkpoint = time.monotonic()
         final = shard_set.checkpoint()
     finally:
         shard_set.close()
+    leakage = ngrams.report(sample)
+    ngrams.close()
     if done != total:
         raise InputError(f"the inputs changed while being read: {total} documents in pass 1, {done} in pass 2",
                          hint="do not modify the corpus during ingest; run the command again")
-    write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, complete=True, **final))
+    write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done, complete=True,
+                                                 leakage_report=leakage, **final))
 
 
-def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool]:
+def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool, dict | None]:
     """(shards, documents already written, windows already written, pass 2 complete), resuming
     from the last checkpoint of the same command when there is a usable one."""
     state = read_state(settings.out, "pass2.json")
@@ -454,10 +639,10 @@ def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool]
             windows = sum(shard["windows"] for split in state["shards"] for shard in split)
             if state.get("complete"):
                 shard_set.close()
-            return shard_set, state["documents"], windows, bool(state.get("complete"))
+            return shard_set, state["documents"], windows, bool(state.get("complete")), state
         except ArtifactError:
             pass  # a temporary shard shorter than its checkpoint: start pass 2 over
-    return ShardSet(settings.out, plan.shard_counts, None), 0, 0, False
+    return ShardSet(settings.out, plan.shard_counts, None), 0, 0, False, None
 
 
 class _InlineExecutor(concurrent.futures.Executor):

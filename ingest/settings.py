@@ -20,10 +20,11 @@ CHECK_BYTES = 1 << 20  # an input's content check hashes this many bytes at each
 SETTING_LABELS = {"tokenizer_choice": "--tokenizer", "vocab_size": "--vocab-size", "context_length": "--context",
                   "stride": "--stride", "shards": "--shards",
                   "layout": "--layout", "windows_per_record": "--windows-per-record", "val_fraction": "--val-fraction",
-                  "seed": "--seed", "on_error": "--on-error", "format_version": "dataset format version",
+                  "seed": "--seed", "on_error": "--on-error", "dedup": "--dedup", "format_version": "dataset format version",
                   "tokenizer": "tokenizer (another nextword version)"}
 
 
+DEDUP_MODES = ("none", "exact", "near")  # ingest.dedup.MODES (not imported: that module loads numpy)
 DEFAULT_TOKENIZER = "word"
 DEFAULT_VOCAB_SIZE = 20000
 
@@ -52,6 +53,9 @@ class IngestSettings:
     val_fraction: float = 0.02
     seed: int = 0
     on_error: str = "strict"
+    # duplicates dropped before anything is counted (ingest/dedup.py); identity records it only when
+    # not "none", so datasets written before it existed (all "none") keep their fingerprint
+    dedup: str = "exact"
     workers: int = dataclasses.field(default_factory=default_workers)
     overwrite: bool = False
     checkpoint_seconds: float = 30.0  # how often pass 2 makes its progress durable
@@ -87,6 +91,8 @@ class IngestSettings:
             raise SettingsError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.on_error not in ("strict", "skip"):
             raise SettingsError(f"--on-error must be strict or skip, got {self.on_error!r}")
+        if self.dedup not in DEDUP_MODES:
+            raise SettingsError(f"--dedup must be one of {', '.join(DEDUP_MODES)}, got {self.dedup!r}")
         if self.workers < 1:
             raise SettingsError(f"--workers must be at least 1, got {self.workers}")
         if self.seed < 0:
@@ -108,6 +114,7 @@ class IngestSettings:
             layout=self.layout, windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
             **({"vocab_from": vocab_sha256} if vocab_sha256 is not None else {}),
+            **({"dedup": self.dedup} if self.dedup != "none" else {}),
         )
         return json.loads(json.dumps(described))  # as it reads back from JSON (tuples become lists)
 
@@ -119,7 +126,7 @@ class IngestSettings:
         the command that wrote such a dataset still finds it complete."""
         from nextword.ingest.text import tokenizer_config
 
-        if any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None:
+        if any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None or self.dedup != "none":
             return ""  # 0.1.0 read a text file by lines only and learned every vocabulary: no dataset of it matches
         inputs = []
         for spec in specs:
@@ -208,6 +215,7 @@ def _vocabulary_change(recorded: str | None, wanted: str | None, holder: str) ->
 def _settings_of(identity: dict) -> dict:
     """An identity's settings, with the --tokenizer its tokenizer config describes beside that config."""
     settings = {key: value for key, value in identity.items() if key != "inputs"}
+    settings.setdefault("dedup", "none")  # absent: written with --dedup none, or before --dedup existed
     settings["tokenizer_choice"] = tokenizer_choice(settings.get("tokenizer"))
     return settings
 

@@ -68,6 +68,11 @@ class DocumentBatch:
     texts: list[bytes]  # raw, as read: the tokenizer takes bytes
     first_index: int  # global index of texts[0] in the stream of all documents
     counters: SourceCounters = field(default_factory=SourceCounters)
+    read: int = -1  # documents read for this batch, dropped ones included (-1: len(texts), none dropped)
+
+    @property
+    def documents_read(self) -> int:
+        return len(self.texts) if self.read < 0 else self.read
 
 
 # ---------------------------------------------------------------- resolving inputs
@@ -453,12 +458,14 @@ def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterat
 
 
 def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 << 20,
-                   skip_documents: int = 0) -> Iterator[DocumentBatch]:
+                   skip_documents: int = 0, keep=None) -> Iterator[DocumentBatch]:
     """Every document of every input, in order, as batches of about `batch_bytes` of text.
 
     Each batch's counters hold what was counted since the previous batch, so summing them over
     the batches gives exact totals for any batch size.
     skip_documents: documents to pass over first (resuming); they are not decoded.
+    keep: None, or an object whose keep(first, count) gives bool[count] (ingest.dedup.Removed):
+    a batch then holds only the documents kept, `first_index` and `read` still count them all.
     """
     # One running object for the whole stream: the readers keep the object they were handed
     # (and pyarrow's row handler counts whole blocks ahead), so it must never be swapped out.
@@ -477,10 +484,18 @@ def iter_documents(specs: list[InputSpec], on_error: str, batch_bytes: int = 4 <
             size += len(raw) + 64
             if size >= batch_bytes:
                 count_batch_repairs(texts, running)
-                yield DocumentBatch(texts, first, running.minus(reported))
+                yield _kept(DocumentBatch(texts, first, running.minus(reported)), keep)
                 reported = dataclasses.replace(running)
                 first += len(texts)
                 texts, size = [], 0
     count_batch_repairs(texts, running)
     if texts or running != reported:
-        yield DocumentBatch(texts, first, running.minus(reported))
+        yield _kept(DocumentBatch(texts, first, running.minus(reported)), keep)
+
+
+def _kept(batch: DocumentBatch, keep) -> DocumentBatch:
+    if keep is None:
+        return batch
+    mask = keep.keep(batch.first_index, len(batch.texts)).tolist()
+    return DocumentBatch([text for text, kept in zip(batch.texts, mask) if kept], batch.first_index,
+                         batch.counters, len(batch.texts))

@@ -59,14 +59,15 @@ class WordCounts:
         self.total += sum(counts)
 
     def sorted_counts(self) -> Iterator[tuple[bytes, int]]:
-        """Every (word, corpus count), ascending by word bytes, each word once."""
+        """Every (word, corpus count), ascending by word bytes, each word once. A word whose count
+        is 0 (--dedup subtracted every document that held it) is not there."""
         if not self.runs:
-            return iter(sorted(self.counts.items()))
+            return ((word, count) for word, count in sorted(self.counts.items()) if count)
         if self.counts:
             self._spill()  # the rest becomes one more run: merging holds one block per run
         while len(self.runs) > MAX_OPEN_RUNS:
             self._merge_runs(MAX_OPEN_RUNS)
-        return _summed(heapq.merge(*(_read_run(path) for path in self.runs)))
+        return ((word, count) for word, count in _summed(heapq.merge(*(_read_run(path) for path in self.runs))) if count)
 
     def close(self) -> None:
         """Remove the runs (the counts are gone with them)."""

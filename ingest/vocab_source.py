@@ -144,7 +144,7 @@ def count_batch(tokenizer, texts: list[bytes], stride: int, val_fraction: float)
     return counters, sizes
 
 
-def count_with_vocabulary(settings, specs, tokenizer, source: VocabSource, progress) -> tuple[dict, dict]:
+def count_with_vocabulary(settings, specs, tokenizer, source: VocabSource, progress, keep=None) -> tuple[dict, dict]:
     """--vocab-from's pass 1: the corpus tokenized with the reused vocabulary, batch by batch
     (`count_batch`, as the Beam runner's CountWithVocabulary) -> summed (counters, sizes)."""
     from nextword.ingest.pipeline import _in_order
@@ -159,7 +159,7 @@ def count_with_vocabulary(settings, specs, tokenizer, source: VocabSource, progr
         counted = count_batch(tokenizer, batch.texts, settings.stride, settings.val_fraction) if batch.texts else ({}, {})
         return batch, counted
 
-    batches = iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes)
+    batches = iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep)  # keep: --dedup
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
         for batch, (counters, batch_sizes) in _in_order(threads, count, batches, depth=settings.workers):
             totals.update(dataclasses.asdict(batch.counters))

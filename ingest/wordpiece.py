@@ -77,7 +77,7 @@ def counted_summary(counters: dict, word_splits: dict, piece_splits: dict, sizes
     return counters, {"words": {name: int(word_splits[name]["tokens"]) for name in SPLITS}}
 
 
-def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_splits, tokenizer, progress):
+def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_splits, tokenizer, progress, keep=None):
     """The rest of the local runner's pass 1 for wordpiece, after the words are counted:
     -> (vocabulary, per-split documents/tokens/windows in pieces, counters, extra, shard counts)."""
     from nextword.ingest.pipeline import refuse_empty, shard_counts_for_size
@@ -87,16 +87,17 @@ def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_spl
     top_words, characters = learner_words(counts)
     vocabulary = learn_vocabulary(top_words, settings.vocab_size, characters)
     counts.close()  # removes the spilled runs before the corpus is read again
-    piece_splits, sizes = count_pieces(settings, specs, vocabulary, tokenizer, progress, counters["documents"])
+    piece_splits, sizes = count_pieces(settings, specs, vocabulary, tokenizer, progress, counters["documents"], keep)
     refuse_empty(settings, specs, counters, piece_splits)
     counters, extra = counted_summary(counters, word_splits, piece_splits, sizes)
     shard_counts = shard_counts_for_size(settings, sizes["varint_bytes"], sizes["total"], piece_splits)
     return vocabulary, piece_splits, counters, extra, shard_counts
 
 
-def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, documents: int) -> tuple[dict, dict]:
+def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, documents: int,
+                 keep=None) -> tuple[dict, dict]:
     """Read the corpus again, tokenized as pass 2 will: per split documents/tokens/windows in
-    pieces, and `piece_sizes` summed over the corpus."""
+    pieces, and `piece_sizes` summed over the corpus (over the documents `keep` keeps: --dedup)."""
     from nextword.ingest.pipeline import _in_order, add_split_totals, encode_arguments
     from nextword.ingest.sources import iter_documents
 
@@ -108,7 +109,8 @@ def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, do
     def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
         return encode_arguments(tokenizer, None, batch.texts, settings.val_fraction)
 
-    batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes) if batch.texts)
+    batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep)
+               if batch.texts)
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
         for _, flat_ids, lengths, _, validation in _in_order(threads, tokenize, batches, depth=settings.workers):
             add_split_totals(per_split, lengths, validation, settings.stride)

@@ -50,7 +50,9 @@ def source(tmp_path_factory, corpora) -> str:
 def reused(tmp_path_factory, corpora, source) -> str:
     """The second corpus with the source's vocabulary, at another --context (it may differ)."""
     out = str(tmp_path_factory.mktemp("reused") / "data")
-    run_ingest(IngestSettings(inputs=(corpora[1],), out=out, vocab_from=source, **{**SMALL, "context_length": 6}))
+    # --dedup none: the tests below count every document's windows (the synthetic corpus repeats some)
+    run_ingest(IngestSettings(inputs=(corpora[1],), out=out, vocab_from=source, dedup="none",
+                              **{**SMALL, "context_length": 6}))
     return out
 
 
@@ -186,7 +188,7 @@ def test_the_reused_vocabulary_is_part_of_the_out_dir_s_identity(tmp_path, corpo
     other_sha = load_manifest(other).vocab_sha256
     sha = load_manifest(source).vocab_sha256
     args = ["ingest", corpora[1], "--out", reused, "--context", "6", "--shards", "2", "--val-fraction", "0.2",
-            "--seed", "1", "--workers", "1"]
+            "--seed", "1", "--workers", "1", "--dedup", "none"]  # as the `reused` fixture wrote it
     again = run_cli(*args, "--vocab-from", source)
     assert again.exit_code == 0 and "already complete" in flat(again.output), again.output
     changed = run_cli(*args, "--vocab-from", other)

@@ -1,0 +1,136 @@
+"""The leakage report: the share of val windows whose last NGRAM tokens also occur, as a run,
+somewhere in the train split.
+
+A window's last NGRAM ids (its target and the NGRAM - 1 ids before it) are hashed to 64 bits with
+a polynomial rolling hash (computed for a whole batch from one prefix sum), then mixed
+(splitmix64). Pass 2 appends the hash of every train position and of every val window that has
+NGRAM ids of its document behind it to 256 bucket files by the hash's top byte; the report then
+reads one bucket at a time: val hashes found among the bucket's train hashes are leaked windows.
+On a big train split only hashes whose low bits are zero are kept (a 1/`sample` sample chosen by
+the hash itself, the same on both sides, so a sampled val n-gram is found exactly when its train
+twin exists): disk stays under ~256 MB and memory at one bucket. 64-bit hashes: a false match
+needs a collision, ~1e-19 a pair; over 10^7 val x 10^9 train hashes well under one in a million
+windows. Ids, not words: two runs of words that differ only in words outside the vocabulary
+(both <unk>) count as the same run, as the model sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+
+from nextword.ingest.windows import splitmix64
+
+NGRAM = 13  # as GPT-3's contamination check (13-grams): long enough that a shared run is no accident
+BUCKETS = 256
+SAMPLED_TRAIN_HASHES = 1 << 25  # at most ~32M train hashes on disk (256 MB)
+_BASE = np.uint64(0x100000001B3)
+_INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
+_SIDES = ("train", "val")
+
+
+def sample_for(train_tokens: int) -> int:
+    """Keep 1 train hash in `sample` (a power of two) so that at most ~SAMPLED_TRAIN_HASHES stay."""
+    sample = 1
+    while train_tokens / sample > SAMPLED_TRAIN_HASHES:
+        sample *= 2
+    return sample
+
+
+def ngram_hashes(flat_ids: np.ndarray, lengths: np.ndarray, validation: np.ndarray, stride: int,
+                 sample: int = 1) -> tuple[np.ndarray, np.ndarray, dict]:
+    """int32[tokens] of documents with `lengths`, validation bool[documents] -> (uint64 hashes of
+    every train run of NGRAM ids, uint64 hashes of the val windows' last NGRAM ids, counts
+    {"val_windows", "val_checked"}) with only the hashes kept by `sample`."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    tokens = len(flat_ids)
+    powers = np.cumprod(np.full(tokens + 1, _BASE, dtype=np.uint64)) * _INVERSE  # BASE**k
+    inverse = np.cumprod(np.full(tokens + 1, _INVERSE, dtype=np.uint64)) * _BASE  # BASE**-k
+    prefix = np.zeros(tokens + 1, dtype=np.uint64)
+    np.cumsum((np.asarray(flat_ids, dtype=np.uint64) + np.uint64(1)) * powers[:tokens], out=prefix[1:])
+    document = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(tokens) - (np.cumsum(lengths) - lengths)[document]  # in its document
+    ends = np.flatnonzero(position >= NGRAM - 1)  # an n-gram ends here
+    starts = ends - (NGRAM - 1)
+    hashes = splitmix64((prefix[ends + 1] - prefix[starts]) * inverse[starts])
+    in_val = validation[document[ends]]
+    window_target = (position[ends] - 1) % stride == 0
+    keep = (hashes & np.uint64(sample - 1)) == 0
+    val_lengths = lengths[validation]
+    counts = {"val_windows": int(np.where(val_lengths > 1, (val_lengths - 2) // stride + 1, 0).sum()),
+              "val_checked": int((in_val & window_target).sum())}
+    return hashes[keep & ~in_val], hashes[keep & in_val & window_target], counts
+
+
+class NgramSpill:
+    """Train and val hashes in BUCKETS files each, appended in document order; resumable: the
+    checkpoint records each file's size, a resume truncates to it."""
+
+    def __init__(self, directory: str, state: dict | None = None):
+        self.directory = directory
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self.pending_hashes = 0
+        self.counts = {"val_windows": 0, "val_checked": 0}
+        if state is None:
+            shutil.rmtree(directory, ignore_errors=True)
+            os.makedirs(directory)
+            return
+        for name, size in state["sizes"].items():
+            with open(os.path.join(directory, name), "r+b") as handle:
+                handle.truncate(size)
+        for name in set(os.listdir(directory)) - set(state["sizes"]):
+            os.remove(os.path.join(directory, name))  # created after the checkpoint
+        self.counts = dict(state["counts"])
+
+    def add(self, train: np.ndarray, val: np.ndarray, counts: dict) -> None:
+        self.pending.append((train, val))
+        self.pending_hashes += len(train) + len(val)
+        for key, value in counts.items():
+            self.counts[key] += value
+        if self.pending_hashes > 1 << 21:
+            self._flush(durable=False)
+
+    def _flush(self, durable: bool) -> None:
+        for side, name in enumerate(_SIDES):
+            hashes = np.concatenate([pair[side] for pair in self.pending]) if self.pending else np.zeros(0, np.uint64)
+            bucket = (hashes >> np.uint64(56)).astype(np.int64)
+            order = np.argsort(bucket, kind="stable")
+            bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+            for index in np.flatnonzero(np.diff(bounds)):
+                with open(os.path.join(self.directory, f"{name}-{index:03d}"), "ab") as handle:
+                    handle.write(hashes[order[bounds[index]:bounds[index + 1]]].astype("<u8").tobytes())
+                    if durable:
+                        handle.flush()
+                        os.fsync(handle.fileno())
+        self.pending, self.pending_hashes = [], 0
+
+    def checkpoint(self) -> dict:
+        self._flush(durable=True)
+        return {"sizes": {name: os.path.getsize(os.path.join(self.directory, name))
+                          for name in sorted(os.listdir(self.directory))}, "counts": dict(self.counts)}
+
+    def report(self, sample: int) -> dict:
+        self._flush(durable=False)
+        leaked = 0
+        for index in range(BUCKETS):
+            train, val = (_read(os.path.join(self.directory, f"{name}-{index:03d}")) for name in _SIDES)
+            if len(val) and len(train):
+                leaked += int(np.isin(val, train).sum())
+        return leakage_report(leaked, self.counts["val_checked"], self.counts["val_windows"], sample)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _read(path: str) -> np.ndarray:
+    return np.fromfile(path, dtype="<u8") if os.path.exists(path) else np.zeros(0, np.uint64)
+
+
+def leakage_report(leaked: int, val_checked: int, val_windows: int, sample: int) -> dict:
+    """What dataset.json keeps as extra["leakage"] (both runners build it here). `share` is the
+    share of the checked (sampled) val windows whose last `ngram` ids occur as a run in train."""
+    sampled = val_checked  # val_checked counts every eligible window; the sample keeps ~1/sample
+    return {"ngram": NGRAM, "val_windows": val_windows, "val_windows_checked": sampled, "sample": sample,
+            "leaked_windows": leaked, "share": round(leaked * sample / sampled, 6) if sampled else None}
