@@ -1,6 +1,7 @@
-"""The span-record half of the tf.data reader (tfrecords/reader.py has the pipeline around it).
+"""The span-record half of the tf.data reader (tfrecords/reader.py has the pipeline around it), for
+the "packed" and "spans" layouts: records are parsed into their spans, and all the rest is per span.
 
-Per chunk of records, never per window: parse pad + tokens, count the windows the epoch selects,
+Per chunk of records, never per window: parse pad + tokens (+ lengths), count the windows the epoch selects,
 then cut them with ONE gather from the chunk's flat padded ids. The selection rule (objective
 "last": every window; "all": non-overlapping windows) is in tfrecords/reader.py's docstring and,
 in numpy, in tfrecords/spans.py. `record_chunks` says which records share a chunk (regrouped
@@ -11,13 +12,28 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest
+from nextword.tfrecords.manifest import FEATURE_NAME, LENGTHS_FEATURE, PAD_FEATURE, Manifest
 
 SPAN_FEATURES = {
     PAD_FEATURE: tf.io.FixedLenFeature([1], tf.int64),
     # a VarLen feature, parsed straight to ragged: row lengths without a sparse round trip
     FEATURE_NAME: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64),
 }
+PACKED_FEATURES = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
+                   for name in (LENGTHS_FEATURE, PAD_FEATURE, FEATURE_NAME)}
+
+
+def parse_spans(serialized: tf.Tensor, layout: str) -> tuple[tf.Tensor, tf.RaggedTensor, tf.Tensor]:
+    """string[records] -> (pad int64[spans], tokens ragged int64[spans, None], spans of each record
+    int64[records]): a "packed" record's k spans flattened in record order (everything after this
+    works per span), a "spans" record's one span."""
+    if layout == "spans":
+        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
+        return parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME], tf.ones_like(parsed[PAD_FEATURE][:, 0])
+    parsed = tf.io.parse_example(serialized, PACKED_FEATURES)
+    lengths = parsed[LENGTHS_FEATURE]
+    tokens = tf.RaggedTensor.from_row_lengths(parsed[FEATURE_NAME].values, lengths.values, validate=False)
+    return parsed[PAD_FEATURE].values, tokens, lengths.row_lengths()
 
 
 def record_chunks(records: tf.data.Dataset, chunk_records: int, block_chunks: int, seed) -> tf.data.Dataset:
@@ -50,14 +66,14 @@ def span_chunk_records(manifest: Manifest, shuffle_buffer: int) -> int:
     return max(1, shuffle_buffer // max(1, manifest.windows_per_record))
 
 
-def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int]):
-    """string[records] -> (pad int64[r], tokens ragged int64[r, None], windows int64[r],
-    selected int64[r]): the parse every chunk needs, which alone says how many windows it yields."""
+def span_chunk_counter(context_length: int, stride: int, selection: tuple[int, int], layout: str = "spans"):
+    """string[records] -> (pad int64[s], tokens ragged int64[s, None], windows int64[s],
+    selected int64[s]) per span s of the records: the parse every chunk needs, which alone says
+    how many windows it yields."""
     offset, period = selection  # offset: int or int64 tensor (one traced pipeline for many epochs)
 
     def count(serialized):
-        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
-        pad, tokens = parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME]
+        pad, tokens, _ = parse_spans(serialized, layout)
         windows = (pad + tokens.row_lengths() - context_length - 1) // stride + 1
         # as tfrecords.spans.selected_counts: k % period == o_r, plus the last window
         record_offset = record_offsets(windows, offset, period)
@@ -169,7 +185,7 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         index, (pad, tokens, windows, selected) = chunk
         return before + tf.reduce_sum(selected), (index, pad, tokens, windows, selected, before)
 
-    count = span_chunk_counter(context_length, stride, selection)
+    count = span_chunk_counter(context_length, stride, selection, manifest.layout)
     chunk_records = span_chunk_records(manifest, config.shuffle_buffer)
     chunks = record_chunks(records, chunk_records, block_chunks, shuffle_seed).enumerate().map(
         lambda index, serialized: (index, count(serialized)),
