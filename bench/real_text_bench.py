@@ -88,10 +88,10 @@ def bare_import() -> tuple[int, float]:
     return int(rss) * 1024, float(cpu)
 
 
-def measured_ingest(corpus: str, unit: str, workers: int, out: str, import_cpu: float) -> dict:
+def measured_ingest(corpus: str, unit: str, workers: int, out: str, import_cpu: float, layout: str = "packed") -> dict:
     shutil.rmtree(out, ignore_errors=True)
     argv = nextword("ingest", corpus, "--out", out, "--vocab-size", "20000", "--text-unit", unit,
-                    "--workers", str(workers), "--json")
+                    "--workers", str(workers), "--layout", layout, "--json")
     started = time.perf_counter()
     with open(out + ".stdout", "w") as stdout, open(out + ".stderr", "w") as stderr:
         child = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=ENV, cwd=REPO)
@@ -122,7 +122,7 @@ def measured_ingest(corpus: str, unit: str, workers: int, out: str, import_cpu: 
     main_thread = threads.get(child.pid, 0.0)
     total_cpu = sum(threads.values()) + sum(workers_cpu.values())
     return {
-        "workers": workers, "windows": summary["windows"], "wall_seconds": round(seconds, 2),
+        "workers": workers, "layout": layout, "windows": summary["windows"], "wall_seconds": round(seconds, 2),
         "windows_per_second": round(summary["windows"] / seconds), "in_process_windows_per_second": summary["windows_per_second"],
         "bytes_per_window": summary["bytes_per_window"], "documents": summary["counters"]["documents"],
         "median_document_words": (summary.get("document_words") or {}).get("quantiles", {}).get("p50"),
@@ -146,11 +146,13 @@ def run(arguments) -> int:
         for name in arguments.corpora:
             key, unit = CORPORA[name]
             corpus = build(key, arguments.work)
-            for workers in ((1, 2) if round_index % 2 == 0 else (2, 1)):
+            # every (workers, layout) side, in reversed order every other round (the machine is shared)
+            sides = [(workers, layout) for workers in arguments.workers for layout in arguments.layouts]
+            for workers, layout in (sides if round_index % 2 == 0 else sides[::-1]):
                 row = {"corpus": name, "round": round_index, "mb": round(os.path.getsize(corpus) / 1e6),
-                       **measured_ingest(corpus, unit, workers, out, results["bare_import_cpu_seconds"])}
+                       **measured_ingest(corpus, unit, workers, out, results["bare_import_cpu_seconds"], layout)}
                 results["runs"].append(row)
-                print(f"round {round_index} {name:16} workers {workers}: {row['windows_per_second']:>10,} windows/s "
+                print(f"round {round_index} {name:16} {layout:7} workers {workers}: {row['windows_per_second']:>10,} windows/s "
                       f"{row['bytes_per_window']:>5} B/window  peak {row['peak_rss_main'] / MB:,.0f} MB main, "
                       f"{row['peak_rss_tree'] / MB:,.0f} MB tree  serial {row['serial_fraction']} "
                       f"({row['serial_fraction_after_import']} after the import)", flush=True)
@@ -160,8 +162,28 @@ def run(arguments) -> int:
     return 0
 
 
+def layouts_markdown(results: dict) -> list[str]:
+    """Layouts measured in the same run, per corpus and workers: medians over rounds."""
+    sides = sorted({(row["corpus"], row["workers"], row.get("layout", "spans")) for row in results["runs"]},
+                   key=lambda side: (list(CORPORA).index(side[0]), side[1], side[2]))
+    if len({layout for _, _, layout in sides}) < 2:
+        return []
+    lines = ["", "Record layouts in the same run (medians over rounds):", "",
+             "| corpus | workers | layout | windows/s | B/window | peak RSS main | peak RSS tree | rounds |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for corpus, workers, layout in sides:
+        rows = [row for row in results["runs"]
+                if (row["corpus"], row["workers"], row.get("layout", "spans")) == (corpus, workers, layout)]
+        lines.append(f"| {corpus} | {workers} | {layout} | {median([row['windows_per_second'] for row in rows]):,.0f} | "
+                     f"{rows[0]['bytes_per_window']} | {median([row['peak_rss_main'] for row in rows]) / MB:,.0f} MB | "
+                     f"{median([row['peak_rss_tree'] for row in rows]) / MB:,.0f} MB | {len(rows)} |")
+    return lines
+
+
 def report_markdown(results: dict) -> str:
     bare = results["bare_import_rss"]
+    # the main table: the default layout's rows (results before layouts were compared hold "spans" only)
+    layout_rows = "packed" if any(row.get("layout") == "packed" for row in results["runs"]) else "spans"
     lines = [f"Measured {results['date']}; bare import of TensorFlow + TF Text: {bare / MB:,.0f} MB, "
              f"{results['bare_import_cpu_seconds']:.1f} CPU s. "
              "Rates are end to end (process launch to exit). Medians over rounds; every run in "
@@ -170,8 +192,8 @@ def report_markdown(results: dict) -> str:
              "B/window | peak RSS main (over bare import) | peak RSS tree | serial fraction f: the main thread's share of CPU s past the import; fitted from 1→2 workers | projected 16 cores (from the first f) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in CORPORA:
-        rows = [row for row in results["runs"] if row["corpus"] == name]
-        if not rows:
+        rows = [row for row in results["runs"] if row["corpus"] == name and row.get("layout", "spans") == layout_rows]
+        if not {1, 2} <= {row["workers"] for row in rows}:
             continue
         one = [row for row in rows if row["workers"] == 1]
         two = [row for row in rows if row["workers"] == 2]
@@ -187,11 +209,13 @@ def report_markdown(results: dict) -> str:
             f"{rate2:,.0f} | ×{speedup:.2f} | {rows[0]['bytes_per_window']} | {peak_main / MB:,.0f} MB "
             f"(+{(peak_main - bare) / 1e9:.2f} GB) | {peak_tree / MB:,.0f} MB | {serial:.2f}; {fitted:.2f} | "
             f"{projected:,.0f} windows/s (×{projected / rate1:.1f}) |")
-    lines += ["", "Every run:", "", "| round | corpus | workers | wall s | windows/s | CPU s: main thread / other threads / workers | serial f (past the import) |",
-              "| ---: | --- | ---: | ---: | ---: | --- | ---: |"]
+    lines += layouts_markdown(results)
+    lines += ["", "Every run:", "", "| round | corpus | layout | workers | wall s | windows/s | B/window | peak RSS main | CPU s: main thread / other threads / workers | serial f (past the import) |",
+              "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"]
     for row in results["runs"]:
         cpu = row["cpu_seconds"]
-        lines.append(f"| {row['round']} | {row['corpus']} | {row['workers']} | {row['wall_seconds']} | {row['windows_per_second']:,} | "
+        lines.append(f"| {row['round']} | {row['corpus']} | {row.get('layout', 'spans')} | {row['workers']} | {row['wall_seconds']} | "
+                     f"{row['windows_per_second']:,} | {row['bytes_per_window']} | {row['peak_rss_main'] / MB:,.0f} MB | "
                      f"{cpu['main_thread']} / {cpu['other_threads']} / {cpu['workers']} | {row['serial_fraction']} "
                      f"({row['serial_fraction_after_import']}) |")
     return "\n".join(lines)
@@ -203,6 +227,9 @@ def main() -> int:
     r = sub.add_parser("run", help="measure every corpus with 1 and 2 workers, alternating")
     r.add_argument("--corpora", type=lambda text: [name for name in text.split(",") if name], default=list(CORPORA))
     r.add_argument("--rounds", type=int, default=2)
+    r.add_argument("--workers", type=lambda text: [int(value) for value in text.split(",")], default=[1, 2])
+    r.add_argument("--layouts", type=lambda text: [name for name in text.split(",") if name], default=["packed"],
+                   help="record layouts to compare in the same run (e.g. packed,spans)")
     r.add_argument("--results", default=RESULTS_FILE)
     r.add_argument("--work", default=WORK)
     p = sub.add_parser("report", help="markdown from the results file")

@@ -169,7 +169,7 @@ def _write_pipeline(beam, flags: list[str], settings: IngestSettings, specs: lis
          | "Spread" >> beam.Reshuffle()
          | "Encode" >> beam.ParDo(EncodeWindows(settings.out, plan, settings.val_fraction, settings.tokenizer))
          | "ByShard" >> beam.GroupByKey()
-         | "Write" >> beam.Map(write_shard, settings.out, plan.shard_counts)
+         | "Write" >> beam.Map(write_shard, settings.out, plan)
          | "All" >> beam.combiners.ToList()
          | "Save" >> beam.Map(save_state, settings.out, "beam-pass2.json"))
 

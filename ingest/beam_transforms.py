@@ -26,7 +26,7 @@ from nextword.ingest.text import RESERVED_TOKENS  # noqa: E402
 from nextword.ingest.vocab import varint_length  # noqa: E402
 from nextword.ingest.vocab_source import count_batch  # noqa: E402
 from nextword.ingest.wordpiece import piece_sizes  # noqa: E402
-from nextword.ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_ordered  # noqa: E402
+from nextword.ingest.windows import RECORD_INFO, WindowPlan, document_keys, encode_block, is_validation, iter_shard  # noqa: E402
 from nextword.ingest.writer import PARTIAL_SUFFIX, write_shard_file, write_state  # noqa: E402
 from nextword import storage  # noqa: E402
 from nextword.tfrecords.manifest import SPLITS, VOCAB_NAME, shard_name  # noqa: E402
@@ -168,16 +168,16 @@ class EncodeWindows(beam.DoFn):
             yield (split, shard), (input_index, first, frames, info.tobytes())
 
 
-def write_shard(keyed_pieces, data_dir: str, shard_counts: tuple[int, int]) -> dict:
+def write_shard(keyed_pieces, data_dir: str, plan: WindowPlan) -> dict:
     """All pieces of one shard, in document order (as the local runner appends them), put in the
-    shard's seeded order by the local runner's own `order_shard`, into its temporary file."""
+    shard's seeded order (and packed) by the local runner's own `iter_shard`, into its temporary file."""
     (split, shard), pieces = keyed_pieces
     ordered_pieces = sorted(pieces, key=lambda piece: (piece[0], piece[1]))  # (input, first document)
     frames = b"".join(piece[2] for piece in ordered_pieces)
     info = np.frombuffer(b"".join(piece[3] for piece in ordered_pieces), dtype=RECORD_INFO)
-    pieces, info = iter_ordered(frames, info)
-    name = shard_name(SPLITS[split], shard, shard_counts[split])
-    entry = write_shard_file(storage.join(data_dir, name + PARTIAL_SUFFIX), name, pieces, info)
+    pieces, info, records = iter_shard(plan, frames, info)
+    name = shard_name(SPLITS[split], shard, plan.shard_counts[split])
+    entry = write_shard_file(storage.join(data_dir, name + PARTIAL_SUFFIX), name, pieces, info, records=records)
     return {"split": split, "index": shard, **entry}
 
 

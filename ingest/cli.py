@@ -130,7 +130,7 @@ def _print_summary(console, summary: dict, histogram: bool = False) -> None:
     console.print(table)
     counters = ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in summary["counters"].items() if value)
     layout = summary["layout"] + (f" (up to {summary['windows_per_record']} windows a record)"
-                                  if summary["layout"] == "spans" else "")
+                                  if summary["layout"] != "windows" else "")
     unit = "pieces" if summary["tokenizer"] == "wordpiece" else "words"
     words, tokens = sum((summary.get("words") or {}).values()), sum(split["tokens"] for split in summary["splits"].values())
     per_word = f" ({tokens / words:.2f} a word)" if words else ""
@@ -181,8 +181,8 @@ def ingest_command(
     vocab_from: Optional[str] = typer.Option(None, "--vocab-from", metavar="DATA_DIR", help="Reuse this finished dataset's tokenizer and vocabulary instead of learning one, so both datasets share ids (the same vocab_sha256): a word it does not know is <unk>. --tokenizer and --vocab-size are taken from it (refused if they differ); --context and the rest are free."),
     context: int = typer.Option(IngestSettings.context_length, "--context", help="Context length; each record holds context + 1 ids (the last is the target)."),
     stride: int = typer.Option(IngestSettings.stride, "--stride", help="Write every N-th window; 1 = every window."),
-    layout: Layout = typer.Option(IngestSettings.layout, "--layout", help="spans: a record holds up to --windows-per-record consecutive windows of one document as their ids, once (~2-4 bytes/window); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
-    windows_per_record: int = typer.Option(IngestSettings.windows_per_record, "--windows-per-record", help="spans: the most windows a record holds. Larger: fewer bytes and a faster reader; smaller: a finer shuffle grain."),
+    layout: Layout = typer.Option(IngestSettings.layout, "--layout", help="packed: a record holds runs of consecutive windows of one or more documents as their ids, once, up to --windows-per-record windows in all (~2-4 bytes/window, short documents included); spans (format 2): a run of one document a record (a short line costs a record of its own); windows: one tf.train.Example per window (format 1, ~40-90 bytes/window)."),
+    windows_per_record: int = typer.Option(IngestSettings.windows_per_record, "--windows-per-record", help="packed, spans: the most windows a record holds. Larger: fewer bytes and a faster reader; smaller: a finer shuffle grain."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Train shards (default: sized to ~128 MB each; val is sized alike)."),
     val_fraction: float = typer.Option(IngestSettings.val_fraction, "--val-fraction", help="Share of whole documents held out, by a stable hash of their text."),
     seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),

@@ -33,7 +33,7 @@ from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, order
 from nextword import __version__, faults, storage
 from nextword.storage import local_path
 from nextword.errors import ArtifactError, InputError
-from nextword.tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split
+from nextword.tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split, format_version_of
 
 TARGET_SHARD_BYTES = 128 << 20
 _OURS = (MANIFEST_NAME, VOCAB_NAME, STATE_DIR)
@@ -117,7 +117,7 @@ def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progre
         done[0] += 1
         progress("shuffling shards", done[0], total, 0)
 
-    return order_and_publish(data_dir, plan.shard_counts, one_more)
+    return order_and_publish(data_dir, plan, one_more)
 
 
 # ------------------------------------------------------------------ the output directory
@@ -538,6 +538,10 @@ def shard_counts_for_size(settings, varint_bytes: int, total_tokens: int, per_sp
     average = varint_bytes / max(total_tokens, 1)
     if settings.layout == "windows":
         estimated = [per_split[name]["windows"] * (40 + (settings.context_length + 1) * average) for name in SPLITS]
+    elif settings.layout == "packed":  # ~2 bytes a span in the file, but ordering a shard holds its ids
+        # and ~50 bytes a span (RECORD_INFO row, order, offsets): sized by that, a dictionary line a span
+        spans = [per_split[name]["documents"] + per_split[name]["windows"] / settings.windows_per_record for name in SPLITS]
+        estimated = [per_split[name]["tokens"] * average + spans[index] * 50 for index, name in enumerate(SPLITS)]
     else:  # a record per run of windows_per_record windows of a document: ~30 bytes of framing + its
         # ids once. Records: at most one a document plus one per full run (a verse or a dictionary
         # line is a record of its own: counting full runs only made 228 MB shards of a 128 MB target)
@@ -705,7 +709,8 @@ def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict
         inputs=tuple({"path": spec.path, "format": spec.format, "column": spec.column,
                       **({"text_unit": spec.unit} if spec.unit else {})} for spec in specs),
         created_by=f"nextword {__version__}", layout=settings.layout,
-        windows_per_record=settings.windows_per_record if settings.layout == "spans" else 1,
+        windows_per_record=settings.windows_per_record if settings.layout != "windows" else 1,
+        format_version=format_version_of(settings.layout),
         identity=identity or {}, extra=summary.get("extra", {}),
         vocab_source=source.record() if source is not None else {},
     )

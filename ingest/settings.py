@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from nextword.ingest.sources import BUILTIN, FORMATS, TEXT_UNITS, InputSpec
 from nextword.differences import changed_settings, show
 from nextword.errors import SettingsError
-from nextword.tfrecords.manifest import FORMAT_VERSION, LAYOUTS, TOKENIZERS, tokenizer_choice
+from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS, format_version_of, tokenizer_choice
 
 
 CHECK_BYTES = 1 << 20  # an input's content check hashes this many bytes at each end (see input_identity)
@@ -47,8 +47,8 @@ class IngestSettings:
     vocab_from: str | None = None  # a finished DATA_DIR whose tokenizer and vocabulary are reused
     context_length: int = 44  # the notebook's window of 45 = 44 context words + the target
     stride: int = 1
-    layout: str = "spans"  # spans: runs of consecutive windows per record; windows: one Example per window
-    windows_per_record: int = 128  # spans: chosen by bench/layout_bench.py (disk and reader speed vs shuffle grain)
+    layout: str = "packed"  # packed: records of spans of several documents; spans: one span a record; windows: one Example per window
+    windows_per_record: int = 128  # packed, spans: chosen by bench/layout_bench.py (disk and reader speed vs shuffle grain)
     shards: int | None = None  # train shards; None: sized so a shard is ~128 MB
     val_fraction: float = 0.02
     seed: int = 0
@@ -109,9 +109,9 @@ class IngestSettings:
         if self.tokenizer is None or self.vocab_size is None or (self.vocab_from is None) != (vocab_sha256 is None):
             raise AssertionError("identity of unresolved --vocab-from settings: call ingest.vocab_source.resolve first")
         described = dict(
-            format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=[input_identity(spec) for spec in specs],
+            format_version=format_version_of(self.layout), tokenizer=tokenizer_config(self.tokenizer), inputs=[input_identity(spec) for spec in specs],
             vocab_size=self.vocab_size, context_length=self.context_length, stride=self.stride, shards=self.shards,
-            layout=self.layout, windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
+            layout=self.layout, windows_per_record=self.windows_per_record if self.layout != "windows" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,
             **({"vocab_from": vocab_sha256} if vocab_sha256 is not None else {}),
             **({"dedup": self.dedup} if self.dedup != "none" else {}),
@@ -134,7 +134,7 @@ class IngestSettings:
             inputs.append([spec.path, spec.format, spec.column, stat.st_size if stat else None,
                            stat.st_mtime_ns if stat else None])
         described = dict(
-            format_version=FORMAT_VERSION, tokenizer=tokenizer_config(self.tokenizer), inputs=inputs, vocab_size=self.vocab_size,
+            format_version=2, tokenizer=tokenizer_config(self.tokenizer), inputs=inputs, vocab_size=self.vocab_size,
             context_length=self.context_length, stride=self.stride, shards=self.shards, layout=self.layout,
             windows_per_record=self.windows_per_record if self.layout == "spans" else 1,
             val_fraction=self.val_fraction, seed=self.seed, on_error=self.on_error,

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import numpy as np
 
+from nextword.ingest.packing import encode_payloads, iter_packed
 from nextword.tfrecords.encode import StreamEncoder
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -60,17 +61,19 @@ class WindowPlan:
     stride: int
     seed: int
     shard_counts: tuple[int, int]  # (train, val)
-    layout: str = "spans"
-    windows_per_record: int = 128  # spans: the most windows a record holds
+    layout: str = "packed"
+    windows_per_record: int = 128  # packed, spans: the most windows a record holds
 
     @property
     def record_windows_limit(self) -> int:
-        return self.windows_per_record if self.layout == "spans" else 1
+        return self.windows_per_record if self.layout != "windows" else 1
 
 
 # Per record, beside the shard's frames: the key that orders the shard, the frame's size and
-# its window count. Written to a sidecar file next to the unordered shard, little-endian.
-RECORD_INFO = np.dtype([("order", "<u8"), ("size", "<u4"), ("windows", "<u4")])
+# its window count; for "packed", whose unordered records are bare varint payloads (framed when
+# the ordering stage packs them, ingest/packing.py), also its ids and pad. Written to a sidecar
+# file next to the unordered shard, little-endian.
+RECORD_INFO = np.dtype([("order", "<u8"), ("size", "<u4"), ("windows", "<u4"), ("tokens", "<u4"), ("pad", "<u4")])
 _ORDER_SALT = np.uint64(0x6A09E667F3BCC909)
 
 
@@ -153,10 +156,16 @@ def encode_block(plan: WindowPlan, flat_ids: np.ndarray, lengths: np.ndarray, ke
     hashed = record_keys(plan, np.asarray(keys, dtype=np.uint64)[records.document], records.index)
     shard = (hashed % np.array(plan.shard_counts, dtype=np.uint64)[split]).astype(np.int64)
     order = np.lexsort((shard, split))  # stable: document order within each (split, shard)
-    encoder = StreamEncoder(padded_ids(flat_ids, lengths, plan.context_length))
-    pads = None if records.pad is None else records.pad[order]
-    frames, sizes = encoder.encode_slices(records.start[order], records.end[order], pads)
-    info = np.empty(len(order), dtype=RECORD_INFO)
+    info = np.zeros(len(order), dtype=RECORD_INFO)
+    if plan.layout == "packed":  # the ids only, in the unpadded flat layout: padded index - C * (document + 1)
+        unpadded = plan.context_length * (records.document[order] + 1)
+        token_starts, token_ends = records.start[order] - unpadded, records.end[order] - unpadded
+        frames, sizes = encode_payloads(flat_ids, token_starts, token_ends)
+        info["tokens"], info["pad"] = token_ends - token_starts, records.pad[order]
+    else:
+        encoder = StreamEncoder(padded_ids(flat_ids, lengths, plan.context_length))
+        pads = None if records.pad is None else records.pad[order]
+        frames, sizes = encoder.encode_slices(records.start[order], records.end[order], pads)
     info["order"] = splitmix64(hashed[order] ^ _ORDER_SALT)
     info["size"] = sizes
     info["windows"] = records.windows[order]
@@ -198,6 +207,17 @@ def iter_ordered(frames: bytes, info: np.ndarray, piece_bytes: int = 4 << 20) ->
             yield gather_segments(frames, starts, offsets[chosen + 1] - starts)
 
     return pieces(), info
+
+
+def iter_shard(plan: WindowPlan, frames: bytes, info: np.ndarray) -> tuple[Iterator[bytes], np.ndarray, int]:
+    """The ordering stage both runners share: a shard's records in arrival order -> (its final
+    bytes as pieces, its RECORD_INFO rows, the number of records written). "packed" merges
+    records there (ingest/packing.py); the other layouts write each record as it is."""
+    if plan.layout == "packed":
+        pieces, records = iter_packed(frames, info, plan.windows_per_record)
+        return pieces, info, records
+    pieces, info = iter_ordered(frames, info)
+    return pieces, info, len(info)
 
 
 def gather_segments(source: bytes, starts: np.ndarray, sizes: np.ndarray) -> bytes:

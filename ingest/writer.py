@@ -20,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
-from nextword.ingest.windows import RECORD_INFO, iter_ordered
+from nextword.ingest.windows import RECORD_INFO, WindowPlan, iter_shard
 from nextword import storage
 from nextword.storage import local_path
 from nextword.errors import ArtifactError
@@ -76,6 +76,8 @@ class ShardSet:
     def _restore(self, state: dict) -> None:
         if self._local is None:
             raise ArtifactError("resuming needs a local DATA_DIR")
+        if state.get("info_bytes", 16) != RECORD_INFO.itemsize:  # written by an older nextword
+            raise ArtifactError("the unordered shards hold record rows of another size")
         for split, names in enumerate(self.names):
             for index in range(len(names)):
                 recorded = state["shards"][split][index]
@@ -119,7 +121,7 @@ class ShardSet:
         self._write_pending(durable=True)
         for handle in self._handles.values():
             handle.flush()
-        return {"shards": [[{"bytes": size, "records": records, "windows": windows}
+        return {"info_bytes": RECORD_INFO.itemsize, "shards": [[{"bytes": size, "records": records, "windows": windows}
                             for size, records, windows in zip(sizes, counts, window_counts)]
                            for sizes, counts, window_counts in zip(self.sizes, self.records, self.windows)]}
 
@@ -129,7 +131,7 @@ class ShardSet:
         self._handles = {}
 
 
-def order_and_publish(data_dir: str, shard_counts: tuple[int, int], progress=None) -> list[list[Shard]]:
+def order_and_publish(data_dir: str, plan: WindowPlan, progress=None) -> list[list[Shard]]:
     """Put every unordered shard in its seeded random order and give it its final name.
 
     One shard in memory at a time. Each finished shard is recorded in its own state file,
@@ -137,14 +139,14 @@ def order_and_publish(data_dir: str, shard_counts: tuple[int, int], progress=Non
     the shard count), so a rerun after a kill orders only the shards still missing (recomputing
     one that was renamed just before the kill gives the same bytes)."""
     done = read_state(data_dir, LEGACY_ORDER_STATE) or {}  # an unfinished ingest of an earlier nextword
-    names = [[shard_name(split, index, count) for index in range(count)] for split, count in zip(SPLITS, shard_counts)]
+    names = [[shard_name(split, index, count) for index in range(count)] for split, count in zip(SPLITS, plan.shard_counts)]
     shards = []
     for split, split_names in enumerate(names):
         split_shards = []
         for index, name in enumerate(split_names):
             entry = done.get(name) or read_state(data_dir, name + ORDERED_SUFFIX)
             if entry is None or not storage.exists(storage.join(data_dir, name)):
-                entry = _order_one(data_dir, name)
+                entry = _order_one(data_dir, name, plan)
                 write_state(data_dir, name + ORDERED_SUFFIX, entry)
             split_shards.append(Shard(**{**entry, "record_windows": tuple(map(tuple, entry["record_windows"]))}))
             if progress is not None:
@@ -153,7 +155,7 @@ def order_and_publish(data_dir: str, shard_counts: tuple[int, int], progress=Non
     return shards
 
 
-def _order_one(data_dir: str, name: str) -> dict:
+def _order_one(data_dir: str, name: str, plan: WindowPlan) -> dict:
     unordered = storage.join(data_dir, STATE_DIR, name)
     with storage.open_file(unordered, "rb") as handle:
         frames = handle.read()
@@ -162,9 +164,9 @@ def _order_one(data_dir: str, name: str) -> dict:
     if int(info["size"].sum(dtype=np.int64)) != len(frames):
         raise ArtifactError(f"{unordered} does not match its record index {unordered + INFO_SUFFIX}",
                             hint="run the same ingest command with --overwrite to start over")
-    pieces, info = iter_ordered(frames, info)
+    pieces, info, records = iter_shard(plan, frames, info)
     temporary = storage.join(data_dir, STATE_DIR, name + ".ordered")
-    entry = write_shard_file(temporary, name, pieces, info, durable=True)
+    entry = write_shard_file(temporary, name, pieces, info, durable=True, records=records)
     storage.rename(temporary, storage.join(data_dir, name))
     return entry
 
@@ -180,9 +182,12 @@ def _naming_the_file(path: str):
         raise
 
 
-def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.ndarray, durable: bool = False) -> dict:
+def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.ndarray, durable: bool = False,
+                     records: int | None = None) -> dict:
     """Write a shard's ordered pieces to `path` (one piece in memory at a time) and return its
-    manifest entry (JSON-able): both runners write shards through this."""
+    manifest entry (JSON-able): both runners write shards through this. info: a RECORD_INFO row
+    per span (per record unless packed); records: the records written (default len(info)).
+    The histogram counts windows per span: what the reader's epoch plan selects from."""
     digest, size = hashlib.sha256(), 0
     local = local_path(path)
     with _naming_the_file(path), (open(local, "wb") if local is not None else storage.open_file(path, "wb")) as handle:
@@ -193,7 +198,7 @@ def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.nda
         if durable and local is not None:
             handle.flush()
             os.fsync(handle.fileno())
-    return dict(file=name, records=len(info), bytes=size, sha256=digest.hexdigest(),
+    return dict(file=name, records=len(info) if records is None else records, bytes=size, sha256=digest.hexdigest(),
                 windows=int(info["windows"].sum(dtype=np.int64)),
                 record_windows=[list(pair) for pair in histogram(info["windows"])])
 

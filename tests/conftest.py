@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 
@@ -53,8 +54,20 @@ def tiny_dataset(tmp_path_factory, tiny_corpus) -> str:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_spans_dataset(tmp_path_factory, tiny_corpus) -> str:
+    """tiny_dataset's corpus and settings in the format-2 "spans" layout (a record per span)."""
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
+
+    out = str(tmp_path_factory.mktemp("data") / "tiny-spans")
+    run_ingest(IngestSettings(inputs=(tiny_corpus,), out=out, vocab_size=64, context_length=8, shards=2,
+                              val_fraction=0.2, seed=1, workers=1, layout="spans"))
+    return out
+
+
 def decode_records(frames_or_paths, layout: str) -> list[tuple[int, list[int]]]:
-    """TFRecord frames (bytes) or shard paths -> [(pad, ids)] per record, in file order.
+    """TFRecord frames (bytes) or shard paths -> [(pad, ids)] per record ("packed": per span), in file order.
     "windows" records have pad 0 and their ids pre-padded (format 1)."""
     import tempfile
 
@@ -70,8 +83,14 @@ def decode_records(frames_or_paths, layout: str) -> list[tuple[int, list[int]]]:
     records = []
     for record in tf.data.TFRecordDataset(paths) if paths else []:
         feature = tf.train.Example.FromString(record.numpy()).features.feature
+        tokens = list(feature["tokens"].int64_list.value)
+        if layout == "packed":  # one (pad, ids) per span
+            ends = list(itertools.accumulate(feature["lengths"].int64_list.value))
+            records += [(int(pad), tokens[end - length:end]) for pad, length, end in
+                        zip(feature["pad"].int64_list.value, feature["lengths"].int64_list.value, ends)]
+            continue
         pad = feature["pad"].int64_list.value[0] if layout == "spans" else 0
-        records.append((int(pad), list(feature["tokens"].int64_list.value)))
+        records.append((int(pad), tokens))
     return records
 
 

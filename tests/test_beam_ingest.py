@@ -10,9 +10,8 @@ import sys
 import textwrap
 
 import pytest
-import tensorflow as tf
 
-from conftest import synthetic_documents, write_lines
+from conftest import dataset_windows, synthetic_documents, write_lines
 from nextword.ingest.beam import _beam, pipeline_flags, run_beam_ingest
 from nextword.ingest.pipeline import run_ingest
 from nextword.ingest.settings import IngestSettings
@@ -35,21 +34,8 @@ def corpus_files(directory) -> list[str]:
 
 
 def windows_per_split(data_dir: str) -> dict[str, collections.Counter]:
-    """The multiset of windows of each split, expanded from either layout."""
-    manifest = load_manifest(data_dir)
-    width = manifest.context_length + 1
-    found = {}
-    for name in SPLITS:
-        files = [os.path.join(data_dir, shard.file) for shard in manifest.splits[name].shards]
-        windows = collections.Counter()
-        for record in tf.data.TFRecordDataset(files) if files else []:
-            features = tf.train.Example.FromString(record.numpy()).features.feature
-            ids = list(features["tokens"].int64_list.value)
-            if manifest.layout == "spans":
-                ids = [0] * features["pad"].int64_list.value[0] + ids
-            windows.update(tuple(ids[start:start + width]) for start in range(0, len(ids) - width + 1, manifest.stride))
-        found[name] = windows
-    return found
+    """The multiset of windows of each split, expanded from any layout."""
+    return {name: collections.Counter(map(tuple, dataset_windows(data_dir, name))) for name in SPLITS}
 
 
 def comparable(data_dir: str) -> dict:
@@ -88,8 +74,8 @@ def test_beam_cli_on_multiprocess_directrunner_writes_the_local_ingest_s_dataset
 
 
 @pytest.mark.parametrize("documents, max_words, shards, val_fraction, layout, text_unit",
-                         [(300, 60, 2, 0.2, "spans", "line"), (300, 60, 2, 0.2, "windows", "line"),
-                          (2, 4, 9, 0.0, "spans", "line"), (300, 60, 2, 0.2, "spans", "paragraph")],
+                         [(300, 60, 2, 0.2, "packed", "line"), (300, 60, 2, 0.2, "windows", "line"),
+                          (2, 4, 9, 0.0, "packed", "line"), (300, 60, 2, 0.2, "spans", "paragraph")],
                          ids=["tiny-corpus", "tiny-corpus-windows-layout", "empty-shards-no-val", "paragraphs"])
 def test_in_process_directrunner_matches_the_local_ingest(tmp_path, documents, max_words, shards, val_fraction, layout,
                                                           text_unit):

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from _span_data import decode_position, document_windows, position_documents, write_span_data_dir
-from conftest import dataset_windows, write_lines
+from conftest import dataset_windows, synthetic_documents, write_lines
 from nextword.ingest.pipeline import run_ingest
 from nextword.ingest.settings import IngestSettings
 from nextword.tfrecords.manifest import load_manifest
@@ -127,13 +127,28 @@ def windows_chunk_recurrence(windows_layout: str, seed: int) -> tuple[float, flo
 # ---------------------------------------------------------------- what regrouping keeps
 
 
-@pytest.fixture(params=["spans", "windows"])
+@pytest.fixture(scope="module")
+def packed_lines(tmp_path_factory) -> str:
+    """The real ingest of short lines, packed: records of several documents' spans."""
+    root = tmp_path_factory.mktemp("regroup-packed")
+    corpus = write_lines(root / "lines.txt", synthetic_documents(150, seed=7, max_words=16))
+    out = str(root / "data")
+    run_ingest(IngestSettings(inputs=(corpus,), out=out, vocab_size=64, context_length=CONTEXT, shards=1,
+                              val_fraction=0.0, workers=1, windows_per_record=PER_RECORD, text_unit="line"))
+    return out
+
+
+@pytest.fixture(params=["spans", "packed", "windows"])
 def small_blocks(request) -> tuple[str, dict]:
     """(data_dir, ReaderConfig settings) whose blocks of several chunks cut the split into several
-    blocks: spans, chunks of 4 records, ~6 chunks a block; windows, chunks of 64 records (whole
-    batches of 4 and 8), 3 chunks a block."""
+    blocks: spans, chunks of 4 records, ~6 chunks a block; packed, chunks of 4 records, 3 chunks a
+    block; windows, chunks of 64 records (whole batches of 4 and 8), 3 chunks a block."""
     if request.param == "spans":
         return request.getfixturevalue("one_shard"), {"shuffle_buffer": 32, "regroup_bytes": SMALL_BLOCKS}
+    if request.param == "packed":
+        data_dir = request.getfixturevalue("packed_lines")
+        shard = load_manifest(data_dir).splits["train"].shards[0]
+        return data_dir, {"shuffle_buffer": 32, "regroup_bytes": 3 * 4 * (shard.bytes // shard.records)}
     data_dir = request.getfixturevalue("windows_layout")
     shard = load_manifest(data_dir).splits["train"].shards[0]
     return data_dir, {"shuffle_buffer": 64, "regroup_bytes": 3 * 64 * (shard.bytes // shard.records)}
@@ -144,7 +159,7 @@ def test_small_blocks_make_several_blocks(small_blocks):
     manifest = load_manifest(data_dir)
     for batch_size in (4, 8):
         config = ReaderConfig(batch_size=batch_size, **settings)
-        chunk = span_chunk_records(manifest, 32) if manifest.layout == "spans" else 64
+        chunk = span_chunk_records(manifest, 32) if manifest.layout != "windows" else 64
         block_chunks = regroup_block_chunks(manifest, "train", config)
         assert block_chunks >= 3 and manifest.splits["train"].shards[0].records >= 5 * block_chunks * chunk
 

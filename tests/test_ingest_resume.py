@@ -89,12 +89,12 @@ def test_a_crash_while_ordering_shards_resumes_byte_identical(tmp_path, monkeypa
     run_ingest(IngestSettings(out=str(tmp_path / "clean"), **settings))
     real_order_one, calls = writer._order_one, []
 
-    def crash_after_some(data_dir, name):
+    def crash_after_some(data_dir, name, plan):
         if len(calls) == ordered_before_crash:
-            real_order_one(data_dir, name)  # renamed into place, but the crash comes before order.json says so
+            real_order_one(data_dir, name, plan)  # renamed into place, but the crash comes before order.json says so
             raise KeyboardInterrupt("simulated crash")
         calls.append(name)
-        return real_order_one(data_dir, name)
+        return real_order_one(data_dir, name, plan)
 
     monkeypatch.setattr(writer, "_order_one", crash_after_some)
     with pytest.raises(KeyboardInterrupt):

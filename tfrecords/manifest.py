@@ -4,20 +4,25 @@ Plain dataclasses with JSON round trips; no TensorFlow here, so the manifest can
 by tools that do not train (inspect, verify, benchmarks). All paths inside are relative
 to DATA_DIR.
 
-Two record layouts (`Manifest.layout`):
+Three record layouts (`Manifest.layout`). A *span* is a run of at most `windows_per_record`
+consecutive windows of ONE document, stored as the ids they cover, once, after `pad` zeros (> 0
+only where the span starts at its document's start: the first windows are pre-padded);
+`tf.signal.frame(concat([zeros(pad), ids]), context_length + 1, stride)` yields exactly its
+windows, each [context ids..., target], (pad + n - context_length - 1) // stride + 1 of them.
 
-- "spans" (format 2, the default): a record is a `tf.train.Example` holding a run of at most
-  `windows_per_record` consecutive windows of ONE document as the ids they cover, once:
-      "pad":    int64[1]  zeros to put before the ids (> 0 only where the span starts at its
-                          document's start: the first windows are pre-padded)
-      "tokens": int64[n]  the ids (no padding)
-  `tf.signal.frame(concat([zeros(pad), tokens]), context_length + 1, stride)` yields exactly
-  the record's windows, each [context ids..., target]; a record holds
-  (pad + n - context_length - 1) // stride + 1 windows.
-- "windows" (format 1, and format 2 with `--layout windows`): one Example per window,
+- "packed" (format 3, the default): a record is a `tf.train.Example` holding k >= 1 spans (of
+  different documents; at most `windows_per_record` windows in all), so a dictionary line or a
+  verse no longer costs a record of its own:
+      "lengths": int64[k]  ids of each span
+      "pad":     int64[k]  zeros to put before each span
+      "tokens":  int64[sum(lengths)]  the spans' ids end to end (no padding)
+  Windows never cross spans. The manifest's `record_windows` histograms count windows per SPAN
+  (what the reader's selection works on), `records` counts records.
+- "spans" (format 2): a record holds one span: "pad": int64[1], "tokens": int64[n].
+- "windows" (format 1, and formats 2-3 with `--layout windows`): one Example per window,
   "tokens": int64[context_length + 1], pre-padded with 0, the last id is the target.
 
-In both layouts records are spread over shards by a seeded hash and each shard is written in
+In every layout records are spread over shards by a seeded hash and each shard is written in
 a seeded random order, so a shard is a uniform random sample of its split's records.
 """
 
@@ -32,12 +37,20 @@ from nextword.errors import ArtifactError
 MANIFEST_NAME = "dataset.json"
 VOCAB_NAME = "vocab.txt"
 FORMAT_NAME = "nextword.dataset"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # format 1 (0.1.0): layout "windows", no per-shard window counts
+FORMAT_VERSION = 3  # written for "packed"; "spans" and "windows" datasets are still written as format 2
+READABLE_VERSIONS = (1, 2, 3)  # format 1 (0.1.0): layout "windows", no per-shard window counts
 FEATURE_NAME = "tokens"  # windows: int64[context_length + 1], pre-padded; spans: int64[n], unpadded
-PAD_FEATURE = "pad"  # spans only: int64[1], zeros to put before "tokens"
+PAD_FEATURE = "pad"  # spans: int64[1], packed: int64[k], zeros to put before each span
+LENGTHS_FEATURE = "lengths"  # packed only: int64[k], ids of each span
 SPLITS = ("train", "val")
-LAYOUTS = ("spans", "windows")
+LAYOUTS = ("packed", "spans", "windows")
+SPAN_LAYOUTS = ("packed", "spans")  # records of spans (framed by the span reader), not of single windows
+
+
+def format_version_of(layout: str) -> int:
+    """The format a dataset of `layout` is written as: the oldest that reads it (a spans dataset
+    written today still trains with nextword 0.3)."""
+    return FORMAT_VERSION if layout == "packed" else 2
 TOKENIZERS = ("word", "wordpiece")  # `nextword ingest --tokenizer`; a manifest's tokenizer "name" says which
 WORDPIECE_NAME = "nextword-wordpiece"  # the tokenizer "name" of a wordpiece dataset (ingest/text.py WORDPIECE_CONFIG)
 
@@ -77,8 +90,8 @@ class Shard:
     bytes: int
     sha256: str
     windows: int = -1  # -1 in format 1 manifests: there every record is one window
-    # ((windows in a record, records with that many), ...) ascending; what an epoch plan needs
-    # to count the windows the reader selects without reading the shard
+    # ((windows in a span, spans with that many), ...) ascending (a span a record but in "packed");
+    # what an epoch plan needs to count the windows the reader selects without reading the shard
     record_windows: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:

@@ -17,19 +17,21 @@ split under regroup_bytes is regrouped across all its records, a larger one with
 (and its file order). Chunk sizes, hence the epoch's windows and batch count, do not change.
 Evaluation reads chunks of consecutive records in file order.
 
-"spans" (format 2): a record is a run of consecutive windows of one document (see
-tfrecords/manifest.py), so the work is per chunk of records, never per window:
+"packed" (format 3) and "spans" (format 2): a record holds k >= 1 spans, runs of consecutive windows
+of one document each (k = 1 in "spans"; see tfrecords/manifest.py), so the work is per chunk of
+records, never per window:
       -> chunks of R = shuffle_buffer // windows_per_record records (not of the batch size, so
          2 replicas x batch b and 1 replica x batch 2b read the same window stream; nor is G);
          training permutes each block of G x R serialized records as one string tensor and cuts
          it into G chunks (span_reader.record_chunks: a string copy per record of ~128 windows)
-      -> per chunk, parse pad + tokens (one tf.io.parse_example) and count its selected windows
+      -> per chunk, parse pad + tokens (+ lengths: one tf.io.parse_example), flatten the records'
+         spans (everything below is per span), and count the selected windows
       -> resume: skip whole chunks already consumed, from a running count (scan), unexpanded
       -> per chunk, the selected windows by ONE gather from the chunk's flat padded ids
          through their start indices; training permutes them first (seeded by (seed, epoch,
          chunk)); evaluation keeps record order
       -> rebatch to the batch size (training drops the epoch's final partial batch only)
-   Which windows an epoch selects from a record of W windows k = 0..W-1 is written once, in
+   Which windows an epoch selects from a span of W windows k = 0..W-1 is written once, in
    tfrecords/spans.py (objective "last": every window, targets int32[b] = each window's last id;
    "all": non-overlapping windows from a per-(seed, epoch) offset; evaluation uses offset 0).
    Weights under "all": window k covers padded-span indices [k * stride, k * stride + C]; its
@@ -70,8 +72,8 @@ import tensorflow as tf
 from nextword import storage
 from nextword.errors import ArtifactError, SettingsError
 from nextword.quiet import absorb_onednn_note
-from nextword.tfrecords.manifest import FEATURE_NAME, PAD_FEATURE, Manifest, load_manifest
-from nextword.tfrecords.span_reader import SPAN_FEATURES, span_batches, span_chunk_records
+from nextword.tfrecords.manifest import FEATURE_NAME, SPAN_LAYOUTS, Manifest, load_manifest
+from nextword.tfrecords.span_reader import parse_spans, span_batches, span_chunk_records
 from nextword.tfrecords.spans import (epoch_offset, selected_counts, selected_in_histogram, selection_period,
                              windows_in_records)
 
@@ -135,7 +137,7 @@ def epoch_selection(manifest: Manifest, config: ReaderConfig, epoch: int) -> tup
     """(offset, period) of the span windows an epoch selects (see tfrecords/spans.py): every
     window for "last"; for "all" every period-th one from a per-(seed, epoch) offset (offset 0
     in evaluation, so an evaluation is the same whatever the epoch)."""
-    if config.objective == "last" or manifest.layout != "spans":
+    if config.objective == "last" or manifest.layout not in SPAN_LAYOUTS:
         return 0, 1
     period = selection_period(manifest.context_length, manifest.stride)
     return (epoch_offset(config.seed, epoch, period) if config.training else 0), period
@@ -144,9 +146,9 @@ def epoch_selection(manifest: Manifest, config: ReaderConfig, epoch: int) -> tup
 _RECORD_WINDOWS_CACHE: dict[tuple, dict[str, np.ndarray]] = {}
 
 
-def scan_record_windows(data_dir: str, manifest: Manifest, split: str) -> dict[str, np.ndarray]:
-    """{shard file: int64[records] windows of each record}, read from the shards (parsing only
-    pad and the tokens' lengths); cached per (data_dir, split, shard checksums) in the process."""
+def scan_record_windows(data_dir: str, manifest: Manifest, split: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{shard file: (int64[spans] windows of each span, int64[records] spans of each record)}, read
+    from the shards (parsing only pad and lengths); cached per (data_dir, split, shard checksums)."""
     shards = manifest.split(split).shards
     key = (data_dir, split, tuple(shard.sha256 for shard in shards))
     if key not in _RECORD_WINDOWS_CACHE:
@@ -156,27 +158,39 @@ def scan_record_windows(data_dir: str, manifest: Manifest, split: str) -> dict[s
     return _RECORD_WINDOWS_CACHE[key]
 
 
-def _record_windows_of_file(path: str, manifest: Manifest) -> np.ndarray:
+def _record_windows_of_file(path: str, manifest: Manifest) -> tuple[np.ndarray, np.ndarray]:
     def lengths(serialized):
-        parsed = tf.io.parse_example(serialized, SPAN_FEATURES)
-        return parsed[PAD_FEATURE][:, 0], parsed[FEATURE_NAME].row_lengths()
+        pad, tokens, spans = parse_spans(serialized, manifest.layout)
+        return pad, tokens.row_lengths(), spans
 
-    counts = [windows_in_records(pad.numpy(), tokens.numpy(), manifest.context_length, manifest.stride)
-              for pad, tokens in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(4096).map(lengths)]
-    return np.concatenate(counts) if counts else np.zeros(0, np.int64)
+    windows, spans = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for pad, tokens, record_spans in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(4096).map(lengths):
+        windows.append(windows_in_records(pad.numpy(), tokens.numpy(), manifest.context_length, manifest.stride))
+        spans.append(record_spans.numpy())
+    return np.concatenate(windows), np.concatenate(spans)
+
+
+def _selected_per_record(scanned: tuple[np.ndarray, np.ndarray], selection: tuple[int, int]) -> np.ndarray:
+    """int64[records] windows an epoch selects from each record: the sum over its spans."""
+    span_windows, record_spans = scanned
+    selected = np.zeros(len(span_windows) + 1, np.int64)
+    np.cumsum(selected_counts(span_windows, *selection), out=selected[1:])
+    bounds = np.zeros(len(record_spans) + 1, np.int64)
+    np.cumsum(record_spans, out=bounds[1:])
+    return selected[bounds[1:]] - selected[bounds[:-1]]
 
 
 def windows_per_pipeline(data_dir: str, manifest: Manifest, split: str, shards: list, selection: tuple[int, int],
                          num_pipelines: int) -> list[int]:
     """Windows each input pipeline reads in one epoch: whole files round robin when there are
     enough files, else every num_pipelines-th record of the files in this order."""
-    spans = manifest.layout == "spans"
+    spans = manifest.layout in SPAN_LAYOUTS
     if len(shards) < num_pipelines and not spans:  # one window per record
         total = sum(shard.records for shard in shards)
         return [len(range(i, total, num_pipelines)) for i in range(num_pipelines)]
     if len(shards) < num_pipelines:  # the histograms cannot say which records a pipeline gets
         by_file = scan_record_windows(data_dir, manifest, split)
-        selected = selected_counts(np.concatenate([np.zeros(0, np.int64)] + [by_file[s.file] for s in shards]), *selection)
+        selected = np.concatenate([np.zeros(0, np.int64)] + [_selected_per_record(by_file[s.file], selection) for s in shards])
         return [int(selected[i::num_pipelines].sum()) for i in range(num_pipelines)]
     if not spans:
         counts = [shard.records for shard in shards]
@@ -184,7 +198,7 @@ def windows_per_pipeline(data_dir: str, manifest: Manifest, split: str, shards: 
         counts = [selected_in_histogram(shard.record_windows, *selection) for shard in shards]
     else:  # a manifest without histograms: count record by record
         by_file = scan_record_windows(data_dir, manifest, split)
-        counts = [int(selected_counts(by_file[shard.file], *selection).sum()) for shard in shards]
+        counts = [int(_selected_per_record(by_file[shard.file], selection).sum()) for shard in shards]
     return [sum(counts[i::num_pipelines]) for i in range(num_pipelines)]
 
 
@@ -241,7 +255,7 @@ def regroup_block_chunks(manifest: Manifest, split: str, config: ReaderConfig) -
 
 
 def _chunk_records(manifest: Manifest, config: ReaderConfig) -> int:
-    if manifest.layout == "spans":
+    if manifest.layout in SPAN_LAYOUTS:
         return span_chunk_records(manifest, config.shuffle_buffer)
     return _windows_batches_per_chunk(config) * config.batch_size
 
@@ -345,7 +359,7 @@ def make_dataset(
     # (No record-sharding warning: evaluation splits are small, and reading every file is fine.)
     plan = epoch_plan(data_dir, manifest, split, config, epoch, num_pipelines, pipeline_id)
     records = _records(tf.constant(plan.files, tf.string), plan.record_shard)
-    if manifest.layout == "spans":
+    if manifest.layout in SPAN_LAYOUTS:
         parsed = span_batches(records, manifest, config, epoch_selection(manifest, config, epoch), epoch, skip_batches)
     else:
         parsed = records.batch(config.batch_size).skip(skip_batches).map(
@@ -401,7 +415,7 @@ def make_epochs_dataset(
 
     def one_epoch(epoch, offset, skip, batches, files) -> tf.data.Dataset:
         records = _records(files, plans[0].record_shard)
-        if manifest.layout == "spans":
+        if manifest.layout in SPAN_LAYOUTS:
             parsed = span_batches(records, manifest, config, (offset, period), epoch, skip, block_chunks)
         else:
             parsed = shuffled_batches(records, config, epoch, manifest.context_length, skip, block_chunks)
