@@ -140,12 +140,12 @@ class KeySpill:
         if not self.pending:
             return
         records = np.concatenate(self.pending)
-        bucket = (records["key"] >> np.uint64(56)).astype(np.int64)
-        order = np.argsort(bucket, kind="stable")  # keeps position order inside each bucket
-        bounds = np.searchsorted(bucket[order], np.arange(BUCKETS + 1))
+        bucket = (records["key"] >> np.uint64(56)).astype(np.uint8)  # uint8: a radix sort
+        ordered = records[np.argsort(bucket, kind="stable")]  # keeps position order inside each bucket
+        bounds = np.r_[0, np.cumsum(np.bincount(bucket, minlength=BUCKETS))]
         for index in np.flatnonzero(np.diff(bounds)):
             with open(os.path.join(self.directory, f"{index:03d}"), "ab") as handle:
-                handle.write(records[order[bounds[index]:bounds[index + 1]]].tobytes())
+                handle.write(ordered[bounds[index]:bounds[index + 1]].tobytes())
         self.pending, self.pending_records = [], 0
 
     def duplicates(self, documents: int) -> np.ndarray:

@@ -164,3 +164,44 @@ def test_beam_runner_drops_the_same_documents_as_the_local_one(tmp_path, planted
     run_beam_ingest(IngestSettings(out=str(tmp_path / "beam"), **common))
     assert local.extra["dedup"]["documents_removed"] == 40 + 90
     assert_same_dataset(str(tmp_path / "local"), str(tmp_path / "beam"))
+
+
+def test_kill_9_in_pass_2_of_near_dedup_then_resume_is_byte_identical(tmp_path, planted):
+    """Killed right after pass 2's third checkpoint (the dropped documents' bits and the leakage hashes
+    on disk), the same command resumes and ends with the bytes of an uninterrupted run. The killed run
+    is a process of its own (started in a session of its own: its encoder processes go with it); the
+    clean and the resumed runs are in this one (TensorFlow is imported once), with the CLI's settings."""
+    import signal
+    import subprocess
+    import sys
+
+    from nextword import faults
+
+    options = dict(dedup="near", vocab_size=500, context_length=8, shards=2, val_fraction=0.2, workers=2,
+                   batch_bytes=16384, checkpoint_seconds=0)
+    run_ingest(settings(planted, tmp_path / "clean", **options))
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "nextword.cli", "ingest", planted, "--out", str(out), "--dedup", "near",
+               "--vocab-size", "500", "--context", "8", "--shards", "2", "--val-fraction", "0.2", "--workers", "2",
+               "--batch-bytes", "16384", "--checkpoint-seconds", "0"]
+    with open(tmp_path / "stderr", "w+b") as stderr:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+                                   env={**os.environ, faults.VARIABLE: "pass2_checkpoint@3"})
+        try:
+            process.wait(timeout=120)
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        stderr.seek(0)
+        assert process.returncode == -signal.SIGKILL, stderr.read().decode()[-2000:]
+    assert json.loads((out / ".partial" / "pass2.json").read_text())["documents"] > 0  # died inside pass 2
+    assert not (out / "dataset.json").exists()
+    run_ingest(settings(planted, out, **options))
+
+    def contents(path):
+        return {name: (path / name).read_bytes() for name in sorted(os.listdir(path)) if name != ".partial"}
+
+    assert contents(out) == contents(tmp_path / "clean")
+    assert json.loads((out / "dataset.json").read_text())["extra"]["dedup"]["documents_removed"] == 40
