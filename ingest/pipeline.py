@@ -137,8 +137,9 @@ def check_output_dir(settings: IngestSettings, specs, identity: dict,
             existing = Manifest.from_json(storage.read_text(manifest_path), source=manifest_path)
         except ArtifactError:
             existing = None
+        legacy = settings.legacy_fingerprint(specs)
         if existing is not None and (existing.fingerprint == fingerprint or (
-                not existing.identity and existing.fingerprint == settings.legacy_fingerprint(specs))):
+                not existing.identity and legacy and existing.fingerprint == legacy)):
             if session is not None:
                 session.already_complete = True
             return existing

@@ -126,8 +126,11 @@ class IngestSettings:
         the command that wrote such a dataset still finds it complete."""
         from nextword.ingest.text import tokenizer_config
 
-        if any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None or self.dedup != "none":
-            return ""  # 0.1.0 read a text file by lines only and learned every vocabulary: no dataset of it matches
+        if (any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None or self.dedup != "none"
+                or self.layout == "packed"):
+            # 0.1.0 read a text file by lines only, learned every vocabulary, kept every document and
+            # wrote no packed records: no dataset of it matches ("" never matches, see pipeline.py)
+            return ""
         inputs = []
         for spec in specs:
             stat = os.stat(spec.path) if os.path.exists(spec.path) else None

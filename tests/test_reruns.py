@@ -86,13 +86,18 @@ def test_a_dataset_of_nextword_0_1_0_is_still_found_complete(ingested):
 
     path = ingested / "data" / "dataset.json"
     manifest = json.loads(path.read_text())
-    settings = IngestSettings(inputs=("corpus.txt",), out="data", vocab_size=64, context_length=8)
+    # what 0.1.0 wrote: every document kept, no packed records (today's defaults are another dataset)
+    then = ["--dedup", "none", "--layout", "spans"]
+    settings = IngestSettings(inputs=("corpus.txt",), out="data", vocab_size=64, context_length=8, dedup="none",
+                              layout="spans")
     manifest.pop("identity")
     manifest["fingerprint"] = settings.legacy_fingerprint(resolve_inputs(["corpus.txt"], "auto", None))
+    assert manifest["fingerprint"]
     path.write_text(json.dumps(manifest))
-    assert "already complete" in flat(run_cli("ingest", "corpus.txt", "--out", "data", *INGEST).output)
-    moved = run_cli("ingest", "./corpus.txt", "--out", "data", *INGEST)
-    assert moved.exit_code == 1 and "records no sizes or checksums of its inputs" in moved.stderr
+    assert "already complete" in flat(run_cli("ingest", "corpus.txt", "--out", "data", *INGEST, *then).output)
+    for other in (["./corpus.txt", *then], ["corpus.txt"]):  # moved; run with today's defaults
+        refused = run_cli("ingest", *other, "--out", "data", *INGEST)
+        assert refused.exit_code == 1 and "records no sizes or checksums of its inputs" in refused.stderr, other
 
 
 def test_ctrl_c_on_ingest_says_how_to_resume_and_the_rerun_resumes(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 
@@ -155,11 +156,13 @@ def test_a_line_read_dataset_keeps_its_pre_text_unit_fingerprint(tmp_path):
     path = write_lines(tmp_path / "verses.txt", synthetic_documents(20, seed=1, min_words=20))
     spec = resolve_inputs([path], "auto", None)[0]
     assert spec.unit == "line" and "text_unit" not in input_identity(spec)
-    # --dedup none: what 0.2 did (the default --dedup exact is another dataset, refused by name)
-    settings = IngestSettings(inputs=(path,), out=str(tmp_path / "out"), dedup="none")
+    # --dedup none --layout spans: what 0.2 did (today's defaults, exact dedup and packed records, are another
+    # dataset, refused by name)
+    settings = IngestSettings(inputs=(path,), out=str(tmp_path / "out"), dedup="none", layout="spans")
     assert settings.legacy_fingerprint([spec]) != ""
     paragraph = resolve_inputs([path], "auto", None, "paragraph")
     assert settings.legacy_fingerprint(paragraph) == "" and settings.fingerprint(paragraph) != settings.fingerprint([spec])
+    assert dataclasses.replace(settings, layout="packed").legacy_fingerprint([spec]) == ""  # packed came with 0.3
 
 
 
