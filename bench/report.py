@@ -556,6 +556,28 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     out += ["## Transformer vs LSTM (issue 11)", ""] + arch_lines(results.get("arch")) + [""]
     out += ["## Hardening (issue 10): validation memory, generation past the context", ""]
     out += hardening_lines(results.get("hardening")) + [""]
+    written = {line[3:] for line in out if line.startswith("## ")} | {"Charts", RECIPE_TITLE}
+    out += kept_sections(path, written)
     out += ["## Charts", ""] + [f"![{os.path.basename(chart)}](charts/{os.path.basename(chart)})" for chart in charts] + [""]
     with open(path, "w") as handle:
         handle.write("\n".join(out))
+
+
+RECIPE_TITLE = "Recipe by measurement and the 5-gram (bench/recipe_bench.py)"  # bench/run appends it after the rest
+
+
+def kept_sections(path: str, written: set[str]) -> list[str]:
+    """The `## ` sections of the RESULTS.md at `path` that this report does not write (written by hand
+    from a benchmark of their own: serve, dedup, precision, ...), as they are, in their order: a rerun of
+    bench/run must not drop them."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    kept, keeping = [], False
+    for line in lines:
+        if line.startswith("## "):
+            keeping = line[3:] not in written
+        if keeping:
+            kept.append(line)
+    return kept + ([""] if kept and kept[-1] else [])

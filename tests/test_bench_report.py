@@ -221,3 +221,20 @@ def test_the_loop_section_states_each_networks_utilisation_and_older_results_say
     assert "notebook network 20.0 MFLOP a window, 4%; default recipe 177.3 MFLOP a window, 39%." in text
     older = {**loop, "ours": row(900), "default_recipe": row(1085)}
     assert "Utilisation" not in "\n".join(report.loop_lines(older, None))
+
+
+def test_a_rewrite_of_results_md_keeps_the_sections_written_by_hand(tmp_path):
+    """bench/run writes its own sections; the ones other benchmarks' figures were written into by hand
+    (serve, dedup, precision, ...) stay, in their order, before the charts."""
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# old\n\n## Ingest (issue 2)\n\nold ingest table\n\n## Serve (issue 24)\n\nserved 5.1x\n\n"
+                    "## Charts\n\n![old](charts/old.png)\n\n## Dedup (issue 22)\n\nrecall 100%\n")
+    machine = {"nproc": 2, "cpu": "cpu", "ram_gb": 24, "python": "3.11", "versions": {"tensorflow": "2.21"}}
+    results = {"meta": {"machine": machine, "smoke": False, "date": "today", "total_seconds": 60, "load_start": "1",
+                        "load_end": "1"}}
+    report.write_results_md(str(path), results, ["charts/new.png"])
+    text = path.read_text()
+    assert "old ingest table" not in text and text.count("## Ingest (issue 2)") == 1  # rewritten
+    assert "served 5.1x" in text and "recall 100%" in text  # kept
+    assert text.index("## Serve (issue 24)") < text.index("## Dedup (issue 22)") < text.index("## Charts")
+    assert text.count("## Charts") == 1 and "new.png" in text and "old.png" not in text
