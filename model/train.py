@@ -16,23 +16,23 @@ import tensorflow as tf
 from nextword import faults, storage
 from nextword.errors import ArtifactError, SettingsError
 from nextword.model import checkpointing
+from nextword.model.agreement import WorkerAgreement
 from nextword.model.history import History, plot_history
 from nextword.model.loop import ScheduledRate, Trainer
 from nextword.model.metrics import evaluate_split, metrics_line
 from nextword.model.schedule import Schedule
 from nextword.model.settings import TrainSettings
+from nextword.model.step_plan import StepPlan
 from nextword.model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             choose_precision)
 from nextword.model.progress import TrainingProgress
 from nextword.model.validation import ValidationSample, auto_validate_every
 from nextword.model import flops
 from nextword.tfrecords.manifest import load_manifest
-from nextword.tfrecords.reader import ReaderConfig, epoch_plan, epoch_selection, make_epochs_dataset
+from nextword.tfrecords.reader import ReaderConfig
 
 SUMMARY_FILE = "summary.json"
 LOG_EVERY_STEPS = 50
-# Epochs read through one iterator (make_epochs_dataset): its table holds epochs x files names.
-CHAIN_TABLE_ENTRIES, CHAIN_EPOCHS = 100_000, 1_000
 
 
 class StopSignal:
@@ -97,10 +97,8 @@ class TrainingSession:
             batch_size=self.global_batch // replicas, objective=self.model_config.objective,
             seed=settings.seed, shuffle_buffer=settings.shuffle_buffer,
         )
-        self.pipelines = strategy.extended._num_workers if is_multiworker(strategy) else 1  # noqa: SLF001
-        self.replicas_per_pipeline = replicas // self.pipelines
-        self._epoch_steps: dict[tuple, int] = {}
-        self.target_steps, self.planned_by = self._step_plan()
+        self.plan = StepPlan(settings, manifest, strategy, self.reader_config, self.global_batch)
+        self.target_steps, self.planned_by = self.plan.target_steps, self.plan.planned_by
         self.schedule = Schedule.plan(self.optimization.schedule, self.optimization.learning_rate,
                                       self.optimization.warmup_steps, self.target_steps, settings.time_budget)
         self.trainer = Trainer(
@@ -126,7 +124,7 @@ class TrainingSession:
                 self.model_config, settings.data_dir, manifest.fingerprint,
             )
         self.history = History(settings.out, self.chief, resume_step=self.position.as_dict()["step"])
-        self._agree = tf.function(self._agree_fn) if is_multiworker(strategy) else None
+        self.agreement = WorkerAgreement(strategy)
         val = manifest.splits.get("val")
         self.sample = (ValidationSample(settings.data_dir, manifest, self.trainer.final_word_logits, settings.validation_sample)
                        if val is not None and val.windows else None)
@@ -150,83 +148,9 @@ class TrainingSession:
             checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint, self.precision)
         return latest
 
-    def _step_plan(self) -> tuple[int, str]:
-        """(the planned number of steps, "epochs" or "max_steps": which of the two sets it)."""
-        if self.steps_per_epoch(0) < 1:  # with objective "all" on spans, epochs differ slightly
-            raise SettingsError(
-                f"the train split ({self.manifest.splits['train'].windows} windows) holds no full batch of {self.global_batch}",
-                hint="pass a smaller --batch-size or ingest more text",
-            )
-        epoch_steps = sum(self.steps_per_epoch(epoch) for epoch in range(self.settings.epochs))
-        target = min(epoch_steps, self.settings.max_steps or epoch_steps)
-        return target, "epochs" if target == epoch_steps else "max_steps"
-
-    def steps_per_epoch(self, epoch: int) -> int:
-        # One pipeline reads every shard, so an epoch's size depends on its "all" offset alone (at
-        # most `context` values): --epochs 100000 costs lookups, not 100000 plans (~1 ms each).
-        key = ("offset", epoch_selection(self.manifest, self.reader_config, epoch)[0]) if self.pipelines == 1 \
-            else ("epoch", epoch)
-        if key not in self._epoch_steps:
-            plan = epoch_plan(
-                self.settings.data_dir, self.manifest, "train", self.reader_config, epoch, self.pipelines, 0,
-                self.replicas_per_pipeline,
-            )
-            self._epoch_steps[key] = plan.batches // self.replicas_per_pipeline
-        return self._epoch_steps[key]
-
-    def _agree_fn(self, values):
-        # Every worker must stop at the same step, or the others wait forever in all-reduce.
-        per_replica = self.strategy.run(lambda value: tf.identity(value), args=(values,))
-        return self.strategy.reduce("sum", per_replica, axis=None)  # ReduceOp has no MAX; any flag > 0
-
-    def agree(self, stop: bool, seconds: float) -> tuple[bool, float]:
-        """(any worker wants to stop, the workers' mean seconds trained): one all-reduce a call."""
-        if self._agree is None:
-            return stop, seconds
-        total = self._agree(tf.constant([1.0 if stop else 0.0, seconds], tf.float64)).numpy()
-        return bool(total[0] > 0), float(total[1]) / self.strategy.num_replicas_in_sync
-
-    def agreed_mean(self, value: float) -> float:
-        return self.agree(False, value)[1]
-
-    def chain_iterator(self, epoch: int, epoch_step: int, target_steps: int):
-        """(iterator over epochs [epoch, end) from epoch_step on, end): one iterator for every
-        epoch up to the one that holds target_steps, within the chain's table size."""
-        files = len(self.manifest.split("train").shards)
-        longest = max(1, min(CHAIN_EPOCHS, CHAIN_TABLE_ENTRIES // max(1, files)))
-        end, start_of_end = epoch + 1, self.position.as_dict()["step"] - epoch_step + self.steps_per_epoch(epoch)
-        while end - epoch < longest and start_of_end < target_steps:
-            start_of_end += self.steps_per_epoch(end)
-            end += 1
-        skip = epoch_step * self.replicas_per_pipeline
-
-        def dataset_fn(input_context):
-            return make_epochs_dataset(
-                self.settings.data_dir, "train", self.reader_config, range(epoch, end),
-                input_context=input_context, skip_batches=skip, manifest=self.manifest,
-            )
-
-        return iter(self.strategy.distribute_datasets_from_function(dataset_fn)), end
-
-    def check_workers_resumed_alike(self) -> None:
-        """Every worker must restore the same checkpoint. A RUN_DIR that is not one shared location
-        (each machine its own local path) would leave the others at step 0 beside the chief."""
-        if self._agree is None:
-            return
-        step, replicas = float(self.position.as_dict()["step"]), self.strategy.num_replicas_in_sync
-        total, squares = (float(value) for value in self._agree(tf.constant([step, step * step], tf.float64)).numpy())
-        # equal sums of x and x² <=> all equal
-        if total != replicas * step or squares != replicas * step * step:
-            raise ArtifactError(
-                f"the workers resumed from different checkpoints (this worker: step {int(step)}, "
-                f"the cluster's mean: step {total / replicas:g})",
-                hint="give every worker the same DATA_DIR and RUN_DIR on shared storage (gs://, s3://, NFS): "
-                "only the chief writes checkpoints and every worker restores from RUN_DIR/checkpoints",
-            )
-
     def run(self, stop: StopSignal) -> dict:
         settings = self.settings
-        self.check_workers_resumed_alike()
+        self.agreement.check_resumed_alike(self.position.as_dict()["step"])
         started_wall = time.monotonic()
         start_step = self.position.as_dict()["step"]
         # Restored from the checkpoint, so equal on every worker: they all decide alike.
@@ -316,9 +240,9 @@ class TrainingSession:
         iterator, chain_end = None, 0
         while position.as_dict()["step"] < self.target_steps:
             step, epoch, epoch_step = position.as_dict()["step"], int(position.epoch.numpy()), int(position.epoch_step.numpy())
-            steps_per_epoch = self.steps_per_epoch(epoch)
+            steps_per_epoch = self.plan.steps_per_epoch(epoch)
             if epoch >= chain_end:
-                iterator, chain_end = self.chain_iterator(epoch, epoch_step, self.target_steps)
+                iterator, chain_end = self.plan.chain_iterator(step, epoch, epoch_step)
             steps = min(
                 settings.steps_per_call, steps_per_epoch - epoch_step, self.target_steps - step,
                 settings.checkpoint_every - step % settings.checkpoint_every,
@@ -352,7 +276,7 @@ class TrainingSession:
                 self._save()
             # --time-budget counts the seconds of training steps of every session (validation excluded)
             over_budget = settings.time_budget is not None and self.train_clock >= settings.time_budget
-            wants_stop, self.train_clock = self.agree(stop.interrupted or over_budget, self.train_clock)
+            wants_stop, self.train_clock = self.agreement.stop_and_seconds(stop.interrupted or over_budget, self.train_clock)
             if patience_spent:
                 return "early_stopping"
             if wants_stop:
@@ -386,7 +310,7 @@ class TrainingSession:
         (which records the best and the patience count). True when the patience is spent."""
         position, step = self.position, self.position.as_dict()["step"]
         metrics = self._timed("validation", self.sample.score)
-        loss = self.agreed_mean(metrics["loss"]) if self._agree is not None else metrics["loss"]
+        loss = self.agreement.mean(metrics["loss"])
         improved = loss < float(position.best_loss.numpy())  # strictly: a plateau is no progress, NaN never is
         if improved:
             position.best_loss.assign(loss)
@@ -432,7 +356,7 @@ class TrainingSession:
     def validate(self) -> dict:
         """Every worker's replicas score their part of the whole val split; all get the same totals."""
         totals = evaluate_split(self.strategy, self.trainer.final_word_logits, self.settings.data_dir, "val",
-                                self.manifest, self.pipelines)
+                                self.manifest, self.plan.pipelines)
         expected = self.manifest.splits["val"].windows
         if int(totals.rows) != expected:
             raise ArtifactError(f"the val split read {int(totals.rows)} windows, dataset.json says {expected}",
