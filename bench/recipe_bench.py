@@ -114,14 +114,12 @@ def resolve(flags: list[str], vocab_size: int = 500, context_length: int = 44) -
     import typer
     import typer.main
 
-    from nextword.model.cli import register
-    from nextword.model.settings import TrainSettings
+    from nextword.model.cli import register, train_settings
 
     app = typer.Typer()
     register(app)
     command = typer.main.get_command(app).commands["train"]
-    params = command.make_context("train", ["DATA", "--out", "RUN", *flags]).params
-    settings = TrainSettings(**params)
+    settings = train_settings(command.make_context("train", ["DATA", "--out", "RUN", *flags]).params)
     return {"model": settings.model_config(vocab_size, context_length).to_dict(),
             "optimization": settings.optimization().to_dict(), "export": {"ngram_order": settings.export_ngram_order()}}
 

@@ -78,9 +78,7 @@ def train(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
 ) -> None:
     """Train a next-word model on DATA_DIR under a tf.distribute strategy (resumable)."""
-    given = dict(locals())
-    given["precision"] = precision_from_old_flag(given.pop("mixed_precision"), precision)
-    settings = TrainSettings(**given)
+    settings = train_settings(dict(locals()))
     load_tensorflow()
     from nextword.model.train import run_training
 
@@ -89,6 +87,13 @@ def train(
     if summary["stopped_by"] == "interrupt":
         typer.echo(f"interrupted: checkpoint saved at step {summary['steps']}; run the same command to resume", err=True)
         raise typer.Exit(130)
+
+
+def train_settings(options: dict) -> TrainSettings:
+    """`train`'s parsed options -> TrainSettings (bench/recipe_bench.py resolves its arms through this too)."""
+    options = dict(options)
+    options["precision"] = precision_from_old_flag(options.pop("mixed_precision", None), options.get("precision"))
+    return TrainSettings(**options)
 
 
 def precision_from_old_flag(mixed_precision: bool | None, precision: str | None) -> str | None:

@@ -235,7 +235,9 @@ def test_the_command_serves_until_interrupted_and_a_taken_port_is_refused_with_a
     a second server on the same port says why it cannot start, without a traceback."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "nextword", "serve", generator.export_dir]
-    first = subprocess.Popen([*command, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env)
+    # SIGINT at its default, as in a terminal's foreground job (a CI shell's background jobs ignore it)
+    first = subprocess.Popen([*command, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         for line in first.stderr:  # the export loads and warms up first
