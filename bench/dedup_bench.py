@@ -125,7 +125,7 @@ def quality(corpus: str, spill: str, dedup: str) -> dict:
     the first document sharing a key with it."""
     sys.path.insert(0, REPO)
     from nextword.ingest.dedup import BANDS, DuplicateFinder
-    from nextword.ingest.pipeline import BatchTokenizer
+    from nextword.ingest.tokenizing import BatchTokenizer
     from nextword.ingest.sources import iter_documents, resolve_inputs
 
     truth = json.load(open(corpus + ".kinds.json"))

@@ -63,7 +63,8 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
     from nextword.quiet import load_tensorflow
 
     load_tensorflow()
-    from nextword.ingest.pipeline import BatchTokenizer, _count_pass, _in_order, encode_arguments, no_progress, window_plan
+    from nextword.ingest.pipeline import _count_pass, no_progress, window_plan
+    from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments, in_order
     from nextword.ingest.settings import IngestSettings
     from nextword.ingest.sources import iter_documents, resolve_inputs
 
@@ -83,7 +84,7 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
     batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes) if batch.texts)
     tokens = documents = 0
     with concurrent.futures.ThreadPoolExecutor(1) as threads:
-        for _, flat_ids, lengths, _, _ in _in_order(threads, tokenize, batches, depth=2):
+        for _, flat_ids, lengths, _, _ in in_order(threads, tokenize, batches, depth=2):
             tokens += len(flat_ids)
             documents += len(lengths)
     finished = time.perf_counter()

@@ -38,8 +38,9 @@ import logging
 import re
 from typing import Sequence
 
-from nextword.ingest.pipeline import (IngestSession, Progress, build_manifest, check_output_dir, no_progress, prepare,
-                             summary_from_totals, window_plan)
+from nextword.ingest.output_dir import check_output_dir
+from nextword.ingest.pipeline import IngestSession, Progress, build_manifest, no_progress, prepare, window_plan
+from nextword.ingest.splits import summary_from_totals
 from nextword.ingest.windows import WindowPlan
 from nextword.ingest.settings import IngestSettings, fingerprint_of
 from nextword.ingest.sources import InputSpec
@@ -225,7 +226,8 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     storage.makedirs(settings.out)
     removed, kept, tokenizer = None, (), None
     if settings.dedup != "none":  # found in the driver, by the local runner's code: see the module docstring
-        from nextword.ingest.pipeline import REMOVED_STATE, BatchTokenizer, dedup_pass
+        from nextword.ingest.dedup_pass import REMOVED_STATE, dedup_pass
+        from nextword.ingest.tokenizing import BatchTokenizer
 
         tokenizer = BatchTokenizer()
         removed, dedup, offsets = dedup_pass(settings, specs, tokenizer, progress)
@@ -243,7 +245,8 @@ def run_beam_ingest(settings: IngestSettings, beam_options: Sequence[str] = (),
     plan = window_plan(settings, summary["shard_counts"])
     _run(_write_pipeline, beam, flags, settings, specs, plan, kept)
     shards = _collect_shards(settings.out, plan, read_state(settings.out, "beam-pass2.json") or [])
-    from nextword.ingest.pipeline import BatchTokenizer, leakage_pass  # in the driver, as the duplicates
+    from nextword.ingest.dedup_pass import leakage_pass  # in the driver, as the duplicates
+    from nextword.ingest.tokenizing import BatchTokenizer
 
     summary["extra"]["leakage"] = leakage_pass(settings, specs, summary["vocabulary"], tokenizer or BatchTokenizer(),
                                                summary["splits"]["train"]["tokens"], removed)

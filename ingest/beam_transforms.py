@@ -20,7 +20,8 @@ from nextword.quiet import load_tensorflow
 # here, without its C++ start-up lines on the worker's stderr.
 load_tensorflow()
 
-from nextword.ingest.pipeline import BatchTokenizer, encode_arguments, split_counters  # noqa: E402
+from nextword.ingest.splits import split_counters  # noqa: E402
+from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments  # noqa: E402
 from nextword.ingest.sources import InputSpec, iter_documents  # noqa: E402
 from nextword.ingest.text import RESERVED_TOKENS  # noqa: E402
 from nextword.ingest.vocab import varint_length  # noqa: E402

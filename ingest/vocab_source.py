@@ -130,7 +130,7 @@ def count_batch(tokenizer, texts: list[bytes], stride: int, val_fraction: float)
         sizes     per split "train/tokens" ... in ids (pieces for wordpiece), and `piece_sizes`:
                   total, covered (not <unk>) and the ids' varint bytes (shard sizing)
     """
-    from nextword.ingest.pipeline import split_counters
+    from nextword.ingest.splits import split_counters
     from nextword.ingest.windows import document_keys, is_validation
     from nextword.ingest.wordpiece import piece_sizes
     from nextword.tfrecords.manifest import SPLITS
@@ -147,7 +147,7 @@ def count_batch(tokenizer, texts: list[bytes], stride: int, val_fraction: float)
 def count_with_vocabulary(settings, specs, tokenizer, source: VocabSource, progress, keep=None) -> tuple[dict, dict]:
     """--vocab-from's pass 1: the corpus tokenized with the reused vocabulary, batch by batch
     (`count_batch`, as the Beam runner's CountWithVocabulary) -> summed (counters, sizes)."""
-    from nextword.ingest.pipeline import _in_order
+    from nextword.ingest.tokenizing import in_order
     from nextword.ingest.sources import iter_documents
 
     tokenizer.use_vocabulary(list(source.tokens), settings.tokenizer)
@@ -161,7 +161,7 @@ def count_with_vocabulary(settings, specs, tokenizer, source: VocabSource, progr
 
     batches = iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep)  # keep: --dedup
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
-        for batch, (counters, batch_sizes) in _in_order(threads, count, batches, depth=settings.workers):
+        for batch, (counters, batch_sizes) in in_order(threads, count, batches, depth=settings.workers):
             totals.update(dataclasses.asdict(batch.counters))
             totals.update(counters)
             sizes.update(batch_sizes)

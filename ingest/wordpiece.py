@@ -80,7 +80,7 @@ def counted_summary(counters: dict, word_splits: dict, piece_splits: dict, sizes
 def wordpiece_count_pass(settings, specs, counts: WordCounts, counters, word_splits, tokenizer, progress, keep=None):
     """The rest of the local runner's pass 1 for wordpiece, after the words are counted:
     -> (vocabulary, per-split documents/tokens/windows in pieces, counters, extra, shard counts)."""
-    from nextword.ingest.pipeline import refuse_empty, shard_counts_for_size
+    from nextword.ingest.splits import refuse_empty, shard_counts_for_size
 
     if counts.total == 0:
         refuse_empty(settings, specs, counters, word_splits)  # no word at all: says why, as for words
@@ -98,7 +98,8 @@ def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, do
                  keep=None) -> tuple[dict, dict]:
     """Read the corpus again, tokenized as pass 2 will: per split documents/tokens/windows in
     pieces, and `piece_sizes` summed over the corpus (over the documents `keep` keeps: --dedup)."""
-    from nextword.ingest.pipeline import _in_order, add_split_totals, encode_arguments
+    from nextword.ingest.splits import add_split_totals
+    from nextword.ingest.tokenizing import encode_arguments, in_order
     from nextword.ingest.sources import iter_documents
 
     tokenizer.use_vocabulary(vocabulary, "wordpiece")
@@ -112,7 +113,7 @@ def count_pieces(settings, specs, vocabulary: list[str], tokenizer, progress, do
     batches = (batch for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep)
                if batch.texts)
     with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
-        for _, flat_ids, lengths, _, validation in _in_order(threads, tokenize, batches, depth=settings.workers):
+        for _, flat_ids, lengths, _, validation in in_order(threads, tokenize, batches, depth=settings.workers):
             add_split_totals(per_split, lengths, validation, settings.stride)
             sizes.update(piece_sizes(flat_ids))
             done += len(lengths)

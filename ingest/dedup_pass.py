@@ -1,0 +1,133 @@
+"""--dedup and the leakage report as passes over the corpus: the duplicates' keep-bits saved for
+pass 2 (and its resume), their words taken out of pass 1's counts, and the Beam runner's own passes."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nextword import storage
+from nextword.ingest.lengths import length_counts
+from nextword.ingest.sources import iter_documents
+from nextword.ingest.splits import add_split_totals
+from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments, in_order
+from nextword.ingest.windows import document_keys, is_validation, windows_per_document
+from nextword.ingest.writer import STATE_DIR
+from nextword.storage import local_path
+from nextword.tfrecords.manifest import SPLITS
+
+if TYPE_CHECKING:
+    from nextword.ingest.pipeline import Progress
+
+
+REMOVED_STATE = "dedup-removed.bin"  # .partial/: the documents --dedup drops, one bit each (ingest.dedup.Removed)
+
+
+def spill_dir(settings) -> str:
+    """Where pass 1's sorted runs and dedup buckets go: beside a local output, else the temp dir."""
+    import tempfile
+
+    local_out = local_path(settings.out)
+    return storage.join(local_out, STATE_DIR) if local_out is not None else tempfile.gettempdir()
+
+
+def decide(settings, finder, documents: int):
+    """The duplicates' bits, saved under the state dir for pass 2 (and a resume of it)."""
+    try:
+        removed = finder.removed(documents)
+    finally:
+        finder.close()
+    storage.makedirs(storage.join(settings.out, STATE_DIR))
+    storage.write_atomic(storage.join(settings.out, STATE_DIR, REMOVED_STATE), removed.to_bytes())
+    return removed
+
+
+def load_removed(data_dir: str):
+    from nextword.ingest.dedup import Removed
+
+    path = storage.join(data_dir, STATE_DIR, REMOVED_STATE)
+    with storage.open_file(path, "rb") as handle:
+        return Removed.from_bytes(handle.read())
+
+
+def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer, counts=None, per_split=None,
+                  document_lengths=None) -> dict:
+    """Read the corpus once more for the dropped documents alone (skipped when there are none) and
+    take their words out of pass 1's counts; -> the manifest's dedup report."""
+    from nextword.ingest.dedup import dedup_report
+
+    words = windows = 0
+    batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20, keep=removed.inverted()) if removed.total else ()
+    # the function pass 1 traced (the one of `dedup_pass` when there are no counts to fix): tracing
+    # `count` as well cost ~0.3 s, a fifth of what exact dedup added to a 31 MB ingest
+    keyed = tokenizer.keyed_count(settings.dedup == "near", counting=counts is not None)
+    for batch in batches:
+        if not batch.texts:
+            continue
+        lengths, unique, word_counts = (tensor.numpy() for tensor in keyed(batch.texts)[:3])
+        words += int(lengths.sum())
+        windows += int(windows_per_document(lengths, settings.stride).sum())
+        if counts is not None:
+            counts.update(unique.tolist(), (-word_counts.astype(np.int64)).tolist())
+            dropped = {name: collections.Counter() for name in SPLITS}
+            add_split_totals(dropped, lengths, is_validation(document_keys(batch.texts), settings.val_fraction), settings.stride)
+            for name in SPLITS:
+                per_split[name].subtract(dropped[name])
+            document_lengths.subtract(length_counts(lengths))
+    return dedup_report(settings.dedup, removed, words, windows)
+
+
+def dedup_pass(settings, specs, tokenizer: BatchTokenizer, progress: Progress):
+    """--vocab-from with --dedup: the duplicates found in a pass of their own (no words to count)."""
+    from nextword.ingest.dedup import DuplicateFinder
+
+    finder = DuplicateFinder(settings.dedup, spill_dir(settings))
+    documents = 0
+
+    def keys(batch):  # in a thread: TensorFlow ops release the GIL
+        if not batch.texts:
+            return batch, None
+        lengths, _, _, joined, prints = (tensor.numpy() for tensor in
+                                         tokenizer.keyed_count(finder.near, counting=False)(batch.texts))
+        return batch, finder.records(batch.first_index, lengths, joined, prints)
+
+    offsets = []  # each input's first position: the Beam runner reads the inputs one by one
+
+    def batches():
+        position = 0
+        for spec in specs:
+            offsets.append(position)
+            for batch in iter_documents([spec], settings.on_error, batch_bytes=1 << 20):
+                yield dataclasses.replace(batch, first_index=offsets[-1] + batch.first_index)
+                position += len(batch.texts)
+
+    with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
+        for batch, records in in_order(threads, keys, batches(), depth=settings.workers):
+            documents += len(batch.texts)
+            if records is not None:
+                finder.add(records)
+            progress("finding duplicates", documents, None, 0)
+    removed = decide(settings, finder, documents)
+    return removed, drop_removed(settings, specs, removed, tokenizer), offsets
+
+
+def leakage_pass(settings, specs, vocabulary: list[str], tokenizer: BatchTokenizer, train_tokens: int, keep=None) -> dict:
+    """The leakage report from a pass of its own over the kept documents (the Beam runner's; the
+    local runner's pass 2 makes it on the way)."""
+    from nextword.ingest.leakage import NgramSpill, ngram_hashes, sample_for
+
+    tokenizer.use_vocabulary(vocabulary, settings.tokenizer)
+    sample = sample_for(train_tokens)
+    ngrams = NgramSpill(storage.join(spill_dir(settings), "leakage-beam"))
+    try:
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes, keep=keep):
+            if batch.texts:
+                _, flat_ids, lengths, _, validation = encode_arguments(tokenizer, None, batch.texts, settings.val_fraction)
+                ngrams.add(*ngram_hashes(flat_ids, lengths, validation, settings.stride, sample))
+        return ngrams.report(sample)
+    finally:
+        ngrams.close()
