@@ -35,6 +35,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOOD = {"prompt": PROMPT, "max_tokens": 30, "temperature": 0.8}
 
 
+def run_threads(target, count: int) -> float:
+    """target(0) .. target(count - 1), each in a thread of its own, all at once; the wall seconds."""
+    started = time.perf_counter()
+    threads = [threading.Thread(target=target, args=(index,)) for index in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -85,13 +95,7 @@ def load(port: int, clients: int, seconds: float) -> dict:
         conn.close()
 
     before = json.loads(request(port, "GET", "/health")[1])
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(index,)) for index in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_threads(client, clients)
     after = json.loads(request(port, "GET", "/health")[1])
     latencies.sort()
     batches = after["batches"] - before["batches"]
@@ -175,13 +179,7 @@ def mixed(port: int, total: int = 1000, clients: int = 16) -> dict:
                 with lock:
                     counts["problems"].append(repr(error))
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    counts["seconds"] = round(time.perf_counter() - started, 1)
+    counts["seconds"] = round(run_threads(worker, clients), 1)
     counts["health_after"] = request(port, "GET", "/health")[0]
     counts["problems"] = counts["problems"][:5]
     return counts

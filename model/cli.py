@@ -72,7 +72,7 @@ def train(
     validation_sample: int = typer.Option(TrainSettings.validation_sample, help="val windows scored at each validation; the whole split is scored at the end"),
     export_checkpoint: CheckpointChoice = typer.Option(TrainSettings.export_checkpoint, help="export the best held-out weights, or the latest"),
     ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP),
-    peak_flops: Optional[float] = typer.Option(None, help="FLOP/s of the hardware the run uses (all devices: e.g. 8 x 312e12 for 8 A100s in bf16); the progress bar and summary.json report the step's matmul FLOP/s as a share of it. Default: a short float32 (float16 under mixed precision on GPUs) matmul calibration, cached per machine in ~/.cache/nextword"),
+    peak_flops: Optional[float] = typer.Option(None, help="FLOP/s of the hardware the run uses (all devices: e.g. 8 x 312e12 for 8 A100s in bf16); the progress bar and summary.json report the step's matmul FLOP/s as a share of it. Default: a short matmul calibration in the step's compute dtype (float32; bfloat16 under mixed_bfloat16; float16 under mixed_float16 on GPUs), cached per machine in ~/.cache/nextword"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="a progress bar on stderr"),
