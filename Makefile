@@ -21,8 +21,12 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-run  ## ingest -> train -> export -> generate on the embedded corpus
 	$(BIN)/nextword demo
 
-test: $(VENV)/.installed-test  ## the whole test suite, slow round trips included
-	$(BIN)/python -m pytest -q
+# Two test processes on CI's 2 cores: most tests wait on subprocesses that import TensorFlow, so the
+# suite is not CPU-bound end to end. A file runs whole in one process (its module fixtures are shared).
+TEST_WORKERS ?= 2
+
+test: $(VENV)/.installed-test  ## the whole test suite, slow round trips included (TEST_WORKERS=1: one process)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(VENV)/.installed-test  ## every benchmark; rewrites bench/RESULTS.md
 	$(BIN)/python bench/run

@@ -39,9 +39,12 @@ def start_workers(data_dir: str, run_dir: str, cluster: dict, tmp_path, attempt:
 
 
 def checkpoint_steps(run_dir: str) -> list[int]:
+    """The steps the `checkpoint` index names: what a resume reads. (A ckpt-N.index file alone is not resumable
+    yet: the manager writes the data files first and the index last, and a kill in between leaves N-10 the latest.)"""
     directory = os.path.join(run_dir, "checkpoints")
-    names = os.listdir(directory) if os.path.isdir(directory) else []
-    return sorted(int(name[5:-6]) for name in names if name.startswith("ckpt-") and name.endswith(".index"))
+    state = tf.train.get_checkpoint_state(directory) if os.path.isdir(directory) else None
+    paths = state.all_model_checkpoint_paths if state else []
+    return sorted(int(os.path.basename(path).rsplit("-", 1)[1]) for path in paths)
 
 
 def wait_for_checkpoint(workers, run_dir: str, at_least: int) -> None:
