@@ -44,6 +44,17 @@ def call_rates(generator, samples: int, words: int, repeats: int) -> tuple[float
     return samples * words / statistics.median(walls), samples * words / statistics.median(cpus)
 
 
+def keep_one_export(directory: str) -> str:
+    from nextword.model import export_graph
+
+    make_decoder = export_graph.make_decoder
+    export_graph.make_decoder = lambda model, config: export_graph.TransformerDecoder(model, config, keep=1)
+    try:
+        return demo_export("transformer", directory)
+    finally:
+        export_graph.make_decoder = make_decoder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -52,12 +63,18 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
+    parser.add_argument("--reread-bound", action="store_true",
+                        help="add 'transformer-keep1': the transformer re-reading 1 word when its window fills, so "
+                        "almost never: what a cache that slides without re-reading would cost (its words are not the "
+                        "model's: a bound for speed only)")
     arguments = parser.parse_args()
     from nextword.generate.generator import Generator
 
     with tempfile.TemporaryDirectory() as scratch:
         exports = {kind: demo_export(demo, os.path.join(scratch, kind))
                    for kind, demo in (("lstm", "default"), ("transformer", "transformer"))}
+        if arguments.reread_bound:
+            exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
         notebook = notebook_words_per_second(generators["transformer"], 20)

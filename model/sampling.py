@@ -31,8 +31,10 @@ def apply_repetition_penalty(logits: tf.Tensor, seen: tf.Tensor, penalty: tf.Ten
     seen: bool[batch, vocab]. A seen word's positive logit is divided by `penalty`, a
     negative one multiplied, so penalty > 1 always makes it less likely; 1.0 is a no-op.
     """
-    penalised = tf.where(logits > 0, logits / penalty, logits * penalty)
-    return tf.where(seen, penalised, logits)
+    def penalised() -> tf.Tensor:
+        return tf.where(seen, tf.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+    return tf.cond(tf.equal(penalty, 1.0), lambda: logits, penalised)  # off (the default): no ops on [batch, vocab]
 
 
 def banned_by_ngrams(history: tf.Tensor, length: tf.Tensor, ngram: tf.Tensor, vocab_size: tf.Tensor) -> tf.Tensor:
