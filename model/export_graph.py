@@ -15,7 +15,10 @@ Generation (`generate` signature):
     word attends to them; when the window is full, the last `keep` words are re-read as a
     new window (positions 0..keep-1) and caching goes on. Every prediction is thus the
     model's output on a window shaped like a training window, at 1/(context-keep) re-reads
-    per word instead of one whole window per word;
+    per word instead of one whole window per word. A new word's step (`DecoderBlock.step`) runs at
+    rank 2 in ~45 ops a block, avoiding the kernels whose fixed cost dominates at one word
+    (oneDNN einsum and softmax, ~60-70 us each on a CPU: bench/RESULTS.md, "Transformer generation
+    per word");
   - bidirectional models, and transformers trained on objective "last" (`WindowDecoder`),
     recompute their whole window for every word (a backward layer has no state to carry; the
     transformer's other positions were never trained to predict);
@@ -42,7 +45,7 @@ from nextword.model.config import ModelConfig
 from nextword.model.export_generation import GenerationMixin
 from nextword.model import export_generation
 from nextword.model.ngram_graph import NgramMixture
-from nextword.model.transformer import word_positions
+from nextword.model.transformer import MASKED_SCORE, word_positions
 
 
 class WindowDecoder(tf.Module):
@@ -135,30 +138,41 @@ class TransformerDecoder(tf.Module):
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
 
-    def _run(self, ids: tf.Tensor, start, caches: tuple, positions, key_is_word) -> tuple[tf.Tensor, tuple]:
-        if self.ignore_padding:
-            hidden = self.embedding(ids, positions=positions)
-        else:
-            hidden, key_is_word = self.embedding(ids, start=start), None
+    def _step(self, next_ids, position, filled, caches: tuple, attends) -> tuple[tf.Tensor, tuple]:
+        """One word per row (int32[batch]) at cache slot `filled`, rank 2 throughout (see
+        DecoderBlock.step); attends bool[batch or 1, context]: the slots it may attend to."""
+        hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
+        key_bias = tf.where(attends, 0.0, MASKED_SCORE)[:, tf.newaxis, :]  # float32[batch, 1 (heads), context]
+        slot = tf.reshape(filled, [1, 1])
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.forward(hidden, start=start, cache=cache, key_is_word=key_is_word)
+            hidden, cache = block.step(hidden, cache, slot, key_bias)
             new_caches.append(cache)
-        return self._logits(hidden[:, -1]), tuple(new_caches)
-
-    def _empty_caches(self, batch) -> tuple:
-        shape = [self.context_length, batch, self.heads, self.head_dim]
-        return tuple((tf.zeros(shape, tf.float32), tf.zeros(shape, tf.float32)) for _ in self.blocks)
+        return self._logits(hidden), tuple(new_caches)
 
     def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
-        """ids int32[batch, time <= context] in slots 0..time-1 -> (logits, state)."""
+        """ids int32[batch, time <= context] in slots 0..time-1 -> (logits, state).
+
+        The window runs as in training (attention within it, no cache to scatter into: an einsum
+        against a time-major cache cost ~0.9 ms per re-read at batch 1); its keys and values then
+        fill the cache's first `time` slots."""
         batch, time = tf.shape(window)[0], tf.shape(window)[1]
         is_word = tf.not_equal(window, PAD_ID)
         key_is_word = tf.concat([is_word, tf.zeros([batch, self.context_length - time], tf.bool)], axis=1)
         key_is_word = tf.reshape(key_is_word, [-1, self.context_length])  # a static width for the loop
-        positions = word_positions(window)
-        logits, caches = self._run(window, 0, self._empty_caches(batch), positions, key_is_word)
-        return logits, (time, caches, key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
+        if self.ignore_padding:
+            hidden, window_is_word = self.embedding(window, positions=word_positions(window)), is_word
+        else:
+            hidden, window_is_word = self.embedding(window, start=0), None
+        caches = []
+        empty_slots = [[0, self.context_length - time], [0, 0], [0, 0], [0, 0]]
+        cache_shape = [self.context_length, -1, self.heads, self.head_dim]
+        for block in self.blocks:
+            hidden, (key, value) = block.forward(hidden, key_is_word=window_is_word)  # [batch, time, heads, head_dim]
+            time_major = [tf.pad(tf.transpose(tf.cast(tensor, tf.float32), [1, 0, 2, 3]), empty_slots) for tensor in (key, value)]
+            caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in time_major))  # a static shape for the loop
+        logits = self._logits(hidden[:, -1])
+        return logits, (time, tuple(caches), key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
 
     def advance(self, state, next_ids, history, length):
         filled, caches, key_is_word, next_position = state
@@ -166,10 +180,15 @@ class TransformerDecoder(tf.Module):
         def cached():
             # generation never draws <pad>; a pad is handled as word_positions does all the same
             is_word = tf.not_equal(next_ids, PAD_ID)
-            in_slot = tf.logical_and(tf.equal(tf.range(self.context_length), filled)[tf.newaxis, :], is_word[:, tf.newaxis])
-            position = tf.where(is_word, next_position, tf.maximum(next_position - 1, 0))
-            slot_is_word = tf.logical_or(key_is_word, in_slot)
-            logits, new_caches = self._run(next_ids[:, tf.newaxis], filled, caches, position[:, tf.newaxis], slot_is_word)
+            in_slot = tf.equal(tf.range(self.context_length), filled)[tf.newaxis, :]  # bool[1, context]
+            if self.ignore_padding:
+                position = tf.where(is_word, next_position, tf.maximum(next_position - 1, 0))
+                attends = tf.logical_or(key_is_word, in_slot)  # the words so far, and itself
+                slot_is_word = tf.logical_or(key_is_word, tf.logical_and(in_slot, is_word[:, tf.newaxis]))
+            else:  # window positions, pads seen: every slot up to its own
+                position, slot_is_word = filled, key_is_word
+                attends = tf.range(self.context_length)[tf.newaxis, :] <= filled
+            logits, new_caches = self._step(next_ids, position, filled, caches, attends)
             return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():

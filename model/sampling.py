@@ -31,8 +31,10 @@ def apply_repetition_penalty(logits: tf.Tensor, seen: tf.Tensor, penalty: tf.Ten
     seen: bool[batch, vocab]. A seen word's positive logit is divided by `penalty`, a
     negative one multiplied, so penalty > 1 always makes it less likely; 1.0 is a no-op.
     """
-    penalised = tf.where(logits > 0, logits / penalty, logits * penalty)
-    return tf.where(seen, penalised, logits)
+    def penalised() -> tf.Tensor:
+        return tf.where(seen, tf.where(logits > 0, logits / penalty, logits * penalty), logits)
+
+    return tf.cond(tf.equal(penalty, 1.0), lambda: logits, penalised)  # off (the default): no ops on [batch, vocab]
 
 
 def banned_by_ngrams(history: tf.Tensor, length: tf.Tensor, ngram: tf.Tensor, vocab_size: tf.Tensor) -> tf.Tensor:
@@ -85,14 +87,17 @@ def top_p_filter(logits: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
 
     The most likely word is always kept; top_p >= 1 keeps everything.
     """
-    sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
-    probabilities = tf.nn.softmax(sorted_logits, axis=-1)
-    mass_before = tf.cumsum(probabilities, axis=-1, exclusive=True)
-    keep_sorted = mass_before < top_p
-    # the smallest kept logit is the threshold; everything at or above it survives
-    threshold = tf.reduce_min(tf.where(keep_sorted, sorted_logits, tf.constant(float("inf"), logits.dtype)), axis=-1)
-    filtered = tf.where(logits < threshold[:, tf.newaxis], tf.constant(NEG_INF, logits.dtype), logits)
-    return tf.cond(top_p >= 1.0, lambda: logits, lambda: filtered)
+
+    def filtered() -> tf.Tensor:  # inside the branch: off (the default), no sort runs
+        sorted_logits = tf.sort(logits, axis=-1, direction="DESCENDING")
+        probabilities = tf.nn.softmax(sorted_logits, axis=-1)
+        mass_before = tf.cumsum(probabilities, axis=-1, exclusive=True)
+        keep_sorted = mass_before < top_p
+        # the smallest kept logit is the threshold; everything at or above it survives
+        threshold = tf.reduce_min(tf.where(keep_sorted, sorted_logits, tf.constant(float("inf"), logits.dtype)), axis=-1)
+        return tf.where(logits < threshold[:, tf.newaxis], tf.constant(NEG_INF, logits.dtype), logits)
+
+    return tf.cond(top_p >= 1.0, lambda: logits, filtered)
 
 
 def gumbel_sample(logits: tf.Tensor, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
@@ -133,17 +138,12 @@ def choose_next_ids(
     def sampled() -> tf.Tensor:
         scaled = shaped / tf.maximum(temperature, 1e-6)
         filtered = top_p_filter(top_k_filter(scaled, top_k), top_p)
-        return _with_fallback(filtered, base / tf.maximum(temperature, 1e-6))
+        return gumbel_sample(_with_fallback(filtered, base / tf.maximum(temperature, 1e-6)), seed, step)
 
     def argmax() -> tf.Tensor:
-        return _with_fallback(shaped, base)
+        return tf.argmax(_with_fallback(shaped, base), axis=-1, output_type=tf.int32)
 
-    chosen_logits = tf.cond(greedy, argmax, sampled)
-    return tf.cond(
-        greedy,
-        lambda: tf.argmax(chosen_logits, axis=-1, output_type=tf.int32),
-        lambda: gumbel_sample(chosen_logits, seed, step),
-    )
+    return tf.cond(greedy, argmax, sampled)  # one branch a word: its ops only (generation's loop is dispatch-bound)
 
 
 def _with_fallback(filtered: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:

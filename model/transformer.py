@@ -29,7 +29,7 @@ import tensorflow as tf
 from nextword.ingest.text import PAD_ID
 
 # A masked score: far below any real one, still finite in float32 (softmax of -inf rows is NaN).
-_MASKED = -1e9
+MASKED_SCORE = -1e9
 
 
 def word_positions(ids, first=0):
@@ -37,6 +37,13 @@ def word_positions(ids, first=0):
     position they would shift onto). `first` int32[batch] offsets rows already holding words."""
     real = tf.cast(tf.not_equal(ids, PAD_ID), tf.int32)
     return tf.maximum(tf.reshape(first, [-1, 1]) + tf.cumsum(real, axis=1) - 1, 0)
+
+
+def small_softmax(scores):
+    """Softmax over the last axis in plain ops: on a CPU, TensorFlow's oneDNN softmax kernel takes
+    ~60 us at float32[1, 4, 44] (a cached decoder's scores), these four ops ~6 us."""
+    exponentials = tf.exp(scores - tf.reduce_max(scores, axis=-1, keepdims=True))
+    return exponentials / tf.reduce_sum(exponentials, axis=-1, keepdims=True)
 
 
 @keras.saving.register_keras_serializable(package="nextword")
@@ -135,13 +142,38 @@ class DecoderBlock(keras.layers.Layer):
             itself = tf.equal(key_position[tf.newaxis, :], query_position[:, tf.newaxis])
             allowed = tf.logical_and(allowed[tf.newaxis], tf.logical_or(key_is_word[:, tf.newaxis, :], itself))
             allowed = allowed[:, tf.newaxis]  # [batch, 1 (heads), query, key]
-        weights = tf.nn.softmax(tf.where(allowed, scores, _MASKED), axis=-1)
+        weights = tf.nn.softmax(tf.where(allowed, scores, MASKED_SCORE), axis=-1)
         attended = tf.einsum(pattern_attend, weights, tf.cast(value, tf.float32))
         attended = tf.cast(tf.reshape(attended, [batch, time, self.width]), hidden.dtype)
         hidden = hidden + self.attention_dropout(self.attention_output(attended), training=training)
         feed_forward = self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
         hidden = hidden + self.feed_forward_dropout(feed_forward, training=training)
         return hidden, (key, value)
+
+    def step(self, hidden, cache, slot, key_bias):
+        """One new word per row, for cached generation: `forward` at time 1, with fewer ops.
+
+        hidden float[batch, width] (rank 2: Dense layers run a plain MatMul, no reshapes around it);
+        cache (keys, values) as in `forward`; slot int32[1, 1]: the cache slot the new word fills;
+        key_bias float32[batch, 1, context]: 0 where the word may attend (its own slot included),
+        MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
+        ~45 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
+        "Transformer generation per word"). Adding MASKED_SCORE, not replacing by it, gives the same softmax.
+        Returns (hidden out float[batch, width], (keys, values) with the slot written).
+        """
+        projected = self.query_key_value(self.attention_norm(hidden))
+        query, key, value = tf.unstack(tf.reshape(projected, [-1, 3, self.heads, self.head_dim]), axis=1)
+        keys = tf.tensor_scatter_nd_update(cache[0], slot, tf.cast(key, cache[0].dtype)[tf.newaxis])
+        values = tf.tensor_scatter_nd_update(cache[1], slot, tf.cast(value, cache[1].dtype)[tf.newaxis])
+        # One query a row: products and sums, not einsum/BatchMatMul (~70 us each at this size on a CPU,
+        # against ~4 us for an elementwise op: bench/RESULTS.md, "Transformer generation per word").
+        scores = tf.reduce_sum(tf.cast(query, tf.float32) * tf.cast(keys, tf.float32), axis=-1)  # [context, batch, heads]
+        scores = tf.transpose(scores, [1, 2, 0]) / math.sqrt(self.head_dim)  # [batch, heads, context]
+        weights = tf.transpose(small_softmax(scores + key_bias), [2, 0, 1])[..., tf.newaxis]
+        attended = tf.reduce_sum(weights * tf.cast(values, tf.float32), axis=0)  # [batch, heads, head_dim]
+        hidden = hidden + self.attention_output(tf.cast(tf.reshape(attended, [-1, self.width]), hidden.dtype))
+        hidden = hidden + self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
+        return hidden, (keys, values)
 
     def compute_output_shape(self, input_shape):
         return input_shape

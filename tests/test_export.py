@@ -253,7 +253,21 @@ def test_a_transformer_trained_on_the_last_word_generates_from_whole_windows(tin
 
 
 def test_transformer_cache_steps_equal_the_whole_window(transformer_export):
-    model, config = transformer_export.model, transformer_export.config
+    assert_cache_steps_equal_the_whole_window(transformer_export.model, transformer_export.config)
+
+
+def test_a_window_positions_transformer_s_cache_steps_equal_the_whole_window(transformer_export):
+    """A 0.2 model (ignore_padding False: window positions, pads seen as words) takes the same
+    one-word step, its attention limited to the slots before its own instead of to the words."""
+    config = ModelConfig.from_dict({**transformer_export.config.to_dict(), "ignore_padding": False})
+    model = build_model(config)
+    model.set_weights(transformer_export.model.get_weights())
+    assert_cache_steps_equal_the_whole_window(model, config)
+
+
+def assert_cache_steps_equal_the_whole_window(model, config):
+    """The decoder's logits after the first 2 ids, then after each id stepped in one at a time, equal
+    the Keras model's on the whole window (random ids: pads among them)."""
     vocabulary = ["<pad>", "<unk>"] + [f"w{i}" for i in range(config.vocab_size - 2)]
     decoder = ExportModule(model, config, vocabulary).decoder
     ids = np.random.default_rng(3).integers(0, config.vocab_size, size=[4, config.context_length]).astype("int32")

@@ -1,0 +1,108 @@
+"""Transformer generation per word against the LSTM recipe's, in one process (issue 23 item 4).
+
+    python bench/transformer_gen_bench.py [--rounds 5] [--repeats 3] [--export NAME=EXPORT_DIR ...]
+
+Random-weight exports of this checkout (gen_bench.demo_export: vocabulary 508, context 44): "lstm" (the
+LSTM recipe) and "transformer" (the transformer recipe, `nextword train`'s default), plus any --export
+(e.g. one written by another checkout, to compare two versions of the graph). Every round times each
+export in turn, the order rotating from round to round (the machine is shared and noisy): words/s of one
+`generate` call at 1 x 200 and 64 x 200 words (the median of `repeats` calls after a warm-up; wall time,
+and the process's CPU time beside it, which other processes' load disturbs less), and, unless
+--no-first-word, the seconds from launching `gen` to its first word (gen_bench.time_to_first_word).
+The notebook loop (`model.predict` per word) is timed once on the transformer, for the ratio targets.
+Prints JSON: every round, the medians, and each export's words/s over the LSTM's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from gen_bench import PROMPT, demo_export, notebook_words_per_second, time_to_first_word  # noqa: E402
+
+
+def call_rates(generator, samples: int, words: int, repeats: int) -> tuple[float, float]:
+    """(words/s by wall time, words/s by the process's CPU time): medians of `repeats` calls."""
+    from nextword.generate.generator import GenerateSettings
+
+    settings = GenerateSettings(words=words, seed=1)
+    prompts = [PROMPT] * samples
+    generator.generate(prompts, settings)  # warm-up
+    walls, cpus = [], []
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        generator.generate(prompts, settings)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return samples * words / statistics.median(walls), samples * words / statistics.median(cpus)
+
+
+def keep_one_export(directory: str) -> str:
+    from nextword.model import export_graph
+
+    make_decoder = export_graph.make_decoder
+    export_graph.make_decoder = lambda model, config: export_graph.TransformerDecoder(model, config, keep=1)
+    try:
+        return demo_export("transformer", directory)
+    finally:
+        export_graph.make_decoder = make_decoder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--words", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
+    parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
+    parser.add_argument("--reread-bound", action="store_true",
+                        help="add 'transformer-keep1': the transformer re-reading 1 word when its window fills, so "
+                        "almost never: what a cache that slides without re-reading would cost (its words are not the "
+                        "model's: a bound for speed only)")
+    arguments = parser.parse_args()
+    from nextword.generate.generator import Generator
+
+    with tempfile.TemporaryDirectory() as scratch:
+        exports = {kind: demo_export(demo, os.path.join(scratch, kind))
+                   for kind, demo in (("lstm", "default"), ("transformer", "transformer"))}
+        if arguments.reread_bound:
+            exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
+        exports.update(dict(item.split("=", 1) for item in arguments.export))
+        generators = {name: Generator.load(directory) for name, directory in exports.items()}
+        notebook = notebook_words_per_second(generators["transformer"], 20)
+        sizes = {f"1x{arguments.words}": 1, f"{arguments.batch}x{arguments.words}": arguments.batch}
+        rounds = []
+        names = list(exports)
+        for index in range(arguments.rounds):
+            order = names[index % len(names):] + names[: index % len(names)]
+            figures = {}
+            for name in order:
+                figures[name] = {}
+                for size, samples in sizes.items():
+                    wall, cpu = call_rates(generators[name], samples, arguments.words, arguments.repeats)
+                    figures[name][f"{size}_words_per_s"] = round(wall)
+                    figures[name][f"{size}_cpu_words_per_s"] = round(cpu)
+                if not arguments.no_first_word:
+                    figures[name]["first_word_s"] = round(time_to_first_word(exports[name]), 2)
+            rounds.append({"order": order, **figures})
+            print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
+    medians = {name: {key: statistics.median(round_[name][key] for round_ in rounds) for key in rounds[0][name]}
+               for name in names}
+    ratios = {name: {size: round(medians[name][f"{size}_words_per_s"] / medians["lstm"][f"{size}_words_per_s"], 2)
+                     for size in sizes} for name in names}
+    vs_notebook = {name: {size: round(medians[name][f"{size}_words_per_s"] / notebook) for size in sizes}
+                   for name in names}
+    print(json.dumps({"notebook_words_per_s": round(notebook, 1), "rounds": rounds, "medians": medians,
+                      "words_per_s_over_lstm": ratios, "words_per_s_over_notebook": vs_notebook}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
