@@ -27,9 +27,9 @@ def source_documents(count: int, words: range, seed: int) -> list[list[int]]:
 
 def write_source(data_dir: str, words: range, train_documents: int, val_documents: int = 10, seed: int = 0,
                  context_length: int = 6, shards: int = 2, tokenizer: dict | None = None,
-                 vocab_words: int = VOCAB_WORDS) -> str:
+                 vocab_words: int = VOCAB_WORDS, word_prefix: str = "w") -> str:
     os.makedirs(data_dir, exist_ok=True)
-    vocab = ["<pad>", "<unk>"] + [f"w{i}" for i in range(vocab_words)]
+    vocab = ["<pad>", "<unk>"] + [f"{word_prefix}{i}" for i in range(vocab_words)]
     vocab_data = ("\n".join(vocab) + "\n").encode()
     with open(os.path.join(data_dir, "vocab.txt"), "wb") as handle:
         handle.write(vocab_data)
