@@ -83,7 +83,7 @@ class BlendStepPlan:
         self.period_batches = period_batches(global_batch, settings.shuffle_buffer)
         self.allocation = period_allocation(tuple(source.weight for source in sources), self.period_batches * global_batch)
         self.source_epochs = blend_source_epochs(sources, reader_config, self.allocation)
-        epoch_windows = sum(epochs.batches(0) * epochs.piece for epochs in self.source_epochs)
+        epoch_windows = sum(epochs.windows(0) for epochs in self.source_epochs)
         self.epoch_steps = epoch_windows // global_batch
         if self.epoch_steps < 1:
             raise SettingsError(f"the blend's train splits ({epoch_windows} windows) hold no full batch of {global_batch}",
@@ -119,8 +119,8 @@ class BlendStepPlan:
         total = max(1, sum(drawn))
         progress = []
         for source, windows, epochs in zip(self.sources, drawn, self.source_epochs):
-            epoch, element, _ = epochs.locate(windows)
+            epoch, piece, within = epochs.locate(windows)
             progress.append({**source.record(), "windows_drawn": windows, "share_drawn": round(windows / total, 6),
                              "epochs_completed": epoch,
-                             "epoch_fraction": round(element / max(1, epochs.batches(epoch)), 4)})
+                             "epoch_fraction": round((piece * epochs.piece + within) / max(1, epochs.windows(epoch)), 4)})
         return progress

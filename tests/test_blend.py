@@ -67,7 +67,7 @@ def test_every_batch_and_the_epoch_hold_each_source_in_its_share(sources_dirs, w
     assert np.abs(shares - np.array(weights)).max() < 0.01
     # b (small, weight >= 0.25) went round its own epochs several times, a fewer
     drawn = counts.sum(axis=0)
-    b_epoch_windows = epochs[1].batches(0) * epochs[1].piece
+    b_epoch_windows = epochs[1].windows(0)
     assert drawn[1] > 2 * b_epoch_windows
 
 
@@ -75,7 +75,7 @@ def test_a_small_source_repeats_whole_epochs_each_window_once_an_epoch(sources_d
     """Over b's own epochs, b's windows are each of its windows once per epoch (objective last)."""
     dataset, allocation, period, epochs = blend_stream(sources_dirs, (0.5, 0.5), 8, shuffle_buffer=64, periods=30)
     b = epochs[1]
-    epoch_windows = b.batches(0) * b.piece
+    epoch_windows = b.windows(0)
     read = []
     for context, targets, _, tagged in dataset.as_numpy_iterator():
         read += [tuple(row) + (int(target),) for row, target, source in zip(context, targets, tagged) if source == 1]
@@ -277,6 +277,10 @@ def test_eval_scores_a_blended_run_on_each_source_and_refuses_another_vocabulary
         result = evaluate(whole_run, data_dir)
         assert result["loss"] == pytest.approx(summary["validation"]["sources"][name]["loss"], abs=1e-5)
     # the same shapes (vocabulary size, context), other words: its ids would score nonsense
+    from nextword.model.export import export_run
+
+    export_dir, card = export_run(whole_run, str(tmp_path / "again"))  # `nextword export RUN_DIR` of a blend
+    assert card["blend"]["fingerprint"] == summary["dataset_fingerprint"] and len(card["blend"]["sources"]) == 2
     stranger = write_source(str(tmp_path / "stranger"), range(0, 10), train_documents=10, seed=9, word_prefix="v")
     with pytest.raises(ArtifactError, match="trained on a blend of"):
         evaluate(whole_run, stranger)

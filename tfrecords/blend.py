@@ -6,18 +6,21 @@ source repeats (its own epochs are counted), a large one is partly read per blen
 
 The stream is built in periods of P global batches (P x B windows, ~shuffle_buffer windows):
   - each period takes exactly K_i windows from source i, K = `period_allocation` (largest
-    remainder of w_i x P x B, so the shares over any number of whole periods are the weights
-    to within half a window per period);
-  - source i is an ordinary training reader (make_epochs_dataset, its own seed, its own epochs)
-    whose batch size is K_i: its n-th element is what period n takes from it, so zip() of the
-    sources yields one period;
+    remainder of w_i x P x B, so the shares over any number of whole periods are the weights to
+    within half a window per period);
+  - source i is its own training reader (make_epochs_dataset: its own seed, its own epochs, each
+    reshuffled) read as ONE continuous window stream across its epochs (span records: each
+    epoch's last partial piece is kept, ReaderConfig.keep_last_batch, so no window is dropped
+    however the epoch sizes vary with the "all" offset), cut into elements of K_i windows: the
+    n-th is what period n takes, so zip() of the sources yields one period;
   - the period's windows are interleaved by a fixed order (`period_order`: window j of source i
     sits at (j + 1/2) / K_i of the period), so EVERY batch holds each source's share to within
     one window, then cut into per-replica batches.
 The stream depends on the global batch, never on the replica count: 1 replica x 2b and
 2 replicas x b read the same windows. Everything is a pure function of (seed, period index):
-a resumed run starts at period step // P with each source at the element that period reads
-(`source_starts`), and skips the batches of the period already trained.
+a resumed run starts at period step // P with each source at window period x K_i of its stream
+(`SourceEpochs.locate`: its epoch, the piece and the window in it), and skips the batches of the
+period already trained.
 """
 
 from __future__ import annotations
@@ -130,21 +133,32 @@ def period_batches(global_batch: int, shuffle_buffer: int) -> int:
     return max(1, -(-shuffle_buffer // global_batch))
 
 
-# A source's reader yields pieces of at most 1/PIECES_PER_EPOCH of its epoch: an epoch drops its
-# last partial piece (as a training epoch drops its last partial batch), under 0.4% of it.
+# "windows" layout: a source's reader yields pieces that leave at most 1/PIECES_PER_EPOCH of an epoch over
+# (an epoch drops its last partial piece, as a training epoch drops its last partial batch): under 0.4%.
 PIECES_PER_EPOCH = 256
 
 
-def piece_windows(share: int, epoch_windows: int) -> int:
-    """x: windows a source's reader yields at a time; its share of a period when the epoch is large
-    (then the re-cut to the share is free), else smaller so an epoch loses under 1/256 of it."""
-    return max(1, min(share, epoch_windows // PIECES_PER_EPOCH))
+def piece_windows(share: int, epoch_windows: int, layout: str) -> int:
+    """x: windows a source's reader yields at a time. Span records: the share of a period (the reader
+    keeps each epoch's last partial piece, so nothing is dropped and the re-cut handles ~1 element a
+    period). "windows" (every epoch the same size): the share if an epoch drops under 1/256 of its
+    windows to it, else the largest piece that does."""
+    if layout in SPAN_LAYOUTS:
+        return share
+    smallest = max(1, min(share, epoch_windows // PIECES_PER_EPOCH))
+    for parts in range(max(1, -(-epoch_windows // share)), PIECES_PER_EPOCH + 1):
+        piece = min(share, epoch_windows // parts)
+        if piece <= smallest:
+            break
+        if epoch_windows % piece * PIECES_PER_EPOCH <= epoch_windows:
+            return piece
+    return smallest
 
 
 def source_config(config: ReaderConfig, index: int, piece: int) -> ReaderConfig:
     """Source `index`'s reader: pieces of `piece` windows, and its own seed (two sources, or one
     dataset given twice, never read in lockstep). Source 0 keeps the run's seed."""
-    return dataclasses.replace(config, batch_size=piece, seed=config.seed + 1_000 * index)
+    return dataclasses.replace(config, batch_size=piece, seed=config.seed + 1_000 * index, keep_last_batch=True)
 
 
 class SourceEpochs:
@@ -154,8 +168,8 @@ class SourceEpochs:
 
     def __init__(self, source: BlendSource, config: ReaderConfig, share: int):
         self.source, self.config, self.share = source, config, share  # config.batch_size: the piece
-        self._batches: dict[int, int] = {}
-        if self.batches(0) < 1:
+        self._plans: dict[int, tuple[int, int]] = {}
+        if self.windows(0) < 1:
             raise SettingsError(f"{source.data_dir}'s train split holds no windows to blend",
                                 hint="ingest more text into it, or leave it out of the blend")
 
@@ -164,32 +178,32 @@ class SourceEpochs:
         return self.config.batch_size
 
     def batches(self, epoch: int) -> int:
-        """Pieces in the source's epoch `epoch`."""
+        """Pieces in the source's epoch `epoch` (the last may be partial on span records)."""
+        return self._plan(epoch)[0]
+
+    def windows(self, epoch: int) -> int:
+        """Windows the source's epoch `epoch` yields."""
+        return self._plan(epoch)[1]
+
+    def _plan(self, epoch: int) -> tuple[int, int]:
         key = epoch_selection(self.source.manifest, self.config, epoch)[0]
-        if key not in self._batches:
-            self._batches[key] = epoch_plan(self.source.data_dir, self.source.manifest, "train", self.config, epoch).batches
-        return self._batches[key]
+        if key not in self._plans:
+            plan = epoch_plan(self.source.data_dir, self.source.manifest, "train", self.config, epoch)
+            kept = plan.windows if self.source.manifest.layout in SPAN_LAYOUTS else plan.batches * self.piece
+            self._plans[key] = (plan.batches, kept)
+        return self._plans[key]
 
     def locate(self, window: int) -> tuple[int, int, int]:
         """(epoch, piece within it, window within the piece) of the source's window-th window."""
-        element, within = divmod(window, self.piece)
         epoch = 0
-        epochs, elements = self._cycle()
-        if element >= elements:  # every `epochs` epochs the sizes recur: jump whole cycles
-            whole = element // elements
-            epoch, element = whole * epochs, element - whole * elements
-        while element >= self.batches(epoch):
-            element -= self.batches(epoch)
+        epochs = _cycle_epochs(self.source.manifest, self.config)
+        cycle = sum(self.windows(e) for e in range(epochs))
+        if window >= cycle:  # every `epochs` epochs the sizes recur: jump whole cycles
+            epoch, window = window // cycle * epochs, window % cycle
+        while window >= self.windows(epoch):
+            window -= self.windows(epoch)
             epoch += 1
-        return epoch, element, within
-
-    def _cycle(self) -> tuple[int, int]:
-        """(epochs, pieces) after which the epoch sizes repeat (the "all" offsets cycle)."""
-        manifest = self.source.manifest
-        if self.config.objective == "last" or manifest.layout not in SPAN_LAYOUTS:
-            return 1, self.batches(0)
-        period = selection_period(manifest.context_length, manifest.stride)
-        return period, sum(self.batches(epoch) for epoch in range(period))
+        return epoch, window // self.piece, window % self.piece
 
     def stream(self, first_window: int, end_window: int, with_source: int | None = None) -> tf.data.Dataset:
         """Elements of `share` windows from window first_window (a multiple of share) on, up to
@@ -203,12 +217,19 @@ class SourceEpochs:
                                                                    tf.fill(tf.shape(context)[:1], with_source)))
         if within:  # a resume inside a piece: drop the windows of it already drawn
             pieces = pieces.take(1).map(lambda *parts: tuple(part[within:] for part in parts)).concatenate(pieces.skip(1))
-        if self.piece == self.share and not within:
-            return pieces
+        if self.piece == self.share and not within and self.source.manifest.layout not in SPAN_LAYOUTS:
+            return pieces  # whole shares, none partial (span records keep each epoch's partial last piece)
         # A copy of each piece first: rebatch() over the slices the reader's own rebatch yields logs
         # "Tensor RefCount not reliable if buf_ points to a SubBuffer" (TF 2.21) once per piece.
         copied = pieces.map(lambda *parts: tuple(tf.concat([part, part[:0]], 0) for part in parts))
         return copied.rebatch(self.share)
+
+
+def _cycle_epochs(manifest: Manifest, config: ReaderConfig) -> int:
+    """Epochs after which a source's epoch sizes repeat: the "all" offsets' period, else 1."""
+    if config.objective == "last" or manifest.layout not in SPAN_LAYOUTS:
+        return 1
+    return selection_period(manifest.context_length, manifest.stride)
 
 
 def make_blend_dataset(sources: list[BlendSource], config: ReaderConfig, allocation: tuple[int, ...],
@@ -241,7 +262,8 @@ def blend_source_epochs(sources: list[BlendSource], config: ReaderConfig, alloca
             raise SettingsError(f"{source.data_dir}'s weight ({source.weight:.3g}) gives it no window of a period of "
                                 f"{sum(allocation)}", hint="give it a larger weight, or leave it out of the blend")
         windows = epoch_plan(source.data_dir, source.manifest, "train", source_config(config, i, 1), 0).windows
-        result.append(SourceEpochs(source, source_config(config, i, piece_windows(share, windows)), share))
+        piece = piece_windows(share, windows, source.manifest.layout)
+        result.append(SourceEpochs(source, source_config(config, i, piece), share))
     return result
 
 

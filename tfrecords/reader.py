@@ -98,6 +98,9 @@ class ReaderConfig:
     regroup_bytes: training regroups records into chunks every epoch, within blocks of whole
       chunks holding ~this many bytes of serialized records (memory: ~2 blocks per pipeline,
       see regroup_block_chunks); a corpus smaller than this is regrouped across all its records.
+    keep_last_batch: training on span records keeps each epoch's last partial batch (one input
+      pipeline only): a blend's source (tfrecords/blend.py) reads its epochs as one continuous
+      window stream, whose epochs differ in size with the "all" offset.
     """
 
     batch_size: int = 256
@@ -107,6 +110,7 @@ class ReaderConfig:
     shuffle_buffer: int = 16_384
     check_sizes: bool = True
     regroup_bytes: int = 8 << 20
+    keep_last_batch: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -229,7 +233,11 @@ def epoch_plan(
         mine, record_shard = shards[pipeline_id::num_pipelines], None
     else:
         mine, record_shard = shards, (num_pipelines, pipeline_id)
-    if config.training:
+    if config.training and config.keep_last_batch and manifest.layout in SPAN_LAYOUTS:
+        if num_pipelines != 1 or replicas_per_pipeline != 1:
+            raise ValueError("keep_last_batch reads one pipeline of one replica (a blend's source)")
+        batches = -(-per_pipeline[0] // config.batch_size)
+    elif config.training:
         batches = min(count // config.batch_size for count in per_pipeline)
         batches -= batches % replicas_per_pipeline
     else:

@@ -208,4 +208,4 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         chunks = chunks.map(lambda index, parts: (index, *parts, tf.constant(0, tf.int64)))
     expand = span_chunk_expander(context_length, stride, config.objective, selection, shuffle_seed, skip_windows)
     windows = chunks.map(expand, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return windows.rebatch(config.batch_size, drop_remainder=config.training)
+    return windows.rebatch(config.batch_size, drop_remainder=config.training and not config.keep_last_batch)
