@@ -14,7 +14,8 @@ and Vim's help files (151 long documents), each ingested `--vocab-from` a vocabu
 (b) Throughput: windows/s of the blend reader against each source's reader alone (the training reader,
     same batch, objective, seed), the sides alternating over several rounds in one process; the blend's
     ratio to the weighted mix of the two single rates (1 / sum(w_i / rate_i): what a free blend would
-    read; target >= 80%) and to each source alone.
+    read; target >= 80%) and to each source alone; the same ratio from CPU time a window (all threads of
+    the process), which the machine's load disturbs less than wall clock.
 
 Writes bench/blend_results.json; prints a table for bench/RESULTS.md.
 """
@@ -101,14 +102,17 @@ def measure_shares(data_dirs, weights, objective) -> dict:
             "source_epochs_read": [round(float(c) / w, 3) for c, w in zip(counts, epoch_windows)]}
 
 
-def read_rate(dataset, batches: int) -> float:
-    """Windows/s reading `batches` batches (the pipeline built, its first batch excluded: start-up)."""
+def read_rate(dataset, batches: int) -> tuple[float, float]:
+    """(windows/s, CPU microseconds a window: every thread of this process) reading `batches` batches
+    (the pipeline built, its first batch excluded: start-up). CPU time is what a shared, loaded
+    machine disturbs least: wall-clock rates here moved 2x between rounds at a load average of 11."""
     iterator = iter(dataset)
     next(iterator)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(iterator)
-    return batches * BATCH / (time.perf_counter() - started)
+    windows = batches * BATCH
+    return windows / (time.perf_counter() - started), (time.process_time() - cpu_started) * 1e6 / windows
 
 
 def measure_throughput(data_dirs, weights, objective, rounds: int, batches: int) -> dict:
@@ -125,17 +129,24 @@ def measure_throughput(data_dirs, weights, objective, rounds: int, batches: int)
 
     sides = {"blend": lambda: make_blend_dataset(sources, config, allocation, 0, needed_periods, 0, epochs),
              sources[0].name: lambda: single(0), sources[1].name: lambda: single(1)}
-    rates = {name: [] for name in sides}
+    rates, cpu = {name: [] for name in sides}, {name: [] for name in sides}
     for round_index in range(rounds):
         order = list(sides) if round_index % 2 == 0 else list(reversed(sides))  # alternate who goes first
         for name in order:
-            rates[name].append(round(read_rate(sides[name](), batches)))
-        print(f"  round {round_index + 1} ({objective}): " + ", ".join(f"{name} {rates[name][-1]:,} w/s" for name in sides),
-              flush=True)
+            rate, microseconds = read_rate(sides[name](), batches)
+            rates[name].append(round(rate))
+            cpu[name].append(round(microseconds, 3))
+        print(f"  round {round_index + 1} ({objective}): " + ", ".join(
+            f"{name} {rates[name][-1]:,} w/s {cpu[name][-1]:.2f} us CPU/window" for name in sides), flush=True)
     names = [source.name for source in sources]
     per_round_mix = [1.0 / sum(w / rates[name][i] for w, name in zip(weights, names)) for i in range(rounds)]
     ratios = [rates["blend"][i] / per_round_mix[i] for i in range(rounds)]
+    # CPU: the mix costs sum(w_i x cpu_i) a window; the blend's rate relative to it is mix / blend
+    cpu_ratios = [sum(w * cpu[name][i] for w, name in zip(weights, names)) / cpu["blend"][i] for i in range(rounds)]
     return {"objective": objective, "batches_per_round": batches, "batch": BATCH, "rounds": rates,
+            "cpu_microseconds_per_window": cpu,
+            "blend_over_mix_by_cpu_per_round": [round(r, 3) for r in cpu_ratios],
+            "median_blend_over_mix_by_cpu": round(median(cpu_ratios), 3),
             "weighted_mix_per_round": [round(x) for x in per_round_mix],
             "blend_over_mix_per_round": [round(r, 3) for r in ratios],
             "median_blend_over_mix": round(median(ratios), 3),
@@ -166,7 +177,8 @@ def main() -> int:
                              for objective in ("all", "last")]
     for entry in results["throughput"]:
         print(f"throughput ({entry['objective']}): blend / weighted mix per round {entry['blend_over_mix_per_round']}, "
-              f"median {entry['median_blend_over_mix']}; " + ", ".join(
+              f"median {entry['median_blend_over_mix']}; by CPU a window {entry['blend_over_mix_by_cpu_per_round']}, "
+              f"median {entry['median_blend_over_mix_by_cpu']}; " + ", ".join(
                   f"{key}: {value}" for key, value in entry.items() if key.startswith("median_blend_over_") and key != "median_blend_over_mix"))
     with open(RESULTS, "w") as handle:
         json.dump(results, handle, indent=2)
