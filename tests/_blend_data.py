@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from _train_data import write_span_split
+from _train_data import write_span_split, write_split
 from nextword.tfrecords.manifest import Counters, Manifest
 
 VOCAB_WORDS = 20
@@ -27,23 +27,25 @@ def source_documents(count: int, words: range, seed: int) -> list[list[int]]:
 
 def write_source(data_dir: str, words: range, train_documents: int, val_documents: int = 10, seed: int = 0,
                  context_length: int = 6, shards: int = 2, tokenizer: dict | None = None,
-                 vocab_words: int = VOCAB_WORDS, word_prefix: str = "w") -> str:
+                 vocab_words: int = VOCAB_WORDS, word_prefix: str = "w", layout: str = "spans") -> str:
     os.makedirs(data_dir, exist_ok=True)
     vocab = ["<pad>", "<unk>"] + [f"{word_prefix}{i}" for i in range(vocab_words)]
     vocab_data = ("\n".join(vocab) + "\n").encode()
     with open(os.path.join(data_dir, "vocab.txt"), "wb") as handle:
         handle.write(vocab_data)
-    splits = {
-        "train": write_span_split(data_dir, "train", source_documents(train_documents, words, seed), context_length,
-                                  shards, 4),
-        "val": write_span_split(data_dir, "val", source_documents(val_documents, words, seed + 100), context_length, 1, 4),
-    }
+    def write(name, documents, count):
+        if layout == "windows":
+            return write_split(data_dir, name, documents, context_length, count)
+        return write_span_split(data_dir, name, documents, context_length, count, 4)
+
+    splits = {"train": write("train", source_documents(train_documents, words, seed), shards),
+              "val": write("val", source_documents(val_documents, words, seed + 100), 1)}
     manifest = Manifest(
         fingerprint=hashlib.sha256(repr((data_dir, words, train_documents, seed)).encode()).hexdigest()[:16],
         tokenizer=tokenizer or {}, vocab_file="vocab.txt", vocab_size=len(vocab),
         vocab_sha256=hashlib.sha256(vocab_data).hexdigest(), context_length=context_length, stride=1, seed=0,
         val_fraction=0.1, splits=splits, counters=Counters(documents=train_documents + val_documents),
-        layout="spans", windows_per_record=4,
+        layout=layout, windows_per_record=4 if layout == "spans" else 1,
     )
     with open(os.path.join(data_dir, "dataset.json"), "w") as handle:
         handle.write(manifest.to_json())

@@ -84,13 +84,23 @@ def test_a_small_source_repeats_whole_epochs_each_window_once_an_epoch(sources_d
     assert sorted(first) == sorted(second) and first != second  # the same windows, reshuffled
 
 
-def test_a_stream_started_at_any_step_is_the_rest_of_the_whole_stream(sources_dirs):
+@pytest.fixture(scope="module")
+def windows_dirs(tmp_path_factory):
+    """The same two sources in the one-window-a-record layout (read in pieces, not as one stream)."""
+    root = tmp_path_factory.mktemp("blend-windows")
+    return (write_source(str(root / "a"), range(0, 10), train_documents=120, seed=1, layout="windows"),
+            write_source(str(root / "b"), range(10, 20), train_documents=40, seed=2, layout="windows"))
+
+
+@pytest.mark.parametrize("layout", ["spans", "windows"])
+def test_a_stream_started_at_any_step_is_the_rest_of_the_whole_stream(request, layout):
+    sources_dirs = request.getfixturevalue("sources_dirs" if layout == "spans" else "windows_dirs")
     whole, _, period, _ = blend_stream(sources_dirs, WEIGHTS, 8, shuffle_buffer=48, objective="all", periods=12)
     batches = [targets for _, targets, _, _ in whole.as_numpy_iterator()]
     for start, skip in [(1, 0), (4, 3), (9, period - 1)]:
         rest, *_ = blend_stream(sources_dirs, WEIGHTS, 8, shuffle_buffer=48, objective="all", periods=12,
                                 start=start, skip=skip)
-        got = [targets for _, targets, _, _ in rest.as_numpy_iterator()]
+        got = [targets for _, targets, _, tags in rest.as_numpy_iterator()]
         assert len(got) == len(batches) - start * period - skip
         for want, have in zip(batches[start * period + skip:], got):
             np.testing.assert_array_equal(want, have)

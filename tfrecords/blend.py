@@ -10,8 +10,8 @@ The stream is built in periods of P global batches (P x B windows, ~shuffle_buff
     within half a window per period);
   - source i is its own training reader (make_epochs_dataset: its own seed, its own epochs, each
     reshuffled) read as ONE continuous window stream across its epochs (span records: each
-    epoch's last partial piece is kept, ReaderConfig.keep_last_batch, so no window is dropped
-    however the epoch sizes vary with the "all" offset), cut into elements of K_i windows: the
+    epoch runs on into the next, ReaderConfig.keep_last_batch, so no window is dropped however the
+    epoch sizes vary with the "all" offset), cut into elements of K_i windows: the
     n-th is what period n takes, so zip() of the sources yields one period;
   - the period's windows are interleaved by a fixed order (`period_order`: window j of source i
     sits at (j + 1/2) / K_i of the period), so EVERY batch holds each source's share to within
@@ -207,22 +207,31 @@ class SourceEpochs:
 
     def stream(self, first_window: int, end_window: int, with_source: int | None = None) -> tf.data.Dataset:
         """Elements of `share` windows from window first_window (a multiple of share) on, up to
-        at least end_window: the source's chained epochs, re-cut from pieces into shares."""
+        at least end_window: the source's chained epochs as one stream cut into shares."""
         epoch, element, within = self.locate(first_window)
         last_epoch = self.locate(max(first_window, end_window - 1))[0]
-        pieces = make_epochs_dataset(self.source.data_dir, "train", self.config, range(epoch, last_epoch + 1),
-                                     skip_batches=element, manifest=self.source.manifest)
+        epochs = range(epoch, last_epoch + 1)
+        if self.source.manifest.layout in SPAN_LAYOUTS:  # cut into shares by the reader, once (keep_last_batch)
+            shares = make_epochs_dataset(self.source.data_dir, "train", self.config, epochs, manifest=self.source.manifest,
+                                         skip_windows=element * self.piece + within)
+            return shares if with_source is None else shares.map(_tagged(with_source))
+        pieces = make_epochs_dataset(self.source.data_dir, "train", self.config, epochs, skip_batches=element,
+                                     manifest=self.source.manifest)
         if with_source is not None:
-            pieces = pieces.map(lambda context, targets, weights: (context, targets, weights,
-                                                                   tf.fill(tf.shape(context)[:1], with_source)))
+            pieces = pieces.map(_tagged(with_source))
         if within:  # a resume inside a piece: drop the windows of it already drawn
             pieces = pieces.take(1).map(lambda *parts: tuple(part[within:] for part in parts)).concatenate(pieces.skip(1))
-        if self.piece == self.share and not within and self.source.manifest.layout not in SPAN_LAYOUTS:
-            return pieces  # whole shares, none partial (span records keep each epoch's partial last piece)
+        if self.piece == self.share and not within:
+            return pieces
         # A copy of each piece first: rebatch() over the slices the reader's own rebatch yields logs
         # "Tensor RefCount not reliable if buf_ points to a SubBuffer" (TF 2.21) once per piece.
         copied = pieces.map(lambda *parts: tuple(tf.concat([part, part[:0]], 0) for part in parts))
         return copied.rebatch(self.share)
+
+
+def _tagged(source_index: int):
+    """(context, targets, weights) -> the same + int32[n] source_index (benchmarks and tests)."""
+    return lambda context, targets, weights: (context, targets, weights, tf.fill(tf.shape(context)[:1], source_index))
 
 
 def _cycle_epochs(manifest: Manifest, config: ReaderConfig) -> int:
@@ -243,11 +252,14 @@ def make_blend_dataset(sources: list[BlendSource], config: ReaderConfig, allocat
     source_epochs = source_epochs or blend_source_epochs(sources, config, allocation)
     streams = [epochs.stream(start_period * share, end_period * share, i if with_source else None)
                for i, (epochs, share) in enumerate(zip(source_epochs, allocation))]
-    order = tf.constant(period_order(allocation))
+    # Where each source's windows go in the period: one dynamic_stitch per tensor (no concat, then gather).
+    positions = np.argsort(period_order(allocation)).astype(np.int32)
+    bounds = np.cumsum((0,) + tuple(allocation))
+    destinations = [tf.constant(positions[bounds[i]:bounds[i + 1]]) for i in range(len(allocation))]
     batch = config.batch_size
 
     def interleave(*parts):
-        merged = [tf.gather(tf.concat([part[n] for part in parts], 0), order) for n in range(len(parts[0]))]
+        merged = [tf.dynamic_stitch(destinations, [part[n] for part in parts]) for n in range(len(parts[0]))]
         return tuple(tf.reshape(part, [-1, batch] + part.shape[1:].as_list()) for part in merged)
 
     periods = tf.data.Dataset.zip(tuple(streams)).take(end_period - start_period).map(interleave)
