@@ -126,7 +126,10 @@ def drop_checkpoints_after(directory: str, step: int) -> None:
         tf.io.gfile.remove(storage.join(directory, "checkpoint"))
 
 
-def write_run_file(run_dir: str, settings: dict, model_config: ModelConfig, data_dir: str, fingerprint: str) -> None:
+def write_run_file(run_dir: str, settings: dict, model_config: ModelConfig, data_dir: str, fingerprint: str,
+                   blend: dict | None = None) -> None:
+    """blend: a blended run's {"fingerprint", "sources": [{name, data_dir, fingerprint, weight}]}; its
+    fingerprint is then run.json's dataset_fingerprint and data_dir the first source's."""
     record = {
         "format": RUN_FORMAT,
         "format_version": 1,
@@ -134,6 +137,7 @@ def write_run_file(run_dir: str, settings: dict, model_config: ModelConfig, data
         "dataset_fingerprint": fingerprint,
         "model_config": model_config.to_dict(),
         "settings": settings,
+        **({"blend": blend} if blend else {}),
     }
     storage.makedirs(run_dir)
     storage.write_atomic(storage.join(run_dir, RUN_FILE), json.dumps(record, indent=2) + "\n")
@@ -164,10 +168,13 @@ def check_resumable(run_dir: str, model_config: ModelConfig, fingerprint: str, p
             hint=f"pass --precision {saved_precision} to resume, or train into a new --out",
         )
     if record["dataset_fingerprint"] != fingerprint:
+        blend = record.get("blend")
+        was = ("a blend of " + ", ".join(f"{source['data_dir']} ({source['weight']:.3g})" for source in blend["sources"])
+               if blend else "another dataset")
+        now = "this blend" if fingerprint.startswith("blend-") else "this DATA_DIR"
         raise ArtifactError(
-            f"{run_dir} was trained on another dataset (fingerprint {record['dataset_fingerprint']}, "
-            f"this DATA_DIR has {fingerprint})",
-            hint="train into a new --out, or pass the DATA_DIR it was made with",
+            f"{run_dir} was trained on {was} (fingerprint {record['dataset_fingerprint']}, {now} has {fingerprint})",
+            hint="train into a new --out, or pass the DATA_DIR(s) and --weights it was made with (see run.json)",
         )
     saved = ModelConfig.from_dict(record["model_config"]).to_dict()  # fields added since: their defaults
     if saved != model_config.to_dict():

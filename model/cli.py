@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -33,8 +33,9 @@ _RECIPE = "default: the preset's, else " + ", ".join(f"{name} {value:g}" if isin
 
 
 def train(
-    data_dir: str = typer.Argument(..., metavar="DATA_DIR", help="a dataset written by `nextword ingest`"),
+    data_dir: List[str] = typer.Argument(..., metavar="DATA_DIR...", help="a dataset written by `nextword ingest`; several: a weighted blend (they must share tokenizer, vocabulary and context: ingest them with --vocab-from the first)"),
     out: str = typer.Option(..., "--out", metavar="RUN_DIR", help="checkpoints, logs, history.json, plots/, export/"),
+    weights: Optional[str] = typer.Option(None, metavar="W1,W2,...", help="a blend's weights, one per DATA_DIR in order (normalised): each source's share of the WINDOWS drawn in every batch, not of documents or tokens; a small source repeats (its epochs are counted apart). Default: equal shares. (Not DATA_DIR:weight: a DATA_DIR may be a gs:// URL)"),
     preset: Optional[Preset] = typer.Option(None, help="notebook: Embedding 8, 3 x Bidirectional LSTM 50, objective last, rmsprop, batch 512"),
     arch: Optional[Arch] = typer.Option(None, help=_MODEL_HELP),
     layers: Optional[int] = typer.Option(None, help=_MODEL_HELP),
@@ -92,6 +93,9 @@ def train(
 def train_settings(options: dict) -> TrainSettings:
     """`train`'s parsed options -> TrainSettings (bench/recipe_bench.py resolves its arms through this too)."""
     options = dict(options)
+    data_dirs = options.get("data_dir")
+    if isinstance(data_dirs, (list, tuple)):  # the CLI's DATA_DIR...: the first, and all of a blend
+        options["data_dir"], options["data_dirs"] = data_dirs[0], tuple(data_dirs) if len(data_dirs) > 1 else ()
     options["precision"] = precision_from_old_flag(options.pop("mixed_precision", None), options.get("precision"))
     return TrainSettings(**options)
 
@@ -136,11 +140,19 @@ def print_summary(summary: dict, out: str) -> None:
         stale = summary.get("validations_without_improvement", 0)
         lines.append(f"kept: the best held-out weights, step {exported['step']:,} "
                      f"({stale} validation{'s' if stale != 1 else ''} after it without improvement)")
+    blend = summary.get("blend")
+    if blend:
+        lines.append("blend: " + "; ".join(
+            f"{source['name']} weight {source['weight']:.3f}, drew {source['share_drawn']:.2%} of the windows "
+            f"({source['epochs_completed'] + source['epoch_fraction']:.2f} epochs of it)" for source in blend["sources"]))
     if validation:
         from nextword.model.metrics import metrics_line
 
         lines.append(f"validation: {metrics_line(validation)}" + (f"  (the whole val split, step {exported['step']:,}'s weights)"
-                                                                  if exported else ""))
+                                                                  if exported else "") + ("; blended" if blend else ""))
+        for name, source in (validation.get("sources") or {}).items():
+            if source and source.get("windows"):
+                lines.append(f"  {name}: {metrics_line(source)}")
     compute = summary.get("compute") or {}
     if compute.get("achieved_flops_per_second"):
         lines.append(f"compute: {compute['training_flops_per_window'] / 1e6:,.1f} MFLOP a training window, "

@@ -3,6 +3,8 @@ word datasets, top-1/top-5 of the window's final token.
 
 RUN_DIR: the model is rebuilt from run.json's config and its best checkpoint restored (the
 weights with the lowest held-out loss during training, what the export holds), or the latest.
+The DATA_DIR must be the run's dataset; for a blended run, any of its sources (one at a time: the
+blended figure is in summary.json) or a dataset sharing their vocabulary (ingested --vocab-from).
 EXPORT_DIR: card.json's sha256s are checked as `gen` checks them (nextword.export_card) and a
 dataset with another vocabulary or context is refused; then `tf.saved_model.load` and its
 `score_ids(context=int32[batch, C])` signature, which returns {"logits": float32[batch, vocab]}
@@ -33,7 +35,17 @@ def final_logits_from_run_dir(run_dir: str, manifest, which: str = "best") -> ca
             f"the dataset has vocab {manifest.vocab_size} / context {manifest.context_length}",
             hint="evaluate on the dataset the model was trained on (see run.json data_dir)",
         )
-    if record.get("dataset_fingerprint") != manifest.fingerprint:
+    blend = record.get("blend")
+    if blend and (manifest.fingerprint in [source["fingerprint"] for source in blend["sources"]]
+                  or manifest.vocab_sha256 == blend.get("vocab_sha256")):
+        pass  # a blend's source, or any dataset whose ids name the same words (ingested --vocab-from one)
+    elif blend:
+        raise ArtifactError(
+            f"{run_dir} was trained on a blend of " + ", ".join(source["data_dir"] for source in blend["sources"])
+            + f"; {manifest.fingerprint} is none of them and has another vocabulary (sha256 {manifest.vocab_sha256[:12]}…)",
+            hint="evaluate on one of the blend's sources, or on a dataset ingested with --vocab-from one of them",
+        )
+    elif record.get("dataset_fingerprint") != manifest.fingerprint:
         # Same shapes but another vocabulary would score nonsense.
         raise ArtifactError(
             f"{run_dir} was trained on dataset {record.get('dataset_fingerprint')}, this DATA_DIR is {manifest.fingerprint}",

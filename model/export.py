@@ -72,13 +72,15 @@ SIGNATURES_DOC = {
 
 def export_model(
     model: keras.Model, config: ModelConfig, data_dir: str, export_dir: str, training_summary: dict,
-    ngram_order: int = ngram.DEFAULT_ORDER, sample_windows: int = 2048,
+    ngram_order: int = ngram.DEFAULT_ORDER, sample_windows: int = 2048, blend: dict | None = None,
 ) -> dict:
     """Write EXPORT_DIR from a trained Keras model and its DATA_DIR; returns the card (a dict).
 
     ngram_order >= 2: the export mixes the network with a Kneser-Ney n-gram of that order counted
     on the train split, weighted by maximum likelihood on the first `sample_windows` val windows
-    (the validation sample that chose the checkpoint); 0: the network alone."""
+    (the validation sample that chose the checkpoint); 0: the network alone.
+    blend: a blended run's sources and weights (run.json's "blend"), recorded in the card; DATA_DIR
+    is then its first source (the vocabulary every source shares; the n-gram is counted on it)."""
     manifest = load_manifest(data_dir)
     vocabulary = load_vocabulary(data_dir, manifest)
     _check_matches_dataset(config, manifest)
@@ -93,7 +95,7 @@ def export_model(
         storage.write_atomic(storage.join(staging, VOCAB_NAME), "".join(f"{token}\n" for token in vocabulary))
         generation = module.decoder.description + (
             f"; mixed with a {mixture.order}-gram (network weight {mixture.network_weight:.3f})" if mixture else "")
-        card = _card(config, manifest, training_summary, _file_checksums(staging), generation, ngram_card)
+        card = _card(config, manifest, training_summary, _file_checksums(staging), generation, ngram_card, blend)
         storage.write_atomic(storage.join(staging, CARD_NAME), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         _replace_directory(staging, export_dir)
     except BaseException:
@@ -179,7 +181,7 @@ def _target_log_probabilities(logits: tf.Tensor, targets: np.ndarray) -> np.ndar
 
 
 def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, generation: str,
-          ngram_entry: dict | None = None) -> dict:
+          ngram_entry: dict | None = None, blend: dict | None = None) -> dict:
     embedded = tokenizer_config(manifest.tokenizer_choice)
     return {
         "format": EXPORT_FORMAT,
@@ -204,7 +206,9 @@ def _card(config: ModelConfig, manifest, training_summary: dict, files: dict, ge
         "context_length": manifest.context_length,
         "pad_id": manifest.pad_id,
         "unk_id": manifest.unk_id,
-        "dataset_fingerprint": manifest.fingerprint,
+        "dataset_fingerprint": blend["fingerprint"] if blend else manifest.fingerprint,
+        # a blend: every source (name, data_dir, fingerprint, weight: its share of the windows trained)
+        **({"blend": blend} if blend else {}),
         "training": training_summary,
         "files": files,
     }
@@ -269,10 +273,12 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
             hint="pass --data-dir DATA_DIR: where the dataset the run was trained on is now",
         )
     manifest = load_manifest(data_dir)
-    if manifest.fingerprint != record.get("dataset_fingerprint"):
+    blend = record.get("blend")
+    expected = blend["sources"][0]["fingerprint"] if blend else record.get("dataset_fingerprint")
+    if manifest.fingerprint != expected:
         raise ArtifactError(
             f"{data_dir} is not the dataset {run_dir} was trained on (fingerprint {manifest.fingerprint}, "
-            f"run.json: {record.get('dataset_fingerprint')})",
+            f"run.json: {expected}{', the blend' + chr(39) + 's first source' if blend else ''})",
             hint="pass --data-dir with the dataset the run was trained on",
         )
     export_dir = str(export_dir or storage.join(run_dir, "export")).rstrip("/")
@@ -286,7 +292,7 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     if ngram_order is None:
         ngram_order = 0 if run_settings.get("preset") == "notebook" else ngram.DEFAULT_ORDER
     card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint),
-                        ngram_order=ngram_order, sample_windows=run_settings.get("validation_sample", 2048))
+                        ngram_order=ngram_order, sample_windows=run_settings.get("validation_sample", 2048), blend=blend)
     return export_dir, card
 
 

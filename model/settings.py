@@ -9,6 +9,7 @@ default". Our recipe's model defaults live in `ModelConfig`; its optimizer defau
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from nextword.errors import SettingsError
@@ -71,8 +72,11 @@ class Optimization:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    data_dir: str
+    data_dir: str  # the dataset (a blend's first: its vocabulary and tokenizer are every source's)
     out: str
+    # a weighted blend: every DATA_DIR in order (empty for one), and their weights as given ("0.7,0.3")
+    data_dirs: tuple[str, ...] = ()
+    weights: str | None = None
     preset: str | None = None
     # model (None: preset, else ModelConfig's default)
     arch: str | None = None
@@ -139,6 +143,10 @@ class TrainSettings:
         if self.precision is not None and self.precision not in PRECISIONS:
             raise SettingsError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
         check_ngram_order(self.ngram_order)
+        if self.weights is not None and len(self.data_dirs) < 2:
+            raise SettingsError(f"--weights {self.weights} with one DATA_DIR: a weight is a share of a blend's windows",
+                                hint="pass several DATA_DIRs (`train DATA_A DATA_B --weights 0.7,0.3`), or drop --weights")
+        self.blend_weights()
         if self.peak_flops is not None and not self.peak_flops > 0:
             raise SettingsError(f"--peak-flops must be > 0 FLOP/s, got {self.peak_flops:g}", hint="e.g. 312e12 for an A100's bf16 matmul")
         if self.learning_rate is not None and not self.learning_rate > 0:
@@ -158,6 +166,27 @@ class TrainSettings:
                 f"--devices {self.devices} with --strategy default would train on one device only",
                 hint="use --strategy mirrored (or auto) with --devices",
             )
+
+    def blend_weights(self) -> tuple[float, ...]:
+        """Each DATA_DIR's share of the windows drawn, normalised to sum 1 (equal without --weights);
+        () for one DATA_DIR."""
+        count = len(self.data_dirs)
+        if count < 2:
+            return ()
+        if self.weights is None:
+            return tuple(1.0 / count for _ in range(count))
+        try:
+            weights = [float(part) for part in self.weights.split(",")]
+        except ValueError:
+            raise SettingsError(f"--weights must be numbers separated by commas, got {self.weights!r}",
+                                hint="e.g. --weights 0.7,0.3 (one per DATA_DIR, in order)") from None
+        if len(weights) != count:
+            raise SettingsError(f"--weights has {len(weights)} value(s) for {count} DATA_DIRs",
+                                hint="give one weight per DATA_DIR, in the order of the DATA_DIRs")
+        if not all(math.isfinite(weight) and weight > 0 for weight in weights):
+            raise SettingsError(f"--weights must all be > 0, got {self.weights}",
+                                hint="drop a DATA_DIR instead of weighting it 0")
+        return tuple(weight / sum(weights) for weight in weights)
 
     def _pick(self, name: str, preset_values: dict, defaults: dict):
         value = getattr(self, name)

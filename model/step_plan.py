@@ -62,3 +62,65 @@ class StepPlan:
             )
 
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn)), end
+
+
+class BlendStepPlan:
+    """StepPlan's interface for a weighted blend (tfrecords/blend.py): a blend epoch is as many
+    global batches as the sources' train splits hold windows together (one epoch of each, whatever
+    the weights), so --epochs keeps meaning "about the data's size"; the sources' own epochs are
+    counted apart (a small, heavily weighted source repeats within one blend epoch)."""
+
+    def __init__(self, settings: TrainSettings, sources, strategy: tf.distribute.Strategy, reader_config: ReaderConfig,
+                 global_batch: int):
+        from nextword.tfrecords.blend import blend_source_epochs, period_allocation, period_batches
+
+        if is_multiworker(strategy):
+            raise SettingsError("a blend of several DATA_DIRs trains on one machine (one input pipeline) in this version",
+                                hint="train the blend with --strategy mirrored (or auto without TF_CONFIG)")
+        self.settings, self.sources, self.strategy, self.reader_config = settings, sources, strategy, reader_config
+        self.pipelines, self.replicas_per_pipeline = 1, strategy.num_replicas_in_sync
+        self.global_batch = global_batch
+        self.period_batches = period_batches(global_batch, settings.shuffle_buffer)
+        self.allocation = period_allocation(tuple(source.weight for source in sources), self.period_batches * global_batch)
+        self.source_epochs = blend_source_epochs(sources, reader_config, self.allocation)
+        epoch_windows = sum(epochs.windows(0) for epochs in self.source_epochs)
+        self.epoch_steps = epoch_windows // global_batch
+        if self.epoch_steps < 1:
+            raise SettingsError(f"the blend's train splits ({epoch_windows} windows) hold no full batch of {global_batch}",
+                                hint="pass a smaller --batch-size or ingest more text")
+        epoch_steps = self.epoch_steps * settings.epochs
+        self.target_steps = min(epoch_steps, settings.max_steps or epoch_steps)
+        self.planned_by = "epochs" if self.target_steps == epoch_steps else "max_steps"
+
+    def steps_per_epoch(self, epoch: int) -> int:
+        return self.epoch_steps
+
+    def chain_iterator(self, step: int, epoch: int, epoch_step: int):
+        """(iterator from global step `step` to the target, the blend epoch past the target): one
+        iterator for the whole run (the sources chain their own epochs inside it)."""
+        from nextword.tfrecords.blend import make_blend_dataset
+
+        start_period, within = divmod(step, self.period_batches)
+        end_period = -(-self.target_steps // self.period_batches)
+        skip = within * self.replicas_per_pipeline
+
+        def dataset_fn(input_context):
+            return make_blend_dataset(self.sources, self.reader_config, self.allocation, start_period, end_period,
+                                      skip, self.source_epochs)
+
+        end_epoch = -(-self.target_steps // self.epoch_steps) + 1
+        return iter(self.strategy.distribute_datasets_from_function(dataset_fn)), end_epoch
+
+    def source_progress(self, step: int) -> list[dict]:
+        """Per source at global step `step`: windows drawn, their share, and epochs of it completed."""
+        from nextword.tfrecords.blend import drawn_windows
+
+        drawn = drawn_windows(self.allocation, self.global_batch, step)
+        total = max(1, sum(drawn))
+        progress = []
+        for source, windows, epochs in zip(self.sources, drawn, self.source_epochs):
+            epoch, piece, within = epochs.locate(windows)
+            progress.append({**source.record(), "windows_drawn": windows, "share_drawn": round(windows / total, 6),
+                             "epochs_completed": epoch,
+                             "epoch_fraction": round((piece * epochs.piece + within) / max(1, epochs.windows(epoch)), 4)})
+        return progress

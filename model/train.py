@@ -22,7 +22,8 @@ from nextword.model.loop import ScheduledRate, Trainer
 from nextword.model.metrics import evaluate_split, metrics_line
 from nextword.model.schedule import Schedule
 from nextword.model.settings import TrainSettings
-from nextword.model.step_plan import StepPlan
+from nextword.model.blending import flat_source_metrics, sources_line
+from nextword.model.step_plan import BlendStepPlan, StepPlan
 from nextword.model.strategy import (configure_devices, fail_fast_on_lost_worker, is_chief, is_multiworker, make_strategy,
                             choose_precision)
 from nextword.model.progress import TrainingProgress
@@ -68,17 +69,32 @@ def run_training(settings: TrainSettings) -> dict:
     configure_devices(settings.devices, settings.allow_cpu)
     if settings.deterministic:
         tf.config.experimental.enable_op_determinism()
-    manifest = load_manifest(settings.data_dir)
+    if settings.data_dirs:  # a weighted blend: every source loaded and checked before any work
+        from nextword.tfrecords.blend import load_sources
+
+        sources = load_sources(settings.data_dirs, settings.blend_weights())
+        manifest = sources[0].manifest
+    else:
+        manifest, sources = load_manifest(settings.data_dir), None
     strategy = make_strategy(settings.strategy, settings.devices)
     with fail_fast_on_lost_worker(strategy, settings.out):
-        session = TrainingSession(settings, manifest, strategy)
+        session = TrainingSession(settings, manifest, strategy, sources)
     with StopSignal() as stop, fail_fast_on_lost_worker(strategy, settings.out, on_failure=session._cleanup):
         return session.run(stop)
 
 
 class TrainingSession:
-    def __init__(self, settings: TrainSettings, manifest, strategy: tf.distribute.Strategy):
-        self.settings, self.manifest, self.strategy = settings, manifest, strategy
+    def __init__(self, settings: TrainSettings, manifest, strategy: tf.distribute.Strategy, sources=None):
+        """sources: a blend's tfrecords.blend.BlendSource list (manifest is the first's), or None."""
+        self.settings, self.manifest, self.strategy, self.sources = settings, manifest, strategy, sources
+        if sources:
+            from nextword.tfrecords.blend import blend_fingerprint
+
+            self.fingerprint = blend_fingerprint(sources)
+            self.blend = {"fingerprint": self.fingerprint, "vocab_sha256": manifest.vocab_sha256,
+                          "sources": [source.record() for source in sources]}
+        else:
+            self.fingerprint, self.blend = manifest.fingerprint, None
         self.chief = is_chief(strategy)
         self.model_config = settings.model_config(manifest.vocab_size, manifest.context_length)
         self.optimization = settings.optimization()
@@ -97,7 +113,8 @@ class TrainingSession:
             batch_size=self.global_batch // replicas, objective=self.model_config.objective,
             seed=settings.seed, shuffle_buffer=settings.shuffle_buffer,
         )
-        self.plan = StepPlan(settings, manifest, strategy, self.reader_config, self.global_batch)
+        self.plan = (BlendStepPlan(settings, sources, strategy, self.reader_config, self.global_batch) if sources
+                     else StepPlan(settings, manifest, strategy, self.reader_config, self.global_batch))
         self.target_steps, self.planned_by = self.plan.target_steps, self.plan.planned_by
         self.schedule = Schedule.plan(self.optimization.schedule, self.optimization.learning_rate,
                                       self.optimization.warmup_steps, self.target_steps, settings.time_budget)
@@ -121,13 +138,19 @@ class TrainingSession:
             checkpointing.write_run_file(
                 settings.out, {**settings.to_dict(), "precision": self.precision, "optimization": self.optimization.to_dict(),
                                "schedule": self.schedule.to_dict()},
-                self.model_config, settings.data_dir, manifest.fingerprint,
+                self.model_config, settings.data_dir, self.fingerprint, blend=self.blend,
             )
         self.history = History(settings.out, self.chief, resume_step=self.position.as_dict()["step"])
         self.agreement = WorkerAgreement(strategy)
         val = manifest.splits.get("val")
-        self.sample = (ValidationSample(settings.data_dir, manifest, self.trainer.final_word_logits, settings.validation_sample)
-                       if val is not None and val.windows else None)
+        if sources:
+            from nextword.model.blending import BlendedSample
+
+            blended = BlendedSample(sources, self.trainer.final_word_logits, settings.validation_sample)
+            self.sample = blended if blended.samples else None
+        else:
+            self.sample = (ValidationSample(settings.data_dir, manifest, self.trainer.final_word_logits,
+                                            settings.validation_sample) if val is not None and val.windows else None)
         self.validate_every = settings.validate_every or auto_validate_every(
             self.sample.windows if self.sample else 0, self.global_batch)
         step = self.position.as_dict()["step"]
@@ -145,7 +168,7 @@ class TrainingSession:
                 hint="train into a new --out, remove the old RUN_DIR, or drop --no-resume to continue it",
             )
         if storage.exists(storage.join(out, checkpointing.RUN_FILE)):
-            checkpointing.check_resumable(out, self.model_config, self.manifest.fingerprint, self.precision)
+            checkpointing.check_resumable(out, self.model_config, self.fingerprint, self.precision)
         return latest
 
     def run(self, stop: StopSignal) -> dict:
@@ -232,6 +255,7 @@ class TrainingSession:
         """A checkpoint of this moment, with the seconds trained so far over every session."""
         self.position.train_seconds.assign(self.train_clock)
         self._timed("checkpoints", lambda: self.manager.save(checkpoint_number=self.position.as_dict()["step"]))
+        faults.reached("checkpoint_saved", self.position.as_dict()["step"])
 
     def _train(self, stop, progress) -> str | None:
         """Train until the plan's end (None) or a stop: "interrupt", "time_budget", "early_stopping"."""
@@ -327,11 +351,13 @@ class TrainingSession:
             epoch = int(position.epoch.numpy())
             train_loss = self.history.record["steps"][-1]["loss"] if self.history.record["steps"] else None
             row = {"epoch": epoch, "step": step, "train_loss": train_loss, "best": improved,
-                   **{f"val_{key}": value for key, value in metrics.items() if key != "windows"}}
+                   **{f"val_{key}": value for key, value in metrics.items() if key not in ("windows", "sources")},
+                   **flat_source_metrics(metrics)}
             self.history.log_epoch(row)
             self.history.save()
             mark = "best so far" if improved else f"{stale} without improvement"
-            progress.note(f"step {step:,} (epoch {epoch}, {mark}): val {metrics_line(metrics, accuracy_digits=3)}")
+            progress.note(f"step {step:,} (epoch {epoch}, {mark}): val {metrics_line(metrics, accuracy_digits=3)}"
+                          + (f" (blended; {sources_line(metrics)})" if metrics.get("sources") else ""))
         self._save()
         return self._patience_spent(stale)
 
@@ -354,14 +380,24 @@ class TrainingSession:
                 "weights_sha256": weights_fingerprint(self.trainer.model)}
 
     def validate(self) -> dict:
-        """Every worker's replicas score their part of the whole val split; all get the same totals."""
-        totals = evaluate_split(self.strategy, self.trainer.final_word_logits, self.settings.data_dir, "val",
-                                self.manifest, self.plan.pipelines)
-        expected = self.manifest.splits["val"].windows
+        """Every worker's replicas score their part of the whole val split; all get the same totals.
+        A blend: each source's val split, and the blend's weighted figures (model/blending.py)."""
+        if self.sources:
+            from nextword.model.blending import blended_metrics
+
+            per_source = {source.name: self._validate_split(source.data_dir, source.manifest)
+                          for source in self.sources if source.name in self.sample.samples}
+            return blended_metrics(per_source, {source.name: source.weight for source in self.sources})
+        return self._validate_split(self.settings.data_dir, self.manifest)
+
+    def _validate_split(self, data_dir: str, manifest) -> dict:
+        totals = evaluate_split(self.strategy, self.trainer.final_word_logits, data_dir, "val", manifest,
+                                self.plan.pipelines)
+        expected = manifest.splits["val"].windows
         if int(totals.rows) != expected:
-            raise ArtifactError(f"the val split read {int(totals.rows)} windows, dataset.json says {expected}",
+            raise ArtifactError(f"the val split of {data_dir} read {int(totals.rows)} windows, dataset.json says {expected}",
                                 hint="the dataset was modified after ingest; re-run `nextword ingest`")
-        return totals.result(self.manifest, "val")
+        return totals.result(manifest, "val")
 
     def _matmul_peak(self, replicas: int) -> dict:
         """The ceiling utilisation is measured against (model/flops.py): each GPU replica has its own
@@ -427,7 +463,10 @@ class TrainingSession:
             # resumed and an uninterrupted run). The exported weights' are under "exported".
             "weights_sha256": weights_sha256,
             "model_config": self.model_config.to_dict(),
-            "dataset_fingerprint": self.manifest.fingerprint,
+            "dataset_fingerprint": self.fingerprint,
+            **({"blend": {**self.blend, "period_batches": self.plan.period_batches,
+                          "period_windows": list(self.plan.allocation),
+                          "sources": self.plan.source_progress(position["step"])}} if self.blend else {}),
         }
 
     def _export(self, summary: dict) -> None:
@@ -439,7 +478,8 @@ class TrainingSession:
 
         export_dir = storage.join(self.settings.out, "export") if self.chief else tempfile.mkdtemp(prefix="nextword-worker-export-")
         export_model(self.trainer.model, self.model_config, self.settings.data_dir, export_dir, summary,
-                     ngram_order=self.settings.export_ngram_order(), sample_windows=self.settings.validation_sample)
+                     ngram_order=self.settings.export_ngram_order(), sample_windows=self.settings.validation_sample,
+                     blend=self.blend)
         if not self.chief:
             storage.remove(export_dir)
 

@@ -23,7 +23,7 @@ from nextword.tfrecords.manifest import LAYOUTS, TOKENIZERS
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The argument names the README uses, in order, as the usage line shows them.
 ARGUMENTS = {
-    "ingest": ["[INPUT...]"], "inspect": ["DATA_DIR"], "verify": ["DATA_DIR"], "train": ["DATA_DIR"],
+    "ingest": ["[INPUT...]"], "inspect": ["DATA_DIR"], "verify": ["DATA_DIR"], "train": ["DATA_DIR..."],
     "eval": ["MODEL_DIR", "DATA_DIR"], "plot": ["RUN_DIR"], "export": ["RUN_DIR"],
     "gen": ["MODEL_DIR", "[PROMPT...]"], "serve": ["EXPORT_DIR"], "demo": [], "gpu-check": [],
 }

@@ -98,6 +98,9 @@ class ReaderConfig:
     regroup_bytes: training regroups records into chunks every epoch, within blocks of whole
       chunks holding ~this many bytes of serialized records (memory: ~2 blocks per pipeline,
       see regroup_block_chunks); a corpus smaller than this is regrouped across all its records.
+    keep_last_batch: training on span records reads consecutive epochs as ONE window stream cut into
+      batches (no epoch drops a partial batch; one input pipeline only): a blend's source
+      (tfrecords/blend.py), whose epochs differ in size with the "all" offset.
     """
 
     batch_size: int = 256
@@ -107,6 +110,7 @@ class ReaderConfig:
     shuffle_buffer: int = 16_384
     check_sizes: bool = True
     regroup_bytes: int = 8 << 20
+    keep_last_batch: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -229,7 +233,11 @@ def epoch_plan(
         mine, record_shard = shards[pipeline_id::num_pipelines], None
     else:
         mine, record_shard = shards, (num_pipelines, pipeline_id)
-    if config.training:
+    if config.training and config.keep_last_batch and manifest.layout in SPAN_LAYOUTS:
+        if num_pipelines != 1 or replicas_per_pipeline != 1:
+            raise ValueError("keep_last_batch reads one pipeline of one replica (a blend's source)")
+        batches = -(-per_pipeline[0] // config.batch_size)
+    elif config.training:
         batches = min(count // config.batch_size for count in per_pipeline)
         batches -= batches % replicas_per_pipeline
     else:
@@ -386,9 +394,14 @@ def make_epochs_dataset(
     input_context: tf.distribute.InputContext | None = None,
     skip_batches: int = 0,
     manifest: Manifest | None = None,
+    skip_windows: int | None = None,
 ) -> tf.data.Dataset:
     """Training batches of consecutive epochs through one iterator: epoch epochs[0] from
     skip_batches on, then every later epoch of the range whole, each exactly one epoch.
+
+    config.keep_last_batch on span records: the epochs are one window stream cut into batches once
+    (an epoch's last windows share a batch with the next epoch's first), from skip_windows (or
+    skip_batches x batch) windows into epochs[0]; no per-epoch count is asserted there.
 
     After the first epoch, the per-epoch values (file order, "all" offset, shuffle seed, batch
     count) are a small table and ONE traced pipeline reads every row of it (flat_map): no
@@ -413,8 +426,13 @@ def make_epochs_dataset(
     period = epoch_selection(manifest, config, epochs[0])[1]  # the same every epoch
     block_chunks = regroup_block_chunks(manifest, split, config)
 
+    continuous = config.keep_last_batch and manifest.layout in SPAN_LAYOUTS
+
     def one_epoch(epoch, offset, skip, batches, files) -> tf.data.Dataset:
         records = _records(files, plans[0].record_shard)
+        if continuous:
+            return span_batches(records, manifest, config, (offset, period), epoch, 0, block_chunks,
+                                skip_windows=skip, rebatch=False)
         if manifest.layout in SPAN_LAYOUTS:
             parsed = span_batches(records, manifest, config, (offset, period), epoch, skip, block_chunks)
         else:
@@ -423,10 +441,13 @@ def make_epochs_dataset(
 
     # The first epoch is built with its values as constants (the one that may resume mid-epoch);
     # the rest are rows of a table read by one traced pipeline.
-    first = one_epoch(epochs[0], epoch_selection(manifest, config, epochs[0])[0], skip_batches,
+    if continuous:
+        skip_windows = skip_batches * config.batch_size if skip_windows is None else skip_windows
+    first = one_epoch(epochs[0], epoch_selection(manifest, config, epochs[0])[0],
+                      skip_windows if continuous else skip_batches,
                       plans[0].batches - skip_batches, tf.constant(plans[0].files, tf.string))
     if len(epochs) == 1:
-        return _finish(first)
+        return _finish(first.rebatch(config.batch_size) if continuous else first)
     later, later_plans = epochs[1:], plans[1:]
     table = tf.data.Dataset.from_tensor_slices({
         "epoch": tf.constant(list(later), tf.int64),
@@ -436,7 +457,8 @@ def make_epochs_dataset(
                              shape=[len(later_plans), len(plans[0].files)]),
     })
     rest = table.flat_map(lambda row: one_epoch(row["epoch"], row["offset"], 0, row["batches"], row["files"]))
-    return _finish(first.concatenate(rest))
+    chained = first.concatenate(rest)
+    return _finish(chained.rebatch(config.batch_size) if continuous else chained)
 
 
 def _warn_record_sharding(plan: EpochPlan, split: str, num_pipelines: int) -> None:

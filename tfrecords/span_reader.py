@@ -179,16 +179,19 @@ def span_chunk_expander(context_length: int, stride: int, objective: str, select
 
 
 def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection: tuple, epoch,
-                 skip_batches: int = 0, block_chunks: int = 1) -> tf.data.Dataset:
+                 skip_batches: int = 0, block_chunks: int = 1, skip_windows: int | None = None,
+                 rebatch: bool = True) -> tf.data.Dataset:
     """string span records -> batches: chunks of R records (R from shuffle_buffer, never from the
     batch size, so 2 replicas x b and 1 replica x 2b read the same window stream; in training
     regrouped every epoch within blocks of block_chunks chunks, see record_chunks) -> parse ->
     skip whole chunks already consumed -> expand (+ permute in training) -> rebatch.
 
     config: the reader's ReaderConfig; selection: (offset, period) of the windows this epoch reads.
-    The offset and epoch may be int64 tensors (make_epochs_dataset's flat_map); skip_batches is an int."""
+    The offset and epoch may be int64 tensors (make_epochs_dataset's flat_map); skip_batches is an int.
+    skip_windows (instead of skip_batches x batch) and rebatch=False (chunks of windows as they are
+    expanded): a blend's source, rebatched once over its chained epochs (make_epochs_dataset)."""
     context_length, stride = manifest.context_length, manifest.stride
-    skip_windows = skip_batches * config.batch_size
+    skip_windows = skip_batches * config.batch_size if skip_windows is None else skip_windows
     shuffle_seed = tf.cast(epoch, tf.int64) + config.seed * 1_000_003 if config.training else None
 
     def add_windows_before(before, chunk):
@@ -208,4 +211,4 @@ def span_batches(records: tf.data.Dataset, manifest: Manifest, config, selection
         chunks = chunks.map(lambda index, parts: (index, *parts, tf.constant(0, tf.int64)))
     expand = span_chunk_expander(context_length, stride, config.objective, selection, shuffle_seed, skip_windows)
     windows = chunks.map(expand, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return windows.rebatch(config.batch_size, drop_remainder=config.training)
+    return windows.rebatch(config.batch_size, drop_remainder=config.training) if rebatch else windows
