@@ -33,7 +33,7 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ENV, REPO, WORK, machine, median, nextword  # noqa: E402
+from common import ENV, PYTHON, REPO, WORK, machine, median, nextword  # noqa: E402
 from real_text_bench import CORPORA, bare_import, build  # noqa: E402
 
 RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ingest_scaling_results.json")
@@ -42,12 +42,14 @@ PASSES = ("pass 1", "pass 2", "pass 3")
 CORES = 16
 
 
-def memory_of(pids: list[int]) -> tuple[int, int]:
-    """(PSS sum, unique bytes) of processes: unique = every process's private pages plus the largest
-    shared set of any one of them, once (TensorFlow's libraries, and for forked workers the
-    forkserver's imported objects, are mapped by several: an RSS sum counts them again each time,
-    a PSS sum also splits them with unrelated processes of the machine that map the same files)."""
+def memory_of(pids: list[int]) -> tuple[int, int, list]:
+    """(PSS sum, unique bytes, [(pid, private, shared) each]) of processes: unique = every process's
+    private pages plus the largest shared set of any one of them, once (TensorFlow's libraries, and
+    for forked workers the forkserver's imported objects, are mapped by several: an RSS sum counts
+    them again each time, a PSS sum also splits them with unrelated processes of the machine that
+    map the same files)."""
     pss = private = shared = 0
+    each = []
     for pid in pids:
         fields = {}
         try:
@@ -58,10 +60,13 @@ def memory_of(pids: list[int]) -> tuple[int, int]:
                         fields[name] = int(rest.split()[0]) * 1024
         except OSError:
             continue
+        mine = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+        theirs = fields.get("Shared_Clean", 0) + fields.get("Shared_Dirty", 0)
         pss += fields.get("Pss", 0)
-        private += fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
-        shared = max(shared, fields.get("Shared_Clean", 0) + fields.get("Shared_Dirty", 0))
-    return pss, private + shared
+        private += mine
+        shared = max(shared, theirs)
+        each.append((pid, mine, theirs))
+    return pss, private + shared, each
 
 
 def _phase(out: str, current: int) -> int:
@@ -121,6 +126,7 @@ def measured_ingest(corpus: str, unit: str, workers: int, out: str, repo: str = 
     started = time.perf_counter()
     boundaries, phase = [], 0
     peak_rss = peak_pss = peak_unique = peak_main = 0
+    at_peak: dict = {}
     with open(out + ".stdout", "w") as stdout, open(out + ".stderr", "w") as stderr:
         child = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env, cwd=repo)
         main = psutil.Process(child.pid)
@@ -139,8 +145,11 @@ def measured_ingest(corpus: str, unit: str, workers: int, out: str, repo: str = 
                         pass
                 peak_rss = max(peak_rss, rss)
                 if samples % 3 == 0:  # smaps_rollup walks every mapping: every 0.3 s
-                    pss, unique = memory_of(pids)
-                    peak_pss, peak_unique = max(peak_pss, pss), max(peak_unique, unique)
+                    pss, unique, each = memory_of(pids)
+                    peak_pss = max(peak_pss, pss)
+                    if unique > peak_unique:  # what each process held then, by kind, in MB
+                        peak_unique, at_peak = unique, {"phase": phase, "processes": [
+                            (ledger.kinds.get(pid, "main"), mine >> 20, theirs >> 20) for pid, mine, theirs in each]}
                 samples += 1
             except psutil.Error:
                 pass
@@ -165,15 +174,30 @@ def measured_ingest(corpus: str, unit: str, workers: int, out: str, repo: str = 
     return {"workers": workers, "windows": summary["windows"], "wall_seconds": round(seconds, 2),
             "windows_per_second": round(summary["windows"] / seconds), "bytes_per_window": summary["bytes_per_window"],
             "documents": summary["counters"]["documents"], "peak_rss_tree": peak_rss, "peak_pss_tree": peak_pss,
-            "peak_unique_tree": peak_unique, "peak_rss_main": peak_main,
+            "peak_unique_tree": peak_unique, "peak_rss_main": peak_main, "at_peak_unique": at_peak,
             "passes": passes}
 
 
-def serial_split(row: dict, import_cpu: float) -> dict:
-    """Per pass and in all: (serial CPU s = the main process's, parallel CPU s = the workers', f)."""
+def bare_start() -> float:
+    """CPU seconds of a process that imports the ingest command's modules (not TensorFlow) and exits."""
+    code = ("import resource, nextword.cli, nextword.ingest.cli, nextword.ingest.pipeline; "
+            "usage = resource.getrusage(resource.RUSAGE_SELF); print(usage.ru_utime + usage.ru_stime)")
+    return float(subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=ENV, check=True).stdout.split()[-1])
+
+
+def start_cost(row: dict, results: dict) -> float:
+    """The main process's fixed start (taken out of pass 1): the bare TensorFlow import when it
+    loaded TensorFlow (--workers 1, or the code before this change), else the bare start."""
+    loaded = row.get("peak_rss_main", results["bare_import_rss"]) > 0.6 * results["bare_import_rss"]
+    return results["bare_import_cpu_seconds"] if loaded else results.get("bare_start_cpu_seconds", 0.0)
+
+
+def serial_split(row: dict, start: float) -> dict:
+    """Per pass and in all: (serial CPU s = the main process's, parallel CPU s = the workers', f).
+    The forkserver's CPU (its TensorFlow import, once) is neither: a fixed cost like `start`."""
     result, serial_all, parallel_all = {}, 0.0, 0.0
     for name, cpu in row["passes"].items():
-        serial = cpu["main_thread"] + cpu["main_other_threads"] - (import_cpu if name == "pass 1" else 0.0)
+        serial = max(0.0, cpu["main_thread"] + cpu["main_other_threads"] - (start if name == "pass 1" else 0.0))
         parallel = cpu["worker"]
         serial_all, parallel_all = serial_all + serial, parallel_all + parallel
         result[name] = (round(serial, 2), round(parallel, 2), round(serial / (serial + parallel), 3) if serial + parallel else None)
@@ -181,11 +205,11 @@ def serial_split(row: dict, import_cpu: float) -> dict:
     return result
 
 
-def projected_rate(row: dict, import_cpu: float, cores: int = CORES) -> float:
+def projected_rate(row: dict, results: dict, cores: int = CORES) -> float:
     """Amdahl on the measured CPU seconds: the serial seconds stay, the parallel ones divide by
-    `cores`; the import (and the forkserver's, which overlaps it) is paid once."""
-    serial, parallel, _ = serial_split(row, import_cpu)["all"]
-    return row["windows"] / (serial + parallel / cores + import_cpu)
+    `cores`; TensorFlow's import is paid once (by the forkserver, or by the main process)."""
+    serial, parallel, _ = serial_split(row, start_cost(row, results))["all"]
+    return row["windows"] / (serial + parallel / cores + results["bare_import_cpu_seconds"])
 
 
 def _commit(repo: str) -> str:
@@ -195,7 +219,9 @@ def _commit(repo: str) -> str:
 def run(arguments) -> int:
     results = {"runs": [], "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results["bare_import_rss"], results["bare_import_cpu_seconds"] = bare_import()
-    print(f"bare import: {results['bare_import_rss'] / MB:.0f} MB, {results['bare_import_cpu_seconds']:.1f} CPU s", flush=True)
+    results["bare_start_cpu_seconds"] = bare_start()
+    print(f"bare import: {results['bare_import_rss'] / MB:.0f} MB, {results['bare_import_cpu_seconds']:.1f} CPU s; "
+          f"the command's start without TensorFlow {results['bare_start_cpu_seconds']:.1f} CPU s", flush=True)
     out = os.path.join(arguments.work, "scaling-out")
     for round_index in range(arguments.rounds):
         for name in arguments.corpora:
@@ -206,7 +232,7 @@ def run(arguments) -> int:
                 row = {"corpus": name, "round": round_index, "load": round(os.getloadavg()[0], 2), "code": label,
                        "commit": _commit(repo), **measured_ingest(corpus, unit, workers, out, repo)}
                 results["runs"].append(row)
-                split = serial_split(row, results["bare_import_cpu_seconds"])
+                split = serial_split(row, start_cost(row, results))
                 print(f"round {round_index} {name:16} {label} workers {workers}: {row['windows_per_second']:>10,} windows/s "
                       f"peak RSS {row['peak_rss_tree'] / MB:,.0f} MB PSS {row['peak_pss_tree'] / MB:,.0f} MB "
                       f"serial {split}", flush=True)
@@ -217,39 +243,51 @@ def run(arguments) -> int:
 
 
 def report_markdown(results: dict) -> str:
-    bare, import_cpu = results["bare_import_rss"], results["bare_import_cpu_seconds"]
+    bare = results["bare_import_rss"]
     lines = [f"Measured {results['date']}; bare import of TensorFlow + TF Text: {bare / MB:,.0f} MB RSS, "
-             f"{import_cpu:.1f} CPU s. Medians over rounds; every run below and in `bench/ingest_scaling_results.json`.", "",
-             "| corpus | windows | windows/s, 1 worker | 2 workers | speed-up | serial f at 2 workers: pass 1 / pass 2 / pass 3 / all "
-             "| projected 16 cores (Amdahl on CPU s) | peak PSS tree (over bare import) | peak RSS tree |",
-             "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"]
+             f"{results['bare_import_cpu_seconds']:.1f} CPU s; the command's start without TensorFlow "
+             f"{results.get('bare_start_cpu_seconds', 0):.1f} CPU s. Medians over rounds; every run below and in "
+             "`bench/ingest_scaling_results.json`.", "",
+             "| corpus | code | windows | windows/s, 1 worker | 2 workers | speed-up | serial f at 2 workers: pass 1 / pass 2 / "
+             "pass 3 / all | projected 16 cores (Amdahl on CPU s) | peak unique memory of the tree, 2 workers (over bare import) "
+             "| 1 worker | peak RSS sum, 2 workers |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |"]
+    codes = list(dict.fromkeys(row.get("code", "this") for row in results["runs"]))
     for name in CORPORA:
-        rows = [row for row in results["runs"] if row["corpus"] == name]
-        one = [row for row in rows if row["workers"] == 1]
-        two = [row for row in rows if row["workers"] == 2]
-        if not one or not two:
-            continue
-        rate1, rate2 = median([row["windows_per_second"] for row in one]), median([row["windows_per_second"] for row in two])
-        splits = [serial_split(row, import_cpu) for row in two]
-        fractions = " / ".join(f"{median([split[name][2] for split in splits if split.get(name) and split[name][2] is not None]):.2f}"
-                               for name in (*PASSES, "all"))
-        projected = median([projected_rate(row, import_cpu) for row in two])
-        pss = median([row["peak_pss_tree"] for row in two])
-        rss = median([row["peak_rss_tree"] for row in two])
-        lines.append(f"| {name} | {rows[0]['windows']:,} | {rate1:,.0f} | {rate2:,.0f} | ×{rate2 / rate1:.2f} | {fractions} | "
-                     f"{projected:,.0f} windows/s | {pss / MB:,.0f} MB (+{(pss - bare) / 1e9:.2f} GB) | {rss / MB:,.0f} MB |")
-    lines += ["", "Every run (CPU s per pass: main thread + other main threads / workers; forkserver and tracker apart):", "",
-              "| round | corpus | workers | load | wall s | windows/s | pass 1 | pass 2 | pass 3 | f all | peak PSS | peak RSS |",
-              "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | ---: |"]
+        for code in codes:
+            rows = [row for row in results["runs"] if row["corpus"] == name and row.get("code", "this") == code]
+            one = [row for row in rows if row["workers"] == 1]
+            two = [row for row in rows if row["workers"] == 2]
+            if not two:
+                continue
+            rate2 = median([row["windows_per_second"] for row in two])
+            rate1 = median([row["windows_per_second"] for row in one]) if one else None
+            splits = [serial_split(row, start_cost(row, results)) for row in two]
+            fractions = " / ".join(
+                f"{median(values):.2f}" if (values := [split[key][2] for split in splits if key in split and split[key][2] is not None]) else "—"
+                for key in (*PASSES, "all"))
+            projected = median([projected_rate(row, results) for row in two])
+            unique = median([row["peak_unique_tree"] for row in two])
+            unique1 = f"{median([row['peak_unique_tree'] for row in one]) / MB:,.0f} MB" if one else "—"
+            rss = median([row["peak_rss_tree"] for row in two])
+            lines.append(f"| {name} | {code} | {rows[0]['windows']:,} | {f'{rate1:,.0f}' if rate1 else '—'} | {rate2:,.0f} | "
+                         f"{f'×{rate2 / rate1:.2f}' if rate1 else '—'} | {fractions} | {projected:,.0f} windows/s | "
+                         f"{unique / MB:,.0f} MB (+{(unique - bare) / 1e9:.2f} GB) | {unique1} | {rss / MB:,.0f} MB |")
+    lines += ["", "Every run (CPU s per pass: main thread + other threads of the main process / worker processes):", "",
+              "| round | corpus | code | workers | load | wall s | windows/s | pass 1 | pass 2 | pass 3 | f all | peak unique | "
+              "held then (MB private: main / forkserver / workers) | peak RSS sum |",
+              "| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- | --- | ---: | ---: | --- | ---: |"]
     for row in results["runs"]:
         cells = []
         for name in PASSES:
             cpu = row["passes"].get(name)
-            cells.append("—" if cpu is None else f"{cpu['wall_seconds']} s wall; {cpu['main_thread']} + {cpu['main_other_threads']} / {cpu['worker']}")
-        split = serial_split(row, import_cpu)
-        lines.append(f"| {row['round']} | {row['corpus']} | {row['workers']} | {row['load']} | {row['wall_seconds']} | "
-                     f"{row['windows_per_second']:,} | {' | '.join(cells)} | {split['all'][2]} | "
-                     f"{row['peak_pss_tree'] / MB:,.0f} MB | {row['peak_rss_tree'] / MB:,.0f} MB |")
+            cells.append("—" if cpu is None else f"{cpu['wall_seconds']} s; {cpu['main_thread']} + {cpu['main_other_threads']} / {cpu['worker']}")
+        split = serial_split(row, start_cost(row, results))
+        held = row.get("at_peak_unique", {}).get("processes", [])
+        by_kind = " / ".join(str(sum(mine for kind, mine, _ in held if kind == wanted)) for wanted in ("main", "forkserver", "worker"))
+        lines.append(f"| {row['round']} | {row['corpus']} | {row.get('code', 'this')} | {row['workers']} | {row['load']} | "
+                     f"{row['wall_seconds']} | {row['windows_per_second']:,} | {' | '.join(cells)} | {split['all'][2]} | "
+                     f"{row['peak_unique_tree'] / MB:,.0f} MB | {by_kind} | {row['peak_rss_tree'] / MB:,.0f} MB |")
     return "\n".join(lines)
 
 

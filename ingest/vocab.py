@@ -31,9 +31,10 @@ _RUN_BLOCK_ENTRIES = 4096  # a reader holds one block (~250 KB) per open run
 # (the tokenizer's words never hold whitespace, but nothing here depends on it); whole blocks
 # keep the per-word work in numpy and bytes.join rather than in per-word read/write calls.
 _BLOCK_HEADER = struct.Struct("<I")
-# update_packed's batches are summed by Arrow (C++, no Python per word) once this many entries wait;
-# only the sums then reach the table (on short lines ~5x fewer entries than the batches held).
-FOLD_ENTRIES = 1 << 21
+# update_packed's batches are summed by Arrow (C++, no Python per word) into an Arrow table of their
+# own once this many entries wait (~25 MB); that table reaches the dict (and its runs) only when it
+# holds more than max_entries words, or at the end.
+FOLD_ENTRIES = 1 << 20
 
 
 class WordCounts:
@@ -54,6 +55,7 @@ class WordCounts:
         self._directory: tempfile.TemporaryDirectory | None = None
         self._pending: list = []  # update_packed's batches not yet summed: (words large_binary, counts int64)
         self._pending_entries = 0
+        self._held = None  # update_packed's sums so far: an Arrow table (word, count), at most max_entries rows
 
     def update(self, words: list[bytes], counts: list[int]) -> None:
         table = self.counts
@@ -77,20 +79,24 @@ class WordCounts:
         self._pending_entries += len(ends)
         self.total += int(counts.sum())
         if self._pending_entries >= FOLD_ENTRIES:
-            self._fold()
+            self._fold(release=False)
 
-    def _fold(self) -> None:
-        """update() with the sums of the pending packed batches."""
-        if not self._pending:
-            return
+    def _fold(self, release: bool = True) -> None:
+        """Sum the pending packed batches into the held table; hand that to update() when it holds
+        more than max_entries words or `release` (before reading the counts)."""
         import pyarrow as pa
 
-        table = pa.table({"word": pa.chunked_array([words for words, _ in self._pending], pa.large_binary()),
-                          "count": pa.chunked_array([pa.array(counts) for _, counts in self._pending], pa.int64())})
-        self._pending, self._pending_entries = [], 0
-        summed = table.group_by("word", use_threads=False).aggregate([("count", "sum")])
-        self.total -= int(summed.column("count_sum").to_numpy().sum())  # counted as they came
-        self.update(summed.column("word").to_pylist(), summed.column("count_sum").to_pylist())
+        if self._pending:
+            held = [] if self._held is None else [self._held]
+            table = pa.concat_tables(held + [pa.table({"word": words, "count": pa.array(counts, pa.int64())})
+                                             for words, counts in self._pending])
+            self._pending, self._pending_entries = [], 0
+            summed = table.group_by("word", use_threads=False).aggregate([("count", "sum")])
+            self._held = pa.table({"word": summed.column("word"), "count": summed.column("count_sum")})
+        if self._held is not None and (release or len(self._held) > self.max_entries):
+            held, self._held = self._held, None
+            self.total -= int(held.column("count").to_numpy().sum())  # counted as they came
+            self.update(held.column("word").to_pylist(), held.column("count").to_pylist())
 
     def sorted_counts(self) -> Iterator[tuple[bytes, int]]:
         """Every (word, corpus count), ascending by word bytes, each word once. A word whose count
