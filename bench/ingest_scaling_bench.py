@@ -4,8 +4,8 @@
     python bench/ingest_scaling_bench.py run [--rounds 3] [--corpora gcide-line,gcide-paragraph,kjv-line] [--workers 1,2]
     python bench/ingest_scaling_bench.py report       # markdown from bench/ingest_scaling_results.json
 
-Each run is `nextword ingest CORPUS --vocab-size 20000 --text-unit U --workers W --json` in its
-own process (the corpora of bench/real_text_bench.py), the worker counts alternating over rounds.
+Each run is `nextword ingest CORPUS --vocab-size 20000 --text-unit U --workers W --dedup none --json`
+in its own process (the corpora of bench/real_text_bench.py), the worker counts alternating over rounds.
 Sampled every 0.1 s: the CPU seconds of every thread of the main process and of every other
 process of the tree (the workers, their forkserver, multiprocessing's resource tracker), the RSS
 and the PSS (shared pages counted once, divided among the processes that map them) of the tree.
@@ -117,12 +117,12 @@ class CpuLedger:
         return {"main_thread": main_thread, "main_other_threads": sum(self.threads.values()) - main_thread, **by_kind}
 
 
-def measured_ingest(corpus: str, unit: str, workers: int, out: str, repo: str = REPO) -> dict:
+def measured_ingest(corpus: str, unit: str, workers: int, out: str, repo: str = REPO, dedup: str = "none") -> dict:
     """One ingest of `corpus` by the nextword checkout at `repo`, sampled as the module says."""
     shutil.rmtree(out, ignore_errors=True)
     env = {**ENV, "PYTHONPATH": repo + os.pathsep + ENV.get("PYTHONPATH", "")}
     argv = nextword("ingest", corpus, "--out", out, "--vocab-size", "20000", "--text-unit", unit,
-                    "--workers", str(workers), "--json")
+                    "--workers", str(workers), "--dedup", dedup, "--json")
     started = time.perf_counter()
     boundaries, phase = [], 0
     peak_rss = peak_pss = peak_unique = peak_main = 0
@@ -217,7 +217,8 @@ def _commit(repo: str) -> str:
 
 
 def run(arguments) -> int:
-    results = {"runs": [], "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results = {"runs": [], "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "dedup": arguments.dedup}
     results["bare_import_rss"], results["bare_import_cpu_seconds"] = bare_import()
     results["bare_start_cpu_seconds"] = bare_start()
     print(f"bare import: {results['bare_import_rss'] / MB:.0f} MB, {results['bare_import_cpu_seconds']:.1f} CPU s; "
@@ -230,7 +231,7 @@ def run(arguments) -> int:
             sides = [(label, repo, workers) for label, repo in arguments.repos for workers in arguments.workers]
             for label, repo, workers in (sides if round_index % 2 == 0 else sides[::-1]):
                 row = {"corpus": name, "round": round_index, "load": round(os.getloadavg()[0], 2), "code": label,
-                       "commit": _commit(repo), **measured_ingest(corpus, unit, workers, out, repo)}
+                       "commit": _commit(repo), **measured_ingest(corpus, unit, workers, out, repo, arguments.dedup)}
                 results["runs"].append(row)
                 split = serial_split(row, start_cost(row, results))
                 print(f"round {round_index} {name:16} {label} workers {workers}: {row['windows_per_second']:>10,} windows/s "
@@ -300,6 +301,8 @@ def main() -> int:
     r.add_argument("--workers", type=lambda text: [int(value) for value in text.split(",")], default=[1, 2])
     r.add_argument("--repos", type=lambda text: [tuple(pair.split("=", 1)) for pair in text.split(",")],
                    default=[("this", REPO)], help="LABEL=CHECKOUT,... : compare checkouts in the same run (sides alternate)")
+    r.add_argument("--dedup", default="none", help="--dedup of every ingest (none: the corpora repeat a text for "
+                   "size, and exact dedup would drop the repeats after pass 1)")
     r.add_argument("--results", default=RESULTS_FILE)
     r.add_argument("--work", default=WORK)
     r.add_argument("--corpus-file", help="measure this text file instead (with the unit of the first --corpora)")
