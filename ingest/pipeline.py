@@ -68,7 +68,9 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
     # this process tokenizes only what stays here (--vocab-from's and wordpiece's own passes); else
     # the workers do, and with --workers > 1 this process never loads TensorFlow (~0.3 GB, ~3 CPU s)
     tokenizer = BatchTokenizer() if source is not None or settings.tokenizer == "wordpiece" else None
-    with worker_pool(settings.workers) as pool:  # one pool (and one tokenizer a worker) for both passes
+    # TensorFlow's ram:// lives in this process's memory, out of the workers' sight: its jobs stay in this one
+    workers = 1 if settings.out.startswith("ram://") else settings.workers
+    with worker_pool(workers) as pool:  # one pool (and one tokenizer a worker) for both passes
         summary = read_state(settings.out, "pass1.json")
         if summary is None or summary.get("fingerprint") != fingerprint:
             if storage.exists(storage.join(settings.out, STATE_DIR)):
@@ -78,7 +80,7 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
             session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
         plan = window_plan(settings, summary["shard_counts"])
         _window_pass(settings, specs, fingerprint, summary, plan, progress, session, pool)
-        shards = order_shards(settings.out, plan, progress, pool if settings.workers > 1 else None)
+        shards = order_shards(settings.out, plan, progress, pool if workers > 1 else None)
     leakage = (read_state(settings.out, "pass2.json") or {}).get("leakage_report")
     if leakage is not None:
         summary = dict(summary, extra=dict(summary.get("extra", {}), leakage=leakage))

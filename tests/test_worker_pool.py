@@ -80,3 +80,18 @@ def test_a_worker_refuses_a_vocabulary_file_that_is_not_the_one_pass_1_wrote(tmp
     other.write_bytes(data + b"c\n")  # not the vocabulary whose sha256 the job names
     with pytest.raises(ArtifactError, match="changed during the ingest"):
         window_job(plan, [b"a"], 0.0, VocabularyFile(str(other), sha256), 1)
+
+
+def test_a_ram_data_dir_keeps_the_jobs_in_the_process_that_holds_it(tmp_path):
+    """ram:// is this process's memory: workers in other processes could not read its vocab.txt or shards."""
+    import uuid
+
+    from nextword.ingest.pipeline import run_ingest
+    from nextword.ingest.settings import IngestSettings
+
+    corpus = write_lines(tmp_path / "c.txt", synthetic_documents(120, seed=3))
+    common = dict(inputs=(corpus,), vocab_size=48, context_length=6, shards=2, val_fraction=0.2, seed=2)
+    local = run_ingest(IngestSettings(out=str(tmp_path / "local"), workers=1, **common))
+    ram = run_ingest(IngestSettings(out=f"ram://workers-{uuid.uuid4().hex[:8]}/data", workers=2, **common))
+    for split in ("train", "val"):
+        assert [shard.sha256 for shard in ram.splits[split].shards] == [shard.sha256 for shard in local.splits[split].shards]
