@@ -73,7 +73,8 @@ class WordCounts:
 
         offsets = np.zeros(len(ends) + 1, dtype=np.int64)
         offsets[1:] = ends
-        words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ends), [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ends),
+                                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
         counts = np.asarray(counts, dtype=np.int64)
         self._pending.append((words, counts))
         self._pending_entries += len(ends)

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from nextword.ingest.lengths import length_counts
-from nextword.ingest.windows import EncodedBlock, WindowPlan, document_keys, encode_block, is_validation, windows_per_document
+from nextword.ingest.splits import add_split_totals
+from nextword.ingest.windows import EncodedBlock, WindowPlan, document_keys, encode_block, is_validation
 from nextword.tfrecords.manifest import SPLITS
 
 PRELOAD_MODULE = "nextword.ingest.worker_preload"
@@ -67,9 +68,10 @@ def _tokenizer_with(vocabulary: VocabularyFile):
 
         with storage.open_file(vocabulary.path, "rb") as handle:
             data = handle.read()
-        if hashlib.sha256(data).hexdigest() != vocabulary.sha256:
-            raise ArtifactError(f"{vocabulary.path} changed during the ingest (sha256 {hashlib.sha256(data).hexdigest()[:12]}…, "
-                                f"expected {vocabulary.sha256[:12]}…)", hint="run the same ingest command again")
+        found = hashlib.sha256(data).hexdigest()
+        if found != vocabulary.sha256:
+            raise ArtifactError(f"{vocabulary.path} changed during the ingest (sha256 {found[:12]}…, expected "
+                                f"{vocabulary.sha256[:12]}…)", hint="run the same ingest command again")
         tokenizer.use_vocabulary(data.decode("utf-8").split("\n")[:-1], vocabulary.tokenizer)
         _state["vocabulary"] = vocabulary
     return tokenizer
@@ -80,10 +82,9 @@ def _tokenizer_with(vocabulary: VocabularyFile):
 
 @dataclass(frozen=True)
 class CountedBatch:
-    """What pass 1 sums from one batch: its words (unique, end to end in `words`, each ending at
-    `word_ends`) and their counts unless not counting,
-    per-split documents/tokens/windows, documents by length, empty documents, and the --dedup
-    records (None without --dedup)."""
+    """What pass 1 sums from one batch: its distinct words end to end in `words` (each ending at
+    `word_ends`) with their counts (none unless counting), per-split documents/tokens/windows,
+    documents by length, empty documents, and the --dedup records (None without --dedup)."""
     documents: int
     empty_documents: int
     words: bytes
@@ -99,7 +100,8 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
     """One batch of pass 1 (and of the re-read of the documents --dedup drops). tokenizer: this
     process's (None) or one given (the main process's, whose functions are traced already)."""
     if not texts:
-        return CountedBatch(0, 0, b"", np.zeros(0, np.int64), np.zeros(0, np.int64), {name: {} for name in SPLITS},
+        nothing = np.zeros(0, np.int64)
+        return CountedBatch(0, 0, b"", nothing, nothing, {name: collections.Counter() for name in SPLITS},
                             collections.Counter(), None)
     tokenizer = tokenizer or _tokenizer()
     records = None
@@ -112,11 +114,8 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
 
         records = dedup_records(dedup, first_index, lengths, joined, prints)
     validation = is_validation(document_keys(texts), val_fraction)
-    per_split = {}
-    for index, name in enumerate(SPLITS):
-        chosen = lengths[validation == bool(index)]
-        per_split[name] = dict(documents=len(chosen), tokens=int(chosen.sum()),
-                               windows=int(windows_per_document(chosen, stride).sum()))
+    per_split = {name: collections.Counter() for name in SPLITS}
+    add_split_totals(per_split, lengths, validation, stride)
     words = unique.tolist()
     ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
     return CountedBatch(len(lengths), int((lengths == 0).sum()), b"".join(words), ends, counts.astype(np.int64), per_split,
