@@ -188,7 +188,7 @@ def ingest_command(
     seed: int = typer.Option(IngestSettings.seed, "--seed", help="Seeds the hash that spreads windows over shards."),
     on_error: OnError = typer.Option(IngestSettings.on_error, "--on-error", help="strict: stop at the first malformed row with its file and row; skip: drop and count it."),
     dedup: Dedup = typer.Option(IngestSettings.dedup, "--dedup", help="Drop duplicate documents before counting, keeping the first in input order. exact: the same words in the same order (case, punctuation and spacing ignored, as the tokenizer ignores them); near: also MinHash/LSH over word 5-grams, a pair at Jaccard 0.8 is caught 95% of the time, 0.5 6%; none: keep every document (datasets written before --dedup existed)."),
-    workers: int = typer.Option(default_workers(), "--workers", help="Processes cutting and encoding windows (default: all cores). Output is identical for any value."),
+    workers: int = typer.Option(default_workers(), "--workers", help="Worker processes that tokenize, count and encode (default: all cores); 1: all in this process. Output is identical for any value."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different dataset already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     runner: Runner = typer.Option("local", "--runner", help="local: processes on this machine (resumable); beam: the same ingest as an Apache Beam pipeline (needs the optional Beam extra)."),
@@ -203,7 +203,8 @@ def ingest_command(
     """
     if beam_option and runner != "beam":
         raise SettingsError("--beam-option applies to --runner beam only", hint="add --runner beam")
-    load_tensorflow()
+    if runner == "beam" or workers == 1 or tokenizer == "wordpiece" or vocab_from is not None:
+        load_tensorflow()  # else only the worker processes tokenize (ingest/worker_pool.py): this one reads and writes
     from nextword.ingest.pipeline import IngestSession, run_ingest
     from nextword.errors import Interrupted
 

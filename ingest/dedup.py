@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nextword.ingest.windows import EncodedBlock, encode_block, splitmix64
+from nextword.ingest.windows import splitmix64
 
 MODES = ("none", "exact", "near")
 SHINGLE_WORDS = 5
@@ -216,12 +216,6 @@ class Shifted:
 
     def keep(self, first: int, count: int) -> np.ndarray:
         return self.removed.keep(self.offset + first, count)
-
-
-def encode_kept(arguments: tuple | None) -> EncodedBlock:
-    """encode_block(*arguments), or an empty block for a batch whose documents were all dropped
-    (a picklable callable for the pass 2 process pool, which imports numpy only)."""
-    return EncodedBlock(0, ()) if arguments is None else encode_block(*arguments)
 
 
 class DuplicateFinder:

@@ -3,19 +3,13 @@ pass 2 (and its resume), their words taken out of pass 1's counts, and the Beam 
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import dataclasses
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from nextword import storage
-from nextword.ingest.lengths import length_counts
 from nextword.ingest.sources import iter_documents
-from nextword.ingest.splits import add_split_totals
 from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments, in_order
-from nextword.ingest.windows import document_keys, is_validation, windows_per_document
 from nextword.ingest.writer import STATE_DIR
 from nextword.storage import local_path
 from nextword.tfrecords.manifest import SPLITS
@@ -54,30 +48,33 @@ def load_removed(data_dir: str):
         return Removed.from_bytes(handle.read())
 
 
-def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer, counts=None, per_split=None,
-                  document_lengths=None) -> dict:
+def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, counts=None, per_split=None,
+                 document_lengths=None, pool=None) -> dict:
     """Read the corpus once more for the dropped documents alone (skipped when there are none) and
-    take their words out of pass 1's counts; -> the manifest's dedup report."""
+    take their words out of pass 1's counts; -> the manifest's dedup report. The batches go to
+    `pool`'s workers (ingest/worker_pool.py), or to `tokenizer` here when there is no pool."""
     from nextword.ingest.dedup import dedup_report
+    from nextword.ingest.worker_pool import add_counted, count_job, map_in_order
 
     words = windows = 0
     batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20, keep=removed.inverted()) if removed.total else ()
     # the function pass 1 traced (the one of `dedup_pass` when there are no counts to fix): tracing
     # `count` as well cost ~0.3 s, a fifth of what exact dedup added to a 31 MB ingest
-    keyed = tokenizer.keyed_count(settings.dedup == "near", counting=counts is not None)
-    for batch in batches:
-        if not batch.texts:
+    counting = counts is not None
+    jobs = ((batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, counting)
+            for batch in batches)
+    if pool is None:
+        results = (count_job(*job, tokenizer=tokenizer) for job in jobs)
+    else:
+        results = map_in_order(pool, count_job, jobs, depth=2 * settings.workers)
+    for counted in results:
+        if not counted.documents:
             continue
-        lengths, unique, word_counts = (tensor.numpy() for tensor in keyed(batch.texts)[:3])
-        words += int(lengths.sum())
-        windows += int(windows_per_document(lengths, settings.stride).sum())
-        if counts is not None:
-            counts.update(unique.tolist(), (-word_counts.astype(np.int64)).tolist())
-            dropped = {name: collections.Counter() for name in SPLITS}
-            add_split_totals(dropped, lengths, is_validation(document_keys(batch.texts), settings.val_fraction), settings.stride)
-            for name in SPLITS:
-                per_split[name].subtract(dropped[name])
-            document_lengths.subtract(length_counts(lengths))
+        words += sum(counted.per_split[name]["tokens"] for name in SPLITS)
+        windows += sum(counted.per_split[name]["windows"] for name in SPLITS)
+        if counting:
+            counts.update_packed(counted.words, counted.word_ends, -counted.word_counts)
+            add_counted(counted, per_split, document_lengths, sign=-1)
     return dedup_report(settings.dedup, removed, words, windows)
 
 

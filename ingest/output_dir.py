@@ -74,7 +74,7 @@ def check_output_dir(settings: IngestSettings, specs, identity: dict,
 def _what_differs(existing: Manifest | None, identity: dict) -> str:
     if existing is None:
         return f"its {MANIFEST_NAME} cannot be read"
-    from nextword.ingest.text import TOKENIZER_CONFIG
+    from nextword.ingest.text_spec import TOKENIZER_CONFIG
 
     if (existing.tokenizer or {}).get("version") != TOKENIZER_CONFIG["version"]:
         return (f"it was tokenized by tokenizer version {(existing.tokenizer or {}).get('version')}, this nextword's "

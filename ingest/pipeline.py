@@ -2,33 +2,32 @@
 
 Pass 1 streams the corpus once to count words, documents and windows per split (and finds
 every malformed row before a single shard byte is written); with --tokenizer wordpiece it then
-learns the pieces and streams the corpus once more to count them (ingest/wordpiece.py). Pass 2 streams it again:
-the main process tokenizes with the TF Text definition, worker processes cut windows and
-encode frames with numpy, and the main process appends them to the shards in document
-order. Memory holds a few batches at a time, whatever the corpus size.
+learns the pieces and streams the corpus once more to count them (ingest/wordpiece.py). Pass 2 streams it again.
+In both passes the main process only reads batches of documents, hands them to the worker processes
+(ingest/worker_pool.py: the TF Text tokenizer, document keys, counts, --dedup keys, windows' frames,
+leakage hashes) and takes their results back in document order: it sums pass 1's counts and appends
+pass 2's frames to the shards. Memory holds a few batches at a time, whatever the corpus size.
 """
 
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
-import multiprocessing
-import signal
 import time
 from typing import Callable
 
 from nextword.ingest.settings import IngestSettings, fingerprint_of
-from nextword.ingest.lengths import counts_of, length_counts, profile
+from nextword.ingest.lengths import counts_of, profile
 from nextword.ingest.dedup import DuplicateFinder
 from nextword.ingest.dedup_pass import decide, dedup_pass, drop_removed, load_removed, spill_dir
 from nextword.ingest.output_dir import check_output_dir
-from nextword.ingest.splits import add_split_totals, refuse_empty, size_shards, summary_from_totals
-from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments, in_order
+from nextword.ingest.splits import refuse_empty, size_shards, summary_from_totals
+from nextword.ingest.tokenizing import BatchTokenizer
+from nextword.ingest.worker_pool import VocabularyFile, add_counted, count_job, map_in_order, window_job, worker_pool
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import iter_documents, resolve_inputs
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
-from nextword.ingest.windows import WindowPlan, document_keys, is_validation
+from nextword.ingest.windows import WindowPlan
 from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state
 from nextword import __version__, faults, storage
 from nextword.storage import local_path
@@ -66,18 +65,23 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
     finished = check_output_dir(settings, specs, identity, session)
     if finished is not None:
         return finished
-    tokenizer = BatchTokenizer()
-    summary = read_state(settings.out, "pass1.json")
-    if summary is None or summary.get("fingerprint") != fingerprint:
-        if storage.exists(storage.join(settings.out, STATE_DIR)):
-            session.note("resuming: pass 1 of 3 (counting words) keeps no checkpoint, so it starts again")
-        summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity, source)
-    elif read_state(settings.out, "pass2.json") is None:
-        session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
-    plan = window_plan(settings, summary["shard_counts"])
-    _window_pass(settings, specs, fingerprint, summary, plan, tokenizer, progress, session)
+    # this process tokenizes only what stays here (--vocab-from's and wordpiece's own passes); else
+    # the workers do, and with --workers > 1 this process never loads TensorFlow (~0.3 GB, ~3 CPU s)
+    tokenizer = BatchTokenizer() if source is not None or settings.tokenizer == "wordpiece" else None
+    # TensorFlow's ram:// lives in this process's memory, out of the workers' sight: its jobs stay in this one
+    workers = 1 if settings.out.startswith("ram://") else settings.workers
+    with worker_pool(workers) as pool:  # one pool (and one tokenizer a worker) for both passes
+        summary = read_state(settings.out, "pass1.json")
+        if summary is None or summary.get("fingerprint") != fingerprint:
+            if storage.exists(storage.join(settings.out, STATE_DIR)):
+                session.note("resuming: pass 1 of 3 (counting words) keeps no checkpoint, so it starts again")
+            summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity, source, pool)
+        elif read_state(settings.out, "pass2.json") is None:
+            session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
+        plan = window_plan(settings, summary["shard_counts"])
+        _window_pass(settings, specs, fingerprint, summary, plan, progress, session, pool)
+        shards = order_shards(settings.out, plan, progress, pool if workers > 1 else None)
     leakage = (read_state(settings.out, "pass2.json") or {}).get("leakage_report")
-    shards = order_shards(settings.out, plan, progress)
     if leakage is not None:
         summary = dict(summary, extra=dict(summary.get("extra", {}), leakage=leakage))
     manifest = build_manifest(settings, specs, fingerprint, summary, shards, identity, source)
@@ -105,15 +109,16 @@ def window_plan(settings: IngestSettings, shard_counts) -> WindowPlan:
                       settings.layout, settings.windows_per_record)
 
 
-def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progress):
-    """Every unordered shard of pass 2 -> its seeded random order, under its final name."""
+def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progress, pool=None):
+    """Every unordered shard of pass 2 -> its seeded random order, under its final name (in `pool`'s
+    worker processes, a shard each, when given)."""
     total, done = sum(plan.shard_counts), [0]
 
     def one_more() -> None:
         done[0] += 1
         progress("shuffling shards", done[0], total, 0)
 
-    return order_and_publish(data_dir, plan, one_more)
+    return order_and_publish(data_dir, plan, one_more, pool)
 
 
 # ------------------------------------------------------------------ pass 1: counting
@@ -122,7 +127,8 @@ def order_shards(data_dir: str, plan: WindowPlan, progress: Progress = no_progre
 
 
 def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progress: Progress,
-                identity: dict | None = None, source: VocabSource | None = None) -> dict:
+                identity: dict | None = None, source: VocabSource | None = None, pool=None) -> dict:
+    """Pass 1: the batches' per-document work in `pool` (ingest/worker_pool.py), the sums here."""
     if source is not None:
         removed, dedup, _ = dedup_pass(settings, specs, tokenizer, progress) if settings.dedup != "none" else (None, {}, [])
         totals, sizes = count_with_vocabulary(settings, specs, tokenizer, source, progress, removed)
@@ -144,40 +150,32 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     done = counted_batches = 0
 
     finder = DuplicateFinder(settings.dedup, spill_dir(settings)) if settings.dedup != "none" else None
+    read_counters: collections.deque = collections.deque()  # each batch's reader counters, kept here
 
-    def count(batch):  # in a thread: TensorFlow ops release the GIL
-        keys = document_keys(batch.texts)
-        if not batch.texts:
-            return batch, keys, [], None
-        if finder is None:
-            return batch, keys, [tensor.numpy() for tensor in tokenizer.count(batch.texts)], None
-        lengths, unique, counted, joined, prints = (tensor.numpy() for tensor in
-                                                    tokenizer.keyed_count(finder.near)(batch.texts))
-        return batch, keys, [lengths, unique, counted], finder.records(batch.first_index, lengths, joined, prints)
+    def jobs():
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=1 << 20):
+            read_counters.append(batch.counters)
+            yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride
 
-    batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20)
-    with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads:
-        for batch, keys, results, records in in_order(threads, count, batches, depth=settings.workers):
-            if records is not None:
-                finder.add(records)
-            for name, value in dataclasses.asdict(batch.counters).items():
-                counters[name] += value
-            if not batch.texts:
-                continue
-            lengths, unique, word_counts = results
-            counts.update(unique.tolist(), word_counts.tolist())
-            add_split_totals(per_split, lengths, is_validation(keys, settings.val_fraction), settings.stride)
-            document_lengths.update(length_counts(lengths))
-            counters["documents"] += len(lengths)
-            counters["empty_documents"] += int((lengths == 0).sum())
-            done += len(lengths)
-            counted_batches += 1
-            faults.reached("counted_batch", counted_batches)
-            progress("counting words", done, None, 0)
+    for counted in map_in_order(pool, count_job, jobs(), depth=2 * settings.workers):
+        if counted.dedup_records is not None:
+            finder.add(counted.dedup_records)
+        for name, value in dataclasses.asdict(read_counters.popleft()).items():
+            counters[name] += value
+        if not counted.documents:
+            continue
+        counts.update_packed(counted.words, counted.word_ends, counted.word_counts)
+        add_counted(counted, per_split, document_lengths)
+        counters["documents"] += counted.documents
+        counters["empty_documents"] += counted.empty_documents
+        done += counted.documents
+        counted_batches += 1
+        faults.reached("counted_batch", counted_batches)
+        progress("counting words", done, None, 0)
     removed, dedup = None, {}
     if finder is not None:  # drop the duplicates' counts: what follows sees the kept documents only
         removed = decide(settings, finder, counters["documents"])
-        dedup = drop_removed(settings, specs, removed, tokenizer, counts, per_split, document_lengths)
+        dedup = drop_removed(settings, specs, removed, None, counts, per_split, document_lengths, pool)
     extra = {}
     if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces
         from nextword.ingest.wordpiece import wordpiece_count_pass
@@ -206,15 +204,15 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
 
 # ------------------------------------------------------------------ pass 2: windows
 
-def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTokenizer, progress: Progress,
-                 session: IngestSession | None = None):
-    """Tokenize (threads) -> cut and encode windows (worker processes) -> append to shards
-    (here), each stage in document order, a few batches in flight."""
-    from nextword.ingest.dedup import encode_kept
-    from nextword.ingest.leakage import NgramSpill, ngram_hashes, sample_for
+def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress,
+                 session: IngestSession | None = None, pool=None):
+    """Tokenize, cut and encode windows (`pool`'s workers, ingest/worker_pool.py) -> append to
+    shards (here), in document order, a few batches in flight."""
+    from nextword.ingest.leakage import NgramSpill, sample_for
 
     session = session or IngestSession()
-    tokenizer.use_vocabulary(summary["vocabulary"], settings.tokenizer)
+    vocabulary = VocabularyFile(storage.join(settings.out, VOCAB_NAME), vocabulary_bytes(summary["vocabulary"])[1],
+                                settings.tokenizer)
     shard_set, done, windows, complete, state = _open_shards(settings, fingerprint, plan)
     total = summary["counters"]["documents"]
     session.windows_before = windows
@@ -233,48 +231,29 @@ def _window_pass(settings, specs, fingerprint, summary, plan, tokenizer: BatchTo
     keep = load_removed(settings.out) if settings.dedup != "none" else None
     reads: collections.deque = collections.deque()  # documents read per job, dropped ones included
 
-    def tokenize(batch):  # in a thread: TensorFlow ops release the GIL
-        if not batch.texts:
-            return None, None
-        arguments = encode_arguments(tokenizer, plan, batch.texts, settings.val_fraction)
-        _, flat_ids, lengths, _, validation = arguments
-        return arguments, ngram_hashes(flat_ids, lengths, validation, settings.stride, sample)
-
-    hashed: collections.deque = collections.deque()  # each job's n-gram hashes, added once its block is
-
-    def jobs(tokenized):
-        for arguments, hashes in tokenized:
-            hashed.append(hashes)
-            yield arguments
-
-    def batches():
+    def jobs():
         for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
                                     skip_documents=done, keep=keep):
             reads.append(batch.documents_read)
-            yield batch
+            yield plan, batch.texts, settings.val_fraction, vocabulary, sample
 
     last_checkpoint = time.monotonic()
     checkpoints = 0
     try:
-        # Tokenizing batches in `workers` threads (TensorFlow releases the GIL, as in pass 1) keeps
-        # the one-thread tokenizer from bounding the whole pass on a machine with many cores.
-        with concurrent.futures.ThreadPoolExecutor(settings.workers) as threads, _encoder_pool(settings.workers) as pool:
-            tokenized = in_order(threads, tokenize, batches(), depth=settings.workers + 1)
-            for block in in_order(pool, encode_kept, jobs(tokenized), depth=2 * settings.workers):
-                for split, shard, frames, info in block.pieces:
-                    shard_set.append(split, shard, frames, info)
-                windows = sum(map(sum, shard_set.windows))
-                done += reads.popleft()
-                hashes = hashed.popleft()  # with its block, not ahead of it: a checkpoint holds both or neither
-                if hashes is not None:
-                    ngrams.add(*hashes)
-                progress("writing windows", done, total, windows)
-                if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
-                    write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done,
-                                                                 leakage=ngrams.checkpoint(), **shard_set.checkpoint()))
-                    last_checkpoint = time.monotonic()
-                    checkpoints += 1
-                    faults.reached("pass2_checkpoint", checkpoints)
+        for block, hashes in map_in_order(pool, window_job, jobs(), depth=2 * settings.workers):
+            for split, shard, frames, info in block.pieces:
+                shard_set.append(split, shard, frames, info)
+            windows = sum(map(sum, shard_set.windows))
+            done += reads.popleft()
+            if hashes is not None:  # with its block: a checkpoint holds both or neither
+                ngrams.add(*hashes)
+            progress("writing windows", done, total, windows)
+            if time.monotonic() - last_checkpoint > settings.checkpoint_seconds:
+                write_state(settings.out, "pass2.json", dict(fingerprint=fingerprint, documents=done,
+                                                             leakage=ngrams.checkpoint(), **shard_set.checkpoint()))
+                last_checkpoint = time.monotonic()
+                checkpoints += 1
+                faults.reached("pass2_checkpoint", checkpoints)
         final = shard_set.checkpoint()
     finally:
         shard_set.close()
@@ -303,42 +282,11 @@ def _open_shards(settings, fingerprint, plan) -> tuple[ShardSet, int, int, bool,
     return ShardSet(settings.out, plan.shard_counts, None), 0, 0, False, None
 
 
-class _InlineExecutor(concurrent.futures.Executor):
-    """--workers 1: encode in this process, no pool to start."""
-
-    def submit(self, function, *arguments):
-        future = concurrent.futures.Future()
-        future.set_result(function(*arguments))
-        return future
-
-
-class _DeafPool(concurrent.futures.ProcessPoolExecutor):
-    """Worker processes that never see SIGINT. Ctrl-C reaches the whole process group; only this
-    process may act on it (stop, keep the last checkpoint, say how to resume), and a worker's
-    KeyboardInterrupt would print a traceback. A worker starts inside submit(), from this thread:
-    SIGINT is blocked here meanwhile, and the child keeps that mask through exec for its whole
-    life. The block is not a loss: a SIGINT that comes then is delivered when it is lifted."""
-
-    def submit(self, *arguments, **keywords):
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            return super().submit(*arguments, **keywords)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-def _encoder_pool(workers: int) -> concurrent.futures.Executor:
-    if workers == 1:
-        return _InlineExecutor()
-    # spawn, not fork: this process runs TensorFlow threads; the workers need numpy only.
-    return _DeafPool(workers, mp_context=multiprocessing.get_context("spawn"))
-
-
 # ------------------------------------------------------------------ manifest
 
 def build_manifest(settings, specs, fingerprint, summary, shards, identity: dict | None = None,
                    source: VocabSource | None = None) -> Manifest:
-    from nextword.ingest.text import tokenizer_config
+    from nextword.ingest.text_spec import tokenizer_config
 
     _, vocab_sha256 = vocabulary_bytes(summary["vocabulary"])
     if source is not None and vocab_sha256 != source.vocab_sha256:

@@ -104,7 +104,7 @@ class IngestSettings:
         vocab.txt's sha256 as "vocab_from" (absent otherwise, so datasets that learned their
         vocabulary keep their fingerprint). Not workers, batch size or checkpoint cadence:
         they never change the output."""
-        from nextword.ingest.text import tokenizer_config  # imports TensorFlow: not at module import
+        from nextword.ingest.text_spec import tokenizer_config
 
         if self.tokenizer is None or self.vocab_size is None or (self.vocab_from is None) != (vocab_sha256 is None):
             raise AssertionError("identity of unresolved --vocab-from settings: call ingest.vocab_source.resolve first")
@@ -124,7 +124,7 @@ class IngestSettings:
     def legacy_fingerprint(self, specs: list[InputSpec]) -> str:
         """The fingerprint nextword 0.1.0 wrote (inputs as typed, with size and mtime): a rerun of
         the command that wrote such a dataset still finds it complete."""
-        from nextword.ingest.text import tokenizer_config
+        from nextword.ingest.text_spec import tokenizer_config
 
         if (any(spec.unit not in (None, "line") for spec in specs) or self.vocab_from is not None or self.dedup != "none"
                 or self.layout == "packed"):

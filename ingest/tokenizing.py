@@ -1,5 +1,6 @@
-"""The TF Text tokenizer as compiled batch functions (both runners and every pass use it), and
-an ordered map over a thread pool that keeps a bounded number of batches in flight."""
+"""The TF Text tokenizer as compiled batch functions (both runners and every pass use it: the local
+runner's worker processes through ingest/worker_pool.py), and an ordered map over a thread pool that
+keeps a bounded number of batches in flight."""
 
 from __future__ import annotations
 

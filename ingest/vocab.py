@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from nextword.ingest.text import RESERVED_TOKENS
+from nextword.ingest.text_spec import RESERVED_TOKENS
 
 # ~50 MB of dict (measured 72 B per entry of a short word), and just under the 699,050 entries a
 # dict holds before it doubles its table to 2**21 slots (one more resize would add ~40 MB).
@@ -31,6 +31,10 @@ _RUN_BLOCK_ENTRIES = 4096  # a reader holds one block (~250 KB) per open run
 # (the tokenizer's words never hold whitespace, but nothing here depends on it); whole blocks
 # keep the per-word work in numpy and bytes.join rather than in per-word read/write calls.
 _BLOCK_HEADER = struct.Struct("<I")
+# update_packed's batches are summed by Arrow (C++, no Python per word) into an Arrow table of their
+# own once this many entries wait (~25 MB); that table reaches the dict (and its runs) only when it
+# holds more than max_entries words, or at the end.
+FOLD_ENTRIES = 1 << 20
 
 
 class WordCounts:
@@ -49,6 +53,9 @@ class WordCounts:
         self.runs: list[str] = []
         self._runs_written = 0
         self._directory: tempfile.TemporaryDirectory | None = None
+        self._pending: list = []  # update_packed's batches not yet summed: (words large_binary, counts int64)
+        self._pending_entries = 0
+        self._held = None  # update_packed's sums so far: an Arrow table (word, count), at most max_entries rows
 
     def update(self, words: list[bytes], counts: list[int]) -> None:
         table = self.counts
@@ -58,9 +65,44 @@ class WordCounts:
             table[word] = table.get(word, 0) + count
         self.total += sum(counts)
 
+    def update_packed(self, data: bytes, ends: np.ndarray, counts: np.ndarray) -> None:
+        """update() for a batch given as its words' bytes end to end (`data`), where each word ends
+        (int64[words], ascending), and their counts: what a worker process sends, summed here in
+        C++ (the main process's per-word Python was the largest serial cost of pass 1)."""
+        import pyarrow as pa
+
+        offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+        offsets[1:] = ends
+        words = pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(ends),
+                                                 [None, pa.py_buffer(offsets), pa.py_buffer(data)])
+        counts = np.asarray(counts, dtype=np.int64)
+        self._pending.append((words, counts))
+        self._pending_entries += len(ends)
+        self.total += int(counts.sum())
+        if self._pending_entries >= FOLD_ENTRIES:
+            self._fold(release=False)
+
+    def _fold(self, release: bool = True) -> None:
+        """Sum the pending packed batches into the held table; hand that to update() when it holds
+        more than max_entries words or `release` (before reading the counts)."""
+        import pyarrow as pa
+
+        if self._pending:
+            held = [] if self._held is None else [self._held]
+            table = pa.concat_tables(held + [pa.table({"word": words, "count": pa.array(counts, pa.int64())})
+                                             for words, counts in self._pending])
+            self._pending, self._pending_entries = [], 0
+            summed = table.group_by("word", use_threads=False).aggregate([("count", "sum")])
+            self._held = pa.table({"word": summed.column("word"), "count": summed.column("count_sum")})
+        if self._held is not None and (release or len(self._held) > self.max_entries):
+            held, self._held = self._held, None
+            self.total -= int(held.column("count").to_numpy().sum())  # counted as they came
+            self.update(held.column("word").to_pylist(), held.column("count").to_pylist())
+
     def sorted_counts(self) -> Iterator[tuple[bytes, int]]:
         """Every (word, corpus count), ascending by word bytes, each word once. A word whose count
         is 0 (--dedup subtracted every document that held it) is not there."""
+        self._fold()
         if not self.runs:
             return ((word, count) for word, count in sorted(self.counts.items()) if count)
         if self.counts:

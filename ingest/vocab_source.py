@@ -46,7 +46,7 @@ class VocabSource:
 def load_vocab_source(data_dir: str) -> VocabSource:
     """DATA_DIR -> its tokenizer and vocabulary, or an ArtifactError saying why they cannot be reused."""
     from nextword import storage
-    from nextword.ingest.text import tokenizer_config
+    from nextword.ingest.text_spec import tokenizer_config
     from nextword.tfrecords.manifest import MANIFEST_NAME, load_manifest, load_vocabulary
 
     if not storage.isdir(data_dir):

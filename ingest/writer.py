@@ -131,27 +131,40 @@ class ShardSet:
         self._handles = {}
 
 
-def order_and_publish(data_dir: str, plan: WindowPlan, progress=None) -> list[list[Shard]]:
+def order_and_publish(data_dir: str, plan: WindowPlan, progress=None, pool=None) -> list[list[Shard]]:
     """Put every unordered shard in its seeded random order and give it its final name.
 
-    One shard in memory at a time. Each finished shard is recorded in its own state file,
+    One shard in memory at a time per process: the shards still to order are jobs for `pool`
+    (ingest/worker_pool.py; None: one after another here), each read, ordered, written and renamed
+    by its worker. Each finished shard is recorded in its own state file,
     `.partial/NAME.ordered.json` (one file for all of them, rewritten after each, was quadratic in
     the shard count), so a rerun after a kill orders only the shards still missing (recomputing
     one that was renamed just before the kill gives the same bytes)."""
     done = read_state(data_dir, LEGACY_ORDER_STATE) or {}  # an unfinished ingest of an earlier nextword
-    names = [[shard_name(split, index, count) for index in range(count)] for split, count in zip(SPLITS, plan.shard_counts)]
-    shards = []
-    for split, split_names in enumerate(names):
-        split_shards = []
-        for index, name in enumerate(split_names):
-            entry = done.get(name) or read_state(data_dir, name + ORDERED_SUFFIX)
-            if entry is None or not storage.exists(storage.join(data_dir, name)):
-                entry = _order_one(data_dir, name, plan)
-                write_state(data_dir, name + ORDERED_SUFFIX, entry)
-            split_shards.append(Shard(**{**entry, "record_windows": tuple(map(tuple, entry["record_windows"]))}))
-            if progress is not None:
-                progress()
-        shards.append(split_shards)
+    names = [shard_name(split, index, count) for split, count in zip(SPLITS, plan.shard_counts) for index in range(count)]
+    entries = {}
+    for name in names:
+        entry = done.get(name) or read_state(data_dir, name + ORDERED_SUFFIX)
+        if entry is not None and storage.exists(storage.join(data_dir, name)):
+            entries[name] = entry
+    missing = [name for name in names if name not in entries]
+    if pool is None:
+        ordered = (_order_one(data_dir, name, plan) for name in missing)
+    else:
+        ordered = (future.result() for future in [pool.submit(_order_one, data_dir, name, plan) for name in missing])
+    for name, entry in zip(missing, ordered):
+        write_state(data_dir, name + ORDERED_SUFFIX, entry)
+        entries[name] = entry
+        if progress is not None:
+            progress()
+    for _ in range(len(names) - len(missing)):
+        if progress is not None:
+            progress()
+    shards, first = [], 0
+    for count in plan.shard_counts:
+        shards.append([Shard(**{**entries[name], "record_windows": tuple(map(tuple, entries[name]["record_windows"]))})
+                       for name in names[first:first + count]])
+        first += count
     return shards
 
 

@@ -4,8 +4,9 @@
 Kept tiny on purpose: every stage writes its artifacts through these few calls.
 
 TensorFlow is imported on first use, and the calls a command that only reads JSON and writes
-files needs (exists, isdir, makedirs, read_text, write_atomic) serve local paths through
-Python's os: `nextword plot RUN_DIR` on a local run starts without importing TensorFlow.
+files needs (exists, isdir, makedirs, listdir, remove, read_text, write_atomic, open_file in a
+bytes mode) serve local paths through Python's os: `nextword plot RUN_DIR` on a local run, and
+the main process of `nextword ingest --workers 2`, run without importing TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 import uuid
 
 from nextword.errors import InputError, ResourceError
@@ -101,11 +103,19 @@ def prepare_out_dir(path: str, flag: str = "--out") -> None:
 
 
 def listdir(path: str) -> list[str]:
+    if is_local(path):
+        return sorted(os.listdir(path)) if os.path.isdir(path) else []
     gfile = _gfile()
     return sorted(name.rstrip("/") for name in gfile.listdir(path)) if gfile.isdir(path) else []
 
 
 def remove(path: str) -> None:
+    if is_local(path):
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
+        return
     gfile = _gfile()
     if gfile.isdir(path):
         gfile.rmtree(path)
@@ -148,6 +158,8 @@ def size(path: str) -> int:
 
 
 def open_file(path: str, mode: str = "rb"):
+    if is_local(path) and "b" in mode:  # bytes on a local disk: Python's own file (no TensorFlow to load)
+        return open(path, mode)
     return _gfile().GFile(path, mode)
 
 

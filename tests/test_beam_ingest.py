@@ -60,7 +60,7 @@ def test_beam_cli_on_multiprocess_directrunner_writes_the_local_ingest_s_dataset
               "--seed", "9"]
     local_dir, beam_dir = str(tmp_path / "local"), str(tmp_path / "beam")
     run_ingest(IngestSettings(inputs=tuple(inputs), out=local_dir, column="body", vocab_size=50, context_length=6,
-                              shards=3, val_fraction=0.25, seed=9, workers=1))
+                              shards=3, val_fraction=0.25, seed=9, workers=3))  # worker processes on both sides
     command = [sys.executable, "-m", "nextword.cli", "ingest", *inputs, "--out", beam_dir, *common, "--json",
                "--runner", "beam", "--workers", "2", "--beam-option", "direct_running_mode=multi_processing"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300,

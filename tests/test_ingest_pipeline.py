@@ -87,6 +87,9 @@ def test_identical_for_any_workers_and_batch_size(tmp_path, tiny_corpus, layout)
     ingest([tiny_corpus], tmp_path / "one", workers=1, layout=layout, windows_per_record=4)
     ingest([tiny_corpus], tmp_path / "two", workers=2, batch_bytes=2048, layout=layout, windows_per_record=4)
     assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "two")
+    if layout == "packed":  # three worker processes, batches of another size again
+        ingest([tiny_corpus], tmp_path / "three", workers=3, batch_bytes=5000, layout=layout, windows_per_record=4)
+        assert directory_bytes(tmp_path / "one") == directory_bytes(tmp_path / "three")
 
 
 def test_two_thousand_shards_under_a_limit_of_256_open_files(tmp_path, tiny_corpus):

@@ -102,3 +102,25 @@ def test_varint_bytes_from_the_vocabulary_counts_alone():
                    for word, count in totals.items())
     assert ids_varint_bytes(kept_counts, counts.total) == per_word
     counts.close()
+
+
+def test_packed_batches_count_as_word_lists_do(tmp_path, monkeypatch):
+    """update_packed (what pass 1's workers send: the words end to end, their ends, their counts),
+    summed by Arrow in folds, with dict updates (negative ones too, as --dedup takes words out)
+    between them and spilling to runs: the same counts as update() alone."""
+    import numpy as np
+
+    monkeypatch.setattr(vocab, "FOLD_ENTRIES", 500)
+    batches = word_batches(seed=7)
+    expected = count_all(batches)
+    with WordCounts(max_entries=120, spill_dir=str(tmp_path)) as counts:
+        for index, (words, numbers) in enumerate(batches):
+            if index % 5 == 4:  # a plain update and a removal in between
+                counts.update(words, numbers)
+                counts.update(words[:3], [-number for number in numbers[:3]])
+                counts.update_packed(b"".join(words[:3]), np.cumsum([len(word) for word in words[:3]]), numbers[:3])
+                continue
+            counts.update_packed(b"".join(words), np.cumsum([len(word) for word in words]), np.array(numbers))
+        assert counts.runs  # it spilled: the folds feed the bounded table like any update
+        assert counts.total == expected.total
+        assert list(counts.sorted_counts()) == list(expected.sorted_counts())
