@@ -96,11 +96,11 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
-    if args.baseline_tree:
-        from common import machine, record_hardening
+    if args.baseline_tree:  # the before/after table RESULTS.md shows (bench/report.py hardening_lines)
+        import store
 
-        versions = machine()["versions"]
-        record_hardening("eval_memory", {**result, "versions": f"TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"})
+        store.record("eval_memory", "latest", result, {"vocab": args.vocab, "rounds": args.rounds,
+                                                       "baseline_tree": args.baseline_tree})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""RESULTS.md and the PNG charts, from the dict of figures bench/run collected."""
+"""RESULTS.md's tables, from the figures bench/gather.py gathers out of the results store (bench/store.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def _fmt(value, digits: int = 0) -> str:
 
 
 def five_gram_measured(baseline: dict | None) -> bool:
-    """Whether a results JSON's 5-gram entry (bench/common.py `five_gram`) holds figures."""
+    """Whether a stored 5-gram entry (bench/arms.py `five_gram`) holds figures."""
     return bool(baseline) and "error" not in baseline and "perplexity" in baseline
 
 
@@ -152,7 +152,7 @@ def _tune_table(rows: list[dict], winner: str | None, baseline: dict | None) -> 
 
 def tune_lines(tune: dict | None) -> list[str]:
     if not tune:
-        return ["bench/tune_results.json is missing: run `python bench/tune_defaults.py`."]
+        return ["The results store (bench/results.json) holds no `tune` run: run `python bench/tune_defaults.py`."]
     final_rows = tune.get("final_rows") or []
     winner = str(tune["winner"])
     lines = [f"`bench/tune_defaults.py`, {tune['date']}. Rule: {tune['rule']}. Objective `all`, adam, every candidate "
@@ -358,7 +358,8 @@ def layout_lines(layout: dict) -> list[str]:
 
 def hardening_lines(hardening: dict | None) -> list[str]:
     if not hardening:
-        return ["bench/hardening_results.json is missing: run `python bench/eval_memory.py` and `python bench/context_bench.py`."]
+        return ["The results store (bench/results.json) holds no `eval_memory` or `context` run: run "
+                "`python bench/eval_memory.py` and `python bench/context_bench.py`."]
     lines = []
     memory = hardening.get("eval_memory")
     if memory:
@@ -390,9 +391,10 @@ def hardening_lines(hardening: dict | None) -> list[str]:
 
 
 def arch_lines(arch: dict | None) -> list[str]:
-    """bench/arch_results.json (bench/arch_bench.py): transformer vs LSTM vs the notebook preset."""
+    """bench/arch_bench.py's runs (gather.arch): transformer vs LSTM vs the notebook preset."""
     if not arch or "quality" not in arch:
-        return ["bench/arch_results.json is missing: run `python bench/arch_bench.py quality` and `... speed`."]
+        return ["The results store (bench/results.json) holds no `arch` run: run `python bench/arch_bench.py quality` "
+                "and `... speed`."]
     lines = [f"**Held-out quality at equal training time** (`bench/arch_bench.py quality`, {arch['quality_date']}): each "
              "arm trains in its own `nextword train` process for the same seconds of training (`--time-budget`), then "
              "`nextword eval` scores the window's final word on the held-out 10% of documents. Corpora: the embedded "
