@@ -173,6 +173,33 @@ def bare_import_rss_mb() -> float:
     return measured.peak_rss_bytes / 2**20
 
 
+def _share(value: float) -> str:
+    return f"{100 * value:.3g}%"
+
+
+def quality_table(figures: dict) -> list[str]:
+    """RESULTS.md's quality table (generated into the hand-written dedup section): per --dedup mode, what it found."""
+    corpus, lines = figures["corpus"], ["| `--dedup` | exact copies found | near copies found | originals removed | all removed |",
+                                        "| --- | ---: | ---: | ---: | ---: |"]
+    for mode, found in figures.get("quality", {}).items():
+        exact, near = round(found["exact_recall"] * corpus["exact"]), round(found["near_recall"] * corpus["near"])
+        lines.append(f"| {mode} | {exact:,} / {corpus['exact']:,} ({_share(found['exact_recall'])}) | "
+                     + (f"{near:,} / {corpus['near']:,} ({_share(found['near_recall'])})" if near else "0")
+                     + f" | {found['false_positives']:,} ({_share(found['false_positive_share'])}) | {found['removed']:,} |")
+    return lines
+
+
+def rounds_table(figures: dict) -> list[str]:
+    """RESULTS.md's table of every round (generated into the hand-written dedup section)."""
+    lines = ["| round | `--dedup` | seconds | MB/s | peak RSS MB (tree) | load | removed | leakage |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in figures["rounds"]:
+        leakage = "–" if row["leakage"] is None else f"{row['leakage']:.2%}"
+        lines.append(f"| {row['round']} | {row['dedup']} | {row['seconds']:.2f} | {row['mb_per_s']:.2f} | {row['rss_mb']:,} | "
+                     f"{row['load']:.2f} | {row['removed']:,} | {leakage} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)

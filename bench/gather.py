@@ -94,3 +94,22 @@ def everything(sections: dict, standalone: dict, run: str) -> dict:
     committed one), and the standalone scripts' figures from `standalone` (the committed store)."""
     return {**run_sections(sections, run), "tune": tune(standalone), "arch": arch(standalone),
             "hardening": hardening(standalone)}
+
+
+def generated_tables(data: dict) -> dict:
+    """name -> a function rendering that table from the store, for the `<!-- table: NAME -->` markers of the
+    sections written by hand (bench/report.py `fill_generated_tables`)."""
+    def recipe_report() -> str:
+        from recipe_bench import report_markdown
+
+        return report_markdown(recipe(data))
+
+    def dedup(render, run: str = "after_fixes"):
+        def table() -> str:
+            import dedup_bench
+
+            entry = entries("dedup", data=data).get(run)
+            return "\n".join(getattr(dedup_bench, render)(entry["figures"])) if entry else f"(no `dedup/{run}` run stored)"
+        return table
+
+    return {"recipe": recipe_report, "dedup-quality": dedup("quality_table"), "dedup-rounds": dedup("rounds_table")}

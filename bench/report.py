@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 GB = 1 << 30
 
@@ -519,7 +520,9 @@ def tokenizer_lines(tokenizer: dict) -> list[str]:
     return lines
 
 
-def write_results_md(path: str, results: dict, charts: list[str]) -> None:
+def write_results_md(path: str, results: dict, charts: list[str], tables: dict | None = None) -> None:
+    """RESULTS.md at `path`: bench/run's sections from `results`, then the sections written by hand (kept from the
+    file, their generated tables filled from `tables`: name -> a function returning markdown), then the charts."""
     meta = results["meta"]
     machine = meta["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
@@ -559,13 +562,43 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     out += ["## Hardening (issue 10): validation memory, generation past the context", ""]
     out += hardening_lines(results.get("hardening")) + [""]
     written = {line[3:] for line in out if line.startswith("## ")} | {"Charts", RECIPE_TITLE}
-    out += kept_sections(path, written)
+    out += fill_generated_tables(kept_sections(path, written), tables or {})
     out += ["## Charts", ""] + [f"![{os.path.basename(chart)}](charts/{os.path.basename(chart)})" for chart in charts] + [""]
     with open(path, "w") as handle:
         handle.write("\n".join(out))
 
 
-RECIPE_TITLE = "Recipe by measurement and the 5-gram (bench/recipe_bench.py)"  # bench/run appends it after the rest
+# bench/run appended bench/recipe_bench.py's report under this title before the recipe section generated it
+# (`<!-- table: recipe -->`): a rerun drops such a section.
+RECIPE_TITLE = "Recipe by measurement and the 5-gram (bench/recipe_bench.py)"
+TABLE_START = re.compile(r"<!-- table: (\S+) -->")
+TABLE_END = "<!-- end table -->"
+
+
+def fill_generated_tables(lines: list[str], tables: dict) -> list[str]:
+    """A hand-written section's generated tables, rendered anew: the lines between `<!-- table: NAME -->` and
+    `<!-- end table -->` are replaced by tables[NAME]() (markdown), so prose stays as written and figures come from
+    the results store. A marker without its end, or a name no benchmark renders, is refused before anything is lost."""
+    out, index = [], 0
+    while index < len(lines):
+        line = lines[index]
+        out.append(line)
+        index += 1
+        started = TABLE_START.fullmatch(line.strip())
+        if not started:
+            continue
+        name = started.group(1)
+        try:
+            end = next(at for at in range(index, len(lines)) if lines[at].strip() == TABLE_END)
+        except StopIteration:
+            raise ValueError(f"RESULTS.md: `{line.strip()}` has no `{TABLE_END}` after it: add it where the table "
+                             "ends (everything between the two is generated)") from None
+        if name not in tables:
+            raise ValueError(f"RESULTS.md: no benchmark renders a table named {name!r} (`{line.strip()}`); "
+                             f"known: {', '.join(sorted(tables)) or 'none'}")
+        out += tables[name]().strip("\n").splitlines()
+        index = end  # the end marker is copied next
+    return out
 
 
 def kept_sections(path: str, written: set[str]) -> list[str]:

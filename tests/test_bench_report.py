@@ -38,7 +38,9 @@ def test_a_render_keeps_the_sections_written_by_hand_and_says_what_each_run_meas
     out = tmp_path / "bench"
     out.mkdir()
     (out / "RESULTS.md").write_text("# old\n\n## Ingest (issue 2)\n\nold ingest table\n\n## Serve (issue 24)\n\nserved 5.1x\n\n"
-                                    "## Charts\n\n![old](charts/old.png)\n\n## Dedup (issue 22)\n\nrecall 100%\n")
+                                    "## Recipe (issue 19)\n\n<!-- table: recipe -->\n<!-- end table -->\n\n"
+                                    "## Charts\n\n![old](charts/old.png)\n\n## Dedup (issue 22)\n\nrecall 100%\n\n"
+                                    "<!-- table: dedup-rounds -->\n| stale | table |\n<!-- end table -->\n\nwritten by hand\n")
     summary = {"load_start": "1.00, 1.00, 1.00", "load_end": "2.00, 2.00, 2.00", "total_seconds": 600,
                "seconds": {"scale": 60.0}, "sections": ["scale"]}
     scale = {"skipped": "not in this test"}
@@ -55,14 +57,23 @@ def test_a_render_keeps_the_sections_written_by_hand_and_says_what_each_run_meas
     assert "served 5.1x" in text and "recall 100%" in text  # kept, in their order, before the charts
     assert text.index("## Serve (issue 24)") < text.index("## Dedup (issue 22)") < text.index("## Charts")
     assert text.count("## Charts") == 1 and "old.png" not in text
-    # the standalone scripts' figures come from the committed store (bench/results.json), whatever --out is
+    # a marked table in a hand-written section is generated from the committed store; the prose around it stays
     committed = json.load(open(os.path.join(REPO, "bench", "results.json")))["benchmarks"]
+    rounds = committed["dedup"]["after_fixes"]["figures"]["rounds"]
+    start = text.index("<!-- table: dedup-rounds -->")
+    dedup = text[start:text.index("<!-- end table -->", start)]
+    assert "| stale |" not in text and "written by hand" in text
+    assert dedup.count("\n| ") == 2 + len(rounds)  # the header, its rule, a row a round
+    assert f"| {rounds[0]['round']} | {rounds[0]['dedup']} | {rounds[0]['seconds']:.2f} |" in dedup
+    # the standalone scripts' figures come from the committed store (bench/results.json), whatever --out is
     winner = committed["tune"]["candidates"]["figures"]["winner"]
     assert f"| {winner} **(chosen)** |" in text
     assert "**Held-out quality at equal training time** (`bench/arch_bench.py quality`" in text
     assert "**Generation past the context** (`bench/context_bench.py`" in text and "holds no" not in text
     recipe_runs = [run for run in committed["recipe"] if run.count("/") == 3]
-    assert f"`bench/recipe_bench.py`, {len(recipe_runs)} runs from " in text
+    recipe = text[text.index("<!-- table: recipe -->"):]
+    assert recipe.startswith(f"<!-- table: recipe -->\n`bench/recipe_bench.py`, {len(recipe_runs)} runs from ")
+    assert text.count(f"`bench/recipe_bench.py`, {len(recipe_runs)} runs from ") == 1  # not appended a second time
 
 
 def test_a_render_without_a_run_of_bench_run_says_what_to_do(tmp_path):

@@ -230,3 +230,40 @@ def test_the_quality_table_shows_each_recipe_against_the_five_gram():
     table = "\n".join(lines)
     assert "| **ratio default / 5-gram** | | | | **1.20x** | **0.750x** |" in table
     assert "| **ratio notebook / 5-gram** | | | | **0.80x** | **1.500x** |" in table
+
+
+# ---- tables generated into the sections written by hand --------------------------------------------
+
+def test_a_hand_written_section_keeps_its_prose_and_its_marked_tables_are_generated_anew():
+    lines = ["## Dedup (issue 22)", "", "Prose written by hand.", "<!-- table: rounds -->", "| old | table |",
+             "| stale | 1 |", "<!-- end table -->", "", "More prose.", "<!-- table: quality -->", "<!-- end table -->"]
+    tables = {"rounds": lambda: "| round | seconds |\n| ---: | ---: |\n| 1 | 11.61 |\n", "quality": lambda: "| found |"}
+    filled = report.fill_generated_tables(lines, tables)
+    assert filled == ["## Dedup (issue 22)", "", "Prose written by hand.", "<!-- table: rounds -->", "| round | seconds |",
+                      "| ---: | ---: |", "| 1 | 11.61 |", "<!-- end table -->", "", "More prose.", "<!-- table: quality -->",
+                      "| found |", "<!-- end table -->"]
+    assert report.fill_generated_tables(filled, tables) == filled  # a second render changes nothing
+
+
+@pytest.mark.parametrize("lines, said", [
+    (["<!-- table: rounds -->", "| old |"], "has no `<!-- end table -->` after it"),
+    (["<!-- table: nonesuch -->", "<!-- end table -->"], "no benchmark renders a table named 'nonesuch'"),
+])
+def test_a_broken_marker_is_refused_before_any_prose_is_lost(lines, said):
+    with pytest.raises(ValueError, match=said):
+        report.fill_generated_tables(lines, {"rounds": lambda: "| new |"})
+
+
+def test_the_dedup_tables_render_every_round_and_each_modes_findings():
+    import dedup_bench
+
+    corpus = {"exact": 1567, "near": 1567, "originals": 52242}
+    quality = {"exact": {"exact_recall": 1.0, "near_recall": 0.0, "false_positives": 0, "false_positive_share": 0.0, "removed": 1567},
+               "near": {"exact_recall": 1.0, "near_recall": 0.9061901723037652, "false_positives": 20,
+                        "false_positive_share": 0.0003828337353087554, "removed": 3007}}
+    rounds = [{"round": 1, "dedup": "none", "seconds": 11.61, "mb_per_s": 2.743, "rss_mb": 1082, "load": 4.33, "removed": 0,
+               "leakage": 0.1021}]
+    table = dedup_bench.quality_table({"corpus": corpus, "quality": quality})
+    assert table[2:] == ["| exact | 1,567 / 1,567 (100%) | 0 | 0 (0%) | 1,567 |",
+                         "| near | 1,567 / 1,567 (100%) | 1,420 / 1,567 (90.6%) | 20 (0.0383%) | 3,007 |"]
+    assert dedup_bench.rounds_table({"rounds": rounds})[2:] == ["| 1 | none | 11.61 | 2.74 | 1,082 | 4.33 | 0 | 10.21% |"]
