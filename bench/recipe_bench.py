@@ -37,6 +37,8 @@ import store  # noqa: E402
 from arms import five_gram, train_arm  # noqa: E402
 from common import REPO, WORK, median  # noqa: E402
 from gather import recipe as gathered  # noqa: E402
+from markdown import Column  # noqa: E402
+from markdown import table as markdown_table  # noqa: E402
 
 sys.path.insert(1, REPO)  # nextword.model.cli for resolving arms
 
@@ -322,25 +324,28 @@ def _network(cell: dict) -> str:
 
 
 def corpus_table(corpus: str, table: dict, baseline: dict | None) -> list[str]:
-    lines = ["| arm | changes from default | budget | seeds | perplexity (median, range) | top-1 | top-5 | "
-             "the network alone: perplexity / top-1 (its weight in the export) | steps | windows/s | stopped by |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    columns = [Column("arm", lambda cell: f"**{cell['arm']}**" if cell["arm"] in ("default", "notebook") else cell["arm"]),
+               Column("changes from default", lambda cell: cell["what"]),
+               Column("budget", lambda cell: f"{cell['budget']:g} s", True), Column("seeds", lambda cell: f"{cell['seeds']}", True),
+               Column("perplexity (median, range)", lambda cell: f"{cell['perplexity']:.2f}" + (
+                   " ({:.2f}–{:.2f})".format(*cell["perplexity_range"]) if cell["seeds"] > 1 else ""), True),
+               Column("top-1", lambda cell: _figure(cell["top1"]), True), Column("top-5", lambda cell: _figure(cell["top5"]), True),
+               Column("the network alone: perplexity / top-1 (its weight in the export)", _network, True),
+               Column("steps", lambda cell: f"{cell['steps']:,.0f}", True),
+               Column("windows/s", lambda cell: f"{cell['windows_per_second']:,.0f}", True),
+               Column("stopped by", lambda cell: _stops(cell["stopped_by"]))]
+    listed = []
     if baseline:
-        lines.append(f"| **Kneser-Ney 5-gram** | counted on the train windows | – | – | **{baseline['perplexity']:.2f}** | "
-                     f"**{baseline['top1']:.4f}** | {_figure(baseline.get('top5'))} | – | – | – | – |")
+        listed.append(["**Kneser-Ney 5-gram**", "counted on the train windows", "–", "–", f"**{baseline['perplexity']:.2f}**",
+                       f"**{baseline['top1']:.4f}**", _figure(baseline.get("top5")), "–", "–", "–", "–"])
     budgets = sorted({budget for (name, _, budget) in table if name == corpus})
     for budget in budgets:
         here = {arm: cell for (name, arm, at), cell in table.items() if name == corpus and at == budget}
         reference = (table.get((corpus, "default", budget)) or table.get((corpus, "default", min(budgets))) or {}).get("recipe")
         for arm, cell in sorted(here.items(), key=lambda item: item[1]["perplexity"]):
-            low, high = cell["perplexity_range"]
-            spread = f" ({low:.2f}–{high:.2f})" if cell["seeds"] > 1 else ""
             what = changes(cell["recipe"], reference) if reference and arm != "default" else " ".join(cell["flags"]) or "–"
-            name = f"**{arm}**" if arm in ("default", "notebook") else arm
-            lines.append(f"| {name} | {what} | {budget:g} s | {cell['seeds']} | {cell['perplexity']:.2f}{spread} | "
-                         f"{_figure(cell['top1'])} | {_figure(cell['top5'])} | {_network(cell)} | {cell['steps']:,.0f} | "
-                         f"{cell['windows_per_second']:,.0f} | {_stops(cell['stopped_by'])} |")
-    return lines
+            listed.append({**cell, "arm": arm, "budget": budget, "what": what})
+    return markdown_table(columns, listed)
 
 
 def ranking_lines(table: dict, corpora: list[str], short: float = SHORT, long: float = LONG) -> list[str]:

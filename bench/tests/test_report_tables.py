@@ -13,6 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import arms  # noqa: E402
 import common  # noqa: E402
+import markdown  # noqa: E402
 import report  # noqa: E402
 
 NOT_MEASURED = "not measured in this run"
@@ -238,11 +239,11 @@ def test_a_hand_written_section_keeps_its_prose_and_its_marked_tables_are_genera
     lines = ["## Dedup (issue 22)", "", "Prose written by hand.", "<!-- table: rounds -->", "| old | table |",
              "| stale | 1 |", "<!-- end table -->", "", "More prose.", "<!-- table: quality -->", "<!-- end table -->"]
     tables = {"rounds": lambda: "| round | seconds |\n| ---: | ---: |\n| 1 | 11.61 |\n", "quality": lambda: "| found |"}
-    filled = report.fill_generated_tables(lines, tables)
+    filled = markdown.fill_generated_tables(lines, tables)
     assert filled == ["## Dedup (issue 22)", "", "Prose written by hand.", "<!-- table: rounds -->", "| round | seconds |",
                       "| ---: | ---: |", "| 1 | 11.61 |", "<!-- end table -->", "", "More prose.", "<!-- table: quality -->",
                       "| found |", "<!-- end table -->"]
-    assert report.fill_generated_tables(filled, tables) == filled  # a second render changes nothing
+    assert markdown.fill_generated_tables(filled, tables) == filled  # a second render changes nothing
 
 
 @pytest.mark.parametrize("lines, said", [
@@ -251,7 +252,7 @@ def test_a_hand_written_section_keeps_its_prose_and_its_marked_tables_are_genera
 ])
 def test_a_broken_marker_is_refused_before_any_prose_is_lost(lines, said):
     with pytest.raises(ValueError, match=said):
-        report.fill_generated_tables(lines, {"rounds": lambda: "| new |"})
+        markdown.fill_generated_tables(lines, {"rounds": lambda: "| new |"})
 
 
 def test_the_dedup_tables_render_every_round_and_each_modes_findings():
