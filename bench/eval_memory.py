@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-tree")
     parser.add_argument("--json")
+    parser.add_argument("--store", help="the results store, recorded in with --baseline-tree (default bench/results.json)")
     args = parser.parse_args()
     trees = {"this": HERE, **({"baseline": args.baseline_tree} if args.baseline_tree else {})}
     result = {"bare_import_gib": measure(HERE, BARE)["peak_gib"], "vocab": {}}
@@ -100,7 +101,7 @@ def main() -> None:
         import store
 
         store.record("eval_memory", "latest", result, {"vocab": args.vocab, "rounds": args.rounds,
-                                                       "baseline_tree": args.baseline_tree})
+                                                       "baseline_tree": args.baseline_tree}, args.store or store.STORE)
 
 
 if __name__ == "__main__":
