@@ -131,9 +131,9 @@ def main() -> None:
         parser.error(f"--reuse-stage1: {arguments.store} holds no `{BENCHMARK}/{RUN}` entry: run stage 1 first")
     measured = store.stamp()
     results = tune(arguments.budget, indices, arguments.work, arguments.finalists, arguments.final_budget, stage1)
-    store.record(BENCHMARK, RUN, results, {"budget_seconds": results["budget_seconds"],
-                                           "final_budget_seconds": arguments.final_budget, "only": indices,
-                                           "finalists": arguments.finalists}, arguments.store, measured)
+    settings = {"budget_seconds": results["budget_seconds"], "final_budget_seconds": arguments.final_budget,
+                "finalists": arguments.finalists, **({"stage1": "reused"} if stage1 else {"only": indices})}
+    store.record(BENCHMARK, RUN, results, settings, arguments.store, measured)
     print(f"winner: {results['winner']}: {results['winner_candidate']}")
 
 
