@@ -11,27 +11,26 @@ Arms: the notebook preset, today's LSTM default, and transformer candidates. Cor
 embedded corpus (vocabulary 500) and the Vim help files of this machine (151 documents, 1.29M
 words, vocabulary 5,000: a real text nobody here wrote, built by `python bench/real_corpora.py vim`
 as bench/work/vim-v5000). Beside the arms, the interpolated modified Kneser-Ney 5-gram of each
-corpus, counted on the same train windows and scored on the same val windows (common.five_gram,
-stored under "baselines" with the dataset's fingerprint; each row records the fingerprint it trained
-on). Results go to bench/arch_results.json (bench/run renders them into RESULTS.md).
+corpus, counted on the same train windows and scored on the same val windows (arms.five_gram, stored
+as run five_gram/CORPUS with the dataset's fingerprint; each row records the fingerprint it trained on).
+Each arm is one entry of the results store (bench/results.json, benchmark "arch", run CORPUS/ARM/BUDGET;
+the speed table run "speed"), which bench/run renders into RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (WORK, dataset_fingerprint, five_gram, ingest_builtin, load_average, machine, median,  # noqa: E402
-                    train_and_eval)
+import store  # noqa: E402
+from arms import five_gram, train_arm  # noqa: E402
+from common import WORK, ingest_builtin, median  # noqa: E402
 
-RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "arch_results.json")
+BENCHMARK = "arch"  # its runs in the results store: CORPUS/ARM/BUDGET, five_gram/CORPUS, speed
 VIM_DATA = os.path.join(WORK, "vim-v5000")
 
 ARMS = {
@@ -58,55 +57,37 @@ def corpus_dirs(names: list[str]) -> dict[str, str]:
     return dirs
 
 
-def one_arm(data_dir: str, arm: str, budget: float, scratch: str) -> dict:
-    run_dir = os.path.join(scratch, f"{arm}-{int(budget)}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    load = load_average()
-    result = train_and_eval(data_dir, run_dir, budget, ARMS[arm])
-    summary, val = result["summary"], result["val"]
-    targets_per_window = summary["model_config"]["context_length"] if summary["model_config"]["objective"] == "all" else 1
-    row = {
-        "arm": arm, "budget_s": budget, "options": ARMS[arm], "model": summary["model_config"],
-        "parameters": summary["parameters"], "steps": summary["steps"],
-        "windows_per_second": summary["windows_per_second"],
-        "target_tokens_per_second": summary["windows_per_second"] * targets_per_window,
-        "perplexity": val["perplexity"], "top1": val["top1"], "top5": val["top5"], "val_windows": val["windows"],
-        "load_before": load, "dataset_fingerprint": dataset_fingerprint(data_dir),
-    }
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return row
+ROW = ("budget_s", "model", "parameters", "steps", "windows_per_second", "target_tokens_per_second", "perplexity", "top1",
+       "top5", "val_windows", "load_before", "dataset_fingerprint")  # what a quality row keeps of the arm runner's
 
 
-def quality(arguments) -> dict:
-    results = load_results()
-    results["quality_machine"], results["quality_date"] = machine(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    rows = results.setdefault("quality", {})
+def quality(arguments) -> None:
     scratch = os.path.join(WORK, "arch")
     os.makedirs(scratch, exist_ok=True)
     plan = [(corpus, arm, arguments.budget) for corpus in arguments.corpora for arm in arguments.arms]
     if arguments.long_budget:
         plan += [("vim", arm, arguments.long_budget) for arm in LONG_ARMS if "vim" in arguments.corpora]
     dirs = corpus_dirs(arguments.corpora)
-    baselines = results.setdefault("baselines", {})  # corpus -> the 5-gram of the data its rows train on
-    for corpus in dirs:
-        baselines[corpus] = five_gram(dirs[corpus], baselines.get(corpus))
-        save_results(results)
+    for corpus in dirs:  # the 5-gram of the data its rows train on
+        run = f"five_gram/{corpus}"
+        baseline = five_gram(dirs[corpus], store.figures(BENCHMARK, run, arguments.store))
+        store.record(BENCHMARK, run, baseline, {"corpus": corpus, "data_dir": dirs[corpus]}, arguments.store)
     for corpus, arm, budget in plan:
-        row = one_arm(dirs[corpus], arm, budget, scratch)
-        rows[f"{corpus}/{arm}/{int(budget)}"] = {"corpus": corpus, **row}
+        measured = store.stamp()
+        arm_row = train_arm(dirs[corpus], os.path.join(scratch, f"{arm}-{int(budget)}"), budget, ARMS[arm])
+        row = {"corpus": corpus, "arm": arm, "options": ARMS[arm], **{key: arm_row[key] for key in ROW}}
+        store.record(BENCHMARK, f"{corpus}/{arm}/{int(budget)}", row,
+                     {"corpus": corpus, "arm": arm, "budget_s": budget, "flags": ARMS[arm]}, arguments.store, measured)
         print(f"{corpus:8} {arm:24} {budget:5.0f} s  ppl {row['perplexity']:7.2f}  top-1 {row['top1']:.4f}  "
               f"{row['steps']:5d} steps  {row['windows_per_second']:6.0f} windows/s  "
               f"{row['target_tokens_per_second']:7.0f} targets/s  (load {row['load_before']})", flush=True)
-        save_results(results)
-    return results
 
 
-def speed(arguments) -> dict:
+def speed(arguments) -> None:
     """gen speed on random-weight exports (speed does not depend on the weights' values)."""
     from gen_bench import benchmark_generation, demo_export
 
-    results = load_results()
-    results["speed_machine"], results["speed_date"] = machine(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    measured = store.stamp()
     kinds = {"notebook": "notebook", "lstm": "default", "transformer": "transformer",
              "transformer-reread-every-word": "transformer-reread"}
     rows = {}
@@ -123,22 +104,9 @@ def speed(arguments) -> dict:
                       "notebook_loop_words_per_s": notebook, "rounds": rounds}
         print(f"{name:32} 1 x {arguments.words}: {single:8.0f} words/s   {arguments.batch} x {arguments.words}: "
               f"{batched:8.0f} words/s   (the notebook's predict-per-word loop on this model: {notebook:.1f} words/s)", flush=True)
-    results["speed"] = {"words": arguments.words, "batch": arguments.batch, "repeats": arguments.repeats, "rows": rows}
-    save_results(results)
-    return results
-
-
-def load_results() -> dict:
-    if os.path.exists(RESULTS_FILE):
-        with open(RESULTS_FILE) as handle:
-            return json.load(handle)
-    return {}
-
-
-def save_results(results: dict) -> None:
-    with open(RESULTS_FILE + ".tmp", "w") as handle:
-        json.dump(results, handle, indent=1)
-    os.replace(RESULTS_FILE + ".tmp", RESULTS_FILE)
+    settings = {"words": arguments.words, "batch": arguments.batch, "repeats": arguments.repeats}
+    store.record(BENCHMARK, "speed", {**settings, "rows": rows}, {**settings, "notebook_words": arguments.notebook_words},
+                 arguments.store, measured)
 
 
 def main() -> None:
@@ -154,6 +122,8 @@ def main() -> None:
     s.add_argument("--batch", type=int, default=64)
     s.add_argument("--notebook-words", type=int, default=20)
     s.add_argument("--repeats", type=int, default=3)
+    for command in (q, s):
+        command.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     arguments = parser.parse_args()
     (quality if arguments.command == "quality" else speed)(arguments)
 

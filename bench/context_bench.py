@@ -103,7 +103,8 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=300, help="words past the window to score")
     parser.add_argument("--every", type=int, default=20, help="a start point every N tokens of a held-out document")
     parser.add_argument("--json", help="write the result here")
-    parser.add_argument("--label", help="record the result under this label in bench/hardening_results.json")
+    parser.add_argument("--label", help="record the result in the results store as run LABEL of benchmark \"context\"")
+    parser.add_argument("--store", help="the results store (default bench/results.json)")
     args = parser.parse_args()
 
     from nextword.quiet import load_tensorflow
@@ -148,9 +149,10 @@ def main() -> None:
             json.dump(result, handle, indent=2)
     if args.label:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        from common import record_hardening
+        import store
 
-        record_hardening("context", result, label=args.label)
+        store.record("context", args.label, result, {"run_dir": args.run_dir, "corpus": args.corpus,
+                                                     "horizon": args.horizon, "every": args.every}, args.store or store.STORE)
 
 
 if __name__ == "__main__":

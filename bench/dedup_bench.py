@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """--dedup on real text with known injected duplicates: recall, false positives, throughput, RSS.
 
-    python bench/dedup_bench.py [--rounds 3] [--work DIR] [--json OUT]
+    python bench/dedup_bench.py [--rounds 3] [--work DIR] [--run NAME]    # figures: the results store, dedup/NAME
 
 Corpus (~31 MB, one document a line): the King James Bible (Debian's bible-kjv) cut into documents of
 10 consecutive verses (3,110 documents, ~250 words), plus every entry of the GNU Collaborative
@@ -34,7 +34,8 @@ import statistics
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import PYTHON, machine, nextword, run_checked  # noqa: E402 (run_checked: run_measured, tree RSS)
+import store  # noqa: E402
+from common import PYTHON, nextword, run_checked  # noqa: E402 (run_checked: run_measured, tree RSS)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GCIDE = "/usr/share/dictd/gcide.dict.dz"
@@ -172,13 +173,43 @@ def bare_import_rss_mb() -> float:
     return measured.peak_rss_bytes / 2**20
 
 
+def _share(value: float) -> str:
+    return f"{100 * value:.3g}%"
+
+
+def quality_table(figures: dict) -> list[str]:
+    """RESULTS.md's quality table (generated into the hand-written dedup section): per --dedup mode, what it found."""
+    corpus, lines = figures["corpus"], ["| `--dedup` | exact copies found | near copies found | originals removed | all removed |",
+                                        "| --- | ---: | ---: | ---: | ---: |"]
+    for mode, found in figures.get("quality", {}).items():
+        exact, near = round(found["exact_recall"] * corpus["exact"]), round(found["near_recall"] * corpus["near"])
+        lines.append(f"| {mode} | {exact:,} / {corpus['exact']:,} ({_share(found['exact_recall'])}) | "
+                     + (f"{near:,} / {corpus['near']:,} ({_share(found['near_recall'])})" if near else "0")
+                     + f" | {found['false_positives']:,} ({_share(found['false_positive_share'])}) | {found['removed']:,} |")
+    return lines
+
+
+def rounds_table(figures: dict) -> list[str]:
+    """RESULTS.md's table of every round (generated into the hand-written dedup section)."""
+    lines = ["| round | `--dedup` | seconds | MB/s | peak RSS MB (tree) | load | removed | leakage |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in figures["rounds"]:
+        leakage = "–" if row["leakage"] is None else f"{row['leakage']:.2%}"
+        lines.append(f"| {row['round']} | {row['dedup']} | {row['seconds']:.2f} | {row['mb_per_s']:.2f} | {row['rss_mb']:,} | "
+                     f"{row['load']:.2f} | {row['removed']:,} | {leakage} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", default="/tmp/dedup-bench")
-    parser.add_argument("--json", default=None, help="also write every figure here")
+    parser.add_argument("--run", default="latest", help="record the figures as this run of benchmark \"dedup\" in the "
+                        "results store (the committed ones: after_fixes, before_fixes)")
+    parser.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     parser.add_argument("--skip-quality", action="store_true")
     arguments = parser.parse_args()
+    measured = store.stamp()
     os.makedirs(arguments.work, exist_ok=True)
     corpus = os.path.join(arguments.work, "kjv-gcide-dups.txt")
     shape = build_corpus(corpus)
@@ -213,8 +244,7 @@ def main() -> None:
     print(json.dumps({"medians": medians, "throughput_vs_none_median_of_rounds": ratios,
                       "rss_over_bare_import_mb": {d: round(medians[d]["max_rss_mb"] - min(bare)) for d in sides}}),
           flush=True)
-    figures = {"corpus": shape, "bare_import_rss_mb": bare, "rounds": rounds, "medians": medians, "ratios": ratios,
-               "machine": machine()}
+    figures = {"corpus": shape, "bare_import_rss_mb": bare, "rounds": rounds, "medians": medians, "ratios": ratios}
     if not arguments.skip_quality:
         figures["quality"] = {}
         for mode in ("exact", "near"):
@@ -222,9 +252,8 @@ def main() -> None:
             ingested = [row["removed"] for row in rounds if row["dedup"] == mode]
             found["matches_ingest"] = all(count == found["removed"] for count in ingested)
             print(json.dumps({"quality": {mode: found}}), flush=True)
-    if arguments.json:
-        with open(arguments.json, "w") as handle:
-            json.dump(figures, handle, indent=1)
+    store.record("dedup", arguments.run, figures, {"command": "bench/dedup_bench.py " + " ".join(sys.argv[1:]),
+                                                   "rounds": arguments.rounds}, arguments.store, measured)
 
 
 if __name__ == "__main__":

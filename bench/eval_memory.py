@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--baseline-tree")
     parser.add_argument("--json")
+    parser.add_argument("--store", help="the results store, recorded in with --baseline-tree (default bench/results.json)")
     args = parser.parse_args()
     trees = {"this": HERE, **({"baseline": args.baseline_tree} if args.baseline_tree else {})}
     result = {"bare_import_gib": measure(HERE, BARE)["peak_gib"], "vocab": {}}
@@ -96,11 +97,11 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(result, handle, indent=2)
-    if args.baseline_tree:
-        from common import machine, record_hardening
+    if args.baseline_tree:  # the before/after table RESULTS.md shows (bench/report.py hardening_lines)
+        import store
 
-        versions = machine()["versions"]
-        record_hardening("eval_memory", {**result, "versions": f"TensorFlow {versions['tensorflow']}, Keras {versions['keras']}"})
+        store.record("eval_memory", "latest", result, {"vocab": args.vocab, "rounds": args.rounds,
+                                                       "baseline_tree": args.baseline_tree}, args.store or store.STORE)
 
 
 if __name__ == "__main__":

@@ -105,11 +105,10 @@ def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int =
 def demo_export(kind: str, directory: str) -> str:
     """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8), `default` (the LSTM recipe), `transformer`
     (the transformer recipe), or `transformer-reread` (the transformer re-reading its whole window every word)."""
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
     from nextword.model import export_graph
     from nextword.model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
     from nextword.model.export import export_model
-    from test_export_fixtures import random_model, write_data_dir
+    from nextword.model.synthetic import random_model, write_data_dir
 
     words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]
     data_dir = write_data_dir(os.path.join(directory, "data"), context_length=44, words=words)

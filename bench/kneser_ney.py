@@ -2,10 +2,10 @@
 """The interpolated modified Kneser-Ney n-gram baseline (model/ngram.py) of a DATA_DIR: counted on
 its train windows, scored on its val windows as `nextword eval` scores a model.
 
-    python bench/kneser_ney.py DATA_DIR [--order 5] [--json] [--no-cache]
+    python bench/kneser_ney.py DATA_DIR [--order 5] [--json] [--no-cache] [--cache-dir DIR]
 
 The figures are cached in bench/work/kneser-ney by the dataset's fingerprint (--no-cache recounts
-and writes nothing). bench/recipe_bench.py imports `baseline` from here for the same cache.
+and writes nothing). Benchmarks run it through bench/arms.py `five_gram`, in its own process.
 """
 
 from __future__ import annotations
@@ -36,12 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir")
     parser.add_argument("--order", type=int, default=5)
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
-    parser.add_argument("--no-cache", action="store_true", help=f"recount even when {CACHE_DIR} has the figures")
+    parser.add_argument("--no-cache", action="store_true", help="recount, and write no cache")
+    parser.add_argument("--cache-dir", default=CACHE_DIR, help=f"where the figures are cached (default {CACHE_DIR})")
     arguments = parser.parse_args(argv)
     if arguments.order < 1:
         parser.error(f"--order must be at least 1, got {arguments.order}")
     try:
-        result = baseline(arguments.data_dir, arguments.order, None if arguments.no_cache else CACHE_DIR)
+        result = baseline(arguments.data_dir, arguments.order, None if arguments.no_cache else arguments.cache_dir)
     except NextwordError as error:
         print(f"error: {error}")
         return error.exit_code

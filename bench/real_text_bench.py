@@ -2,7 +2,7 @@
 """Ingest on real text (issue 20): speed, bytes a window, memory and how it splits over cores.
 
     python bench/real_text_bench.py run [--rounds 2] [--corpora gcide-line,gcide-paragraph,kjv-line]
-    python bench/real_text_bench.py report          # markdown from bench/real_text_results.json
+    python bench/real_text_bench.py report [--run packing]   # markdown from the results store (bench/results.json)
 
 Corpora (real text that Debian packages ship; built under bench/work, ~200 MB and ~41 MB):
 - gcide: the GNU Collaborative International Dictionary of English (`apt-get install dict-gcide`),
@@ -37,9 +37,10 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ENV, PYTHON, REPO, WORK, machine, median, nextword  # noqa: E402
+import store  # noqa: E402
+from common import ENV, PYTHON, REPO, WORK, median, nextword  # noqa: E402
 
-RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_text_results.json")
+BENCHMARK = "real_text"  # its runs in the results store: --run NAME (the committed ones: text-units, packing)
 GCIDE_SOURCE = "/usr/share/dictd/gcide.dict.dz"  # gzip-compatible (dictzip)
 CORPORA = {  # name -> (builder key, --text-unit)
     "gcide-line": ("gcide", "line"),
@@ -137,7 +138,8 @@ def measured_ingest(corpus: str, unit: str, workers: int, out: str, import_cpu: 
 
 
 def run(arguments) -> int:
-    results = {"runs": [], "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    measured = store.stamp()
+    results = {"runs": []}
     results["bare_import_rss"], results["bare_import_cpu_seconds"] = bare_import()
     print(f"bare import of tensorflow + tensorflow_text: {results['bare_import_rss'] / MB:.0f} MB, "
           f"{results['bare_import_cpu_seconds']:.1f} CPU s", flush=True)
@@ -156,9 +158,10 @@ def run(arguments) -> int:
                       f"{row['bytes_per_window']:>5} B/window  peak {row['peak_rss_main'] / MB:,.0f} MB main, "
                       f"{row['peak_rss_tree'] / MB:,.0f} MB tree  serial {row['serial_fraction']} "
                       f"({row['serial_fraction_after_import']} after the import)", flush=True)
-                with open(arguments.results, "w") as handle:
-                    json.dump(results, handle, indent=1)
-    print(report_markdown(results))
+                store.record(BENCHMARK, arguments.run, results, {"corpora": arguments.corpora, "rounds": arguments.rounds,
+                                                                 "workers": arguments.workers, "layouts": arguments.layouts},
+                             arguments.store, measured)
+    print(report_markdown({**results, "date": measured["date"]}))
     return 0
 
 
@@ -187,7 +190,7 @@ def report_markdown(results: dict) -> str:
     lines = [f"Measured {results['date']}; bare import of TensorFlow + TF Text: {bare / MB:,.0f} MB, "
              f"{results['bare_import_cpu_seconds']:.1f} CPU s. "
              "Rates are end to end (process launch to exit). Medians over rounds; every run in "
-             "`bench/real_text_results.json`.", "",
+             "`bench/results.json` (benchmark `real_text`).", "",
              "| corpus (--text-unit) | MB | median words a document | windows | windows/s, 1 worker | 2 workers | speed-up | "
              "B/window | peak RSS main (over bare import) | peak RSS tree | serial fraction f: the main thread's share of CPU s past the import; fitted from 1→2 workers | projected 16 cores (from the first f) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -230,14 +233,19 @@ def main() -> int:
     r.add_argument("--workers", type=lambda text: [int(value) for value in text.split(",")], default=[1, 2])
     r.add_argument("--layouts", type=lambda text: [name for name in text.split(",") if name], default=["packed"],
                    help="record layouts to compare in the same run (e.g. packed,spans)")
-    r.add_argument("--results", default=RESULTS_FILE)
+    r.add_argument("--run", default="latest", help="the run's name in the results store (a rerun of it replaces it)")
+    r.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     r.add_argument("--work", default=WORK)
-    p = sub.add_parser("report", help="markdown from the results file")
-    p.add_argument("--results", default=RESULTS_FILE)
+    p = sub.add_parser("report", help="markdown from the results store")
+    p.add_argument("--run", default="packing", help="which run of the store (default: packing)")
+    p.add_argument("--store", default=store.STORE)
     arguments = parser.parse_args()
     if arguments.command == "report":
-        with open(arguments.results) as handle:
-            print(report_markdown(json.load(handle)))
+        entry = store.entries(BENCHMARK, arguments.store).get(arguments.run)
+        if entry is None:
+            parser.error(f"{arguments.store} holds no `{BENCHMARK}/{arguments.run}` run: "
+                         f"choose from {', '.join(store.entries(BENCHMARK, arguments.store)) or 'none'}")
+        print(report_markdown({**entry["figures"], "date": entry["date"]}))
         return 0
     unknown = [name for name in arguments.corpora if name not in CORPORA]
     if unknown:

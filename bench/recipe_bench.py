@@ -4,16 +4,16 @@
     python bench/recipe_bench.py arms                    # each arm's flags and what they change (no training)
     python bench/recipe_bench.py run --corpora builtin,kjv,vim --arms default,notebook --budgets 180,720 --seeds 0
     python bench/recipe_bench.py run --smoke             # 3 s and 6 s arms on the embedded corpus, into a temp file
-    python bench/recipe_bench.py report                  # markdown from bench/recipe_results.json
+    python bench/recipe_bench.py report                  # markdown from the results store (bench/results.json)
 
 One arm run = `nextword train DATA --out RUN --epochs 100000 --time-budget B --seed S --no-progress
 --export [flags]`, then `nextword eval RUN/export DATA --json` (what `gen` samples from: the best
 checkpoint's network, mixed with its 5-gram unless the arm turns that off; rows keep the network
-alone's figures too, `network_perplexity`), each in its own process (bench/common.py `train_and_eval`). Corpora: bench/real_corpora.py. Beside
-them, the interpolated modified Kneser-Ney 5-gram (model/ngram.py, through bench/kneser_ney.py
-`baseline`, cached in bench/work/kneser-ney) counted on the same train windows and scored on the
-same val windows. Rows go to bench/recipe_results.json; a rerun
-of one (corpus, arm, budget, seed) replaces its row. The grid runs corpus by corpus; inside a
+alone's figures too, `network_perplexity`), each in its own process (bench/arms.py `train_arm`). Corpora: bench/real_corpora.py. Beside
+them, the interpolated modified Kneser-Ney 5-gram (model/ngram.py, through bench/arms.py `five_gram`,
+cached in bench/work/kneser-ney) counted on the same train windows and scored on the
+same val windows. Each row is one entry of the results store (bench/results.json, benchmark "recipe",
+run CORPUS/ARM/BUDGET/SEED); a rerun of one (corpus, arm, budget, seed) replaces its row. The grid runs corpus by corpus; inside a
 corpus every round (seed) runs all (budget, arm) cells, reversed on odd rounds, so the shared
 machine's drift spreads over arms instead of landing on one.
 
@@ -26,21 +26,23 @@ so (e.g. `--learning-rate 1e-3` while 1e-3 is the default; `--weight-decay` with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import REPO, WORK, load_average, machine, median, train_and_eval  # noqa: E402
+import store  # noqa: E402
+from arms import five_gram, train_arm  # noqa: E402
+from common import REPO, WORK, median  # noqa: E402
+from gather import recipe as gathered  # noqa: E402
+from markdown import Column  # noqa: E402
+from markdown import table as markdown_table  # noqa: E402
 
-sys.path.insert(1, REPO)  # model.cli for resolving arms, tfrecords for kneser_ney
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # kneser_ney imports TensorFlow in this process
+sys.path.insert(1, REPO)  # nextword.model.cli for resolving arms
 
-RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "recipe_results.json")
+BENCHMARK = "recipe"  # its runs in the results store: CORPUS/ARM/BUDGET/SEED, five_gram/CORPUS, corpus/CORPUS
 
 # name -> extra `nextword train` flags. Transformer arms change one thing from the default recipe
 # (whatever it is at run time); both directions are listed where the default may sit at either end.
@@ -149,105 +151,37 @@ def resolve_arms(arms: list[str], vocab_size: int = 500, context_length: int = 4
     return resolved
 
 
-# ---- the results store ------------------------------------------------------------------------
-
-def row_key(row: dict) -> tuple:
-    return row["corpus"], row["arm"], float(row["budget_s"]), int(row["seed"])
-
-
-def merge_row(rows: list[dict], row: dict) -> list[dict]:
-    """rows with `row` appended; an earlier row of the same (corpus, arm, budget, seed) is dropped."""
-    return [kept for kept in rows if row_key(kept) != row_key(row)] + [row]
-
-
-def load_results(path: str) -> dict:
-    if os.path.exists(path):
-        with open(path) as handle:
-            return json.load(handle)
-    return {"rows": [], "baselines": {}, "corpora": {}}
-
-
-def save_results(results: dict, path: str) -> None:
-    with open(path + ".tmp", "w") as handle:
-        json.dump(results, handle, indent=1)
-    os.replace(path + ".tmp", path)
-
-
 # ---- running ------------------------------------------------------------------------------------
 
-def five_gram(data_dir: str, recount: bool = False) -> dict | None:
-    """The interpolated modified Kneser-Ney 5-gram of DATA_DIR (bench/kneser_ney.py `baseline`, over model/ngram.py);
-    None (said why) when it is unavailable."""
-    try:
-        from kneser_ney import baseline
-    except ImportError as error:
-        print(f"the 5-gram baseline is left out: `from kneser_ney import baseline` failed ({error}); "
-              "it needs bench/kneser_ney.py with baseline(data_dir, order=5)", file=sys.stderr, flush=True)
-        return None
-    try:
-        result = baseline(data_dir, order=5, **({"cache_dir": None} if recount else {}))
-    except Exception as error:  # noqa: BLE001 - another engineer's module in progress must not stop the grid
-        print(f"the 5-gram baseline is left out: kneser_ney.baseline({data_dir!r}) failed: {type(error).__name__}: {error}",
-              file=sys.stderr, flush=True)
-        return None
-    kept = {key: value for key, value in result.items() if isinstance(value, (int, float, str))}
-    return {**kept, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+def run_name(row: dict) -> str:
+    """The row's run in the store: a rerun of one (corpus, arm, budget, seed) replaces it, other cells stay."""
+    return f"{row['corpus']}/{row['arm']}/{float(row['budget_s']):g}/{int(row['seed'])}"
 
 
-def dataset_fingerprint(data_dir: str) -> str | None:
-    with open(os.path.join(data_dir, "dataset.json")) as handle:
-        return json.load(handle).get("fingerprint")
-
-
-def code_revision() -> str:
-    """The commit the packages were measured at, "+changes" when they differ from it: rows of
-    different code are not one experiment (the report names the revisions it spans)."""
-    import subprocess
-
-    def git(*args):
-        return subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True)
-
-    commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
-    changed = git("diff", "--quiet", "HEAD", "--", "ingest", "tfrecords", "model", "generate", "nextword").returncode
-    return commit + ("+changes" if changed else "")
+ROW = ("flags", "budget_s", "steps", "stopped_by", "best_step", "wall_seconds", "process_seconds", "windows_per_second",
+       "parameters", "utilisation", "model", "optimization", "perplexity", "top1", "top5", "val_windows", "scored",
+       "network_perplexity", "network_top1", "export", "ngram_network_weight", "load_before", "dataset_fingerprint",
+       "date", "code")  # what a row keeps of the arm runner's
 
 
 def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    load, code = load_average(), code_revision()  # before the run: the code it trains with
-    result = train_and_eval(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True)
-    summary, val = result["summary"], result["val"]
-    network = summary.get("validation") or {}  # the whole val split, the network alone (exported weights)
-    mixed = (result["card"] or {}).get("ngram") or {}
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return {
-        "corpus": corpus, "arm": arm, "flags": ARMS[arm], "budget_s": budget, "seed": seed,
-        "steps": summary["steps"], "stopped_by": summary["stopped_by"], "best_step": summary.get("best_step"),
-        "wall_seconds": summary.get("wall_seconds"), "process_seconds": round(result["wall_seconds"], 1),
-        "windows_per_second": summary["windows_per_second"], "parameters": summary["parameters"],
-        "utilisation": (summary.get("compute") or {}).get("utilisation"),
-        "model": summary["model_config"], "optimization": summary.get("optimization", {}),
-        "perplexity": val["perplexity"], "top1": val.get("top1"), "top5": val.get("top5"), "val_windows": val["windows"],
-        "scored": "export", "network_perplexity": network.get("perplexity"), "network_top1": network.get("top1"),
-        "export": {"ngram_order": mixed.get("order", 0) if "network_weight" in mixed else 0},
-        "ngram_network_weight": mixed.get("network_weight"),
-        "load_before": load, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code,
-    }
+    row = train_arm(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True)
+    return {"corpus": corpus, "arm": arm, "seed": seed, **{key: row[key] for key in ROW}, "flags": ARMS[arm]}
 
 
 def run(arguments) -> int:
     from real_corpora import CorpusUnavailable, build
 
-    path = arguments.results
-    results = load_results(path)
+    path = arguments.store
     dirs = {}
     for corpus in arguments.corpora:
         try:
-            dirs[corpus], results["corpora"][corpus] = build(corpus, arguments.work)
+            dirs[corpus], description = build(corpus, arguments.work)
         except CorpusUnavailable as error:
             raise SystemExit(f"{corpus}: {error}") from error
-        print(f"{corpus}: {results['corpora'][corpus]}", flush=True)
+        store.record(BENCHMARK, f"corpus/{corpus}", {"description": description}, {"data_dir": dirs[corpus]}, path)
+        print(f"{corpus}: {description}", flush=True)
     recipes = resolve_arms(arguments.arms)
     arms = [arm for arm in arguments.arms if arm == "default" or recipes[arm] != recipes["default"]]
     for arm in sorted(set(arguments.arms) - set(arms)):
@@ -255,32 +189,29 @@ def run(arguments) -> int:
     order = plan(arguments.corpora, arms, arguments.budgets, arguments.seeds)
     hours = sum(budget + OVERHEAD_S for _, budget, _, _ in order) / 3600
     print(f"plan: {len(order)} runs, about {hours:.1f} h of this machine; results: {path}", flush=True)
-    results["machine"] = machine()
     os.makedirs(arguments.work, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix="recipe-runs-", dir=None if arguments.smoke else arguments.work)
     failed = []
     for index, (corpus, budget, seed, arm) in enumerate(order):
         if index == 0 or order[index - 1][0] != corpus:
-            fingerprint = dataset_fingerprint(dirs[corpus])
-            known = results["baselines"].get(corpus)
-            if arguments.refresh_baseline or not known or known.get("dataset_fingerprint") != fingerprint:
-                counted = five_gram(dirs[corpus], arguments.refresh_baseline)
-                if counted is not None:
-                    results["baselines"][corpus] = {**counted, "dataset_fingerprint": fingerprint}
-                    print(f"{corpus:8} 5-gram  ppl {counted['perplexity']:8.2f}  top-1 {counted['top1']:.4f}", flush=True)
-                    save_results(results, path)
+            known = store.figures(BENCHMARK, f"five_gram/{corpus}", path)
+            counted = five_gram(dirs[corpus], known, recount=arguments.refresh_baseline)
+            if counted is not known:
+                store.record(BENCHMARK, f"five_gram/{corpus}", counted, {"data_dir": dirs[corpus]}, path)
+        measured = store.stamp()
         try:
             row = one_run(corpus, dirs[corpus], arm, budget, seed, scratch)
         except RuntimeError as error:
             failed.append((corpus, arm, budget, seed))
             print(f"{corpus} {arm} {budget:g} s seed {seed} FAILED: {str(error)[-1500:]}", file=sys.stderr, flush=True)
             continue
-        results["rows"] = merge_row(results["rows"], row)
-        save_results(results, path)
+        store.record(BENCHMARK, run_name(row), row, {key: row[key] for key in ("corpus", "arm", "flags", "budget_s", "seed")},
+                     path, measured)
         print(f"[{index + 1}/{len(order)}] {corpus:8} {arm:18} {budget:5g} s seed {seed}  ppl {row['perplexity']:8.2f}  "
               f"top-1 {row['top1'] or 0:.4f}  {row['steps']:6,} steps ({row['stopped_by']})  "
               f"{row['windows_per_second']:6,.0f} windows/s  (load {row['load_before']})", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
+    results = gathered(store.load(path))
     print("\n" + report_markdown(results, min(arguments.budgets), max(arguments.budgets)) if arguments.smoke
           else "\n" + report_markdown(results))
     if failed:
@@ -393,25 +324,28 @@ def _network(cell: dict) -> str:
 
 
 def corpus_table(corpus: str, table: dict, baseline: dict | None) -> list[str]:
-    lines = ["| arm | changes from default | budget | seeds | perplexity (median, range) | top-1 | top-5 | "
-             "the network alone: perplexity / top-1 (its weight in the export) | steps | windows/s | stopped by |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    columns = [Column("arm", lambda cell: f"**{cell['arm']}**" if cell["arm"] in ("default", "notebook") else cell["arm"]),
+               Column("changes from default", lambda cell: cell["what"]),
+               Column("budget", lambda cell: f"{cell['budget']:g} s", True), Column("seeds", lambda cell: f"{cell['seeds']}", True),
+               Column("perplexity (median, range)", lambda cell: f"{cell['perplexity']:.2f}" + (
+                   " ({:.2f}–{:.2f})".format(*cell["perplexity_range"]) if cell["seeds"] > 1 else ""), True),
+               Column("top-1", lambda cell: _figure(cell["top1"]), True), Column("top-5", lambda cell: _figure(cell["top5"]), True),
+               Column("the network alone: perplexity / top-1 (its weight in the export)", _network, True),
+               Column("steps", lambda cell: f"{cell['steps']:,.0f}", True),
+               Column("windows/s", lambda cell: f"{cell['windows_per_second']:,.0f}", True),
+               Column("stopped by", lambda cell: _stops(cell["stopped_by"]))]
+    listed = []
     if baseline:
-        lines.append(f"| **Kneser-Ney 5-gram** | counted on the train windows | – | – | **{baseline['perplexity']:.2f}** | "
-                     f"**{baseline['top1']:.4f}** | {_figure(baseline.get('top5'))} | – | – | – | – |")
+        listed.append(["**Kneser-Ney 5-gram**", "counted on the train windows", "–", "–", f"**{baseline['perplexity']:.2f}**",
+                       f"**{baseline['top1']:.4f}**", _figure(baseline.get("top5")), "–", "–", "–", "–"])
     budgets = sorted({budget for (name, _, budget) in table if name == corpus})
     for budget in budgets:
         here = {arm: cell for (name, arm, at), cell in table.items() if name == corpus and at == budget}
         reference = (table.get((corpus, "default", budget)) or table.get((corpus, "default", min(budgets))) or {}).get("recipe")
         for arm, cell in sorted(here.items(), key=lambda item: item[1]["perplexity"]):
-            low, high = cell["perplexity_range"]
-            spread = f" ({low:.2f}–{high:.2f})" if cell["seeds"] > 1 else ""
             what = changes(cell["recipe"], reference) if reference and arm != "default" else " ".join(cell["flags"]) or "–"
-            name = f"**{arm}**" if arm in ("default", "notebook") else arm
-            lines.append(f"| {name} | {what} | {budget:g} s | {cell['seeds']} | {cell['perplexity']:.2f}{spread} | "
-                         f"{_figure(cell['top1'])} | {_figure(cell['top5'])} | {_network(cell)} | {cell['steps']:,.0f} | "
-                         f"{cell['windows_per_second']:,.0f} | {_stops(cell['stopped_by'])} |")
-    return lines
+            listed.append({**cell, "arm": arm, "budget": budget, "what": what})
+    return markdown_table(columns, listed)
 
 
 def ranking_lines(table: dict, corpora: list[str], short: float = SHORT, long: float = LONG) -> list[str]:
@@ -447,7 +381,7 @@ def report_markdown(results: dict, short: float = SHORT, long: float = LONG) -> 
     """short, long: the budgets the targets compare (the issue's 180 s and 720 s; smaller in --smoke)."""
     rows = results.get("rows", [])
     if not rows:
-        return "bench/recipe_results.json holds no runs: `python bench/recipe_bench.py run` first."
+        return "the results store holds no `recipe` runs: `python bench/recipe_bench.py run` first."
     table = cells(rows)
     known = ("builtin", "kjv", "vim")
     corpora = sorted({row["corpus"] for row in rows}, key=lambda name: (known.index(name) if name in known else 99, name))
@@ -458,7 +392,7 @@ def report_markdown(results: dict, short: float = SHORT, long: float = LONG) -> 
            "eval` scores on the whole val split its export (what `gen` samples from: the best checkpoint's network "
            "mixed with its 5-gram, or the network alone for `--ngram-order 0` and the notebook preset) — rows whose "
            "'network alone' column is '–' ran before exports carried the 5-gram and scored the best checkpoint, the "
-           "network alone; medians over seeds. Load average before each run is in bench/recipe_results.json.", ""]
+           "network alone; medians over seeds. Load average before each run is in bench/results.json.", ""]
     summary = {"5-gram": [], "more time": [], "notebook": []}
     for corpus in corpora:
         baseline = results.get("baselines", {}).get(corpus)
@@ -503,23 +437,23 @@ def main() -> int:
     r.add_argument("--seeds", type=listed(int), default=[0])
     r.add_argument("--refresh-baseline", action="store_true", help="count the 5-gram again even when stored")
     r.add_argument("--smoke", action="store_true", help="3 s and 6 s arms (default, notebook, lstm) on the embedded corpus only, into a temp file")
-    r.add_argument("--results", default=None, help=f"default {os.path.relpath(RESULTS_FILE, REPO)} (a temp file with --smoke)")
+    r.add_argument("--store", default=None, help="the results store (default bench/results.json; a temp file with --smoke)")
     r.add_argument("--work", default=WORK, help="where the corpora are built (default bench/work)")
-    p = sub.add_parser("report", help="markdown from the results file")
-    p.add_argument("--results", default=RESULTS_FILE)
+    p = sub.add_parser("report", help="markdown from the results store")
+    p.add_argument("--store", default=store.STORE)
     arguments = parser.parse_args()
     if arguments.command == "arms":
         return show_arms()
     if arguments.command == "report":
-        print(report_markdown(load_results(arguments.results)))
+        print(report_markdown(gathered(store.load(arguments.store))))
         return 0
     if arguments.smoke:
         arguments.corpora, arguments.budgets = ["builtin"], list(SMOKE_BUDGETS)
         arguments.arms = arguments.arms or list(SMOKE_ARMS)
-        arguments.results = arguments.results or os.path.join(tempfile.mkdtemp(prefix="recipe-smoke-"), "recipe_results.json")
-        if os.path.abspath(arguments.results) == RESULTS_FILE:
-            parser.error("--smoke never writes bench/recipe_results.json: give another --results")
-    arguments.results, arguments.arms = arguments.results or RESULTS_FILE, arguments.arms or list(ARMS)
+        arguments.store = arguments.store or os.path.join(tempfile.mkdtemp(prefix="recipe-smoke-"), "results.json")
+        if os.path.abspath(arguments.store) == store.STORE:
+            parser.error("--smoke never writes bench/results.json: give another --store")
+    arguments.store, arguments.arms = arguments.store or store.STORE, arguments.arms or list(ARMS)
     return run(arguments)
 
 

@@ -1,19 +1,19 @@
-"""RESULTS.md and the PNG charts, from the dict of figures bench/run collected."""
+"""RESULTS.md's tables, from the figures bench/gather.py gathers out of the results store (bench/store.py)."""
 
 from __future__ import annotations
 
 import math
 import os
 
+from markdown import Column, fill_generated_tables, kept_sections, table
+from markdown import number as _fmt
+from report_layout import layout_lines
+
 GB = 1 << 30
 
 
-def _fmt(value, digits: int = 0) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
 def five_gram_measured(baseline: dict | None) -> bool:
-    """Whether a results JSON's 5-gram entry (bench/common.py `five_gram`) holds figures."""
+    """Whether a stored 5-gram entry (bench/arms.py `five_gram`) holds figures."""
     return bool(baseline) and "error" not in baseline and "perplexity" in baseline
 
 
@@ -133,26 +133,28 @@ def quality_lines(quality: dict) -> list[str]:
 
 
 def _tune_table(rows: list[dict], winner: str | None, baseline: dict | None) -> list[str]:
-    lines = ["| # | arch | layers | units | emb | dropout | lr | batch | steps | windows/s | held-out top-1 | perplexity | load |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for row in sorted(rows, key=lambda row: row["val"]["perplexity"]):
-        c = row["candidate"]
-        mark = " **(chosen)**" if winner is not None and str(row["index"]) == winner else ""
-        lines.append(f"| {row['index']}{mark} | {c['arch']} | {c['layers']} | {c['units']} | {c['embedding_dim']} | "
-                     f"{c['dropout']} | {c['learning_rate']:g} | {c['batch_size']} | {row['steps']:,} | "
-                     f"{_fmt(row['windows_per_second'])} | {row['val']['top1']:.4f} | {row['val']['perplexity']:.2f} | "
-                     f"{row['load_before']} |")
-    if five_gram_measured(baseline):
-        lines.append(f"| **{baseline['order']}-gram** | {five_gram_label(baseline)} | | | | | | | | | "
-                     f"**{baseline['top1']:.4f}** | **{baseline['perplexity']:.2f}** | |")
-    else:
-        lines += ["", five_gram_missing(baseline)]
-    return lines
+    def candidate(header: str, key: str, show=str) -> Column:
+        return Column(header, lambda row: show(row["candidate"][key]), numeric=key != "arch")
+
+    columns = [Column("#", lambda row: f"{row['index']}" + (" **(chosen)**" if winner is not None and str(row["index"]) == winner else "")),
+               candidate("arch", "arch"), candidate("layers", "layers"), candidate("units", "units"),
+               candidate("emb", "embedding_dim"), candidate("dropout", "dropout"),
+               candidate("lr", "learning_rate", lambda value: f"{value:g}"), candidate("batch", "batch_size"),
+               Column("steps", lambda row: f"{row['steps']:,}", True),
+               Column("windows/s", lambda row: _fmt(row["windows_per_second"]), True),
+               Column("held-out top-1", lambda row: f"{row['val']['top1']:.4f}", True),
+               Column("perplexity", lambda row: f"{row['val']['perplexity']:.2f}", True),
+               Column("load", lambda row: row["load_before"])]
+    ranked = sorted(rows, key=lambda row: row["val"]["perplexity"])
+    if not five_gram_measured(baseline):
+        return table(columns, ranked) + ["", five_gram_missing(baseline)]
+    return table(columns, [*ranked, [f"**{baseline['order']}-gram**", five_gram_label(baseline), *[""] * 8,
+                                     f"**{baseline['top1']:.4f}**", f"**{baseline['perplexity']:.2f}**", ""]])
 
 
 def tune_lines(tune: dict | None) -> list[str]:
     if not tune:
-        return ["bench/tune_results.json is missing: run `python bench/tune_defaults.py`."]
+        return ["The results store (bench/results.json) holds no `tune` run: run `python bench/tune_defaults.py`."]
     final_rows = tune.get("final_rows") or []
     winner = str(tune["winner"])
     lines = [f"`bench/tune_defaults.py`, {tune['date']}. Rule: {tune['rule']}. Objective `all`, adam, every candidate "
@@ -215,150 +217,10 @@ def scale_lines(scale: dict | None) -> list[str]:
     return lines
 
 
-def _mark(ok: bool) -> str:
-    return "met" if ok else "**missed**"
-
-
-def _layout_disk_lines(layout: dict) -> list[str]:
-    rows = {(row["shape"], row["layout"]): row for row in layout["disk"]}
-    targets = {"long": 4.0, "verse": 8.0}
-    lines = [f"Bytes per window on disk (vocabulary {layout['vocab_size']:,}, context 44, stride 1, spans at 128 windows "
-             "per record; Zipf words; no validation split) and ingest windows/s in process (one process ran them all):", "",
-             "| corpus shape | corpus | windows | spans B/window | windows B/window | windows / spans | "
-             "ingest windows/s spans | ingest windows/s windows | target (spans) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    for shape in dict.fromkeys(row["shape"] for row in layout["disk"]):
-        spans, windows = rows[(shape, "spans")], rows[(shape, "windows")]
-        target = targets.get(shape)
-        lines.append(f"| {spans['label']} | {spans['corpus_bytes'] / 1e6:,.1f} MB | {spans['windows']:,} | "
-                     f"**{spans['bytes_per_window']:.2f}** | {windows['bytes_per_window']:.1f} | "
-                     f"{windows['bytes_per_window'] / spans['bytes_per_window']:.0f}x | {_fmt(spans['windows_per_second'])} | "
-                     f"{_fmt(windows['windows_per_second'])} | "
-                     + (f"≤ {target:g}: {_mark(spans['bytes_per_window'] <= target)}" if target else "") + " |")
-    return lines
-
-
-def _layout_sweep_lines(sweep: dict) -> list[str]:
-    lines = [f"`--windows-per-record` sweep on the {sweep['corpus_bytes'] / 1e6:,.0f} MB Zipf corpus "
-             f"({sweep['windows']:,} windows). Reader: objective last, batch 1,024, training order, windows/s median "
-             f"of {len(sweep['rows'][0]['reader_windows_per_second_runs'])} rounds (one process per round, order rotated). "
-             f"Shuffle grain: the windows of one record are consecutive windows of one document; the reader permutes "
-             f"chunks of {sweep['shuffle_buffer']:,} windows = {sweep['shuffle_buffer']:,} / windows-per-record records.", "",
-             "| windows per record | B/window | ingest windows/s (in process) | reader windows/s | mean windows per record "
-             "| records per shuffle chunk |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in sweep["rows"]:
-        mark = " (default)" if row["windows_per_record"] == sweep["current_default"] else ""
-        lines.append(f"| {row['windows_per_record']}{mark} | {row['bytes_per_window']:.2f} | "
-                     f"{_fmt(row['ingest_windows_per_second'])} | {_fmt(row['reader_windows_per_second'])} | "
-                     f"{row['windows_per_record_mean']:.1f} | {row['records_per_shuffle_chunk']:,} |")
-    verdict = ("support the current default" if sweep["supported"] == sweep["current_default"]
-               else f"do NOT support the current default {sweep['current_default']}")
-    lines += ["", f"Rule: among the values whose reader is within 10% of the fastest, the largest (fewest bytes) whose "
-                  f"shuffle chunk still holds a record per window of a default batch of 128 (chunk records >= 128: every "
-                  f"window of a batch can come from a different record); when none is both, the fastest reader. "
-                  f"These figures pick "
-                  f"**{sweep['supported']}**: they {verdict}."]
-    return lines
-
-
-def _layout_throughput_lines(throughput: dict) -> list[str]:
-    spans, windows, ceiling = throughput["spans"], throughput["windows"], throughput["ceiling"]
-    share = throughput["share_of_ceiling"]
-    met = spans["windows_per_second"] >= throughput["target_windows_per_second"] or share >= throughput["target_share"]
-    label = f"{throughput['big_corpus_bytes'] / 1e6:,.0f} MB"
-    return [
-        f"Ingest end to end (process start to exit, as the ingest section measures) on the {label} Zipf corpus "
-        f"({spans['windows']:,} windows), vocabulary 20,000, all cores:", "",
-        "| run | windows/s end to end | seconds | peak RSS (process tree) | B/window |",
-        "| --- | ---: | ---: | ---: | ---: |",
-        f"| `nextword ingest --layout spans` (median of {spans['runs']}) | **{_fmt(spans['windows_per_second'])}** | "
-        f"{spans['wall_seconds']:.1f} | {spans['peak_rss_bytes'] / GB:.2f} GB | {spans['bytes_per_window']:.2f} |",
-        f"| `nextword ingest --layout windows` (1 run) | {_fmt(windows['windows_per_second'])} | "
-        f"{windows['wall_seconds']:.1f} | {windows['peak_rss_bytes'] / GB:.2f} GB | {windows['bytes_per_window']:.1f} |",
-        f"| ceiling: pass 1 as is + pass 2's read, tokenize and vocabulary lookup, no windows/encode/write "
-        f"(median of {ceiling['runs']}; pass 1 {ceiling['pass1_seconds']:.1f} s, pass 2 {ceiling['pass2_seconds']:.1f} s) | "
-        f"{_fmt(ceiling['windows_per_second'])} | {ceiling['wall_seconds']:.1f} | {ceiling['peak_rss_bytes'] / GB:.2f} GB | — |",
-        f"| **spans / ceiling** | **{share:.0%}** | | | |",
-        "", f"Target ≥ {throughput['target_windows_per_second'] / 1e6:.1f}M windows/s or ≥ {throughput['target_share']:.0%} "
-            f"of the ceiling: {_mark(met)}. Spans runs (windows/s): "
-            + ", ".join(_fmt(rate) for rate in spans["windows_per_second_runs"])
-            + "; ceiling runs (s): " + ", ".join(f"{seconds:.1f}" for seconds in ceiling["wall_seconds_runs"]) + ".",
-    ]
-
-
-def _layout_memory_lines(throughput: dict) -> list[str]:
-    memory, target = throughput["memory"], throughput["memory_target_gb"]
-    bare = memory["bare_import"]
-    rows = [(f"`nextword ingest --layout spans`, {throughput['reader_corpus_bytes'] / 1e6:,.0f} MB Zipf corpus", memory["reader_corpus"]),
-            (f"`nextword ingest --layout spans`, {throughput['big_corpus_bytes'] / 1e6:,.0f} MB Zipf corpus (median)", memory["big_corpus"])]
-    if "many_words" in memory:
-        rows.append((f"`nextword ingest --layout spans`, {memory['many_words_distinct']:,} distinct words "
-                     f"({memory['many_words_corpus_bytes'] / 1e6:,.0f} MB, {memory['many_words_windows']:,} windows)",
-                     memory["many_words"]))
-    lines = ["| peak RSS of the process tree | GB | above the bare import | target |", "| --- | ---: | ---: | --- |",
-             f"| `python -c \"import tensorflow, tensorflow_text\"` (median of {len(memory['bare_import_runs'])}) | "
-             f"{bare / GB:.2f} | — | |"]
-    for label, peak in rows:
-        lines.append(f"| {label} | {peak / GB:.2f} | {(peak - bare) / GB:+.2f} | "
-                     f"≤ +{target} GB: {_mark((peak - bare) / GB <= target)} |")
-    return lines
-
-
-def _layout_reader_lines(reader: dict, wait: dict | None) -> list[str]:
-    ratio_met = reader["ratio"] >= reader["target_ratio"]
-    speed_met = reader["spans_windows_per_second"] >= reader["target_windows_per_second"]
-    runs = reader["runs"]
-    lines = [f"Reader on 2 cores, the same {reader['windows_measured']:,}-window stretch of one corpus ingested both ways: "
-             f"`make_dataset(training=True)`, batch {reader['batch_size']:,}, parsed + shuffled + batched, iterated "
-             f"from Python; medians of {reader['rounds']} alternating rounds, one process per side per round.", "",
-             "| reader | windows/s | per round | target |", "| --- | ---: | --- | --- |",
-             f"| windows layout, objective last | {_fmt(reader['windows_windows_per_second'])} | "
-             + ", ".join(_fmt(run["windows_per_second"]) for run in runs["windows"]) + " | |",
-             f"| spans, objective last | **{_fmt(reader['spans_windows_per_second'])}** | "
-             + ", ".join(_fmt(run["windows_per_second"]) for run in runs["spans"])
-             + f" | ≥ {reader['target_windows_per_second'] / 1e6:.0f}M: {_mark(speed_met)} |",
-             f"| **spans / windows** | **{reader['ratio']:.2f}x** | | ≥ {reader['target_ratio']:g}x: {_mark(ratio_met)} |",
-             "", f"Spans, objective all (each token a target once per epoch): **{_fmt(reader['spans_all_tokens_per_second'])} "
-                 f"target tokens/s** (sum of weights), {_fmt(reader['spans_all_windows_per_second'])} windows/s."]
-    if wait:
-        lines += ["", _input_wait_line(wait)]
-    return lines
-
-
-def _input_wait_line(wait: dict) -> str:
-    """One input-wait run of bench/train_worker.py wait: the chained feed training uses, and a
-    pipeline per epoch (0.1.0's loop, and this version's before the chain) beside it."""
-    runs = wait["runs"]
-    epochs = wait["epochs"]
-    where = (f"{epochs} epochs of ~{wait['steps_per_epoch']:.0f} steps" if wait.get("steps_per_epoch")
-             else f"{runs['chained'][0]['steps']} steps of one long epoch")
-    both = epochs > 1 and runs.get("per_epoch")
-    line = (f"Input wait in the training loop ({wait['data_dir'].rstrip('/').split('/')[-1]}, default recipe, batch "
-            f"{wait['batch_size']}, {where}; time in `next()` over step time, measured per step; "
-            f"{len(runs['chained'])} rounds{' alternating the two feeds' if both else ''}): "
-            + ("epochs chained through one iterator, as `nextword train` reads them, " if both else "")
-            + f"**{wait['input_wait_share']:.2%}** (target < {wait['target']:.0%}: "
-            f"{_mark(wait['input_wait_share'] < wait['target'])}; rounds "
-            + ", ".join(f"{run['wait_share']:.2%}" for run in runs["chained"])
-            + f", {wait['windows_per_second']:,.0f} windows/s)")
-    if not both:
-        return line + "."
-    return (line + f"; a new pipeline per epoch (as the loop read before this version) "
-            f"{wait['per_epoch_input_wait_share']:.2%} (rounds "
-            + ", ".join(f"{run['wait_share']:.2%}" for run in runs["per_epoch"]) + ").")
-
-
-def layout_lines(layout: dict) -> list[str]:
-    throughput = layout["throughput"]
-    return (_layout_disk_lines(layout) + [""] + _layout_sweep_lines(layout["sweep"]) + [""]
-            + _layout_throughput_lines(throughput) + [""] + _layout_memory_lines(throughput) + [""]
-            + _layout_reader_lines(layout["reader"], layout.get("input_wait"))
-            + (["", _input_wait_line(layout["input_wait_long_epochs"])] if layout.get("input_wait_long_epochs") else []))
-
-
 def hardening_lines(hardening: dict | None) -> list[str]:
     if not hardening:
-        return ["bench/hardening_results.json is missing: run `python bench/eval_memory.py` and `python bench/context_bench.py`."]
+        return ["The results store (bench/results.json) holds no `eval_memory` or `context` run: run "
+                "`python bench/eval_memory.py` and `python bench/context_bench.py`."]
     lines = []
     memory = hardening.get("eval_memory")
     if memory:
@@ -366,60 +228,62 @@ def hardening_lines(hardening: dict | None) -> list[str]:
                   "`nextword eval` of an objective-`all` model (LSTM 32) on a val split of a few thousand windows, each "
                   "run in its own process, trees alternating over rounds; peak RSS includes the "
                   f"{memory['bare_import_gib']:.2f} GiB of importing TensorFlow. Before: the code before this change (logits for all "
-                  "44 positions at batch 1,024); after: the final position only, batch sized to 16M logits.", "",
-                  "| vocabulary | peak RSS before | peak RSS after | eval s before | eval s after | rounds (peak GiB before / after) |",
-                  "| ---: | ---: | ---: | ---: | ---: | --- |"]
-        for vocab, row in memory["vocab"].items():
-            before, after = row["baseline"], row["this"]
-            rounds = ", ".join(f"{b['peak_gib']:.2f} / {a['peak_gib']:.2f}" for b, a in zip(before["rounds"], after["rounds"]))
-            lines.append(f"| {int(vocab):,} | {before['median_peak_gib']:.2f} GiB | {after['median_peak_gib']:.2f} GiB | "
-                         f"{before['median_eval_seconds']:.1f} | {after['median_eval_seconds']:.1f} | {rounds} |")
+                  "44 positions at batch 1,024); after: the final position only, batch sized to 16M logits.", ""]
+        columns = [Column("vocabulary", lambda item: f"{int(item[0]):,}", True),
+                   Column("peak RSS before", lambda item: f"{item[1]['baseline']['median_peak_gib']:.2f} GiB", True),
+                   Column("peak RSS after", lambda item: f"{item[1]['this']['median_peak_gib']:.2f} GiB", True),
+                   Column("eval s before", lambda item: f"{item[1]['baseline']['median_eval_seconds']:.1f}", True),
+                   Column("eval s after", lambda item: f"{item[1]['this']['median_eval_seconds']:.1f}", True),
+                   Column("rounds (peak GiB before / after)", lambda item: ", ".join(
+                       f"{b['peak_gib']:.2f} / {a['peak_gib']:.2f}"
+                       for b, a in zip(item[1]["baseline"]["rounds"], item[1]["this"]["rounds"])))]
+        lines += table(columns, [(vocab, row) for vocab, row in memory["vocab"].items()])
         lines.append("")
     for context in hardening.get("context", []):
         model = context["model"]
         lines += [f"**Generation past the context** (`bench/context_bench.py`, {context['date']}): {context['label']}: "
                   f"{model['arch'].upper()} {model['layers']} × {model['units']}, vocabulary {model['vocab_size']:,}; "
                   f"{context['start_points']} start points in {context['documents']} held-out documents; "
-                  "perplexity of the word k words past the window, teacher-forced.", "",
-                  "| k | carried state | re-read the last 44 words |", "| --- | ---: | ---: |"]
-        for carried, reread in zip(context["carried"], context["reread"]):
-            lines.append(f"| {carried['from']}–{carried['to']} | {carried['perplexity']:.2f} | {reread['perplexity']:.2f} |")
-        lines += [f"| all {context['horizon'] + 1} | {math.exp(context['mean_loss']['carried']):.2f} | "
-                  f"{math.exp(context['mean_loss']['reread']):.2f} |", ""]
+                  "perplexity of the word k words past the window, teacher-forced.", ""]
+        columns = [Column("k", lambda pair: f"{pair[0]['from']}–{pair[0]['to']}"),
+                   Column("carried state", lambda pair: f"{pair[0]['perplexity']:.2f}", True),
+                   Column("re-read the last 44 words", lambda pair: f"{pair[1]['perplexity']:.2f}", True)]
+        everything = [f"all {context['horizon'] + 1}", *(f"{math.exp(context['mean_loss'][way]):.2f}" for way in ("carried", "reread"))]
+        lines += table(columns, [*zip(context["carried"], context["reread"]), everything]) + [""]
     return lines
 
 
 def arch_lines(arch: dict | None) -> list[str]:
-    """bench/arch_results.json (bench/arch_bench.py): transformer vs LSTM vs the notebook preset."""
+    """bench/arch_bench.py's runs (gather.arch): transformer vs LSTM vs the notebook preset."""
     if not arch or "quality" not in arch:
-        return ["bench/arch_results.json is missing: run `python bench/arch_bench.py quality` and `... speed`."]
+        return ["The results store (bench/results.json) holds no `arch` run: run `python bench/arch_bench.py quality` "
+                "and `... speed`."]
     lines = [f"**Held-out quality at equal training time** (`bench/arch_bench.py quality`, {arch['quality_date']}): each "
              "arm trains in its own `nextword train` process for the same seconds of training (`--time-budget`), then "
              "`nextword eval` scores the window's final word on the held-out 10% of documents. Corpora: the embedded "
              "corpus (vocabulary 500) and this machine's Vim help files (151 documents, 1.29M words, vocabulary 5,000). "
-             "Targets/s counts every trained next-word target (objective `all`: 44 per window; `last`: 1).", "",
-             "| corpus | arm | budget | model | parameters | steps | windows/s | targets/s | perplexity | top-1 | top-5 | load before |",
-             "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "Targets/s counts every trained next-word target (objective `all`: 44 per window; `last`: 1).", ""]
     rows = arch["quality"]
     baselines = arch.get("baselines") or {}  # corpus -> its 5-gram; absent from results of earlier runs
     corpora = list(dict.fromkeys(row["corpus"] for row in rows.values()))
-    missing = []
+    columns = [Column("corpus", lambda row: row["corpus"]), Column("arm", lambda row: row["arm"]),
+               Column("budget", lambda row: f"{row['budget_s']:.0f} s", True),
+               Column("model", lambda row: f"{_shape(row['model'])}, dropout {row['model']['dropout']}, {row['model']['objective']}"),
+               Column("parameters", lambda row: f"{row['parameters']:,}", True), Column("steps", lambda row: f"{row['steps']:,}", True),
+               Column("windows/s", lambda row: f"{row['windows_per_second']:,.0f}", True),
+               Column("targets/s", lambda row: f"{row['target_tokens_per_second']:,.0f}", True),
+               Column("perplexity", lambda row: f"{row['perplexity']:.2f}", True), Column("top-1", lambda row: f"{row['top1']:.4f}", True),
+               Column("top-5", lambda row: f"{row['top5']:.4f}", True), Column("load before", lambda row: row["load_before"])]
+    listed, missing = [], []
     for corpus in corpora:
-        for row in (row for row in rows.values() if row["corpus"] == corpus):
-            model = row["model"]
-            shape = (f"{model['layers']} × {model['units']} (heads {model['heads']}, ff {model['ff_dim'] or 4 * model['units']})"
-                     if model["arch"] == "transformer" else
-                     f"{model['layers']} × {'Bi' if model['bidirectional'] else ''}{model['arch'].upper()} {model['units']}, emb {model['embedding_dim']}")
-            lines.append(f"| {row['corpus']} | {row['arm']} | {row['budget_s']:.0f} s | {shape}, dropout {model['dropout']}, "
-                         f"{model['objective']} | {row['parameters']:,} | {row['steps']:,} | {row['windows_per_second']:,.0f} | "
-                         f"{row['target_tokens_per_second']:,.0f} | {row['perplexity']:.2f} | {row['top1']:.4f} | {row['top5']:.4f} | "
-                         f"{row['load_before']} |")
+        listed += [row for row in rows.values() if row["corpus"] == corpus]
         baseline = baselines.get(corpus)
         if five_gram_measured(baseline):
-            lines.append(f"| {corpus} | **{baseline['order']}-gram** | – | {five_gram_label(baseline)} | – | – | – | – | "
-                         f"**{baseline['perplexity']:.2f}** | **{baseline['top1']:.4f}** | {_fmt(baseline.get('top5'), 4)} | – |")
+            listed.append([corpus, f"**{baseline['order']}-gram**", "–", five_gram_label(baseline), "–", "–", "–", "–",
+                           f"**{baseline['perplexity']:.2f}**", f"**{baseline['top1']:.4f}**", _fmt(baseline.get("top5"), 4), "–"])
         else:
             missing.append(corpus)
+    lines += table(columns, listed)
     lines.append("")
     if missing:
         lines += [five_gram_missing(baselines.get(missing[0]) if len(missing) == 1 else None, ", ".join(missing)), ""]
@@ -446,14 +310,23 @@ def arch_lines(arch: dict | None) -> list[str]:
         words, batch = speed["words"], speed["batch"]
         lines += ["", f"**Generation speed** (`bench/arch_bench.py speed`, {arch['speed_date']}): one process, random-weight "
                   f"exports (vocabulary 506, context 44), {words} words per sample, median of {speed['repeats']} rounds; the "
-                  "notebook's loop is `model.predict` on the whole window once per word, on the same model.", "",
-                  f"| model | gen 1 × {words} words/s | gen {batch} × {words} words/s | notebook loop words/s | "
-                  f"1 × {words} vs notebook loop on the notebook model |", "| --- | ---: | ---: | ---: | ---: |"]
+                  "notebook's loop is `model.predict` on the whole window once per word, on the same model.", ""]
         notebook = speed["rows"]["notebook"]["notebook_loop_words_per_s"]
-        for name, row in speed["rows"].items():
-            lines.append(f"| {name} | {row['gen_1_words_per_s']:,.0f} | {row['gen_batch_words_per_s']:,.0f} | "
-                         f"{row['notebook_loop_words_per_s']:.1f} | ×{row['gen_1_words_per_s'] / notebook:,.0f} |")
+        columns = [Column("model", lambda item: item[0]),
+                   Column(f"gen 1 × {words} words/s", lambda item: f"{item[1]['gen_1_words_per_s']:,.0f}", True),
+                   Column(f"gen {batch} × {words} words/s", lambda item: f"{item[1]['gen_batch_words_per_s']:,.0f}", True),
+                   Column("notebook loop words/s", lambda item: f"{item[1]['notebook_loop_words_per_s']:.1f}", True),
+                   Column(f"1 × {words} vs notebook loop on the notebook model",
+                          lambda item: f"×{item[1]['gen_1_words_per_s'] / notebook:,.0f}", True)]
+        lines += table(columns, speed["rows"].items())
     return lines
+
+
+def _shape(model: dict) -> str:
+    """A model's shape as the arch table names it: "2 × 128 (heads 4, ff 512)" or "1 × LSTM 256, emb 128"."""
+    if model["arch"] == "transformer":
+        return f"{model['layers']} × {model['units']} (heads {model['heads']}, ff {model['ff_dim'] or 4 * model['units']})"
+    return f"{model['layers']} × {'Bi' if model['bidirectional'] else ''}{model['arch'].upper()} {model['units']}, emb {model['embedding_dim']}"
 
 
 def _fingerprint_note(rows: list[dict], baseline: dict) -> str:
@@ -473,26 +346,28 @@ def tokenizer_lines(tokenizer: dict) -> list[str]:
              "sides). **Per-word perplexity** = exp(total NLL / held-out words) decides; per-token perplexity is "
              "per word for `word`, per piece for `wordpiece`. A word model scores every word outside its "
              "vocabulary as one cheap `<unk>` class, which a wordpiece model has to spell out, so the comparison "
-             "favours `word` where many targets are `<unk>` (its share is given).", "",
-             "| corpus | round | tokenizer | vocabulary | steps | windows/s | tokens/word | per-token perplexity | "
-             "per-word perplexity | top-1 | load before |",
-             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
-    missing = []
+             "favours `word` where many targets are `<unk>` (its share is given).", ""]
+    columns = [Column("corpus", lambda run: run["corpus"]), Column("round", lambda run: f"{run['round']}", True),
+               Column("tokenizer", lambda run: run["tokenizer"]), Column("vocabulary", lambda run: f"{run['vocabulary']:,}", True),
+               Column("steps", lambda run: f"{run['steps']:,}", True),
+               Column("windows/s", lambda run: f"{run['windows_per_second']:,.0f}", True),
+               Column("tokens/word", lambda run: f"{run['tokens_per_word']:.3f}", True),
+               Column("per-token perplexity", lambda run: f"{run['perplexity']:.2f}", True),
+               Column("per-word perplexity", lambda run: f"**{run['word_perplexity']:.2f}**", True),
+               Column("top-1", lambda run: f"{run['top1']:.4f}" if run.get("top1") is not None else "—", True),
+               Column("load before", lambda run: run["load_before"])]
+    listed, missing = [], []
     for corpus, row in tokenizer["corpora"].items():
-        for run in row["runs"]:
-            vocabulary = row["held_out"][run["tokenizer"]]["vocab_size"]
-            top1 = f"{run['top1']:.4f}" if run.get("top1") is not None else "—"
-            lines.append(f"| {corpus} | {run['round']} | {run['tokenizer']} | {vocabulary:,} | {run['steps']:,} | "
-                         f"{run['windows_per_second']:,.0f} | {run['tokens_per_word']:.3f} | {run['perplexity']:.2f} | "
-                         f"**{run['word_perplexity']:.2f}** | {top1} | {run['load_before']} |")
+        listed += [{**run, "corpus": corpus, "vocabulary": row["held_out"][run["tokenizer"]]["vocab_size"]} for run in row["runs"]]
         baseline = row.get("five_gram")  # the `word` dataset's; absent from results of earlier runs
         if five_gram_measured(baseline):
-            lines.append(f"| {corpus} | – | **{baseline['order']}-gram, `word` dataset only**: "
-                         f"{five_gram_label(baseline, 'the `word` train windows')}; no 5-gram of pieces | "
-                         f"{_fmt(baseline.get('vocab_size'))} | – | – | 1.000 | {baseline['perplexity']:.2f} | "
-                         f"**{baseline['perplexity']:.2f}** | {baseline['top1']:.4f} | – |")
+            listed.append([corpus, "–", f"**{baseline['order']}-gram, `word` dataset only**: "
+                           f"{five_gram_label(baseline, 'the `word` train windows')}; no 5-gram of pieces",
+                           _fmt(baseline.get("vocab_size")), "–", "–", "1.000", f"{baseline['perplexity']:.2f}",
+                           f"**{baseline['perplexity']:.2f}**", f"{baseline['top1']:.4f}", "–"])
         else:
             missing.append(corpus)
+    lines += table(columns, listed)
     lines.append("")
     if missing:
         only = tokenizer["corpora"][missing[0]].get("five_gram") if len(missing) == 1 else None
@@ -517,7 +392,9 @@ def tokenizer_lines(tokenizer: dict) -> list[str]:
     return lines
 
 
-def write_results_md(path: str, results: dict, charts: list[str]) -> None:
+def write_results_md(path: str, results: dict, charts: list[str], tables: dict | None = None) -> None:
+    """RESULTS.md at `path`: bench/run's sections from `results`, then the sections written by hand (kept from the
+    file, their generated tables filled from `tables`: name -> a function returning markdown), then the charts."""
     meta = results["meta"]
     machine = meta["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
@@ -557,27 +434,12 @@ def write_results_md(path: str, results: dict, charts: list[str]) -> None:
     out += ["## Hardening (issue 10): validation memory, generation past the context", ""]
     out += hardening_lines(results.get("hardening")) + [""]
     written = {line[3:] for line in out if line.startswith("## ")} | {"Charts", RECIPE_TITLE}
-    out += kept_sections(path, written)
+    out += fill_generated_tables(kept_sections(path, written), tables or {})
     out += ["## Charts", ""] + [f"![{os.path.basename(chart)}](charts/{os.path.basename(chart)})" for chart in charts] + [""]
     with open(path, "w") as handle:
         handle.write("\n".join(out))
 
 
-RECIPE_TITLE = "Recipe by measurement and the 5-gram (bench/recipe_bench.py)"  # bench/run appends it after the rest
-
-
-def kept_sections(path: str, written: set[str]) -> list[str]:
-    """The `## ` sections of the RESULTS.md at `path` that this report does not write (written by hand
-    from a benchmark of their own: serve, dedup, precision, ...), as they are, in their order: a rerun of
-    bench/run must not drop them."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        lines = handle.read().splitlines()
-    kept, keeping = [], False
-    for line in lines:
-        if line.startswith("## "):
-            keeping = line[3:] not in written
-        if keeping:
-            kept.append(line)
-    return kept + ([""] if kept and kept[-1] else [])
+# bench/run appended bench/recipe_bench.py's report under this title before the recipe section generated it
+# (`<!-- table: recipe -->`): a rerun drops such a section.
+RECIPE_TITLE = "Recipe by measurement and the 5-gram (bench/recipe_bench.py)"

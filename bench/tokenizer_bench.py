@@ -14,13 +14,13 @@ held-out words) decides. Caveat printed with the figures: a word model predicts 
 word outside its vocabulary as one cheap class; a wordpiece model spells those words out and pays
 for every piece, so the comparison favours `word` on corpora with many <unk> targets.
 
-Beside the arms, the interpolated modified Kneser-Ney 5-gram of each corpus's `word` dataset (common.five_gram:
+Beside the arms, the interpolated modified Kneser-Ney 5-gram of each corpus's `word` dataset (arms.five_gram:
 counted on its train windows, scored on its val windows, stored as "five_gram" with the dataset's fingerprint).
 It applies to the `word` side only: its perplexity is per word with `<unk>` one class, as the word model's is.
 
 `bench/run` runs it as its "tokenizer" section (the Vim corpus when bench/work/vim-help.jsonl exists:
-`python bench/real_corpora.py vim`), prints every round and writes results.json / RESULTS.md
-(report.tokenizer_lines).
+`python bench/real_corpora.py vim`), prints every round and records it in the results store
+(bench/store.py; report.tokenizer_lines renders it). Run alone, it records the same entry.
 """
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, five_gram, load_average, median, nextword, run_checked, train_and_eval  # noqa: E402
+import store  # noqa: E402
+from arms import five_gram, train_arm  # noqa: E402
+from common import WORK, median, nextword, run_checked  # noqa: E402
 
 TOKENIZERS = ("word", "wordpiece")
 CORPORA = {
@@ -78,16 +79,12 @@ def same_held_out_text(corpus: str, counts: dict) -> dict:
 
 
 def one_arm(data_dir: str, tokenizer: str, budget: float, scratch: str) -> dict:
-    run_dir = os.path.join(scratch, f"{tokenizer}-{int(budget)}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    load = load_average()
-    result = train_and_eval(data_dir, run_dir, budget, MODEL)
-    summary, val = result["summary"], result["val"]
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return {"tokenizer": tokenizer, "steps": summary["steps"], "windows_per_second": summary["windows_per_second"],
-            "parameters": summary["parameters"], "loss": val["loss"], "perplexity": val["perplexity"],
+    row = train_arm(data_dir, os.path.join(scratch, f"{tokenizer}-{int(budget)}"), budget, MODEL)
+    val = row["val"]
+    return {"tokenizer": tokenizer, "steps": row["steps"], "windows_per_second": row["windows_per_second"],
+            "parameters": row["parameters"], "loss": val["loss"], "perplexity": val["perplexity"],
             "word_perplexity": val["word_perplexity"], "tokens_per_word": val["tokens_per_word"],
-            "top1": val.get("top1"), "val_windows": val["windows"], "load_before": load}
+            "top1": val.get("top1"), "val_windows": val["windows"], "load_before": row["load_before"]}
 
 
 def compare(corpora: list[str], budget: float, rounds: int, work: str = WORK, log=print) -> dict:
@@ -135,8 +132,13 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=180)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--corpora", type=lambda text: text.split(","), default=list(CORPORA))
+    parser.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     arguments = parser.parse_args()
+    measured = store.stamp()
     results = compare(arguments.corpora, arguments.budget, arguments.rounds, WORK)
+    # the same entry bench/run's tokenizer section writes: RESULTS.md renders whichever ran last
+    store.record("tokenizer", "full", {**results, "date": measured["date"], "how": "`python bench/tokenizer_bench.py`"},
+                 {"budget": arguments.budget, "rounds": arguments.rounds, "corpora": arguments.corpora}, arguments.store, measured)
     print(json.dumps({corpus: {"median": row["median"], "ratio": row["ratio"]} for corpus, row in results["corpora"].items()}, indent=1))
 
 

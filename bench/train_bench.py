@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
-from common import BENCH, PYTHON, five_gram, median, python_script, run_checked, run_measured, train_and_eval
+from arms import five_gram, train_arm
+from common import BENCH, PYTHON, median, python_script, run_checked, run_measured
 
 
 def reader_section(data_dir: str, windows: int, repeats: int, log=print) -> dict:
@@ -57,20 +57,16 @@ def loop_section(data_dir: str, steps: int, fit_windows: int, repeats: int, log=
 
 def quality_section(data_dir: str, work: str, budget: float, log=print) -> dict:
     """Equal training budget on the same data: --preset notebook vs the default recipe (exported), beside
-    the interpolated modified Kneser-Ney 5-gram counted on the same train windows (common.five_gram, cached)."""
+    the interpolated modified Kneser-Ney 5-gram counted on the same train windows (arms.five_gram, cached)."""
     baseline = five_gram(data_dir, log=log)
     rows = {}
     for name, options in (("notebook", ["--preset", "notebook"]), ("default", [])):
         run_dir = os.path.join(work, f"quality-{name}")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        result = train_and_eval(data_dir, run_dir, budget, options, export=name == "default")
-        rows[name] = {"val": result["val"], "steps": result["summary"]["steps"],
-                      "windows_per_second": result["summary"]["windows_per_second"],
-                      "parameters": result["summary"]["parameters"], "model": result["summary"]["model_config"],
-                      "batch_size": result["summary"]["batch_size"], "optimizer": result["summary"]["optimizer"],
-                      "learning_rate": result["summary"]["learning_rate"], "run_dir": run_dir}
-        log(f"  {name}: perplexity {result['val']['perplexity']:.1f}, top-1 {result['val']['top1']:.3f} "
-            f"({result['summary']['steps']} steps)")
+        row = train_arm(data_dir, run_dir, budget, options, export=name == "default", keep=True)
+        rows[name] = {"val": row["val"], "steps": row["steps"], "windows_per_second": row["windows_per_second"],
+                      "parameters": row["parameters"], "model": row["model"], "batch_size": row["batch_size"],
+                      "optimizer": row["optimizer"], "learning_rate": row["learning_rate"], "run_dir": run_dir}
+        log(f"  {name}: perplexity {row['perplexity']:.1f}, top-1 {row['top1']:.3f} ({row['steps']} steps)")
     notebook, default = rows["notebook"]["val"], rows["default"]["val"]
     return {
         "budget_seconds": budget, "rows": rows,

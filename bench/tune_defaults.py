@@ -3,7 +3,7 @@
 
     python bench/tune_defaults.py                  # stage 1: 60 s per candidate; stage 2: finalists at 180 s (~27 min)
     python bench/tune_defaults.py --budget 20 --only 0,1 --finalists 0
-    python bench/tune_defaults.py --stage1 bench/tune_results.json   # reuse stage 1, run stage 2 only
+    python bench/tune_defaults.py --reuse-stage1          # stage 2 only, on the stored stage-1 rows
 
 Same corpus as the quality benchmark (the embedded corpus, 500-word vocabulary, 10% of the
 documents held out). Each candidate trains in its own `nextword train` process for the same
@@ -13,26 +13,25 @@ them, each also with more dropout, at the FULL budget of the quality benchmark: 
 corpus 180 s is ~75 one-pass epochs, so a recipe that wins at 60 s can overfit by 180 s. The
 winner is the stage-2 (else stage-1) candidate with the lowest held-out perplexity (within 1%
 of it, the higher top-1 accuracy). Beside the candidates, the interpolated modified Kneser-Ney 5-gram
-of the same dataset (common.five_gram: counted on the same train windows, scored on the same val
-windows; stored as "baseline" with the dataset's fingerprint). The table goes to bench/tune_results.json,
-which bench/run copies into RESULTS.md; the winner's values are what model/config.py (ModelConfig) and
+of the same dataset (arms.five_gram: counted on the same train windows, scored on the same val
+windows; stored as "baseline" with the dataset's fingerprint). The table goes to the results store
+(bench/results.json, benchmark "tune", run "candidates"), which bench/run renders into RESULTS.md; the winner's values are what model/config.py (ModelConfig) and
 model/settings.py (RECIPE_DEFAULTS) hold.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, five_gram, ingest_builtin, load_average, machine, train_and_eval  # noqa: E402
+import store  # noqa: E402
+from arms import five_gram, train_arm  # noqa: E402
+from common import WORK, ingest_builtin  # noqa: E402
 
-RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tune_results.json")
+BENCHMARK, RUN = "tune", "candidates"  # its entry in the results store (bench/store.py)
 
 # Every field is explicit, so the table does not depend on the defaults it is choosing.
 CANDIDATES = [
@@ -80,15 +79,11 @@ def best_candidate(rows: list[dict]) -> dict:
 
 
 def train_candidate(data_dir: str, work: str, label: str, index, candidate: dict, budget: float) -> dict:
-    run_dir = os.path.join(work, "tune", f"{label}-{index}")
-    shutil.rmtree(run_dir, ignore_errors=True)
-    load = load_average()
-    result = train_and_eval(data_dir, run_dir, budget, options_for(candidate))
-    row = {"index": index, "candidate": candidate, "val": result["val"], "load_before": load,
-           "steps": result["summary"]["steps"], "windows_per_second": result["summary"]["windows_per_second"],
-           "parameters": result["summary"]["parameters"]}
+    arm = train_arm(data_dir, os.path.join(work, "tune", f"{label}-{index}"), budget, options_for(candidate))
+    row = {"index": index, "candidate": candidate, "val": arm["val"], "load_before": arm["load_before"],
+           "steps": arm["steps"], "windows_per_second": arm["windows_per_second"], "parameters": arm["parameters"]}
     print(f"[{label} {index}] {candidate} -> perplexity {row['val']['perplexity']:.2f} top-1 {row['val']['top1']:.4f} "
-          f"({row['steps']} steps, {row['windows_per_second']} windows/s, load {load})", flush=True)
+          f"({row['steps']} steps, {row['windows_per_second']} windows/s, load {row['load_before']})", flush=True)
     return row
 
 
@@ -116,7 +111,6 @@ def tune(budget: float, indices: list[int], work: str, finalists: int, final_bud
                   for label, candidate in finalists_of(rows, finalists)]
     winner = best_candidate(final_rows or rows)
     return {"budget_seconds": budget, "final_budget_seconds": final_budget,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
             "rule": RULE, "baseline": baseline,
             "rows": rows, "final_rows": final_rows, "winner": winner["index"], "winner_candidate": winner["candidate"]}
 
@@ -127,18 +121,19 @@ def main() -> None:
     parser.add_argument("--only", default=None, help="comma-separated candidate indices")
     parser.add_argument("--finalists", type=int, default=2, help="stage-1 winners trained again at --final-budget")
     parser.add_argument("--final-budget", type=float, default=180.0, help="seconds per finalist (the quality benchmark's)")
-    parser.add_argument("--stage1", default=None, help="a tune_results.json whose stage-1 rows to reuse")
+    parser.add_argument("--reuse-stage1", action="store_true", help="reuse the stored stage-1 rows, run stage 2 only")
     parser.add_argument("--work", default=WORK)
-    parser.add_argument("--out", default=RESULTS_FILE)
+    parser.add_argument("--store", default=store.STORE, help="the results store to record in (default bench/results.json)")
     arguments = parser.parse_args()
     indices = [int(value) for value in arguments.only.split(",")] if arguments.only else list(range(len(CANDIDATES)))
-    stage1 = None
-    if arguments.stage1:
-        with open(arguments.stage1) as handle:
-            stage1 = json.load(handle)
+    stage1 = store.figures(BENCHMARK, RUN, arguments.store) if arguments.reuse_stage1 else None
+    if arguments.reuse_stage1 and stage1 is None:
+        parser.error(f"--reuse-stage1: {arguments.store} holds no `{BENCHMARK}/{RUN}` entry: run stage 1 first")
+    measured = store.stamp()
     results = tune(arguments.budget, indices, arguments.work, arguments.finalists, arguments.final_budget, stage1)
-    with open(arguments.out, "w") as handle:
-        json.dump(results, handle, indent=2)
+    settings = {"budget_seconds": results["budget_seconds"], "final_budget_seconds": arguments.final_budget,
+                "finalists": arguments.finalists, **({"stage1": "reused"} if stage1 else {"only": indices})}
+    store.record(BENCHMARK, RUN, results, settings, arguments.store, measured)
     print(f"winner: {results['winner']}: {results['winner_candidate']}")
 
 

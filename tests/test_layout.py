@@ -58,10 +58,32 @@ def test_imports_run_down_the_floors_only():
     assert upward == []
 
 
+def python_files(folder: str) -> list[pathlib.Path]:
+    """The Python files of a repository folder: its *.py, and its extension-less scripts (bench/run)."""
+    files = sorted((REPO / folder).glob("*.py"))
+    return files + sorted(path for path in (REPO / folder).iterdir()
+                          if path.is_file() and not path.suffix and path.read_bytes().startswith(b"#!/usr/bin/env python"))
+
+
+def test_bench_and_tests_do_not_import_each_other():
+    """bench/ (its scripts and bench/tests, which test them) and tests/ (the package's tests) share only the
+    installed package: a test runs a benchmark as the script it is, and a benchmark's fixtures live in nextword."""
+    bench_files = python_files("bench") + python_files("bench/tests")
+    test_files = python_files("tests")
+    bench_modules = {path.stem for path in bench_files}
+    test_modules = {path.stem for path in test_files}
+    assert {"common", "report", "recipe_bench"} <= bench_modules and {"conftest", "test_export_fixtures"} <= test_modules
+    arrows = [f"{path.relative_to(REPO)} imports {name} (tests/)" for path in bench_files
+              for name in imported_modules(path) if name.split(".")[0] in test_modules]
+    arrows += [f"{path.relative_to(REPO)} imports {name} (bench/)" for path in test_files
+               for name in imported_modules(path) if name.split(".")[0] in bench_modules]
+    assert arrows == []
+
+
 def test_nothing_imports_a_stage_by_its_bare_top_level_name():
     """Installed, `ingest`, `model`, ... are not top-level packages: every import goes through nextword."""
     bare = []
-    for folder in ("nextword", *STAGES, "tests", "bench"):
+    for folder in ("nextword", *STAGES, "tests", "bench", "bench/tests"):
         for path in sorted((REPO / folder).glob("*.py")):
             bare += [f"{path.relative_to(REPO)}: {name}" for name in imported_modules(path) if name.split(".")[0] in STAGES]
     assert bare == []

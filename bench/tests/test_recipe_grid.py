@@ -1,4 +1,5 @@
-"""bench/recipe_bench.py and bench/real_corpora.py: the pure parts (no training, no ingest)."""
+"""bench/recipe_bench.py and bench/real_corpora.py: the pure parts (no training, no ingest), and the grid's rows
+in the results store."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: its modules
 
 import recipe_bench  # noqa: E402
+import store  # noqa: E402
+from gather import recipe as gathered  # noqa: E402
 from real_corpora import kjv_verse  # noqa: E402
 
 DEFAULT_RECIPE = {"model": {"arch": "transformer", "dropout": 0.1}, "optimization": {"learning_rate": 0.001}}
@@ -34,12 +37,14 @@ def test_kjv_reference_is_stripped(line, verse):
     assert kjv_verse(line) == verse
 
 
-def test_a_rerun_of_the_same_cell_replaces_its_row_and_other_cells_stay():
-    rows = []
+def test_a_rerun_of_the_same_cell_replaces_its_row_and_other_cells_stay(tmp_path):
+    path = str(tmp_path / "results.json")
+    stamp = {"date": "2026-12-05 10:00 UTC", "versions": {}, "machine": {}}
     for first in (row("default", 180, 0, 30.0, 0.25), row("default", 180, 1, 31.0, 0.24), row("default", 720, 0, 25.0, 0.27),
-                  row("tied", 180, 0, 40.0, 0.22), row("default", 180, 0, 50.0, 0.20, corpus="vim")):
-        rows = recipe_bench.merge_row(rows, first)
-    rows = recipe_bench.merge_row(rows, row("default", 180.0, 0, 29.0, 0.26))  # the same cell, budget as a float
+                  row("tied", 180, 0, 40.0, 0.22), row("default", 180, 0, 50.0, 0.20, corpus="vim"),
+                  row("default", 180.0, 0, 29.0, 0.26)):  # the last: the first's cell again, budget as a float
+        store.record(recipe_bench.BENCHMARK, recipe_bench.run_name(first), first, path=path, measured=stamp)
+    rows = gathered(store.load(path))["rows"]
     assert len(rows) == 5
     kept = [r for r in rows if (r["corpus"], r["arm"], r["budget_s"], r["seed"]) == ("kjv", "default", 180.0, 0)]
     assert [r["perplexity"] for r in kept] == [29.0]
@@ -123,7 +128,7 @@ def test_report_says_what_is_not_measured():
     assert "720 s vs 180 s, default: not measured" in vim
     assert "- 720 s at least as good as 180 s: yes where measured; not measured on vim" in text
     assert "- beat the 5-gram at 180 s: no (kjv); not measured on vim" in text
-    assert "holds no runs" in recipe_bench.report_markdown({"rows": []})
+    assert "holds no `recipe` runs" in recipe_bench.report_markdown({"rows": []})
 
 
 def test_changes_names_what_an_arm_changes():

@@ -13,9 +13,9 @@ import tensorflow as tf
 from nextword.model.builder import build_model
 from nextword.model.config import ModelConfig
 from nextword.model.export_graph import RecurrentDecoder
-from test_export_fixtures import random_model
+from nextword.model.synthetic import random_model
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: its modules
 from context_bench import binned, losses_by_distance, starts  # noqa: E402
 
 CONTEXT, HORIZON, VOCAB = 5, 7, 30

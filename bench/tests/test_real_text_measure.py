@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+import random
 import sys
 import textwrap
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+from nextword.synthetic import word_types
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: its modules
 
 import real_text_bench  # noqa: E402
-from conftest import synthetic_documents  # noqa: E402
+
+
+def synthetic_documents(count: int, seed: int, min_words: int, max_words: int = 60) -> list[str]:
+    """Zipf-ish documents of min_words..max_words words."""
+    rng = random.Random(seed)
+    words = word_types(200, seed)
+    weights = [1.0 / (rank + 1) for rank in range(len(words))]
+    return [" ".join(rng.choices(words, weights, k=rng.randint(min_words, max_words))) for _ in range(count)]
 
 
 def test_a_measured_ingest_reports_speed_memory_and_where_the_cpu_went(tmp_path):
