@@ -2,7 +2,7 @@
 """Weighted blends (issue 22 item 4): do the windows trained hold each source in its weight, and what
 does reading a blend cost against reading one source?
 
-    python bench/blend_bench.py [--rounds 5] [--batches 1500]
+    python bench/blend_bench.py [--rounds 5] [--batches 1500] [--run NAME]   # figures: the results store, blend/NAME
 
 Two real corpora sharing one vocabulary: the King James Bible one verse a document (31,102 short documents)
 and Vim's help files (151 long documents), each ingested `--vocab-from` a vocabulary of 5,000 learned on both.
@@ -17,7 +17,8 @@ and Vim's help files (151 long documents), each ingested `--vocab-from` a vocabu
     read; target >= 80%) and to each source alone; the same ratio from CPU time a window (all threads of
     the process), which the machine's load disturbs less than wall clock.
 
-Writes bench/blend_results.json; prints a table for bench/RESULTS.md.
+Records the figures in the results store (bench/store.py) as blend/NAME; RESULTS.md's "Blends" section renders
+its two tables from there (`<!-- table: blend-shares -->`, `<!-- table: blend-throughput -->`).
 """
 
 from __future__ import annotations
@@ -25,16 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import WORK, machine, median, nextword, run_checked  # noqa: E402
+import store  # noqa: E402
+from common import WORK, median, nextword, run_checked  # noqa: E402
+from markdown import Column, table  # noqa: E402
 from real_corpora import kjv_text, vim_corpus  # noqa: E402
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "blend_results.json")
 BATCH = 128
 WEIGHTS = (0.7, 0.3)
 
@@ -154,19 +155,58 @@ def measure_throughput(data_dirs, weights, objective, rounds: int, batches: int)
                for name in names}}
 
 
+def shares_table(figures: dict) -> list[str]:
+    """RESULTS.md's shares table: one row per weighting."""
+    def pair(values, fmt):
+        return " / ".join(fmt.format(value) for value in values)
+    return table([
+        Column("weights", lambda row: pair(row["weights"], "{}")),
+        Column("shares measured", lambda row: pair(row["shares"], "{:.6f}")),
+        Column("largest error", lambda row: f"{row['largest_share_error']:.4%}", numeric=True),
+        Column("a batch off its share by at most", lambda row: f"{row['largest_batch_deviation_windows']:.1f} windows",
+               numeric=True),
+        Column("source epochs read", lambda row: ", ".join(f"{value:.3f}" for value in row["source_epochs_read"])),
+    ], figures["shares"])
+
+
+def throughput_table(figures: dict) -> list[str]:
+    """RESULTS.md's throughput table: every round of each objective, then its medians."""
+    rows = []
+    for entry in figures["throughput"]:
+        rounds = entry["rounds"]
+        sources = [name for name in rounds if name != "blend"]
+        for index, rate in enumerate(rounds["blend"]):
+            rows.append({"objective": entry["objective"], "round": str(index + 1), "blend": f"{rate:,}",
+                         **{name: f"{rounds[name][index]:,}" for name in sources},
+                         "wall": f"{entry['blend_over_mix_per_round'][index]:.3f}",
+                         "cpu": f"{entry['blend_over_mix_by_cpu_per_round'][index]:.3f}"})
+        rows.append({"objective": f"**{entry['objective']}**", "round": "**median**", "blend": "",
+                     **{name: "" for name in sources}, "wall": f"**{entry['median_blend_over_mix']:.3f}**",
+                     "cpu": f"**{entry['median_blend_over_mix_by_cpu']:.3f}**"})
+    sources = [name for name in figures["throughput"][0]["rounds"] if name != "blend"]
+    return table([
+        Column("objective", lambda row: row["objective"]), Column("round", lambda row: row["round"]),
+        Column("blend w/s", lambda row: row["blend"], numeric=True),
+        *[Column(f"{name.removeprefix('blend-')} w/s", lambda row, name=name: row[name], numeric=True)
+          for name in sources],
+        Column("blend / mix (wall)", lambda row: row["wall"], numeric=True),
+        Column("blend / mix (CPU a window)", lambda row: row["cpu"], numeric=True),
+    ], rows)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=1500)
+    parser.add_argument("--run", default="bible-vim", help="the run's name in the store (blend/NAME)")
+    parser.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     args = parser.parse_args()
+    measured = store.stamp()
     data_dirs = build_sources()
     from nextword.quiet import load_tensorflow
 
     load_tensorflow()
-    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-               "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                     cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip(),
-               "sources": {name: json.load(open(os.path.join(d, "dataset.json")))["splits"]["train"]["windows"]
+    results = {"sources": {name: json.load(open(os.path.join(d, "dataset.json")))["splits"]["train"]["windows"]
                            for name, d in zip(("kjv", "vim"), data_dirs)}}
     results["shares"] = [measure_shares(data_dirs, weights, "all") for weights in (WEIGHTS, (0.9, 0.1))]
     for entry in results["shares"]:
@@ -180,9 +220,11 @@ def main() -> int:
               f"median {entry['median_blend_over_mix']}; by CPU a window {entry['blend_over_mix_by_cpu_per_round']}, "
               f"median {entry['median_blend_over_mix_by_cpu']}; " + ", ".join(
                   f"{key}: {value}" for key, value in entry.items() if key.startswith("median_blend_over_") and key != "median_blend_over_mix"))
-    with open(RESULTS, "w") as handle:
-        json.dump(results, handle, indent=2)
-    print(f"wrote {RESULTS}")
+    store.record("blend", args.run, results, {"command": "bench/blend_bench.py " + " ".join(sys.argv[1:]),
+                                              "rounds": args.rounds, "batches": args.batches},
+                 path=args.store, measured=measured)
+    print("\n".join(["", *shares_table(results), "", *throughput_table(results)]))
+    print(f"recorded blend/{args.run} in {args.store}")
     return 0
 
 

@@ -112,4 +112,13 @@ def generated_tables(data: dict) -> dict:
             return "\n".join(getattr(dedup_bench, render)(entry["figures"])) if entry else f"(no `dedup/{run}` run stored)"
         return table
 
-    return {"recipe": recipe_report, "dedup-quality": dedup("quality_table"), "dedup-rounds": dedup("rounds_table")}
+    def blend(render, run: str = "bible-vim"):
+        def table() -> str:
+            import blend_bench
+
+            entry = entries("blend", data=data).get(run)
+            return "\n".join(getattr(blend_bench, render)(entry["figures"])) if entry else f"(no `blend/{run}` run stored)"
+        return table
+
+    return {"recipe": recipe_report, "dedup-quality": dedup("quality_table"), "dedup-rounds": dedup("rounds_table"),
+            "blend-shares": blend("shares_table"), "blend-throughput": blend("throughput_table")}

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """How ingest splits over cores, per pass, and what its process tree holds (issue 20, items 3-4).
 
-    python bench/ingest_scaling_bench.py run [--rounds 3] [--corpora gcide-line,gcide-paragraph,kjv-line] [--workers 1,2]
-    python bench/ingest_scaling_bench.py report       # markdown from bench/ingest_scaling_results.json
+    python bench/ingest_scaling_bench.py run [--rounds 3] [--corpora gcide-line,gcide-paragraph,kjv-line] [--workers 1,2] [--run NAME]
+    python bench/ingest_scaling_bench.py report [--run NAME]   # markdown from the results store, ingest_scaling/NAME
 
 Each run is `nextword ingest CORPUS --vocab-size 20000 --text-unit U --workers W --dedup none --json`
 in its own process (the corpora of bench/real_text_bench.py), the worker counts alternating over rounds.
@@ -33,10 +33,10 @@ import psutil
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import ENV, PYTHON, REPO, WORK, machine, median, nextword  # noqa: E402
+import store  # noqa: E402
+from common import ENV, PYTHON, REPO, WORK, median, nextword  # noqa: E402
 from real_text_bench import CORPORA, bare_import, build  # noqa: E402
 
-RESULTS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ingest_scaling_results.json")
 MB = 1 << 20
 PASSES = ("pass 1", "pass 2", "pass 3")
 CORES = 16
@@ -217,13 +217,15 @@ def _commit(repo: str) -> str:
 
 
 def run(arguments) -> int:
-    results = {"runs": [], "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-               "dedup": arguments.dedup}
+    measured = store.stamp()
+    results = {"runs": [], "date": measured["date"], "dedup": arguments.dedup}
     results["bare_import_rss"], results["bare_import_cpu_seconds"] = bare_import()
     results["bare_start_cpu_seconds"] = bare_start()
     print(f"bare import: {results['bare_import_rss'] / MB:.0f} MB, {results['bare_import_cpu_seconds']:.1f} CPU s; "
           f"the command's start without TensorFlow {results['bare_start_cpu_seconds']:.1f} CPU s", flush=True)
     out = os.path.join(arguments.work, "scaling-out")
+    settings = {"command": "bench/ingest_scaling_bench.py " + " ".join(sys.argv[1:]), "rounds": arguments.rounds,
+                "corpora": arguments.corpora, "workers": arguments.workers, "dedup": arguments.dedup}
     for round_index in range(arguments.rounds):
         for name in arguments.corpora:
             key, unit = CORPORA[name]
@@ -237,8 +239,7 @@ def run(arguments) -> int:
                 print(f"round {round_index} {name:16} {label} workers {workers}: {row['windows_per_second']:>10,} windows/s "
                       f"peak RSS {row['peak_rss_tree'] / MB:,.0f} MB PSS {row['peak_pss_tree'] / MB:,.0f} MB "
                       f"serial {split}", flush=True)
-                with open(arguments.results, "w") as handle:
-                    json.dump(results, handle, indent=1)
+                store.record("ingest_scaling", arguments.run, results, settings, path=arguments.store, measured=measured)
     print(report_markdown(results))
     return 0
 
@@ -248,7 +249,7 @@ def report_markdown(results: dict) -> str:
     lines = [f"Measured {results['date']}; bare import of TensorFlow + TF Text: {bare / MB:,.0f} MB RSS, "
              f"{results['bare_import_cpu_seconds']:.1f} CPU s; the command's start without TensorFlow "
              f"{results.get('bare_start_cpu_seconds', 0):.1f} CPU s. Medians over rounds; every run below and in "
-             "`bench/ingest_scaling_results.json`.", "",
+             "the results store (`bench/results.json`, benchmark `ingest_scaling`).", "",
              "| corpus | code | windows | windows/s, 1 worker | 2 workers | speed-up | serial f at 2 workers: pass 1 / pass 2 / "
              "pass 3 / all | projected 16 cores (Amdahl on CPU s) | peak unique memory of the tree, 2 workers (over bare import) "
              "| 1 worker | peak RSS sum, 2 workers |",
@@ -303,15 +304,19 @@ def main() -> int:
                    default=[("this", REPO)], help="LABEL=CHECKOUT,... : compare checkouts in the same run (sides alternate)")
     r.add_argument("--dedup", default="none", help="--dedup of every ingest (none: the corpora repeat a text for "
                    "size, and exact dedup would drop the repeats after pass 1)")
-    r.add_argument("--results", default=RESULTS_FILE)
+    r.add_argument("--run", default="scaling", help="the run's name in the store (ingest_scaling/NAME)")
+    r.add_argument("--store", default=store.STORE, help="the results store (default bench/results.json)")
     r.add_argument("--work", default=WORK)
     r.add_argument("--corpus-file", help="measure this text file instead (with the unit of the first --corpora)")
-    p = sub.add_parser("report", help="markdown from the results file")
-    p.add_argument("--results", default=RESULTS_FILE)
+    p = sub.add_parser("report", help="markdown from the results store")
+    p.add_argument("--run", default="scaling", help="ingest_scaling/NAME")
+    p.add_argument("--store", default=store.STORE)
     arguments = parser.parse_args()
     if arguments.command == "report":
-        with open(arguments.results) as handle:
-            print(report_markdown(json.load(handle)))
+        figures = store.figures("ingest_scaling", arguments.run, path=arguments.store)
+        if figures is None:
+            parser.error(f"no ingest_scaling/{arguments.run} in {arguments.store}: run the benchmark first")
+        print(report_markdown(figures))
         return 0
     unknown = [name for name in arguments.corpora if name not in CORPORA]
     if unknown:

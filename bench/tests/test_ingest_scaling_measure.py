@@ -6,10 +6,10 @@ import os
 import sys
 import textwrap
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # bench/: its modules
 
 import ingest_scaling_bench  # noqa: E402
-from conftest import synthetic_documents  # noqa: E402
+from test_real_text_measure import synthetic_documents  # noqa: E402
 
 
 def test_a_measured_ingest_splits_cpu_by_pass_and_by_process(tmp_path):
