@@ -67,13 +67,15 @@ def ceiling_run(corpus: str, scratch: str, vocab_size: int) -> dict:
     from nextword.ingest.tokenizing import BatchTokenizer, encode_arguments, in_order
     from nextword.ingest.settings import IngestSettings
     from nextword.ingest.sources import iter_documents, resolve_inputs
+    from nextword.ingest.worker_pool import worker_pool
 
     settings = IngestSettings(inputs=(corpus,), out=scratch, vocab_size=vocab_size)
     specs = resolve_inputs(list(settings.inputs), settings.format, settings.column, settings.text_unit)
     fingerprint = settings.fingerprint(specs)
     tokenizer = BatchTokenizer()
     started = time.perf_counter()
-    summary = _count_pass(settings, specs, fingerprint, tokenizer, no_progress)
+    with worker_pool(1) as pool:  # pass 1's jobs in one thread of this process, as `--workers 1` runs them
+        summary = _count_pass(settings, specs, fingerprint, tokenizer, no_progress, pool=pool)
     counted = time.perf_counter()
     plan = window_plan(settings, summary["shard_counts"])
     tokenizer.use_vocabulary(summary["vocabulary"])

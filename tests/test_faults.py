@@ -10,7 +10,6 @@ import errno
 import glob
 import json
 import os
-import resource
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import tensorflow as tf
 import typer
 
 from _cli import run_cli
+from _launch import launched
 from _train_data import cli_command, cli_env, write_data_dir
 from nextword.errors import ResourceError
 from nextword.runner import EXIT_BUG, resource_error_from, run_app
@@ -101,20 +101,14 @@ def test_only_errors_that_mean_a_lost_peer_ask_to_restart_all_workers():
     assert not is_peer_failure(tf.errors.InvalidArgumentError(None, None, "Collective ops is aborted by: x"))
 
 
-def _file_size_limit(limit_bytes: int):
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return apply
-
-
 @pytest.mark.slow
 def test_ingest_on_a_full_disk_says_so_leaves_nothing_that_looks_complete_and_resumes(tmp_path):
     out = str(tmp_path / "data")
     command = [sys.executable, "-m", "nextword.cli", "ingest", "--builtin", "--out", out, "--vocab-size", "500",
                "--workers", "1"]
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
-    full = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300,
-                          preexec_fn=_file_size_limit(40_000))
+    full = subprocess.run(launched(command, file_size_limit=40_000), env=env, capture_output=True, text=True,
+                          timeout=300)
     assert full.returncode == 74, full.stderr[-2000:]
     assert "file larger than this system allows" in full.stderr and out in full.stderr
     assert "Traceback" not in full.stderr
@@ -129,10 +123,9 @@ def test_ingest_on_a_full_disk_says_so_leaves_nothing_that_looks_complete_and_re
 def test_train_on_a_full_disk_says_so_and_leaves_no_checkpoint_that_looks_complete(tmp_path):
     data_dir = write_data_dir(str(tmp_path / "data"))
     run_dir = str(tmp_path / "run")
-    result = subprocess.run(cli_command("train", data_dir, "--out", run_dir, "--max-steps", "2", "--units", "512",
-                                        "--no-progress", "--no-export"),
-                            env=cli_env(), capture_output=True, text=True, timeout=300,
-                            preexec_fn=_file_size_limit(1_000_000))
+    result = subprocess.run(launched(cli_command("train", data_dir, "--out", run_dir, "--max-steps", "2", "--units", "512",
+                                                 "--no-progress", "--no-export"), file_size_limit=1_000_000),
+                            env=cli_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 74, result.stderr[-2000:]
     assert "file larger than this system allows" in result.stderr and "checkpoints" in result.stderr
     assert "Traceback" not in result.stderr and "{{function_node" not in result.stderr

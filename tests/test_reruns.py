@@ -18,6 +18,7 @@ import time
 import pytest
 
 from _cli import run_cli
+from _launch import launched
 from _train_data import REPO, write_data_dir
 from conftest import synthetic_documents, write_lines
 
@@ -111,9 +112,8 @@ def test_ctrl_c_on_ingest_says_how_to_resume_and_the_rerun_resumes(tmp_path):
                  "--checkpoint-seconds", "0", "--batch-bytes", "2048"]
     # SIGINT at its default, as in a terminal's foreground job: a shell starts background jobs with SIGINT
     # ignored, Python then installs no KeyboardInterrupt handler, and a CI started with `&` saw exit 0.
-    process = subprocess.Popen([sys.executable, "-m", "nextword.cli", *arguments], cwd=REPO, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    process = subprocess.Popen(launched([sys.executable, "-m", "nextword.cli", *arguments], sigint_default=True),
+                               cwd=REPO, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:

@@ -17,6 +17,7 @@ import urllib.request
 
 import pytest
 
+from _launch import launched
 from nextword.generate.batching import make_groups, Job
 from nextword.generate.generator import GenerateSettings, Generator
 from nextword.generate.openai_api import CompletionRequest, find_stop, safe_length
@@ -236,8 +237,8 @@ def test_the_command_serves_until_interrupted_and_a_taken_port_is_refused_with_a
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     command = [sys.executable, "-m", "nextword", "serve", generator.export_dir]
     # SIGINT at its default, as in a terminal's foreground job (a CI shell's background jobs ignore it)
-    first = subprocess.Popen([*command, "--port", "0"], stderr=subprocess.PIPE, text=True, env=env,
-                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    first = subprocess.Popen(launched([*command, "--port", "0"], sigint_default=True), stderr=subprocess.PIPE, text=True,
+                             env=env)
     try:
         lines = []
         for line in first.stderr:  # the export loads and warms up first
