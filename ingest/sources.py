@@ -529,7 +529,8 @@ def _too_long(spec: InputSpec, number: int, on_error: str, counters: SourceCount
 
 def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block_bytes: int = LINE_BLOCK_BYTES
                  ) -> Iterator[bytes]:
-    """A text input's whole lines in blocks of about `block_bytes`, each line ending in b"\n"; a
+    """A text input's whole lines in blocks of about `block_bytes` (counting 64 bytes a line, as
+    `iter_documents` counts a document: a worker's tensors grow with the lines), each ending in b"\n"; a
     line over MAX_DOCUMENT_BYTES is dropped (and counted) as `_read_lines` drops it. Reads at most
     MAX_DOCUMENT_BYTES at a time, so only a line begun in an earlier read can be over the cap."""
     read_size = min(max(block_bytes, 1 << 16), MAX_DOCUMENT_BYTES)  # a first read that holds a BOM whole
@@ -559,9 +560,10 @@ def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block
                         data, cut = data[end + 1:], cut - end - 1
                 block, carry = data[:cut], data[cut:]
                 if block:
-                    number += block.count(b"\n")
+                    lines = block.count(b"\n")
+                    number += lines
                     pending.append(block)
-                    size += len(block)
+                    size += len(block) + 64 * lines  # as iter_documents sizes a batch: as many documents a job
                     if size >= block_bytes:
                         yield b"".join(pending)
                         pending, size = [], 0
