@@ -3,7 +3,8 @@
 Pass 1 streams the corpus once to count words, documents and windows per split (and finds
 every malformed row before a single shard byte is written); with --tokenizer wordpiece it then
 learns the pieces and streams the corpus once more to count them (ingest/wordpiece.py). Pass 2 streams it again.
-In both passes the main process only reads batches of documents, hands them to the worker processes
+In both passes the main process only reads batches of documents (text read by line: raw blocks of whole
+lines the workers split, ingest/text_blocks.py), hands them to the worker processes
 (ingest/worker_pool.py: the TF Text tokenizer, document keys, counts, --dedup keys, windows' frames,
 leakage hashes) and takes their results back in document order: it sums pass 1's counts and appends
 pass 2's frames to the shards. Memory holds a few batches at a time, whatever the corpus size.
@@ -26,7 +27,8 @@ from nextword.ingest.tokenizing import BatchTokenizer
 from nextword.ingest.worker_pool import (VocabularyFile, add_counted, count_block_job, count_job, map_in_order,
                                         window_block_job, window_job, worker_pool)
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
-from nextword.ingest.sources import iter_documents, iter_text_blocks, resolve_inputs, splits_in_workers
+from nextword.ingest.sources import iter_documents, resolve_inputs
+from nextword.ingest.text_blocks import iter_text_blocks, splits_in_workers
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from nextword.ingest.windows import WindowPlan
 from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state

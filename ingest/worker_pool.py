@@ -125,9 +125,10 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
 
 
 def count_block_job(data: bytes, val_fraction: float, stride: int) -> CountedBatch:
-    """count_job of a TextBlock's lines (ingest/sources.py: iter_text_blocks), split here; without
+    """count_job of a TextBlock's lines (ingest/text_blocks.py: iter_text_blocks), split here; without
     --dedup (its keys need each document's index in the stream, which the block's sender does not know)."""
-    from nextword.ingest.sources import SourceCounters, split_block
+    from nextword.ingest.sources import SourceCounters
+    from nextword.ingest.text_blocks import split_block
 
     counters = SourceCounters()
     texts = split_block(data, counters)
@@ -153,9 +154,11 @@ def window_job(plan: WindowPlan, texts: list[bytes], val_fraction: float, vocabu
 def window_block_job(plan: WindowPlan, data: bytes, val_fraction: float, vocabulary: VocabularyFile,
                      leakage_sample: int) -> tuple[EncodedBlock, tuple | None]:
     """window_job of a TextBlock's lines, split here (their number: the EncodedBlock's documents)."""
-    from nextword.ingest.sources import SourceCounters, split_block
+    from nextword.ingest.sources import SourceCounters
+    from nextword.ingest.text_blocks import split_block
 
-    return window_job(plan, split_block(data, SourceCounters()), val_fraction, vocabulary, leakage_sample)  # pass 1 counted the repairs
+    texts = split_block(data, SourceCounters())  # the repairs were counted in pass 1
+    return window_job(plan, texts, val_fraction, vocabulary, leakage_sample)
 
 
 # ------------------------------------------------------------------ the pool

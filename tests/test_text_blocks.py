@@ -1,4 +1,4 @@
-"""Blocks of whole lines (ingest/sources.py: iter_text_blocks, split_block): the main process cuts a
+"""Blocks of whole lines (ingest/text_blocks.py: iter_text_blocks, split_block): the main process cuts a
 text input at line ends and the workers split the blocks into the same documents `iter_documents`
 gives, whatever the block size; an ingest through blocks writes the same bytes as one through
 documents."""
@@ -14,10 +14,11 @@ import pytest
 
 from conftest import synthetic_documents, write_lines
 from nextword.errors import InputError
-from nextword.ingest import pipeline, sources
+from nextword.ingest import pipeline, sources, text_blocks
 from nextword.ingest.pipeline import run_ingest
 from nextword.ingest.settings import IngestSettings
-from nextword.ingest.sources import InputSpec, SourceCounters, iter_documents, iter_text_blocks, split_block
+from nextword.ingest.sources import InputSpec, SourceCounters, iter_documents
+from nextword.ingest.text_blocks import iter_text_blocks, split_block
 
 
 def spec_of(path) -> InputSpec:
@@ -104,13 +105,13 @@ def test_a_line_over_the_cap_is_refused_by_number_under_strict(tmp_path, monkeyp
 
 def test_only_text_by_line_without_skip_or_dedup_goes_through_blocks(tmp_path):
     line = spec_of(tmp_path / "a.txt")
-    assert sources.splits_in_workers([line, line])
-    assert not sources.splits_in_workers([line], skip_documents=5)
-    assert not sources.splits_in_workers([line], keep=object())
-    assert not sources.splits_in_workers([dataclasses.replace(line, unit="paragraph")])
-    assert not sources.splits_in_workers([line, InputSpec(str(tmp_path / "a.jsonl"), "jsonl", "text")])
-    assert not sources.splits_in_workers([InputSpec(sources.BUILTIN, "text", None, "line")])
-    assert not sources.splits_in_workers([])
+    assert text_blocks.splits_in_workers([line, line])
+    assert not text_blocks.splits_in_workers([line], skip_documents=5)
+    assert not text_blocks.splits_in_workers([line], keep=object())
+    assert not text_blocks.splits_in_workers([dataclasses.replace(line, unit="paragraph")])
+    assert not text_blocks.splits_in_workers([line, InputSpec(str(tmp_path / "a.jsonl"), "jsonl", "text")])
+    assert not text_blocks.splits_in_workers([InputSpec(sources.BUILTIN, "text", None, "line")])
+    assert not text_blocks.splits_in_workers([])
 
 
 def directory_bytes(path) -> dict:
@@ -135,7 +136,7 @@ def test_an_ingest_through_blocks_writes_the_bytes_of_one_through_documents(tmp_
 
     cut = []  # the blocks pass 1 and pass 2 handed out: proof that the first ingest went through blocks
     monkeypatch.setattr(pipeline, "iter_text_blocks", lambda *arguments, **keywords: (
-        cut.append(block) or block for block in sources.iter_text_blocks(*arguments, **keywords)))
+        cut.append(block) or block for block in text_blocks.iter_text_blocks(*arguments, **keywords)))
     blocks = ingest(tmp_path / "blocks", batch_bytes=700)
     assert len(cut) > 4 and all(block.data.endswith(b"\n") for block in cut if block.data)
     monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments: False)
