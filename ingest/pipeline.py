@@ -3,7 +3,8 @@
 Pass 1 streams the corpus once to count words, documents and windows per split (and finds
 every malformed row before a single shard byte is written); with --tokenizer wordpiece it then
 learns the pieces and streams the corpus once more to count them (ingest/wordpiece.py). Pass 2 streams it again.
-In both passes the main process only reads batches of documents, hands them to the worker processes
+In both passes the main process only reads batches of documents (text read by line: raw blocks of whole
+lines the workers split, ingest/text_blocks.py), hands them to the worker processes
 (ingest/worker_pool.py: the TF Text tokenizer, document keys, counts, --dedup keys, windows' frames,
 leakage hashes) and takes their results back in document order: it sums pass 1's counts and appends
 pass 2's frames to the shards. Memory holds a few batches at a time, whatever the corpus size.
@@ -23,9 +24,11 @@ from nextword.ingest.dedup_pass import decide, dedup_pass, drop_removed, load_re
 from nextword.ingest.output_dir import check_output_dir
 from nextword.ingest.splits import refuse_empty, size_shards, summary_from_totals
 from nextword.ingest.tokenizing import BatchTokenizer
-from nextword.ingest.worker_pool import VocabularyFile, add_counted, count_job, map_in_order, window_job, worker_pool
+from nextword.ingest.worker_pool import (VocabularyFile, add_counted, count_block_job, count_job, map_in_order,
+                                        window_block_job, window_job, worker_pool)
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import iter_documents, resolve_inputs
+from nextword.ingest.text_blocks import iter_text_blocks, splits_in_workers
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
 from nextword.ingest.windows import WindowPlan
 from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state
@@ -152,16 +155,24 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     finder = DuplicateFinder(settings.dedup, spill_dir(settings)) if settings.dedup != "none" else None
     read_counters: collections.deque = collections.deque()  # each batch's reader counters, kept here
 
+    blocks = settings.dedup == "none" and splits_in_workers(specs)  # the workers split the lines
+
     def jobs():
+        if blocks:
+            for block in iter_text_blocks(specs, settings.on_error, block_bytes=1 << 20):
+                read_counters.append(block.counters)
+                yield block.data, settings.val_fraction, settings.stride
+            return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=1 << 20):
             read_counters.append(batch.counters)
             yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride
 
-    for counted in map_in_order(pool, count_job, jobs(), depth=2 * settings.workers):
+    for counted in map_in_order(pool, count_block_job if blocks else count_job, jobs(), depth=2 * settings.workers):
         if counted.dedup_records is not None:
             finder.add(counted.dedup_records)
-        for name, value in dataclasses.asdict(read_counters.popleft()).items():
-            counters[name] += value
+        for read in (read_counters.popleft(), counted.counters):  # the reader's, and what a worker counted in its split
+            for name, value in (dataclasses.asdict(read) if read is not None else {}).items():
+                counters[name] += value
         if not counted.documents:
             continue
         counts.update_packed(counted.words, counted.word_ends, counted.word_counts)
@@ -231,7 +242,14 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
     keep = load_removed(settings.out) if settings.dedup != "none" else None
     reads: collections.deque = collections.deque()  # documents read per job, dropped ones included
 
+    blocks = splits_in_workers(specs, done, keep)  # the workers split the lines (a block's count comes back)
+
     def jobs():
+        if blocks:
+            for block in iter_text_blocks(specs, settings.on_error, block_bytes=settings.batch_bytes):
+                reads.append(None)
+                yield plan, block.data, settings.val_fraction, vocabulary, sample
+            return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
                                     skip_documents=done, keep=keep):
             reads.append(batch.documents_read)
@@ -240,11 +258,13 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
     last_checkpoint = time.monotonic()
     checkpoints = 0
     try:
-        for block, hashes in map_in_order(pool, window_job, jobs(), depth=2 * settings.workers):
+        for block, hashes in map_in_order(pool, window_block_job if blocks else window_job, jobs(),
+                                          depth=2 * settings.workers):
             for split, shard, frames, info in block.pieces:
                 shard_set.append(split, shard, frames, info)
             windows = sum(map(sum, shard_set.windows))
-            done += reads.popleft()
+            read = reads.popleft()
+            done += block.documents if read is None else read
             if hashes is not None:  # with its block: a checkpoint holds both or neither
                 ngrams.add(*hashes)
             progress("writing windows", done, total, windows)

@@ -436,10 +436,11 @@ def _raw_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> 
         yield from _table_documents(spec, on_error, counters)
 
 
-def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
-    """Turn I/O and decompression failures into InputError naming the file."""
+def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters, reader=None) -> Iterator[bytes]:
+    """Turn I/O and decompression failures into InputError naming the file. reader: what to read
+    (_raw_documents: the documents; _line_blocks: blocks of whole lines)."""
     try:
-        yield from _raw_documents(spec, on_error, counters)
+        yield from (reader or _raw_documents)(spec, on_error, counters)
     except (EOFError, zlib.error, gzip.BadGzipFile) as error:
         if on_error == "strict":
             raise InputError(
@@ -499,3 +500,4 @@ def _kept(batch: DocumentBatch, keep) -> DocumentBatch:
     mask = keep.keep(batch.first_index, len(batch.texts)).tolist()
     return DocumentBatch([text for text, kept in zip(batch.texts, mask) if kept], batch.first_index,
                          batch.counters, len(batch.texts))
+

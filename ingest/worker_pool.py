@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import hashlib
 import multiprocessing
 import signal
@@ -93,6 +94,7 @@ class CountedBatch:
     per_split: dict
     document_lengths: collections.Counter
     dedup_records: dict | None
+    counters: object = None  # SourceCounters of the repairs a worker counted in a block it split (count_block_job)
 
 
 def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: float, stride: int,
@@ -122,6 +124,17 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
                         collections.Counter(length_counts(lengths)), records)
 
 
+def count_block_job(data: bytes, val_fraction: float, stride: int) -> CountedBatch:
+    """count_job of a TextBlock's lines (ingest/text_blocks.py: iter_text_blocks), split here; without
+    --dedup (its keys need each document's index in the stream, which the block's sender does not know)."""
+    from nextword.ingest.sources import SourceCounters
+    from nextword.ingest.text_blocks import split_block
+
+    counters = SourceCounters()
+    texts = split_block(data, counters)
+    return dataclasses.replace(count_job(texts, 0, "none", val_fraction, stride), counters=counters)
+
+
 # ------------------------------------------------------------------ pass 2: windows
 
 
@@ -136,6 +149,16 @@ def window_job(plan: WindowPlan, texts: list[bytes], val_fraction: float, vocabu
     arguments = encode_arguments(_tokenizer_with(vocabulary), plan, texts, val_fraction)
     _, flat_ids, lengths, _, validation = arguments
     return encode_block(*arguments), ngram_hashes(flat_ids, lengths, validation, plan.stride, leakage_sample)
+
+
+def window_block_job(plan: WindowPlan, data: bytes, val_fraction: float, vocabulary: VocabularyFile,
+                     leakage_sample: int) -> tuple[EncodedBlock, tuple | None]:
+    """window_job of a TextBlock's lines, split here (their number: the EncodedBlock's documents)."""
+    from nextword.ingest.sources import SourceCounters
+    from nextword.ingest.text_blocks import split_block
+
+    texts = split_block(data, SourceCounters())  # the repairs were counted in pass 1
+    return window_job(plan, texts, val_fraction, vocabulary, leakage_sample)
 
 
 # ------------------------------------------------------------------ the pool

@@ -13,7 +13,7 @@ die_with_parent()  # the main process's kill -9 takes the forkserver with it (an
 
 with quiet_native_stderr():  # TensorFlow's C++ start-up lines stay off the user's terminal
     for name in ("tensorflow", "tensorflow_text", "nextword.ingest.text", "nextword.ingest.tokenizing",
-                 "nextword.ingest.worker_pool", "nextword.ingest.writer"):
+                 "nextword.ingest.worker_pool", "nextword.ingest.writer", "nextword.ingest.text_blocks"):
         importlib.import_module(name)
 
 gc.collect()

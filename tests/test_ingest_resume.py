@@ -14,10 +14,10 @@ from conftest import synthetic_documents, write_lines
 from nextword import faults
 
 
-def command(corpus, out):
+def command(corpus, out, dedup: str = "exact"):
     return [sys.executable, "-m", "nextword.cli", "ingest", corpus, "--out", str(out), "--vocab-size", "80",
             "--context", "12", "--shards", "3", "--val-fraction", "0.1", "--workers", "2",
-            "--checkpoint-seconds", "0.05", "--batch-bytes", "16384"]
+            "--checkpoint-seconds", "0.05", "--batch-bytes", "16384", "--dedup", dedup]
 
 
 def directory_bytes(path) -> dict:
@@ -73,6 +73,26 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, corpus, uninterrupted, m
     assert finished == []
     subprocess.run(command(corpus, out), check=True, capture_output=True, timeout=300)
     assert directory_bytes(out) == uninterrupted
+
+
+@pytest.mark.slow
+def test_kill_9_in_pass_2_of_line_blocks_resumes_byte_identical(tmp_path, corpus):
+    """--dedup none, one line a document: pass 2 hands out raw blocks the workers split and counts the
+    documents from their results; the resume skips that many through document batches."""
+    clean = tmp_path / "clean"
+    subprocess.run(command(corpus, clean, "none"), check=True, capture_output=True, timeout=300)
+    out = tmp_path / "killed"
+    process = subprocess.Popen(command(corpus, out, "none"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and written_documents(out) < 3000:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run finished before it could be killed; grow the corpus"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    assert 3000 <= written_documents(out) < 12000 and not (out / "dataset.json").exists()
+    subprocess.run(command(corpus, out, "none"), check=True, capture_output=True, timeout=300)
+    assert directory_bytes(out) == directory_bytes(clean)
 
 
 @pytest.mark.parametrize("ordered_before_crash", [0, 2, 4])

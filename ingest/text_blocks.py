@@ -1,0 +1,117 @@
+"""Blocks of whole lines for the worker processes to split (text inputs read by line).
+
+On short lines, cutting each line into a Python bytes object in the main process (and pickling the
+list to a worker) was most of the main process's CPU. For text inputs of one line a document the
+main process instead cuts raw blocks at a line end (`iter_text_blocks`: read1, rfind and count, in
+C) and the worker splits them (`split_block`): the same documents, counters and order as
+`sources.iter_documents`, whatever the blocks; the output does not depend on batches anyway.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import gzip
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from nextword.ingest import sources
+from nextword.ingest.sources import BUILTIN, InputSpec, SourceCounters, count_batch_repairs
+
+
+@dataclass
+class TextBlock:
+    data: bytes  # whole lines, each ending in b"\n" (a last line without one gets it), BOM removed
+    counters: SourceCounters  # what the main process counted since the previous block (dropped lines, cut .gz)
+
+
+def splits_in_workers(specs: list[InputSpec], skip_documents: int = 0, keep=None) -> bool:
+    """Whether `iter_text_blocks` can stand in for `iter_documents`: every input a text file of one
+    line a document (not --builtin), nothing to skip (resuming) and no documents to drop (--dedup):
+    both need each document's index, which only the split knows."""
+    return (skip_documents == 0 and keep is None and bool(specs)
+            and all(spec.format == "text" and spec.unit == "line" and spec.path != BUILTIN for spec in specs))
+
+
+def _too_long(spec: InputSpec, number: int, on_error: str, counters: SourceCounters) -> None:
+    sources._bad_row(spec, f"line {number}", f"longer than {sources.MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
+
+
+def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block_bytes: int = sources.LINE_BLOCK_BYTES
+                 ) -> Iterator[bytes]:
+    """A text input's whole lines in blocks of about `block_bytes` (counting 64 bytes a line, as
+    `iter_documents` counts a document: a worker's tensors grow with the lines), each ending in b"\n"; a
+    line over MAX_DOCUMENT_BYTES is dropped (and counted) as `sources._read_lines` drops it. Reads at most
+    MAX_DOCUMENT_BYTES at a time, so only a line begun in an earlier read can be over the cap."""
+    read_size = min(max(block_bytes, 1 << 16), sources.MAX_DOCUMENT_BYTES)  # a first read that holds a BOM whole
+    pending: list[bytes] = []
+    size = 0
+    with sources._open_binary(spec.path) as handle:
+        number, carry, skipping, first = 0, b"", False, True
+        try:
+            # read1: one step of the decompressor at a time, so a cut .gz stream keeps what precedes the cut
+            while chunk := handle.read1(read_size):
+                if first:
+                    first = False
+                    if chunk.startswith(codecs.BOM_UTF8):
+                        chunk = chunk[len(codecs.BOM_UTF8):]
+                if skipping:  # the rest of a line already dropped
+                    end = chunk.find(b"\n")
+                    if end < 0:
+                        continue
+                    chunk, skipping = chunk[end + 1:], False
+                data = carry + chunk if carry else chunk
+                cut = data.rfind(b"\n") + 1
+                if carry and cut:  # the line begun in an earlier read ends here: the only one that can be too long
+                    end = data.find(b"\n")
+                    if end > sources.MAX_DOCUMENT_BYTES:
+                        number += 1
+                        _too_long(spec, number, on_error, counters)
+                        data, cut = data[end + 1:], cut - end - 1
+                block, carry = data[:cut], data[cut:]
+                if block:
+                    lines = block.count(b"\n")
+                    number += lines
+                    pending.append(block)
+                    size += len(block) + 64 * lines  # as iter_documents sizes a batch: as many documents a job
+                    if size >= block_bytes:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+                if len(carry) > sources.MAX_DOCUMENT_BYTES:
+                    number += 1
+                    _too_long(spec, number, on_error, counters)
+                    carry, skipping = b"", True
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            if pending:  # what precedes the damage is kept, as line by line
+                yield b"".join(pending)
+            raise
+        if carry and not skipping:  # a last line without a line ending keeps its bytes as they are
+            pending.append(carry + b"\n")
+        if pending:
+            yield b"".join(pending)
+
+
+def iter_text_blocks(specs: list[InputSpec], on_error: str, block_bytes: int = 1 << 20) -> Iterator[TextBlock]:
+    """Every line of every (text, unit line) input, in order, in blocks of about `block_bytes`
+    (a block never crosses a line or a file); `split_block` gives a block's documents. Each
+    block's counters hold what was counted here since the previous block; a last empty block
+    carries what was counted after the last line (a damaged .gz, a dropped last line)."""
+    running, reported = SourceCounters(), SourceCounters()
+    for spec in specs:
+        for data in sources._guarded(spec, on_error, running, lambda *arguments: _line_blocks(*arguments, block_bytes)):
+            yield TextBlock(data, running.minus(reported))
+            reported = dataclasses.replace(running)
+    if running != reported:
+        yield TextBlock(b"", running.minus(reported))
+
+
+def split_block(data: bytes, counters: SourceCounters) -> list[bytes]:
+    """A TextBlock's data -> its documents (the lines, without their line endings), as
+    `iter_documents` gives them; counts the repairs the tokenizer will make into `counters`."""
+    lines = data.split(b"\n")
+    lines.pop()  # after the last b"\n"
+    if b"\r" in data:
+        lines = [line.rstrip(b"\r") for line in lines]
+    count_batch_repairs(lines, counters)
+    return lines
