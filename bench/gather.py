@@ -121,4 +121,5 @@ def generated_tables(data: dict) -> dict:
         return table
 
     return {"recipe": recipe_report, "dedup-quality": dedup("quality_table"), "dedup-rounds": dedup("rounds_table"),
-            "blend-shares": blend("shares_table"), "blend-throughput": blend("throughput_table")}
+            "blend-shares": blend("shares_table"), "blend-throughput": blend("throughput_table"),
+            "blend-throughput-quiet": blend("throughput_table", "quiet")}
