@@ -104,22 +104,20 @@ def generated_tables(data: dict) -> dict:
 
         return report_markdown(recipe(data))
 
-    def dedup(render, run: str = "after_fixes"):
+    def stored(benchmark: str, run: str, render: str):
+        """The table `render` of bench/BENCHMARK_bench.py draws from the store's BENCHMARK/RUN entry."""
         def table() -> str:
-            import dedup_bench
+            import importlib
 
-            entry = entries("dedup", data=data).get(run)
-            return "\n".join(getattr(dedup_bench, render)(entry["figures"])) if entry else f"(no `dedup/{run}` run stored)"
+            entry = entries(benchmark, data=data).get(run)
+            if entry is None:
+                return f"(no `{benchmark}/{run}` run stored)"
+            return "\n".join(getattr(importlib.import_module(f"{benchmark}_bench"), render)(entry["figures"]))
         return table
 
-    def blend(render, run: str = "bible-vim"):
-        def table() -> str:
-            import blend_bench
-
-            entry = entries("blend", data=data).get(run)
-            return "\n".join(getattr(blend_bench, render)(entry["figures"])) if entry else f"(no `blend/{run}` run stored)"
-        return table
-
-    return {"recipe": recipe_report, "dedup-quality": dedup("quality_table"), "dedup-rounds": dedup("rounds_table"),
-            "blend-shares": blend("shares_table"), "blend-throughput": blend("throughput_table"),
-            "blend-throughput-quiet": blend("throughput_table", "quiet")}
+    return {"recipe": recipe_report,
+            "dedup-quality": stored("dedup", "after_fixes", "quality_table"),
+            "dedup-rounds": stored("dedup", "after_fixes", "rounds_table"),
+            "blend-shares": stored("blend", "bible-vim", "shares_table"),
+            "blend-throughput": stored("blend", "bible-vim", "throughput_table"),
+            "blend-throughput-quiet": stored("blend", "quiet", "throughput_table")}
