@@ -53,6 +53,7 @@ def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, cou
     """Read the corpus once more for the dropped documents alone (skipped when there are none) and
     take their words out of pass 1's counts; -> the manifest's dedup report. The batches go to
     `pool`'s workers (ingest/worker_pool.py), or to `tokenizer` here when there is no pool."""
+    from nextword.ingest.count_partitions import PARTITIONS, PartitionedCounts
     from nextword.ingest.dedup import dedup_report
     from nextword.ingest.worker_pool import add_counted, count_job, map_in_order
 
@@ -61,7 +62,8 @@ def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, cou
     # the function pass 1 traced (the one of `dedup_pass` when there are no counts to fix): tracing
     # `count` as well cost ~0.3 s, a fifth of what exact dedup added to a 31 MB ingest
     counting = counts is not None
-    jobs = ((batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, counting)
+    partitions = PARTITIONS if isinstance(counts, PartitionedCounts) else 0
+    jobs = ((batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, counting, partitions)
             for batch in batches)
     if pool is None:
         results = (count_job(*job, tokenizer=tokenizer) for job in jobs)
@@ -73,7 +75,10 @@ def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, cou
         words += sum(counted.per_split[name]["tokens"] for name in SPLITS)
         windows += sum(counted.per_split[name]["windows"] for name in SPLITS)
         if counting:
-            counts.update_packed(counted.words, counted.word_ends, -counted.word_counts)
+            if partitions:
+                counts.add(*counted.partitions, sign=-1)
+            else:
+                counts.update_packed(counted.words, counted.word_ends, -counted.word_counts)
             add_counted(counted, per_split, document_lengths, sign=-1)
     return dedup_report(settings.dedup, removed, words, windows)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import tempfile
 import time
 from typing import Callable
 
@@ -29,7 +30,9 @@ from nextword.ingest.worker_pool import (VocabularyFile, add_counted, count_bloc
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import iter_documents, resolve_inputs
 from nextword.ingest.text_blocks import iter_text_blocks, splits_in_workers
-from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes
+from nextword.ingest.count_partitions import PARTITIONS, PartitionedCounts
+from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes, vocabulary_of
+from nextword.ingest.text_spec import RESERVED_TOKENS
 from nextword.ingest.windows import WindowPlan
 from nextword.ingest.writer import STATE_DIR, ShardSet, order_and_publish, ordered_shards, read_state, write_state
 from nextword import __version__, faults, storage
@@ -146,7 +149,13 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         write_state(settings.out, "pass1.json", summary)
         return summary
     local_out = local_path(settings.out)  # word-count runs spill beside a local output, else to the temp dir
-    counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
+    # words are summed by the workers (ingest/count_partitions.py); wordpiece learns from every word's count here
+    partitions = PARTITIONS if settings.tokenizer == "word" else 0
+    if partitions:
+        counts = PartitionedCounts(storage.join(local_out, STATE_DIR, "word-counts") if local_out is not None
+                                   else tempfile.mkdtemp(prefix="nextword-word-counts-"))
+    else:
+        counts = WordCounts(spill_dir=None if local_out is None else storage.join(local_out, STATE_DIR))
     counters = collections.Counter()
     per_split = {name: collections.Counter() for name in SPLITS}
     document_lengths = collections.Counter()
@@ -161,11 +170,11 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         if blocks:
             for block in iter_text_blocks(specs, settings.on_error, block_bytes=1 << 20):
                 read_counters.append(block.counters)
-                yield block.data, settings.val_fraction, settings.stride
+                yield block.data, settings.val_fraction, settings.stride, partitions
             return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=1 << 20):
             read_counters.append(batch.counters)
-            yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride
+            yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, True, partitions
 
     for counted in map_in_order(pool, count_block_job if blocks else count_job, jobs(), depth=2 * settings.workers):
         if counted.dedup_records is not None:
@@ -175,7 +184,10 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
                 counters[name] += value
         if not counted.documents:
             continue
-        counts.update_packed(counted.words, counted.word_ends, counted.word_counts)
+        if counted.partitions is not None:
+            counts.add(*counted.partitions)
+        else:
+            counts.update_packed(counted.words, counted.word_ends, counted.word_counts)
         add_counted(counted, per_split, document_lengths)
         counters["documents"] += counted.documents
         counters["empty_documents"] += counted.empty_documents
@@ -195,11 +207,16 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             settings, specs, counts, counters, per_split, tokenizer, progress, removed)
     else:
         refuse_empty(settings, specs, counters, per_split)
-        vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
+        if partitions:
+            vocabulary, oov, kept_counts = vocabulary_of(*counts.most_frequent(settings.vocab_size - len(RESERVED_TOKENS), pool))
+            total = sum(kept_counts) + oov
+        else:
+            vocabulary, oov, kept_counts = select_vocabulary(counts, settings.vocab_size)
+            total = counts.total
         counts.close()  # removes the spilled runs
-        counters["tokens"] = counts.total
+        counters["tokens"] = total
         counters["oov_tokens"] = oov
-        shard_counts = size_shards(settings, kept_counts, counts.total, per_split)
+        shard_counts = size_shards(settings, kept_counts, total, per_split)
     extra["document_words"] = profile(*counts_of(+document_lengths), settings.context_length)
     if dedup:
         extra["dedup"] = dedup

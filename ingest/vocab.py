@@ -209,10 +209,14 @@ def most_frequent(sorted_pairs: Iterable[tuple[bytes, int]], keep: int) -> list[
 def select_vocabulary(counts: WordCounts, vocab_size: int) -> tuple[list[str], int, list[int]]:
     """(tokens with line number = id, how many corpus tokens fall outside them,
     the corpus count of each kept word: kept_counts[i] belongs to id i + 2)."""
-    kept = most_frequent(counts.sorted_counts(), vocab_size - len(RESERVED_TOKENS))
+    return vocabulary_of(most_frequent(counts.sorted_counts(), vocab_size - len(RESERVED_TOKENS)), counts.total)
+
+
+def vocabulary_of(kept: list[tuple[bytes, int]], total: int) -> tuple[list[str], int, list[int]]:
+    """select_vocabulary's result from the kept (word, count) pairs, in id order, and every count's sum."""
     kept_counts = [count for _, count in kept]
     tokens = list(RESERVED_TOKENS) + [word.decode("utf-8") for word, _ in kept]
-    return tokens, counts.total - sum(kept_counts), kept_counts
+    return tokens, total - sum(kept_counts), kept_counts
 
 
 def varint_length(token_id):

@@ -95,12 +95,15 @@ class CountedBatch:
     document_lengths: collections.Counter
     dedup_records: dict | None
     counters: object = None  # SourceCounters of the repairs a worker counted in a block it split (count_block_job)
+    partitions: tuple | None = None  # with `partitions`: the words as (entries, blobs) a partition, not in `words`
 
 
 def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: float, stride: int,
-              counting: bool = True, tokenizer=None) -> CountedBatch:
-    """One batch of pass 1 (and of the re-read of the documents --dedup drops). tokenizer: this
-    process's (None) or one given (the main process's, whose functions are traced already)."""
+              counting: bool = True, partitions: int = 0, tokenizer=None) -> CountedBatch:
+    """One batch of pass 1 (and of the re-read of the documents --dedup drops). partitions: 0, or
+    the words sorted into that many partitions here (ingest/count_partitions.py) for the main
+    process to append, not sum. tokenizer: this process's (None) or one given (the main process's,
+    whose functions are traced already)."""
     if not texts:
         nothing = np.zeros(0, np.int64)
         return CountedBatch(0, 0, b"", nothing, nothing, {name: collections.Counter() for name in SPLITS},
@@ -119,12 +122,19 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
     per_split = {name: collections.Counter() for name in SPLITS}
     add_split_totals(per_split, lengths, validation, stride)
     words = unique.tolist()
+    lengths_counted = collections.Counter(length_counts(lengths))
+    if partitions:
+        from nextword.ingest.count_partitions import partition_words
+
+        nothing = np.zeros(0, np.int64)
+        return CountedBatch(len(lengths), int((lengths == 0).sum()), b"", nothing, nothing, per_split, lengths_counted,
+                            records, partitions=partition_words(words, counts, partitions))
     ends = np.cumsum(np.fromiter(map(len, words), dtype=np.int64, count=len(words)))
     return CountedBatch(len(lengths), int((lengths == 0).sum()), b"".join(words), ends, counts.astype(np.int64), per_split,
-                        collections.Counter(length_counts(lengths)), records)
+                        lengths_counted, records)
 
 
-def count_block_job(data: bytes, val_fraction: float, stride: int) -> CountedBatch:
+def count_block_job(data: bytes, val_fraction: float, stride: int, partitions: int = 0) -> CountedBatch:
     """count_job of a TextBlock's lines (ingest/text_blocks.py: iter_text_blocks), split here; without
     --dedup (its keys need each document's index in the stream, which the block's sender does not know)."""
     from nextword.ingest.sources import SourceCounters
@@ -132,7 +142,8 @@ def count_block_job(data: bytes, val_fraction: float, stride: int) -> CountedBat
 
     counters = SourceCounters()
     texts = split_block(data, counters)
-    return dataclasses.replace(count_job(texts, 0, "none", val_fraction, stride), counters=counters)
+    return dataclasses.replace(count_job(texts, 0, "none", val_fraction, stride, partitions=partitions),
+                               counters=counters)
 
 
 # ------------------------------------------------------------------ pass 2: windows
