@@ -4,12 +4,13 @@ somewhere in the train split.
 A window's last NGRAM ids (its target and the NGRAM - 1 ids before it) are hashed to 64 bits with
 a polynomial rolling hash (computed for a whole batch from one prefix sum), then mixed
 (splitmix64). Pass 2 appends the hash of every train position and of every val window that has
-NGRAM ids of its document behind it to a file a side; the report spreads each over 256 bucket
-files by the hash's top byte, then reads one bucket at a time: val hashes found among the bucket's
-train hashes are leaked windows. On a big train split only hashes whose low bits are zero are kept
+NGRAM ids of its document behind it to a file a side; the report spreads each over 16 range
+files by the hash's top 4 bits (a job a 16 MB chunk), then matches one range at a time (a job a
+range, in the ingest's worker processes): val hashes found among the range's train hashes are
+leaked windows. On a big train split only hashes whose low bits are zero are kept
 (a 1/`sample` sample chosen by the hash itself, the same on both sides, so a sampled val n-gram is
 found exactly when its train twin exists): disk stays under ~256 MB (twice that at the report) and
-memory at one bucket. 64-bit hashes: a false match needs a collision, ~1e-19 a pair; over 10^7 val x 10^9 train hashes well under one in a million
+memory at one range (1/16 of them). 64-bit hashes: a false match needs a collision, ~1e-19 a pair; over 10^7 val x 10^9 train hashes well under one in a million
 windows. Ids, not words: two runs of words that differ only in words outside the vocabulary
 (both <unk>) count as the same run, as the model sees them.
 """
@@ -24,7 +25,9 @@ import numpy as np
 from nextword.ingest.windows import splitmix64
 
 NGRAM = 13  # as GPT-3's contamination check (13-grams): long enough that a shared run is no accident
-BUCKETS = 256
+RANGE_BITS = 4
+RANGES = 1 << RANGE_BITS  # the report matches the hashes of one range of top bytes at a time, a job a range
+CHUNK_HASHES = 1 << 21  # the report spreads a side's file 16 MB at a time, a job a chunk
 SAMPLED_TRAIN_HASHES = 1 << 25  # at most ~32M train hashes on disk (256 MB)
 _BASE = np.uint64(0x100000001B3)
 _INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
@@ -66,7 +69,7 @@ def ngram_hashes(flat_ids: np.ndarray, lengths: np.ndarray, validation: np.ndarr
 
 class NgramSpill:
     """Train and val hashes appended in document order to one file a side; resumable: the checkpoint
-    records each file's size, a resume truncates to it. The report spreads them over BUCKETS files
+    records each file's size, a resume truncates to it. The report spreads them over RANGES files
     first. (A file a side, not a bucket a side, during pass 2: a checkpoint then syncs 2 files, not
     512, which took ~2 s at ~4 ms a sync on this machine's disk, every 30 s of an ingest.)"""
 
@@ -95,9 +98,9 @@ class NgramSpill:
 
     def _flush(self, durable: bool) -> None:
         for side, name in enumerate(_SIDES):
-            hashes = np.concatenate([pair[side] for pair in self.pending]) if self.pending else np.zeros(0, np.uint64)
             with open(os.path.join(self.directory, name), "ab") as handle:
-                handle.write(hashes.astype("<u8").tobytes())
+                for pair in self.pending:  # each array's own buffer: no joined copy
+                    handle.write(np.ascontiguousarray(pair[side], dtype="<u8").data)
                 if durable:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -108,34 +111,51 @@ class NgramSpill:
         return {"sizes": {name: os.path.getsize(os.path.join(self.directory, name)) for name in _SIDES},
                 "counts": dict(self.counts)}
 
-    def report(self, sample: int) -> dict:
+    def report(self, sample: int, pool=None) -> dict:
+        """The leakage report; its work as jobs for `pool`'s workers (ingest/worker_pool.py) when
+        given: spreading a chunk of a side's file, then matching one range of buckets."""
+        from nextword.ingest.worker_pool import map_in_order
+
         self._flush(durable=False)
         _remove_buckets(self.directory)
-        for name in _SIDES:
-            _spread(os.path.join(self.directory, name))
+        spreading = [(os.path.join(self.directory, name), chunk) for name in _SIDES
+                     for chunk in range(-(-os.path.getsize(os.path.join(self.directory, name)) // (8 * CHUNK_HASHES)))]
+        matching = [(self.directory, index) for index in range(RANGES)]
         leaked = 0
-        for index in range(BUCKETS):
-            train, val = (_read(os.path.join(self.directory, f"{name}-{index:03d}")) for name in _SIDES)
-            if len(val) and len(train):
-                leaked += int(np.isin(val, train).sum())
+        for function, jobs in ((_spread_chunk, spreading), (_leaked_in_range, matching)):
+            results = (map(lambda job: function(*job), jobs) if pool is None
+                       else map_in_order(pool, function, jobs, depth=len(jobs)))
+            leaked += sum(results)
         return leakage_report(leaked, self.counts["val_checked"], self.counts["val_windows"], sample)
 
     def close(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _spread(path: str, chunk: int = 1 << 22) -> None:
-    """A file of hashes -> BUCKETS files `path`-NNN by the top byte, 32 MB read at a time (the file
-    stays: a report killed half way is made again from it)."""
+def _spread_chunk(path: str, chunk: int) -> int:
+    """Chunk `chunk` (CHUNK_HASHES hashes) of a side's file -> a file `path`-RR-CCCCC for each range RR
+    of the top byte (the side's file stays: a report killed half way is made again from it). -> 0."""
     with open(path, "rb") as source:
-        while len(hashes := np.frombuffer(source.read(8 * chunk), dtype="<u8")):
-            # uint8 buckets: numpy's stable sort is then a radix sort (~16x faster than on int64)
-            bucket = (hashes >> np.uint64(56)).astype(np.uint8)
-            ordered = hashes[np.argsort(bucket, kind="stable")]
-            bounds = np.r_[0, np.cumsum(np.bincount(bucket, minlength=BUCKETS))]
-            for index in np.flatnonzero(np.diff(bounds)):
-                with open(f"{path}-{index:03d}", "ab") as handle:
-                    handle.write(ordered[bounds[index]:bounds[index + 1]].tobytes())
+        source.seek(8 * CHUNK_HASHES * chunk)
+        hashes = np.frombuffer(source.read(8 * CHUNK_HASHES), dtype="<u8")
+    # uint8 ranges: numpy's stable sort is then a radix sort (~16x faster than on int64)
+    bucket = (hashes >> np.uint64(64 - RANGE_BITS)).astype(np.uint8)
+    ordered = hashes[np.argsort(bucket, kind="stable")]
+    bounds = np.r_[0, np.cumsum(np.bincount(bucket, minlength=RANGES))]
+    for index in np.flatnonzero(np.diff(bounds)):
+        with open(f"{path}-{index:02d}-{chunk:05d}", "wb") as handle:
+            handle.write(ordered[bounds[index]:bounds[index + 1]].data)
+    return 0
+
+
+def _leaked_in_range(directory: str, index: int) -> int:
+    """The val hashes of range `index` found among its train hashes (equal hashes share their top
+    byte, so the ranges' counts add up to the whole)."""
+    names = sorted(os.listdir(directory))
+    train, val = (np.concatenate([_read(os.path.join(directory, name)) for name in names
+                                  if name.startswith(f"{side}-{index:02d}-")] or [np.zeros(0, np.uint64)])
+                  for side in _SIDES)
+    return int(np.isin(val, train).sum()) if len(val) and len(train) else 0
 
 
 def _remove_buckets(directory: str) -> None:

@@ -294,7 +294,7 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
         final = shard_set.checkpoint()
     finally:
         shard_set.close()
-    leakage = ngrams.report(sample)
+    leakage = ngrams.report(sample, pool)  # its spreading and matching in the workers
     ngrams.close()
     if done != total:
         raise InputError(f"the inputs changed while being read: {total} documents in pass 1, {done} in pass 2",
