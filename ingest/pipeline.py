@@ -170,7 +170,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
         if blocks:
             for block in iter_text_blocks(specs, settings.on_error, block_bytes=1 << 20):
                 read_counters.append(block.counters)
-                yield block.data, settings.val_fraction, settings.stride, partitions
+                yield block.data, block.unit, settings.val_fraction, settings.stride, partitions
             return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=1 << 20):
             read_counters.append(batch.counters)
@@ -265,7 +265,7 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
         if blocks:
             for block in iter_text_blocks(specs, settings.on_error, block_bytes=settings.batch_bytes):
                 reads.append(None)
-                yield plan, block.data, settings.val_fraction, vocabulary, sample
+                yield plan, block.data, block.unit, settings.val_fraction, vocabulary, sample
             return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
                                     skip_documents=done, keep=keep):

@@ -12,8 +12,10 @@ a line, a paragraph (lines up to a blank line) or the whole file (see `detect_te
 from __future__ import annotations
 
 import codecs
+import contextlib
 import dataclasses
 import gzip
+import itertools
 import json
 import os
 import zlib
@@ -269,15 +271,19 @@ def _bad_row(spec: InputSpec, where: str, problem: str, on_error: str, counters:
     counters.skipped_rows += 1
 
 
-def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes | None]:
+def _read_lines(spec: InputSpec, on_error: str, counters: SourceCounters, handle=None, start: bytes = b"",
+                number: int = 0) -> Iterator[bytes | None]:
     """Yield each line's bytes (no line ending); None for a line dropped as too long.
 
     Read in LINE_BLOCK_BYTES blocks split at b"\n" (C speed; `readline` per line was the
-    serial bottleneck on short lines), a line over the cap dropped without holding it."""
-    with _open_binary(spec.path) as handle:
-        number, carry, skipping, first = 0, b"", False, True
+    serial bottleneck on short lines), a line over the cap dropped without holding it.
+    handle: an open input to go on reading, `start` (begun at a line's start) read from it
+    already, `number` lines before `start` (ingest/text_blocks.py hands a file over mid-way)."""
+    with _open_binary(spec.path) if handle is None else contextlib.nullcontext(handle) as handle:
+        carry, skipping, first = b"", False, not start and number == 0
         # read1: one step of the decompressor at a time, so a cut .gz stream keeps what precedes the cut
-        while block := handle.read1(LINE_BLOCK_BYTES):
+        reads = iter(lambda: handle.read1(LINE_BLOCK_BYTES), b"")
+        for block in itertools.chain([start] if start else [], reads):
             if first:
                 first = False
                 if block.startswith(codecs.BOM_UTF8):  # a file's encoding mark, not text (and json.loads
@@ -318,12 +324,14 @@ def _text_documents(spec: InputSpec, on_error: str, counters: SourceCounters) ->
         yield from (line for line in _read_lines(spec, on_error, counters) if line is not None)
 
 
-def _paragraphs(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
+def _paragraphs(spec: InputSpec, on_error: str, counters: SourceCounters, handle=None, start: bytes = b"",
+                number: int = 0) -> Iterator[bytes]:
     """Runs of non-blank lines, joined by "\n"; blank (whitespace-only) lines end them and are
-    not documents. A paragraph over the document cap is dropped whole, read line by line."""
+    not documents. A paragraph over the document cap is dropped whole, read line by line.
+    handle, start, number: as `_read_lines`'s, `start` begun at a paragraph's start."""
     lines: list[bytes] = []
-    size, number, first, dropped = 0, 0, 0, False
-    for line in _read_lines(spec, on_error, counters):
+    size, first, dropped = 0, 0, False
+    for line in _read_lines(spec, on_error, counters, handle, start, number):
         number += 1
         if line is not None and not line.strip():
             if lines and not dropped:

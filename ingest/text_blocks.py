@@ -1,10 +1,15 @@
-"""Blocks of whole lines for the worker processes to split (text inputs read by line).
+"""Blocks of whole lines or paragraphs for the worker processes to split (text inputs by line or paragraph).
 
 On short lines, cutting each line into a Python bytes object in the main process (and pickling the
 list to a worker) was most of the main process's CPU. For text inputs of one line a document the
 main process instead cuts raw blocks at a line end (`iter_text_blocks`: read1, rfind and count, in
-C) and the worker splits them (`split_block`): the same documents, counters and order as
+C), for a paragraph a document right after a blank line (a regular expression over each read),
+and the worker splits them (`split_block`): the same documents, counters and order as
 `sources.iter_documents`, whatever the blocks; the output does not depend on batches anyway.
+Where a run without a blank line nears the paragraph cap (MAX_DOCUMENT_BYTES), the rest of that
+file is read here as `iter_documents` reads it (a list of documents: its cap, its error naming the
+paragraph's first line); a last line without a line ending that ends in b"\r" (kept, unlike a
+line ending's) comes as a list too.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import gzip
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,18 +26,26 @@ from nextword.ingest import sources
 from nextword.ingest.sources import BUILTIN, InputSpec, SourceCounters, count_batch_repairs
 
 
+# a blank line: whitespace alone (what bytes.strip() removes) between two line ends
+_BLANK_LINE = re.compile(rb"\n[ \t\r\x0b\x0c]*\n")
+
+
 @dataclass
 class TextBlock:
-    data: bytes  # whole lines, each ending in b"\n" (a last line without one gets it), BOM removed
+    # whole lines, each ending in b"\n" (a last line without one gets it), BOM removed; by paragraph cut
+    # after a blank line; or, where the main process split them itself, the documents (a list)
+    data: bytes | list
     counters: SourceCounters  # what the main process counted since the previous block (dropped lines, cut .gz)
+    unit: str = "line"
 
 
 def splits_in_workers(specs: list[InputSpec], skip_documents: int = 0, keep=None) -> bool:
     """Whether `iter_text_blocks` can stand in for `iter_documents`: every input a text file of one
-    line a document (not --builtin), nothing to skip (resuming) and no documents to drop (--dedup):
-    both need each document's index, which only the split knows."""
+    line or one paragraph a document (not --builtin), nothing to skip (resuming) and no documents to
+    drop (pass 2 with --dedup): both need each document's index, which only the split knows."""
     return (skip_documents == 0 and keep is None and bool(specs)
-            and all(spec.format == "text" and spec.unit == "line" and spec.path != BUILTIN for spec in specs))
+            and all(spec.format == "text" and spec.unit in ("line", "paragraph") and spec.path != BUILTIN
+                    for spec in specs))
 
 
 def _too_long(spec: InputSpec, number: int, on_error: str, counters: SourceCounters) -> None:
@@ -86,32 +100,115 @@ def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block
             if pending:  # what precedes the damage is kept, as line by line
                 yield b"".join(pending)
             raise
-        if carry and not skipping:  # a last line without a line ending keeps its bytes as they are
-            pending.append(carry + b"\n")
         if pending:
             yield b"".join(pending)
+        if carry and not skipping:  # a last line without a line ending keeps its bytes as they are
+            yield [carry] if carry.endswith(b"\r") else carry + b"\n"
+
+
+def _blank_line_end(data: bytes, start: int) -> int:
+    """Where the last blank line of data[start:] (begun at a line end) ends, after its b"\n"; 0: none."""
+    end = 0
+    for end in map(re.Match.end, _BLANK_LINE.finditer(data, start)):
+        pass
+    return end
+
+
+def _paragraph_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block_bytes: int
+                      ) -> Iterator[bytes | list]:
+    """A text input's paragraphs in blocks of about `block_bytes`, each cut right after a blank line
+    (the last block at the end of the input, given a last line end); where data without a blank line
+    passes MAX_DOCUMENT_BYTES, the rest of the input as `sources._paragraphs` reads it (lists of
+    documents), the only place a paragraph or a line can pass the cap."""
+    read_size = min(max(block_bytes, 1 << 16), sources.MAX_DOCUMENT_BYTES // 4)  # the cap: rarely reached
+    pending: list[bytes] = []
+    size = 0
+    with sources._open_binary(spec.path) as handle:
+        number, carry, first = 0, b"", True
+        try:
+            while chunk := handle.read1(read_size):
+                if first:
+                    first = False
+                    if chunk.startswith(codecs.BOM_UTF8):
+                        chunk = chunk[len(codecs.BOM_UTF8):]
+                data = carry + chunk if carry else chunk
+                if len(data) > sources.MAX_DOCUMENT_BYTES:  # a paragraph that may pass the cap: line by line
+                    if pending:
+                        yield b"".join(pending)
+                        pending = []
+                    batch, size = [], 0
+                    for document in sources._paragraphs(spec, on_error, counters, handle, data, number):
+                        batch.append(document)
+                        size += len(document) + 64
+                        if size >= block_bytes:
+                            yield batch
+                            batch, size = [], 0
+                    if batch:
+                        yield batch
+                    return
+                # carry holds no blank line: one that ends in the new chunk begins at carry's last line end
+                cut = _blank_line_end(data, max(carry.rfind(b"\n"), 0))
+                block, carry = data[:cut], data[cut:]
+                if block:
+                    number += block.count(b"\n")
+                    pending.append(block)
+                    size += len(block)
+                    if size >= block_bytes:
+                        yield b"".join(pending)
+                        pending, size = [], 0
+        except (EOFError, zlib.error, gzip.BadGzipFile):
+            if pending:  # what precedes the damage is kept, as line by line
+                yield b"".join(pending)
+            raise
+        if pending:
+            yield b"".join(pending)
+        if carry and not carry.endswith(b"\n") and carry.endswith(b"\r"):  # a last line's b"\r" stays
+            yield list(sources._paragraphs(spec, on_error, counters, handle, carry, number))
+        elif carry:
+            yield carry if carry.endswith(b"\n") else carry + b"\n"
 
 
 def iter_text_blocks(specs: list[InputSpec], on_error: str, block_bytes: int = 1 << 20) -> Iterator[TextBlock]:
-    """Every line of every (text, unit line) input, in order, in blocks of about `block_bytes`
-    (a block never crosses a line or a file); `split_block` gives a block's documents. Each
-    block's counters hold what was counted here since the previous block; a last empty block
-    carries what was counted after the last line (a damaged .gz, a dropped last line)."""
+    """Every line or paragraph of every (text, unit line or paragraph) input, in order, in blocks of
+    about `block_bytes` (a block never crosses a document or a file); `split_block` gives a block's
+    documents. Each block's counters hold what was counted here since the previous block; a last
+    empty block carries what was counted after the last line (a damaged .gz, a dropped last line)."""
     running, reported = SourceCounters(), SourceCounters()
     for spec in specs:
-        for data in sources._guarded(spec, on_error, running, lambda *arguments: _line_blocks(*arguments, block_bytes)):
-            yield TextBlock(data, running.minus(reported))
+        blocks = _paragraph_blocks if spec.unit == "paragraph" else _line_blocks
+        for data in sources._guarded(spec, on_error, running, lambda *arguments: blocks(*arguments, block_bytes)):
+            yield TextBlock(data, running.minus(reported), spec.unit)
             reported = dataclasses.replace(running)
     if running != reported:
         yield TextBlock(b"", running.minus(reported))
 
 
-def split_block(data: bytes, counters: SourceCounters) -> list[bytes]:
-    """A TextBlock's data -> its documents (the lines, without their line endings), as
-    `iter_documents` gives them; counts the repairs the tokenizer will make into `counters`."""
+def split_block(data: bytes | list, counters: SourceCounters, unit: str = "line") -> list[bytes]:
+    """A TextBlock's data -> its documents (the lines without their line endings, or the paragraphs:
+    runs of non-blank lines joined by b"\n"), as `iter_documents` gives them; counts the repairs the
+    tokenizer will make into `counters`."""
+    if isinstance(data, list):  # split by the main process already
+        count_batch_repairs(data, counters)
+        return data
     lines = data.split(b"\n")
     lines.pop()  # after the last b"\n"
     if b"\r" in data:
         lines = [line.rstrip(b"\r") for line in lines]
+    if unit == "paragraph":
+        lines = _paragraphs_of(lines)
     count_batch_repairs(lines, counters)
     return lines
+
+
+def _paragraphs_of(lines: list[bytes]) -> list[bytes]:
+    """Runs of non-blank lines joined by b"\n" (a blank line: whitespace alone), as sources._paragraphs."""
+    paragraphs, current = [], []
+    for line in lines:
+        if line.strip():
+            current.append(line)
+        elif current:
+            paragraphs.append(b"\n".join(current))
+            current = []
+    if current:
+        paragraphs.append(b"\n".join(current))
+    return paragraphs

@@ -134,14 +134,14 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
                         lengths_counted, records)
 
 
-def count_block_job(data: bytes, val_fraction: float, stride: int, partitions: int = 0) -> CountedBatch:
+def count_block_job(data: bytes | list, unit: str, val_fraction: float, stride: int, partitions: int = 0) -> CountedBatch:
     """count_job of a TextBlock's lines (ingest/text_blocks.py: iter_text_blocks), split here; without
     --dedup (its keys need each document's index in the stream, which the block's sender does not know)."""
     from nextword.ingest.sources import SourceCounters
     from nextword.ingest.text_blocks import split_block
 
     counters = SourceCounters()
-    texts = split_block(data, counters)
+    texts = split_block(data, counters, unit)
     return dataclasses.replace(count_job(texts, 0, "none", val_fraction, stride, partitions=partitions),
                                counters=counters)
 
@@ -162,13 +162,13 @@ def window_job(plan: WindowPlan, texts: list[bytes], val_fraction: float, vocabu
     return encode_block(*arguments), ngram_hashes(flat_ids, lengths, validation, plan.stride, leakage_sample)
 
 
-def window_block_job(plan: WindowPlan, data: bytes, val_fraction: float, vocabulary: VocabularyFile,
+def window_block_job(plan: WindowPlan, data: bytes | list, unit: str, val_fraction: float, vocabulary: VocabularyFile,
                      leakage_sample: int) -> tuple[EncodedBlock, tuple | None]:
     """window_job of a TextBlock's lines, split here (their number: the EncodedBlock's documents)."""
     from nextword.ingest.sources import SourceCounters
     from nextword.ingest.text_blocks import split_block
 
-    texts = split_block(data, SourceCounters())  # the repairs were counted in pass 1
+    texts = split_block(data, SourceCounters(), unit)  # the repairs were counted in pass 1
     return window_job(plan, texts, val_fraction, vocabulary, leakage_sample)
 
 
