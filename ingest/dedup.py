@@ -111,6 +111,15 @@ def dedup_records(mode: str, first_position: int, lengths: np.ndarray, document_
     return records
 
 
+def shifted_records(records: dict[str, np.ndarray], offset: int) -> dict[str, np.ndarray]:
+    """A block's records (numbered from its first document) numbered from the stream's start."""
+    shifted = {}
+    for kind, each in records.items():
+        shifted[kind] = each.copy()
+        shifted[kind]["position"] += np.uint64(offset)
+    return shifted
+
+
 def _records(keys: np.ndarray, positions: np.ndarray) -> np.ndarray:
     records = np.empty(len(keys), dtype=RECORD)
     records["key"], records["position"] = keys, positions

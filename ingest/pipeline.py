@@ -20,7 +20,7 @@ from typing import Callable
 
 from nextword.ingest.settings import IngestSettings, fingerprint_of
 from nextword.ingest.lengths import counts_of, profile
-from nextword.ingest.dedup import DuplicateFinder
+from nextword.ingest.dedup import DuplicateFinder, shifted_records
 from nextword.ingest.dedup_pass import decide, dedup_pass, drop_removed, load_removed, spill_dir
 from nextword.ingest.output_dir import check_output_dir
 from nextword.ingest.splits import refuse_empty, size_shards, summary_from_totals
@@ -29,7 +29,7 @@ from nextword.ingest.worker_pool import (VocabularyFile, add_counted, count_bloc
                                         window_block_job, window_job, worker_pool)
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import iter_documents, resolve_inputs
-from nextword.ingest.text_blocks import iter_text_blocks, splits_in_workers
+from nextword.ingest.text_blocks import iter_text_blocks, keep_bits, splits_in_workers
 from nextword.ingest.count_partitions import PARTITIONS, PartitionedCounts
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes, vocabulary_of
 from nextword.ingest.text_spec import RESERVED_TOKENS
@@ -40,6 +40,8 @@ from nextword.storage import local_path
 from nextword.errors import ArtifactError, InputError
 from nextword.tfrecords.manifest import MANIFEST_NAME, SPLITS, VOCAB_NAME, Counters, Manifest, Split, format_version_of
 
+
+COUNT_BATCH_BYTES = 1 << 20  # pass 1's batches and blocks (pass 2's: --batch-bytes)
 
 # progress(stage, documents done, documents total or None, windows written)
 Progress = Callable[[str, int, "int | None", int], None]
@@ -164,21 +166,21 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     finder = DuplicateFinder(settings.dedup, spill_dir(settings)) if settings.dedup != "none" else None
     read_counters: collections.deque = collections.deque()  # each batch's reader counters, kept here
 
-    blocks = settings.dedup == "none" and splits_in_workers(specs)  # the workers split the lines
+    blocks = splits_in_workers(specs)  # the workers split the lines or paragraphs
 
     def jobs():
         if blocks:
-            for block in iter_text_blocks(specs, settings.on_error, block_bytes=1 << 20):
+            for block in iter_text_blocks(specs, settings.on_error, block_bytes=COUNT_BATCH_BYTES):
                 read_counters.append(block.counters)
-                yield block.data, block.unit, settings.val_fraction, settings.stride, partitions
+                yield block.data, block.unit, None, settings.dedup, settings.val_fraction, settings.stride, True, partitions
             return
-        for batch in iter_documents(specs, settings.on_error, batch_bytes=1 << 20):
+        for batch in iter_documents(specs, settings.on_error, batch_bytes=COUNT_BATCH_BYTES):
             read_counters.append(batch.counters)
             yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, True, partitions
 
     for counted in map_in_order(pool, count_block_job if blocks else count_job, jobs(), depth=2 * settings.workers):
-        if counted.dedup_records is not None:
-            finder.add(counted.dedup_records)
+        if counted.dedup_records is not None:  # a block's are numbered from its first document
+            finder.add(shifted_records(counted.dedup_records, done) if blocks else counted.dedup_records)
         for read in (read_counters.popleft(), counted.counters):  # the reader's, and what a worker counted in its split
             for name, value in (dataclasses.asdict(read) if read is not None else {}).items():
                 counters[name] += value
@@ -263,9 +265,12 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
 
     def jobs():
         if blocks:
+            first = 0  # the block's first document (by line: where --dedup drops documents, their bits go along)
             for block in iter_text_blocks(specs, settings.on_error, block_bytes=settings.batch_bytes):
-                reads.append(None)
-                yield plan, block.data, block.unit, settings.val_fraction, vocabulary, sample
+                reads.append(block.documents if keep is not None else None)
+                bits = keep_bits(keep, first, block.documents) if keep is not None else None
+                first += block.documents or 0
+                yield plan, block.data, block.unit, bits, settings.val_fraction, vocabulary, sample
             return
         for batch in iter_documents(specs, settings.on_error, batch_bytes=settings.batch_bytes,
                                     skip_documents=done, keep=keep):

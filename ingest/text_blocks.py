@@ -17,10 +17,13 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import gzip
+import itertools
 import re
 import zlib
 from dataclasses import dataclass
 from typing import Iterator
+
+import numpy as np
 
 from nextword.ingest import sources
 from nextword.ingest.sources import BUILTIN, InputSpec, SourceCounters, count_batch_repairs
@@ -37,15 +40,29 @@ class TextBlock:
     data: bytes | list
     counters: SourceCounters  # what the main process counted since the previous block (dropped lines, cut .gz)
     unit: str = "line"
+    documents: int | None = None  # by line: the block's documents (its lines); by paragraph only its split knows
+
+
+def keep_bits(keep, first: int, count: int) -> bytes | None:
+    """--dedup's keep-bits of documents first .. first + count - 1 (ingest.dedup.Removed), packed for a
+    block job (`kept_of`); None: no --dedup."""
+    return None if keep is None else np.packbits(keep.keep(first, count)).tobytes()
+
+
+def kept_of(texts: list[bytes], bits: bytes | None) -> list[bytes]:
+    """The documents of a block that `keep_bits` keeps (all when None)."""
+    if bits is None:
+        return texts
+    return list(itertools.compress(texts, np.unpackbits(np.frombuffer(bits, np.uint8), count=len(texts)).tolist()))
 
 
 def splits_in_workers(specs: list[InputSpec], skip_documents: int = 0, keep=None) -> bool:
     """Whether `iter_text_blocks` can stand in for `iter_documents`: every input a text file of one
-    line or one paragraph a document (not --builtin), nothing to skip (resuming) and no documents to
-    drop (pass 2 with --dedup): both need each document's index, which only the split knows."""
-    return (skip_documents == 0 and keep is None and bool(specs)
-            and all(spec.format == "text" and spec.unit in ("line", "paragraph") and spec.path != BUILTIN
-                    for spec in specs))
+    line or one paragraph a document (not --builtin), and nothing to skip (resuming). Documents to
+    drop (--dedup's, `keep`) need each block's document count before its split: by line only."""
+    units = ("line",) if keep is not None else ("line", "paragraph")
+    return (skip_documents == 0 and bool(specs)
+            and all(spec.format == "text" and spec.unit in units and spec.path != BUILTIN for spec in specs))
 
 
 def _too_long(spec: InputSpec, number: int, on_error: str, counters: SourceCounters) -> None:
@@ -177,10 +194,11 @@ def iter_text_blocks(specs: list[InputSpec], on_error: str, block_bytes: int = 1
     for spec in specs:
         blocks = _paragraph_blocks if spec.unit == "paragraph" else _line_blocks
         for data in sources._guarded(spec, on_error, running, lambda *arguments: blocks(*arguments, block_bytes)):
-            yield TextBlock(data, running.minus(reported), spec.unit)
+            documents = None if spec.unit != "line" else len(data) if isinstance(data, list) else data.count(b"\n")
+            yield TextBlock(data, running.minus(reported), spec.unit, documents)
             reported = dataclasses.replace(running)
     if running != reported:
-        yield TextBlock(b"", running.minus(reported))
+        yield TextBlock(b"", running.minus(reported), documents=0)
 
 
 def split_block(data: bytes | list, counters: SourceCounters, unit: str = "line") -> list[bytes]:

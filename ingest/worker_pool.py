@@ -134,15 +134,17 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
                         lengths_counted, records)
 
 
-def count_block_job(data: bytes | list, unit: str, val_fraction: float, stride: int, partitions: int = 0) -> CountedBatch:
-    """count_job of a TextBlock's lines (ingest/text_blocks.py: iter_text_blocks), split here; without
-    --dedup (its keys need each document's index in the stream, which the block's sender does not know)."""
+def count_block_job(data: bytes | list, unit: str, keep: bytes | None, dedup: str, val_fraction: float, stride: int,
+                    counting: bool = True, partitions: int = 0) -> CountedBatch:
+    """count_job of a TextBlock's documents (ingest/text_blocks.py: iter_text_blocks), split here, those
+    `keep` keeps (text_blocks.keep_bits; None: all). The --dedup records are numbered from the block's
+    first document: the main process adds the documents before it (known once the earlier blocks are back)."""
     from nextword.ingest.sources import SourceCounters
-    from nextword.ingest.text_blocks import split_block
+    from nextword.ingest.text_blocks import kept_of, split_block
 
     counters = SourceCounters()
-    texts = split_block(data, counters, unit)
-    return dataclasses.replace(count_job(texts, 0, "none", val_fraction, stride, partitions=partitions),
+    texts = kept_of(split_block(data, counters, unit), keep)
+    return dataclasses.replace(count_job(texts, 0, dedup, val_fraction, stride, counting, partitions),
                                counters=counters)
 
 
@@ -162,13 +164,14 @@ def window_job(plan: WindowPlan, texts: list[bytes], val_fraction: float, vocabu
     return encode_block(*arguments), ngram_hashes(flat_ids, lengths, validation, plan.stride, leakage_sample)
 
 
-def window_block_job(plan: WindowPlan, data: bytes | list, unit: str, val_fraction: float, vocabulary: VocabularyFile,
-                     leakage_sample: int) -> tuple[EncodedBlock, tuple | None]:
-    """window_job of a TextBlock's lines, split here (their number: the EncodedBlock's documents)."""
+def window_block_job(plan: WindowPlan, data: bytes | list, unit: str, keep: bytes | None, val_fraction: float,
+                     vocabulary: VocabularyFile, leakage_sample: int) -> tuple[EncodedBlock, tuple | None]:
+    """window_job of a TextBlock's documents, split here, those `keep` keeps (None: all; the number
+    kept: the EncodedBlock's documents)."""
     from nextword.ingest.sources import SourceCounters
-    from nextword.ingest.text_blocks import split_block
+    from nextword.ingest.text_blocks import kept_of, split_block
 
-    texts = split_block(data, SourceCounters(), unit)  # the repairs were counted in pass 1
+    texts = kept_of(split_block(data, SourceCounters(), unit), keep)  # the repairs were counted in pass 1
     return window_job(plan, texts, val_fraction, vocabulary, leakage_sample)
 
 

@@ -148,12 +148,13 @@ def test_a_line_over_the_cap_is_refused_by_number_under_strict(tmp_path, monkeyp
         list(iter_text_blocks([spec_of(path)], "strict", block_bytes=8))
 
 
-def test_only_text_by_line_or_paragraph_without_skip_or_dedup_goes_through_blocks(tmp_path):
+def test_only_text_by_line_or_paragraph_without_skip_goes_through_blocks_and_dropping_documents_by_line(tmp_path):
     line = spec_of(tmp_path / "a.txt")
     assert text_blocks.splits_in_workers([line, line])
     assert not text_blocks.splits_in_workers([line], skip_documents=5)
-    assert not text_blocks.splits_in_workers([line], keep=object())
+    assert text_blocks.splits_in_workers([line], keep=object())
     assert text_blocks.splits_in_workers([dataclasses.replace(line, unit="paragraph"), line])
+    assert not text_blocks.splits_in_workers([dataclasses.replace(line, unit="paragraph")], keep=object())
     assert not text_blocks.splits_in_workers([dataclasses.replace(line, unit="file")])
     assert not text_blocks.splits_in_workers([line, InputSpec(str(tmp_path / "a.jsonl"), "jsonl", "text")])
     assert not text_blocks.splits_in_workers([InputSpec(sources.BUILTIN, "text", None, "line")])
@@ -192,3 +193,33 @@ def test_an_ingest_through_blocks_writes_the_bytes_of_one_through_documents(tmp_
     if unit == "line":
         assert blocks.counters.documents == 2 * (len(documents) + 2)
     assert blocks.counters.replaced_bytes == 2
+
+
+@pytest.mark.parametrize("dedup, unit, workers", [("exact", "line", 2), ("near", "line", 1), ("exact", "paragraph", 2),
+                                                  ("near", "paragraph", 2)])
+def test_an_ingest_with_dedup_through_blocks_writes_the_bytes_of_one_through_documents(tmp_path, monkeypatch, dedup,
+                                                                                       unit, workers):
+    """--dedup through blocks: pass 1's records numbered from each block's start and shifted here, the
+    dropped documents' re-read and (by line) pass 2 through blocks with their keep-bits; by paragraph
+    pass 2 keeps the document batches. The same bytes as through documents, duplicates dropped."""
+    monkeypatch.setattr(pipeline, "COUNT_BATCH_BYTES", 20000)  # pass 1 in several blocks (a read: 64 KB)
+    documents = synthetic_documents(3000, seed=4, min_words=0)
+    repeated = documents + documents[:600] + [document + " extra" for document in documents[1000:1400]]
+    corpus = tmp_path / "c.txt"
+    corpus.write_text(("\n\n" if unit == "paragraph" else "\n").join(repeated) + "\n")
+
+    def ingest(out):
+        return run_ingest(IngestSettings(inputs=(str(corpus),), out=str(out), vocab_size=64, context_length=8, shards=3,
+                                         val_fraction=0.2, workers=workers, dedup=dedup, text_unit=unit,
+                                         batch_bytes=900))
+
+    cut = []
+    monkeypatch.setattr(pipeline, "iter_text_blocks", lambda *arguments, **keywords: (
+        cut.append(block) or block for block in text_blocks.iter_text_blocks(*arguments, **keywords)))
+    blocks = ingest(tmp_path / "blocks")
+    assert len(cut) > 8 and blocks.extra["dedup"]["documents_removed"] >= 600
+    monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments: False)
+    monkeypatch.setattr(text_blocks, "splits_in_workers", lambda *arguments, **keywords: False)
+    lines = ingest(tmp_path / "lines")
+    assert directory_bytes(tmp_path / "blocks") == directory_bytes(tmp_path / "lines")
+    assert blocks.extra["dedup"] == lines.extra["dedup"]
