@@ -14,10 +14,10 @@ from conftest import synthetic_documents, write_lines
 from nextword import faults
 
 
-def command(corpus, out, dedup: str = "exact"):
+def command(corpus, out, dedup: str = "exact", unit: str = "auto"):
     return [sys.executable, "-m", "nextword.cli", "ingest", corpus, "--out", str(out), "--vocab-size", "80",
             "--context", "12", "--shards", "3", "--val-fraction", "0.1", "--workers", "2",
-            "--checkpoint-seconds", "0.05", "--batch-bytes", "16384", "--dedup", dedup]
+            "--checkpoint-seconds", "0.05", "--batch-bytes", "16384", "--dedup", dedup, "--text-unit", unit]
 
 
 def directory_bytes(path) -> dict:
@@ -76,22 +76,31 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, corpus, uninterrupted, m
 
 
 @pytest.mark.slow
-def test_kill_9_in_pass_2_of_line_blocks_resumes_byte_identical(tmp_path, corpus):
-    """--dedup none, one line a document: pass 2 hands out raw blocks the workers split and counts the
-    documents from their results; the resume skips that many through document batches."""
+@pytest.mark.parametrize("unit, dedup", [("line", "none"), ("line", "exact"), ("paragraph", "none")])
+def test_kill_9_in_pass_2_of_blocks_resumes_byte_identical(tmp_path, corpus, unit, dedup):
+    """One line (or paragraph) a document: pass 2 hands out raw blocks the workers split (by line with
+    --dedup's keep-bits) and counts the documents from their results; the resume skips that many
+    through document batches."""
+    if unit == "paragraph":  # the same lines, three a paragraph: 4,000 documents
+        with open(corpus) as handle:
+            lines = handle.read().splitlines()
+        corpus = str(tmp_path / "paragraphs.txt")
+        with open(corpus, "w") as handle:
+            handle.write("".join("\n".join(lines[start:start + 3]) + "\n\n" for start in range(0, len(lines), 3)))
+    documents = 12000 if unit == "line" else 4000
     clean = tmp_path / "clean"
-    subprocess.run(command(corpus, clean, "none"), check=True, capture_output=True, timeout=300)
+    subprocess.run(command(corpus, clean, dedup, unit), check=True, capture_output=True, timeout=300)
     out = tmp_path / "killed"
-    process = subprocess.Popen(command(corpus, out, "none"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(command(corpus, out, dedup, unit), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and written_documents(out) < 3000:
+    while process.poll() is None and time.monotonic() < deadline and written_documents(out) < documents // 4:
         time.sleep(0.005)
     assert process.poll() is None, "the run finished before it could be killed; grow the corpus"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
-    assert 3000 <= written_documents(out) < 12000 and not (out / "dataset.json").exists()
-    subprocess.run(command(corpus, out, "none"), check=True, capture_output=True, timeout=300)
+    assert documents // 4 <= written_documents(out) < documents and not (out / "dataset.json").exists()
+    subprocess.run(command(corpus, out, dedup, unit), check=True, capture_output=True, timeout=300)
     assert directory_bytes(out) == directory_bytes(clean)
 
 
