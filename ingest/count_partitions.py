@@ -101,12 +101,17 @@ class PartitionedCounts:
         self._flush()
         jobs = [(self.path(partition), keep) for partition in range(self.partitions)
                 if os.path.exists(self.path(partition))]
-        results = (map(lambda job: sum_partition(*job), jobs) if pool is None
-                   else map_in_order(pool, sum_partition, jobs, depth=len(jobs)))
-        total, candidates = 0, []
-        for partition_total, top in results:
-            total += partition_total
-            candidates += top
+        results = list(map(lambda job: sum_partition(*job), jobs) if pool is None
+                       else map_in_order(pool, sum_partition, jobs, depth=len(jobs)))
+        total = sum(partition_total for partition_total, *_ in results)
+        counts = np.concatenate([np.zeros(0, np.int64)] + [top_counts for *_, top_counts in results])
+        # only candidates at or above the keep-th highest count (ties at it included) become Python objects
+        threshold = np.partition(counts, len(counts) - keep)[len(counts) - keep] if len(counts) > keep else 0
+        candidates = []
+        for _, data, lengths, top_counts in results:
+            ends = np.cumsum(lengths, dtype=np.int64)
+            for index in np.flatnonzero(top_counts >= threshold).tolist():
+                candidates.append((data[ends[index] - lengths[index]:ends[index]], int(top_counts[index])))
         candidates.sort(key=lambda pair: (-pair[1], pair[0]))
         return candidates[:keep], total
 
@@ -131,9 +136,10 @@ def _blocks(path: str):
                                                    [None, pa.py_buffer(offsets), pa.py_buffer(data)]), counts
 
 
-def sum_partition(path: str, keep: int) -> tuple[int, list[tuple[bytes, int]]]:
-    """One partition (a job for a worker) -> (its counts' sum, its `keep` most frequent words with
-    a count above 0, as `most_frequent` orders them)."""
+def sum_partition(path: str, keep: int) -> tuple[int, bytes, np.ndarray, np.ndarray]:
+    """One partition (a job for a worker) -> (its counts' sum, and of its words with a count above 0
+    the `keep` most frequent (more where counts tie at the keep-th): their bytes end to end, their
+    uint32 lengths, their int64 counts): little to send back, no Python object a word."""
     import pyarrow as pa
 
     held, pending, waiting = None, [], 0
@@ -152,7 +158,7 @@ def sum_partition(path: str, keep: int) -> tuple[int, list[tuple[bytes, int]]]:
     if pending:
         held = fold(held, pending)
     if held is None:
-        return 0, []
+        return 0, b"", np.zeros(0, np.uint32), np.zeros(0, np.int64)
     counts = held.column("count").to_numpy()
     total = int(counts.sum())
     positive = np.flatnonzero(counts > 0)
@@ -160,5 +166,5 @@ def sum_partition(path: str, keep: int) -> tuple[int, list[tuple[bytes, int]]]:
         threshold = np.partition(counts[positive], len(positive) - keep)[len(positive) - keep]
         positive = positive[counts[positive] >= threshold]
     words = held.column("word").take(pa.array(positive)).to_pylist()
-    top = sorted(zip(words, counts[positive].tolist()), key=lambda pair: (-pair[1], pair[0]))[:keep]
-    return total, top
+    return (total, b"".join(words), np.fromiter(map(len, words), np.uint32, len(words)),
+            counts[positive].astype(np.int64))
