@@ -124,9 +124,12 @@ def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block
 
 
 def _blank_line_end(data: bytes, start: int) -> int:
-    """Where the last blank line of data[start:] (begun at a line end) ends, after its b"\n"; 0: none."""
-    end = 0
-    for end in map(re.Match.end, _BLANK_LINE.finditer(data, start)):
+    """Where the last blank line of data[start:] (begun at a line end) ends, after its b"\n"; 0: none.
+    The last empty line by rfind (C), then the regular expression over what follows it alone (a
+    Match object for every blank line of the corpus was ~0.3 CPU s a 200 MB here)."""
+    last = data.rfind(b"\n\n", start)
+    end = last + 2 if last >= 0 else 0
+    for end in map(re.Match.end, _BLANK_LINE.finditer(data, last + 1 if last >= 0 else start)):
         pass
     return end
 
@@ -137,7 +140,8 @@ def _paragraph_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, 
     (the last block at the end of the input, given a last line end); where data without a blank line
     passes MAX_DOCUMENT_BYTES, the rest of the input as `sources._paragraphs` reads it (lists of
     documents), the only place a paragraph or a line can pass the cap."""
-    read_size = min(max(block_bytes, 1 << 16), sources.MAX_DOCUMENT_BYTES // 4)  # the cap: rarely reached
+    # reads of a quarter block: a block passes block_bytes by at most that (the cap: rarely reached)
+    read_size = min(max(block_bytes // 4, 1 << 16), sources.MAX_DOCUMENT_BYTES // 4)
     pending: list[bytes] = []
     size = 0
     with sources._open_binary(spec.path) as handle:
@@ -169,7 +173,9 @@ def _paragraph_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, 
                 if block:
                     number += block.count(b"\n")
                     pending.append(block)
-                    size += len(block)
+                    # as iter_documents sizes a batch, 64 bytes a document (here: a blank line) on top of its
+                    # bytes: a worker's tensors grow with the documents (blocks of raw bytes alone held ~2x more)
+                    size += len(block) + 64 * (block.count(b"\n\n") + block.count(b"\n\r\n"))
                     if size >= block_bytes:
                         yield b"".join(pending)
                         pending, size = [], 0
