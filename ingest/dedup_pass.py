@@ -49,7 +49,8 @@ def load_removed(data_dir: str):
 
 
 def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, counts=None, per_split=None,
-                 document_lengths=None, pool=None) -> dict:
+                 document_lengths=None, pool=None, block_documents: list[int] | None = None,
+                 block_bytes: int = 1 << 20) -> dict:
     """Read the corpus once more for the dropped documents alone (skipped when there are none) and
     take their words out of pass 1's counts; -> the manifest's dedup report. The batches go to
     `pool`'s workers (ingest/worker_pool.py), or to `tokenizer` here when there is no pool."""
@@ -66,8 +67,10 @@ def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, cou
     dropped = removed.inverted()
     if not removed.total:
         results = ()
-    elif pool is not None and splits_in_workers(specs, keep=dropped):  # raw blocks, the workers split them
-        results = map_in_order(pool, count_block_job, _dropped_blocks(settings, specs, dropped, counting, partitions),
+    elif pool is not None and splits_in_workers(specs, keep=dropped, counted=block_documents is not None):
+        # raw blocks, the workers split them (by paragraph: the blocks pass 1 counted, cut again)
+        results = map_in_order(pool, count_block_job, _dropped_blocks(settings, specs, dropped, counting, partitions,
+                                                                      block_documents, block_bytes),
                                depth=2 * settings.workers)
     else:
         batches = iter_documents(specs, settings.on_error, batch_bytes=1 << 20, keep=dropped)
@@ -91,15 +94,15 @@ def drop_removed(settings, specs, removed, tokenizer: BatchTokenizer | None, cou
     return dedup_report(settings.dedup, removed, words, windows)
 
 
-def _dropped_blocks(settings, specs, dropped, counting: bool, partitions: int):
-    """count_block_job's arguments for the blocks (by line) that hold a document --dedup drops."""
-    from nextword.ingest.text_blocks import iter_text_blocks, keep_bits
+def _dropped_blocks(settings, specs, dropped, counting: bool, partitions: int, block_documents, block_bytes: int):
+    """count_block_job's arguments for the blocks that hold a document --dedup drops."""
+    from nextword.ingest.text_blocks import counted_blocks, iter_text_blocks, keep_bits
 
     first = 0
-    for block in iter_text_blocks(specs, settings.on_error, block_bytes=1 << 20):
+    for block in counted_blocks(iter_text_blocks(specs, settings.on_error, block_bytes), block_documents):
         bits = keep_bits(dropped, first, block.documents)
         first += block.documents
-        if any(bits):
+        if any(bits[1]):
             yield block.data, block.unit, bits, settings.dedup, settings.val_fraction, settings.stride, counting, partitions
 
 

@@ -29,7 +29,7 @@ from nextword.ingest.worker_pool import (VocabularyFile, add_counted, count_bloc
                                         window_block_job, window_job, worker_pool)
 from nextword.ingest.vocab_source import VocabSource, context_note, count_with_vocabulary, resolve
 from nextword.ingest.sources import iter_documents, resolve_inputs
-from nextword.ingest.text_blocks import iter_text_blocks, keep_bits, splits_in_workers
+from nextword.ingest.text_blocks import counted_blocks, iter_text_blocks, keep_bits, needs_counts, splits_in_workers
 from nextword.ingest.count_partitions import PARTITIONS, PartitionedCounts
 from nextword.ingest.vocab import WordCounts, select_vocabulary, vocabulary_bytes, vocabulary_of
 from nextword.ingest.text_spec import RESERVED_TOKENS
@@ -167,6 +167,8 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     read_counters: collections.deque = collections.deque()  # each batch's reader counters, kept here
 
     blocks = splits_in_workers(specs)  # the workers split the lines or paragraphs
+    # each block's documents, for --dedup's re-read and pass 2 to cut the same blocks with their keep-bits
+    block_documents: list[int] = []
 
     def jobs():
         if blocks:
@@ -179,6 +181,7 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
             yield batch.texts, batch.first_index, settings.dedup, settings.val_fraction, settings.stride, True, partitions
 
     for counted in map_in_order(pool, count_block_job if blocks else count_job, jobs(), depth=2 * settings.workers):
+        block_documents.append(counted.documents)
         if counted.dedup_records is not None:  # a block's are numbered from its first document
             finder.add(shifted_records(counted.dedup_records, done) if blocks else counted.dedup_records)
         for read in (read_counters.popleft(), counted.counters):  # the reader's, and what a worker counted in its split
@@ -200,7 +203,8 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     removed, dedup = None, {}
     if finder is not None:  # drop the duplicates' counts: what follows sees the kept documents only
         removed = decide(settings, finder, counters["documents"])
-        dedup = drop_removed(settings, specs, removed, None, counts, per_split, document_lengths, pool)
+        dedup = drop_removed(settings, specs, removed, None, counts, per_split, document_lengths, pool,
+                             block_documents if blocks and needs_counts(specs) else None, COUNT_BATCH_BYTES)
     extra = {}
     if settings.tokenizer == "wordpiece":  # learn the pieces, then count them: windows are in pieces
         from nextword.ingest.wordpiece import wordpiece_count_pass
@@ -225,6 +229,8 @@ def _count_pass(settings, specs, fingerprint, tokenizer: BatchTokenizer, progres
     summary = dict(fingerprint=fingerprint, identity=identity, vocabulary=vocabulary, counters=dict(counters),
                    splits={name: dict(value) for name, value in per_split.items()}, shard_counts=shard_counts,
                    extra=extra)
+    if blocks and finder is not None and needs_counts(specs):
+        summary["block_documents"] = block_documents
     storage.makedirs(settings.out)
     data, _ = vocabulary_bytes(vocabulary)
     storage.write_atomic(storage.join(settings.out, VOCAB_NAME), data)
@@ -261,12 +267,16 @@ def _window_pass(settings, specs, fingerprint, summary, plan, progress: Progress
     keep = load_removed(settings.out) if settings.dedup != "none" else None
     reads: collections.deque = collections.deque()  # documents read per job, dropped ones included
 
-    blocks = splits_in_workers(specs, done, keep)  # the workers split the lines (a block's count comes back)
+    # the workers split the lines or paragraphs (a block's count comes back; with --dedup it is known before:
+    # by line from the cut, by paragraph from pass 1, whose blocks of COUNT_BATCH_BYTES are cut again)
+    recorded = summary.get("block_documents") if keep is not None and needs_counts(specs) else None
+    blocks = splits_in_workers(specs, done, keep, counted=recorded is not None)
 
     def jobs():
         if blocks:
-            first = 0  # the block's first document (by line: where --dedup drops documents, their bits go along)
-            for block in iter_text_blocks(specs, settings.on_error, block_bytes=settings.batch_bytes):
+            first = 0  # the block's first document (where --dedup drops documents, their bits go along)
+            size = COUNT_BATCH_BYTES if recorded is not None else settings.batch_bytes
+            for block in counted_blocks(iter_text_blocks(specs, settings.on_error, block_bytes=size), recorded):
                 reads.append(block.documents if keep is not None else None)
                 bits = keep_bits(keep, first, block.documents) if keep is not None else None
                 first += block.documents or 0

@@ -43,24 +43,52 @@ class TextBlock:
     documents: int | None = None  # by line: the block's documents (its lines); by paragraph only its split knows
 
 
-def keep_bits(keep, first: int, count: int) -> bytes | None:
+def keep_bits(keep, first: int, count: int) -> tuple[int, bytes] | None:
     """--dedup's keep-bits of documents first .. first + count - 1 (ingest.dedup.Removed), packed for a
-    block job (`kept_of`); None: no --dedup."""
-    return None if keep is None else np.packbits(keep.keep(first, count)).tobytes()
+    block job (`kept_of`), with the count the block must split into; None: no --dedup."""
+    return None if keep is None else (count, np.packbits(keep.keep(first, count)).tobytes())
 
 
-def kept_of(texts: list[bytes], bits: bytes | None) -> list[bytes]:
+def kept_of(texts: list[bytes], bits: tuple[int, bytes] | None) -> list[bytes]:
     """The documents of a block that `keep_bits` keeps (all when None)."""
     if bits is None:
         return texts
-    return list(itertools.compress(texts, np.unpackbits(np.frombuffer(bits, np.uint8), count=len(texts)).tolist()))
+    count, packed = bits
+    if count != len(texts):  # the count came from the cut or from pass 1: the file changed since
+        from nextword.errors import InputError
+
+        raise InputError(f"the inputs changed while being read: a block of {count} documents in pass 1 now holds "
+                         f"{len(texts)}", hint="do not modify the corpus during ingest; run the command again")
+    return list(itertools.compress(texts, np.unpackbits(np.frombuffer(packed, np.uint8), count=count).tolist()))
 
 
-def splits_in_workers(specs: list[InputSpec], skip_documents: int = 0, keep=None) -> bool:
+def needs_counts(specs: list[InputSpec]) -> bool:
+    """Whether a block's document count is known only after its split (an input read by paragraph)."""
+    return any(spec.unit == "paragraph" for spec in specs)
+
+
+def counted_blocks(blocks: Iterator[TextBlock], block_documents: list[int] | None = None) -> Iterator[TextBlock]:
+    """`iter_text_blocks`' blocks, each with its document count: from `block_documents` (what pass 1 counted
+    in blocks of the same size, in order) when given, else from the cut (by line)."""
+    recorded = iter(block_documents) if block_documents is not None else None
+    for block in blocks:
+        if recorded is not None:
+            documents = next(recorded, None)
+            if documents is None:
+                from nextword.errors import InputError
+
+                raise InputError("the inputs changed while being read: more blocks than in pass 1",
+                                 hint="do not modify the corpus during ingest; run the command again")
+            block = dataclasses.replace(block, documents=documents)
+        yield block
+
+
+def splits_in_workers(specs: list[InputSpec], skip_documents: int = 0, keep=None, counted: bool = False) -> bool:
     """Whether `iter_text_blocks` can stand in for `iter_documents`: every input a text file of one
     line or one paragraph a document (not --builtin), and nothing to skip (resuming). Documents to
-    drop (--dedup's, `keep`) need each block's document count before its split: by line only."""
-    units = ("line",) if keep is not None else ("line", "paragraph")
+    drop (--dedup's, `keep`) need each block's document count before its split: by line from the
+    cut, by paragraph only when pass 1 `counted` its blocks (`counted_blocks`)."""
+    units = ("line",) if keep is not None and not counted else ("line", "paragraph")
     return (skip_documents == 0 and bool(specs)
             and all(spec.format == "text" and spec.unit in units and spec.path != BUILTIN for spec in specs))
 

@@ -76,10 +76,11 @@ def test_kill_9_then_resume_is_byte_identical(tmp_path, corpus, uninterrupted, m
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("unit, dedup", [("line", "none"), ("line", "exact"), ("paragraph", "none")])
+@pytest.mark.parametrize("unit, dedup", [("line", "none"), ("line", "exact"), ("paragraph", "none"),
+                                         ("paragraph", "exact")])
 def test_kill_9_in_pass_2_of_blocks_resumes_byte_identical(tmp_path, corpus, unit, dedup):
-    """One line (or paragraph) a document: pass 2 hands out raw blocks the workers split (by line with
-    --dedup's keep-bits) and counts the documents from their results; the resume skips that many
+    """One line (or paragraph) a document: pass 2 hands out raw blocks the workers split (with --dedup's
+    keep-bits: by paragraph, pass 1's blocks cut again with the counts pass 1 saw) and counts the documents from their results; the resume skips that many
     through document batches."""
     if unit == "paragraph":  # the same lines, three a paragraph: 4,000 documents
         with open(corpus) as handle:

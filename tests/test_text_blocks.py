@@ -140,6 +140,23 @@ def test_a_paragraph_over_the_cap_is_refused_from_its_first_line_or_dropped(tmp_
     assert len(documents) == 600 and any(isinstance(block, list) for block in blocks)
 
 
+def test_keep_bits_refuse_a_block_that_no_longer_splits_into_the_documents_counted(tmp_path):
+    """A block's keep-bits carry the document count they were cut for (from the cut or from pass 1): a
+    file changed since pass 1 is refused, not given other documents' bits."""
+    class KeepEven:
+        def keep(self, first, count):
+            return (np.arange(first, first + count) % 2) == 0
+
+    texts = [b"a", b"b", b"c"]
+    assert text_blocks.kept_of(texts, text_blocks.keep_bits(KeepEven(), 1, 3)) == [b"b"]
+    with pytest.raises(InputError, match="changed while being read"):
+        text_blocks.kept_of(texts, text_blocks.keep_bits(KeepEven(), 0, 4))
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"one\n\ntwo\n")
+    with pytest.raises(InputError, match="more blocks than in pass 1"):
+        list(text_blocks.counted_blocks(iter_text_blocks([spec_of(path, "paragraph")], "strict"), []))
+
+
 def test_a_line_over_the_cap_is_refused_by_number_under_strict(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "MAX_DOCUMENT_BYTES", 25)
     path = tmp_path / "long.txt"
@@ -186,7 +203,7 @@ def test_an_ingest_through_blocks_writes_the_bytes_of_one_through_documents(tmp_
         cut.append(block) or block for block in text_blocks.iter_text_blocks(*arguments, **keywords)))
     blocks = ingest(tmp_path / "blocks", batch_bytes=700)
     assert len(cut) > 4 and all(block.data.endswith(b"\n") for block in cut if isinstance(block.data, bytes))
-    monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments: False)
+    monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments, **keywords: False)
     lines = ingest(tmp_path / "lines")
     assert directory_bytes(tmp_path / "blocks") == directory_bytes(tmp_path / "lines")
     assert blocks.counters.documents == lines.counters.documents
@@ -200,8 +217,9 @@ def test_an_ingest_through_blocks_writes_the_bytes_of_one_through_documents(tmp_
 def test_an_ingest_with_dedup_through_blocks_writes_the_bytes_of_one_through_documents(tmp_path, monkeypatch, dedup,
                                                                                        unit, workers):
     """--dedup through blocks: pass 1's records numbered from each block's start and shifted here, the
-    dropped documents' re-read and (by line) pass 2 through blocks with their keep-bits; by paragraph
-    pass 2 keeps the document batches. The same bytes as through documents, duplicates dropped."""
+    dropped documents' re-read and pass 2 through blocks with their keep-bits (by paragraph: pass 1's
+    blocks cut again, with the document counts pass 1 saw). The same bytes as through documents,
+    duplicates dropped."""
     monkeypatch.setattr(pipeline, "COUNT_BATCH_BYTES", 20000)  # pass 1 in several blocks (a read: 64 KB)
     documents = synthetic_documents(3000, seed=4, min_words=0)
     repeated = documents + documents[:600] + [document + " extra" for document in documents[1000:1400]]
@@ -216,9 +234,13 @@ def test_an_ingest_with_dedup_through_blocks_writes_the_bytes_of_one_through_doc
     cut = []
     monkeypatch.setattr(pipeline, "iter_text_blocks", lambda *arguments, **keywords: (
         cut.append(block) or block for block in text_blocks.iter_text_blocks(*arguments, **keywords)))
+    counted = []  # pass 2's block counts: pass 1's by paragraph, the cut's (None) by line
+    monkeypatch.setattr(pipeline, "counted_blocks", lambda blocks, recorded=None: (
+        counted.append(recorded) or text_blocks.counted_blocks(blocks, recorded)))
     blocks = ingest(tmp_path / "blocks")
     assert len(cut) > 8 and blocks.extra["dedup"]["documents_removed"] >= 600
-    monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments: False)
+    assert len(counted) == 1 and (counted[0] is not None) == (unit == "paragraph")
+    monkeypatch.setattr(pipeline, "splits_in_workers", lambda *arguments, **keywords: False)
     monkeypatch.setattr(text_blocks, "splits_in_workers", lambda *arguments, **keywords: False)
     lines = ingest(tmp_path / "lines")
     assert directory_bytes(tmp_path / "blocks") == directory_bytes(tmp_path / "lines")
