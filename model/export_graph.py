@@ -113,7 +113,7 @@ class TransformerDecoder(tf.Module):
     """Cached keys and values over a window; the window's last `keep` words are re-read when it fills.
 
     State: (filled int32 scalar: window slots in the cache, caches: one (keys, values) pair per
-    block, each float32[context, batch, heads, head_dim], key_is_word bool[batch, context]:
+    block, each float32[batch, heads, context, head_dim], key_is_word bool[batch, context]:
     which slots hold words, not pads, next_position int32[batch]: the position of the next word).
     With ignore_padding (model/transformer.py) pads are masked and positions count words; a
     0.2 model sees pads and window positions, and the last two entries go unused.
@@ -143,10 +143,13 @@ class TransformerDecoder(tf.Module):
         DecoderBlock.step); attends bool[batch or 1, context]: the slots it may attend to."""
         hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
         key_bias = tf.where(attends, 0.0, MASKED_SCORE)[:, tf.newaxis, :]  # float32[batch, 1 (heads), context]
-        slot = tf.reshape(filled, [1, 1])
+        batch = tf.shape(next_ids)[0]
+        slot_indices = tf.stack([tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, self.heads]),
+                                 tf.broadcast_to(tf.range(self.heads)[tf.newaxis, :], [batch, self.heads]),
+                                 tf.fill([batch, self.heads], filled)], axis=-1)  # int32[batch, heads, 3]
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.step(hidden, cache, slot, key_bias)
+            hidden, cache = block.step(hidden, cache, slot_indices, key_bias)
             new_caches.append(cache)
         return self._logits(hidden), tuple(new_caches)
 
@@ -154,8 +157,9 @@ class TransformerDecoder(tf.Module):
         """ids int32[batch, time <= context] in slots 0..time-1 -> (logits, state).
 
         The window runs as in training (attention within it, no cache to scatter into: an einsum
-        against a time-major cache cost ~0.9 ms per re-read at batch 1); its keys and values then
-        fill the cache's first `time` slots."""
+        against a cache cost ~0.9 ms per re-read at batch 1), the last block's output at the last
+        slot only (`DecoderBlock.forward(last_only=True)`); its keys and values then fill the
+        cache's first `time` slots."""
         batch, time = tf.shape(window)[0], tf.shape(window)[1]
         is_word = tf.not_equal(window, PAD_ID)
         key_is_word = tf.concat([is_word, tf.zeros([batch, self.context_length - time], tf.bool)], axis=1)
@@ -165,12 +169,13 @@ class TransformerDecoder(tf.Module):
         else:
             hidden, window_is_word = self.embedding(window, start=0), None
         caches = []
-        empty_slots = [[0, self.context_length - time], [0, 0], [0, 0], [0, 0]]
-        cache_shape = [self.context_length, -1, self.heads, self.head_dim]
-        for block in self.blocks:
-            hidden, (key, value) = block.forward(hidden, key_is_word=window_is_word)  # [batch, time, heads, head_dim]
-            time_major = [tf.pad(tf.transpose(tf.cast(tensor, tf.float32), [1, 0, 2, 3]), empty_slots) for tensor in (key, value)]
-            caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in time_major))  # a static shape for the loop
+        empty_slots = [[0, 0], [0, 0], [0, self.context_length - time], [0, 0]]
+        cache_shape = [-1, self.heads, self.context_length, self.head_dim]
+        for index, block in enumerate(self.blocks):
+            last_only = index == len(self.blocks) - 1
+            hidden, (key, value) = block.forward(hidden, key_is_word=window_is_word, last_only=last_only)
+            batch_major = [tf.pad(tf.transpose(tf.cast(tensor, tf.float32), [0, 2, 1, 3]), empty_slots) for tensor in (key, value)]
+            caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in batch_major))  # a static shape for the loop
         logits = self._logits(hidden[:, -1])
         return logits, (time, tuple(caches), key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
 
