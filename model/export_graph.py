@@ -109,6 +109,11 @@ class RecurrentDecoder(tf.Module):
         return self.step(next_ids, state)
 
 
+# From this many rows a cached word's attention runs as BatchMatMul (DecoderBlock.step's many_rows): measured
+# on a 2-core CPU, products and sums are cheaper below it, BatchMatMul above (bench/RESULTS.md).
+MATMUL_ROWS = 16
+
+
 class TransformerDecoder(tf.Module):
     """Cached keys and values over a window; the window's last `keep` words are re-read when it fills.
 
@@ -138,7 +143,7 @@ class TransformerDecoder(tf.Module):
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
 
-    def _step(self, next_ids, position, filled, caches: tuple, attends) -> tuple[tf.Tensor, tuple]:
+    def _step(self, next_ids, position, filled, caches: tuple, attends, many_rows: bool) -> tuple[tf.Tensor, tuple]:
         """One word per row (int32[batch]) at cache slot `filled`, rank 2 throughout (see
         DecoderBlock.step); attends bool[batch or 1, context]: the slots it may attend to."""
         hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
@@ -149,7 +154,7 @@ class TransformerDecoder(tf.Module):
                                  tf.fill([batch, self.heads], filled)], axis=-1)  # int32[batch, heads, 3]
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.step(hidden, cache, slot_indices, key_bias)
+            hidden, cache = block.step(hidden, cache, slot_indices, key_bias, many_rows)
             new_caches.append(cache)
         return self._logits(hidden), tuple(new_caches)
 
@@ -182,7 +187,7 @@ class TransformerDecoder(tf.Module):
     def advance(self, state, next_ids, history, length):
         filled, caches, key_is_word, next_position = state
 
-        def cached():
+        def cached(many_rows: bool):
             # generation never draws <pad>; a pad is handled as word_positions does all the same
             is_word = tf.not_equal(next_ids, PAD_ID)
             in_slot = tf.equal(tf.range(self.context_length), filled)[tf.newaxis, :]  # bool[1, context]
@@ -193,13 +198,16 @@ class TransformerDecoder(tf.Module):
             else:  # window positions, pads seen: every slot up to its own
                 position, slot_is_word = filled, key_is_word
                 attends = tf.range(self.context_length)[tf.newaxis, :] <= filled
-            logits, new_caches = self._step(next_ids, position, filled, caches, attends)
+            logits, new_caches = self._step(next_ids, position, filled, caches, attends, many_rows)
             return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():
             return self.start(history[:, length + 1 - self.keep : length + 1])
 
-        return tf.cond(filled < self.context_length, cached, reread)
+        # One branch a word, chosen by one op: a cond per block cost ~10% at one row.
+        many_rows = tf.cast(tf.shape(next_ids)[0] >= MATMUL_ROWS, tf.int32)
+        branch = tf.where(filled < self.context_length, many_rows, 2)
+        return tf.switch_case(branch, [lambda: cached(False), lambda: cached(True), reread])
 
 
 def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:

@@ -147,7 +147,7 @@ class DecoderBlock(keras.layers.Layer):
         hidden = hidden + self.feed_forward_dropout(feed_forward, training=training)
         return hidden, (key, value)
 
-    def step(self, hidden, cache, slot_indices, key_bias):
+    def step(self, hidden, cache, slot_indices, key_bias, many_rows=False):
         """One new word per row, for cached generation: `forward` at time 1, with fewer ops.
 
         hidden float[batch, width] (rank 2: Dense layers run a plain MatMul, no reshapes around it);
@@ -157,21 +157,31 @@ class DecoderBlock(keras.layers.Layer):
         MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
         ~40 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
         "Transformer generation per word"). Adding MASKED_SCORE, not replacing by it, gives the same softmax.
+        many_rows: attention by BatchMatMul instead of products and sums (the same values up to rounding).
         Returns (hidden out float[batch, width], (keys, values) with the slot written).
         """
         projected = self.query_key_value(self.attention_norm(hidden))
         query, key, value = tf.unstack(tf.reshape(projected, [-1, 3, self.heads, self.head_dim]), axis=1)
         keys = tf.tensor_scatter_nd_update(cache[0], slot_indices, tf.cast(key, cache[0].dtype))
         values = tf.tensor_scatter_nd_update(cache[1], slot_indices, tf.cast(value, cache[1].dtype))
-        # One query a row: products and sums, not einsum/BatchMatMul (~70 us each at one row on a CPU,
-        # against ~4 us for an elementwise op: bench/RESULTS.md, "Transformer generation per word").
-        # Batch-major, the slots on the axis before the last: no transposes around the softmax.
-        scores = tf.reduce_sum(tf.cast(query, tf.float32)[:, :, tf.newaxis] * tf.cast(keys, tf.float32), axis=-1)
+        new_cache = (keys, values)
+        # One query a row. Few rows: products and sums, not einsum/BatchMatMul (~30-70 us a call at one
+        # row on a CPU, against ~4 us for an elementwise op); many rows (many_rows, a Python bool: the
+        # caller picks one of two traced steps): BatchMatMul, whose cost then grows less per row
+        # (bench/RESULTS.md, "Transformer generation per word"). Batch-major: no transposes around the softmax.
+        query, keys, values = (tf.cast(tensor, tf.float32) for tensor in (query, keys, values))
+        if many_rows:  # BatchMatMul: a fixed cost of ~30 us a call, then cheaper per row than products
+            scores = tf.matmul(query[:, :, tf.newaxis], keys, transpose_b=True)[:, :, 0]
+        else:
+            scores = tf.reduce_sum(query[:, :, tf.newaxis] * keys, axis=-1)
         weights = small_softmax(scores / math.sqrt(self.head_dim) + key_bias)  # [batch, heads, context]
-        attended = tf.reduce_sum(weights[..., tf.newaxis] * tf.cast(values, tf.float32), axis=2)  # [batch, heads, head_dim]
+        if many_rows:
+            attended = tf.matmul(weights[:, :, tf.newaxis], values)[:, :, 0]
+        else:
+            attended = tf.reduce_sum(weights[..., tf.newaxis] * values, axis=2)  # [batch, heads, head_dim]
         hidden = hidden + self.attention_output(tf.cast(tf.reshape(attended, [-1, self.width]), hidden.dtype))
         hidden = hidden + self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
-        return hidden, (keys, values)
+        return hidden, new_cache
 
     def compute_output_shape(self, input_shape):
         return input_shape
