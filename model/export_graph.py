@@ -109,9 +109,10 @@ class RecurrentDecoder(tf.Module):
         return self.step(next_ids, state)
 
 
-# From this many rows a cached word's attention runs as BatchMatMul (DecoderBlock.step's many_rows): measured
-# on a 2-core CPU, products and sums are cheaper below it, BatchMatMul above (bench/RESULTS.md).
-MATMUL_ROWS = 16
+# From this many rows a cached word's attention runs as BatchMatMul (DecoderBlock.step's many_rows). Measured
+# on a 2-core CPU (CPU words/s, products / BatchMatMul): 16 rows 17.9K / 15.4K, 24 rows 15.6K / 18.3K
+# (bench/RESULTS.md, "Transformer generation per word").
+MATMUL_ROWS = 20
 
 
 class TransformerDecoder(tf.Module):
