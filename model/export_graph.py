@@ -205,7 +205,9 @@ class TransformerDecoder(tf.Module):
         def reread():
             return self.start(history[:, length + 1 - self.keep : length + 1])
 
-        # One branch a word, chosen by one op: a cond per block cost ~10% at one row.
+        # One branch a word: a cond per block cost ~10% of one row's words/s. This switch still costs 4-7% at one
+        # row against the plain cond (filled < context) it replaced; tracing the loop twice and choosing once a
+        # call gave that back but doubled the loop's graph: +1.2 s to the first word (bench/RESULTS.md).
         many_rows = tf.cast(tf.shape(next_ids)[0] >= MATMUL_ROWS, tf.int32)
         branch = tf.where(filled < self.context_length, many_rows, 2)
         return tf.switch_case(branch, [lambda: cached(False), lambda: cached(True), reread])
