@@ -111,7 +111,7 @@ class RecurrentDecoder(tf.Module):
 
 # From this many rows a cached word's attention runs as BatchMatMul (DecoderBlock.step's many_rows). Measured
 # on a 2-core CPU (CPU words/s, products / BatchMatMul): 16 rows 17.9K / 15.4K, 24 rows 15.6K / 18.3K
-# (bench/RESULTS.md, "Transformer generation per word").
+# (bench/RESULTS.md, "Cheaper per word without changing the words").
 MATMUL_ROWS = 20
 
 

@@ -121,7 +121,8 @@ class DecoderBlock(keras.layers.Layer):
         last_only: the output at the last slot only (hidden out float[batch, 1, width]); keys and
         values still cover every slot. Why: a cached decoder's re-read needs the last block's keys
         and values everywhere but its output only where the next word is predicted, and the rest
-        (attention, projections, feed-forward of every other slot) was ~70% of that block's cost.
+        (attention, projections, feed-forward of every other slot) was ~80% of that block's cost
+        (bench/RESULTS.md, "Cheaper per word without changing the words").
         Returns (hidden out, (keys, values) float[batch, time, heads, head_dim]).
         """
         batch, time = tf.shape(hidden)[0], tf.shape(hidden)[1]
