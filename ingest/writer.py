@@ -32,7 +32,7 @@ ORDERED_SUFFIX = ".ordered.json"  # .partial/NAME.ordered.json: shard NAME is or
 LEGACY_ORDER_STATE = "order.json"  # before 0.3: every ordered shard in one file
 STATE_DIR = ".partial"
 INFO_SUFFIX = ".info"
-BUFFER_BYTES = 16 << 20  # pending appends over all shards before they go to disk
+BUFFER_BYTES = 4 << 20  # pending appends over all shards before they go to disk (the main process holds them)
 # Ordering a shard holds its records and ~50 bytes a record of sort keys and run bounds: a shard
 # whose unordered files pass this is cut into buckets of consecutive order keys first, ordered one
 # at a time (on short lines a 100 MB shard held ~0.1 GB a worker, two workers at once).
