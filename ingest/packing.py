@@ -29,6 +29,7 @@ from nextword.tfrecords.manifest import FEATURE_NAME, LENGTHS_FEATURE, PAD_FEATU
 _ROW_CRC_LIMIT = 2048  # records longer than this get their CRC from prefix registers, not a column loop
 _MATRIX_BYTES = 1 << 20  # bytes of a right-aligned record matrix per CRC pass (its temporaries: ~20x)
 _MATRIX_ROWS = 1 << 16
+PIECE_ROWS = 1 << 17  # unordered records packed at a time (see _pack_runs)
 
 
 def encode_payloads(flat_ids: np.ndarray, token_starts: np.ndarray, token_ends: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -194,8 +195,11 @@ def _pack_runs(source: np.ndarray, offsets: np.ndarray, order: np.ndarray, info:
                piece_bytes: int) -> Iterator[bytes]:
     """Packed frames of the runs `starts` over the rows order[...] (row i's ids: source[offsets[i]:
     offsets[i + 1]]), as pieces of ~piece_bytes of ids."""
-    per_piece = max(1, int(piece_bytes * (len(starts) - 1) // max(1, int(offsets[-1]))))  # records of ~piece_bytes
-    for first in range(0, len(starts) - 1, per_piece):
+    runs = len(starts) - 1
+    # runs of ~piece_bytes of ids and at most ~PIECE_ROWS rows (packing holds ~0.15 KB a row at once:
+    # a 1 MB piece of 3-byte dictionary lines was ~50 MB)
+    per_piece = max(1, min(int(piece_bytes * runs // max(1, int(offsets[-1]))), PIECE_ROWS * runs // max(1, int(starts[-1] - starts[0]))))
+    for first in range(0, runs, per_piece):
         bounds = starts[first: first + per_piece + 1]
         rows = order[bounds[0]: bounds[-1]]
         sizes = (offsets[rows + 1] - offsets[rows])

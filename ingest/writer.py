@@ -20,6 +20,7 @@ from typing import Iterable
 
 import numpy as np
 
+from nextword.ingest.packing import _gather
 from nextword.ingest.windows import RECORD_INFO, WindowPlan, gather_segments, iter_shard, iter_shard_buckets
 from nextword import storage
 from nextword.storage import local_path
@@ -231,7 +232,11 @@ def _scatter(unordered: str, name: str, count: int):
             bucket = ((info["order"] >> np.uint64(32)) * np.uint64(count)) >> np.uint64(32)
             arranged = np.argsort(bucket, kind="stable")
             ends = np.searchsorted(bucket[arranged], np.arange(count, dtype=np.uint64), side="right")
-            arranged_frames = gather_segments(frames, offsets[arranged], info["size"][arranged].astype(np.int64))
+            sizes = info["size"][arranged].astype(np.int64)
+            if offsets[-1] < 64 * len(info):  # short records (packed ids): one numpy gather, not a slice each
+                arranged_frames = _gather(np.frombuffer(frames, dtype=np.uint8), offsets[arranged], sizes).tobytes()
+            else:
+                arranged_frames = gather_segments(frames, offsets[arranged], sizes)
             arranged_info = info[arranged]
             frame_ends = np.cumsum(info["size"][arranged], dtype=np.int64)
             first = 0

@@ -54,3 +54,18 @@ def test_a_bucket_that_does_not_match_its_index_is_refused(tmp_path, monkeypatch
     monkeypatch.setattr(writer, "ORDER_BUCKET_BYTES", 1000)
     with pytest.raises(writer.ArtifactError, match="does not match its record index"):
         writer._order_one(str(tmp_path), name, plan)
+
+
+def test_packed_bytes_do_not_depend_on_how_many_rows_are_packed_at_a_time(tmp_path, monkeypatch):
+    from nextword.ingest import packing
+
+    plan = WindowPlan(context_length=6, stride=1, seed=3, shard_counts=(1, 0), windows_per_record=16)
+    outputs = []
+    for label, rows, bucket_bytes in (("default", packing.PIECE_ROWS, 1 << 40), ("few rows", 5, 1 << 40),
+                                      ("few rows, buckets", 5, 2000)):
+        name = _unordered_shard(tmp_path / label, plan)
+        monkeypatch.setattr(packing, "PIECE_ROWS", rows)
+        monkeypatch.setattr(writer, "ORDER_BUCKET_BYTES", bucket_bytes)
+        entry = writer._order_one(str(tmp_path / label), name, plan)
+        outputs.append((entry, (tmp_path / label / name).read_bytes()))
+    assert outputs[1] == outputs[0] and outputs[2] == outputs[0]
