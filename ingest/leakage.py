@@ -64,6 +64,9 @@ def ngram_hashes(flat_ids: np.ndarray, lengths: np.ndarray, validation: np.ndarr
     return hashes[keep & ~in_val], hashes[keep & in_val & window_target], counts
 
 
+PENDING_HASHES = 1 << 19  # hashes held before they go to disk (4 MB; each batch's are kept, not joined)
+
+
 class NgramSpill:
     """Train and val hashes appended in document order to one file a side; resumable: the checkpoint
     records each file's size, a resume truncates to it. The report spreads them over BUCKETS files
@@ -90,14 +93,14 @@ class NgramSpill:
         self.pending_hashes += len(train) + len(val)
         for key, value in counts.items():
             self.counts[key] += value
-        if self.pending_hashes > 1 << 21:
+        if self.pending_hashes > PENDING_HASHES:
             self._flush(durable=False)
 
     def _flush(self, durable: bool) -> None:
         for side, name in enumerate(_SIDES):
-            hashes = np.concatenate([pair[side] for pair in self.pending]) if self.pending else np.zeros(0, np.uint64)
             with open(os.path.join(self.directory, name), "ab") as handle:
-                handle.write(hashes.astype("<u8").tobytes())
+                for pair in self.pending:  # each batch's array as it is: no joined copy of them all
+                    handle.write(np.ascontiguousarray(pair[side], dtype="<u8"))
                 if durable:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -124,9 +127,10 @@ class NgramSpill:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def _spread(path: str, chunk: int = 1 << 22) -> None:
-    """A file of hashes -> BUCKETS files `path`-NNN by the top byte, 32 MB read at a time (the file
-    stays: a report killed half way is made again from it)."""
+def _spread(path: str, chunk: int = 1 << 20) -> None:
+    """A file of hashes -> BUCKETS files `path`-NNN by the top byte, 8 MB read at a time (the file
+    stays: a report killed half way is made again from it). A chunk costs ~3x its size at once (the
+    sort's index and the sorted copy): 32 MB chunks made the report the main process's peak."""
     with open(path, "rb") as source:
         while len(hashes := np.frombuffer(source.read(8 * chunk), dtype="<u8")):
             # uint8 buckets: numpy's stable sort is then a radix sort (~16x faster than on int64)

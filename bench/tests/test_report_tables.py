@@ -268,6 +268,9 @@ def test_the_dedup_tables_render_every_round_and_each_modes_findings():
     assert table[2:] == ["| exact | 1,567 / 1,567 (100%) | 0 | 0 (0%) | 1,567 |",
                          "| near | 1,567 / 1,567 (100%) | 1,420 / 1,567 (90.6%) | 20 (0.0383%) | 3,007 |"]
     assert dedup_bench.rounds_table({"rounds": rounds})[2:] == ["| 1 | none | 11.61 | 2.74 | 1,082 | 4.33 | 0 | 10.21% |"]
+    measured = [dict(rounds[0], unique_mb=1003)]  # runs that measured the tree's unique memory too
+    assert dedup_bench.rounds_table({"rounds": measured, "bare_import_rss_mb": [760, 755]})[2:] == [
+        "| 1 | none | 11.61 | 2.74 | 1,003 (+0.24 GB) | 1,082 | 4.33 | 0 | 10.21% |"]
 
 
 def test_a_rerun_keeps_the_file_s_section_order_and_the_notes_added_to_its_header(tmp_path):
