@@ -43,6 +43,7 @@ class Measured:
     stdout: str
     stderr: str
     killed_at_bytes: int | None = None  # set when the memory cap killed the tree
+    peak_unique_bytes: int = 0  # with unique=True: the tree's peak unique memory (memory_of)
     samples: list = field(default_factory=list)
 
     def json(self) -> dict:
@@ -64,6 +65,33 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def memory_of(pids: list[int]) -> tuple[int, int, list]:
+    """(PSS sum, unique bytes, [(pid, private, shared) each]) of processes: unique = every process's
+    private pages plus the largest shared set of any one of them, once (TensorFlow's libraries, and
+    for forked workers the forkserver's imported objects, are mapped by several: an RSS sum counts
+    them again each time, a PSS sum also splits them with unrelated processes of the machine that
+    map the same files)."""
+    pss = private = shared = 0
+    each = []
+    for pid in pids:
+        fields = {}
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as handle:
+                for line in handle:
+                    name, _, rest = line.partition(":")
+                    if rest.strip().endswith("kB"):
+                        fields[name] = int(rest.split()[0]) * 1024
+        except OSError:
+            continue
+        mine = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+        theirs = fields.get("Shared_Clean", 0) + fields.get("Shared_Dirty", 0)
+        pss += fields.get("Pss", 0)
+        private += mine
+        shared = max(shared, theirs)
+        each.append((pid, mine, theirs))
+    return pss, private + shared, each
+
+
 def kill_tree(process: psutil.Process) -> None:
     try:
         members = [*process.children(recursive=True), process]
@@ -77,8 +105,10 @@ def kill_tree(process: psutil.Process) -> None:
 
 
 def run_measured(argv: list[str], memory_cap_bytes: int | None = None, interval: float = 0.05,
-                 timeout: float | None = None, cwd: str = REPO, echo_stderr: bool = False) -> Measured:
+                 timeout: float | None = None, cwd: str = REPO, echo_stderr: bool = False,
+                 unique: bool = False) -> Measured:
     """Run argv, sampling the tree's RSS every `interval` s; kill the tree past the cap or timeout.
+    unique: also its unique memory (memory_of) every 4th sample (smaps_rollup walks every mapping).
 
     stdout/stderr go to temp files (not pipes) so a chatty child never blocks on a full pipe.
     """
@@ -88,10 +118,17 @@ def run_measured(argv: list[str], memory_cap_bytes: int | None = None, interval:
         started = time.perf_counter()
         child = subprocess.Popen(argv, stdout=out, stderr=None if echo_stderr else err, env=ENV, cwd=cwd)
         watched = psutil.Process(child.pid)
-        peak, killed_at = 0, None
+        peak, killed_at, peak_unique, samples = 0, None, 0, 0
         while child.poll() is None:
             rss = tree_rss(watched)
             peak = max(peak, rss)
+            if unique and samples % 4 == 0:
+                try:
+                    pids = [child.pid] + [member.pid for member in watched.children(recursive=True)]
+                    peak_unique = max(peak_unique, memory_of(pids)[1])
+                except psutil.Error:
+                    pass
+            samples += 1
             if memory_cap_bytes and rss > memory_cap_bytes:
                 killed_at = rss
                 kill_tree(watched)
@@ -105,7 +142,8 @@ def run_measured(argv: list[str], memory_cap_bytes: int | None = None, interval:
         seconds = time.perf_counter() - started
         out.seek(0)
         err.seek(0)
-        return Measured(child.returncode, seconds, peak, out.read(), err.read(), killed_at)
+        return Measured(child.returncode, seconds, peak, out.read(), err.read(), killed_at,
+                        peak_unique_bytes=peak_unique)
 
 
 def run_checked(argv: list[str], **kwargs) -> Measured:

@@ -18,8 +18,11 @@ similarity, since MinHash with 16 bands of 8 rows catches J = 0.8 95% of the tim
 
 Each round runs `nextword ingest` (its own process, 2 workers) with --dedup none, exact and near, in
 an order that alternates between rounds; the wall time is the whole command's (TensorFlow's import
-included), peak RSS the process tree's (bench/common.run_measured samples it every 50 ms), compared
-with a bare `python -c "import tensorflow"` measured the same way.
+included). Memory, sampled by bench/common.run_measured: the process tree's peak unique memory (every
+process's private pages plus the largest shared set once, `common.memory_of`, as
+bench/ingest_scaling_bench.py measures it) against a bare import of TensorFlow + TF Text (the ingest's
+workers load both; `real_text_bench.bare_import`, the same figure the scaling bench compares with),
+and the peak RSS sum of the tree (which counts TensorFlow's shared pages once per process).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import store  # noqa: E402
-from common import PYTHON, nextword, run_checked  # noqa: E402 (run_checked: run_measured, tree RSS)
+from common import nextword, run_checked  # noqa: E402 (run_checked: run_measured, the tree's memory)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GCIDE = "/usr/share/dictd/gcide.dict.dz"
@@ -116,8 +119,9 @@ def build_corpus(path: str, seed: int = 0) -> dict:
 
 def ingest(corpus: str, out: str, dedup: str) -> dict:
     measured = run_checked(nextword("ingest", corpus, "--out", out, "--overwrite", "--json", "--dedup", dedup,
-                                    "--workers", "2", "--text-unit", "line", "--vocab-size", "20000"))
-    return {"seconds": measured.seconds, "rss_mb": measured.peak_rss_bytes / 2**20, "summary": measured.json()}
+                                    "--workers", "2", "--text-unit", "line", "--vocab-size", "20000"), unique=True)
+    return {"seconds": measured.seconds, "rss_mb": measured.peak_rss_bytes / 2**20,
+            "unique_mb": measured.peak_unique_bytes / 2**20, "summary": measured.json()}
 
 
 def quality(corpus: str, spill: str, dedup: str) -> dict:
@@ -169,8 +173,10 @@ def quality(corpus: str, spill: str, dedup: str) -> dict:
 
 
 def bare_import_rss_mb() -> float:
-    measured = run_checked([PYTHON, "-c", "import tensorflow"])
-    return measured.peak_rss_bytes / 2**20
+    """Peak RSS of a process that imports TensorFlow + TF Text and exits (what a tokenizing process loads)."""
+    from real_text_bench import bare_import
+
+    return bare_import()[0] / 2**20
 
 
 def _share(value: float) -> str:
@@ -191,11 +197,15 @@ def quality_table(figures: dict) -> list[str]:
 
 def rounds_table(figures: dict) -> list[str]:
     """RESULTS.md's table of every round (generated into the hand-written dedup section)."""
-    lines = ["| round | `--dedup` | seconds | MB/s | peak RSS MB (tree) | load | removed | leakage |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    unique = any("unique_mb" in row for row in figures["rounds"])  # runs before it measured the RSS sum only
+    bare = min(figures["bare_import_rss_mb"]) if unique else None
+    lines = ["| round | `--dedup` | seconds | MB/s | " + ("peak unique MB (tree; over bare import) | " if unique else "")
+             + "peak RSS MB (tree) | load | removed | leakage |",
+             "| ---: | --- | ---: | ---: | " + ("---: | " if unique else "") + "---: | ---: | ---: | ---: |"]
     for row in figures["rounds"]:
         leakage = "–" if row["leakage"] is None else f"{row['leakage']:.2%}"
-        lines.append(f"| {row['round']} | {row['dedup']} | {row['seconds']:.2f} | {row['mb_per_s']:.2f} | {row['rss_mb']:,} | "
+        held = f"{row['unique_mb']:,} (+{(row['unique_mb'] - bare) / 1024:.2f} GB) | " if unique else ""
+        lines.append(f"| {row['round']} | {row['dedup']} | {row['seconds']:.2f} | {row['mb_per_s']:.2f} | {held}{row['rss_mb']:,} | "
                      f"{row['load']:.2f} | {row['removed']:,} | {leakage} |")
     return lines
 
@@ -224,7 +234,8 @@ def main() -> None:
             result = ingest(corpus, os.path.join(arguments.work, f"out-{dedup}"), dedup)
             row = {"round": number + 1, "dedup": dedup, "seconds": round(result["seconds"], 2),
                    "mb_per_s": round(shape["bytes"] / 1e6 / result["seconds"], 3),
-                   "rss_mb": round(result["rss_mb"]), "load": round(os.getloadavg()[0], 2),
+                   "rss_mb": round(result["rss_mb"]), "unique_mb": round(result["unique_mb"]),
+                   "load": round(os.getloadavg()[0], 2),
                    "removed": (result["summary"].get("dedup") or {}).get("documents_removed", 0),
                    "leakage": (result["summary"].get("leakage") or {}).get("share")}
             rounds.append(row)
@@ -235,14 +246,16 @@ def main() -> None:
         medians[dedup] = {"seconds": statistics.median(row["seconds"] for row in mine),
                           "mb_per_s": statistics.median(row["mb_per_s"] for row in mine),
                           "rss_mb": statistics.median(row["rss_mb"] for row in mine),
-                          "max_rss_mb": max(row["rss_mb"] for row in mine)}
+                          "max_rss_mb": max(row["rss_mb"] for row in mine),
+                          "unique_mb": statistics.median(row["unique_mb"] for row in mine),
+                          "max_unique_mb": max(row["unique_mb"] for row in mine)}
     # each round's ratio (sides run back to back), then their median: less exposed to a shared machine's drift
     ratios = {dedup: statistics.median(
         [next(r["mb_per_s"] for r in rounds if r["round"] == n and r["dedup"] == dedup)
          / next(r["mb_per_s"] for r in rounds if r["round"] == n and r["dedup"] == "none")
          for n in range(1, arguments.rounds + 1)]) for dedup in ("exact", "near")}
     print(json.dumps({"medians": medians, "throughput_vs_none_median_of_rounds": ratios,
-                      "rss_over_bare_import_mb": {d: round(medians[d]["max_rss_mb"] - min(bare)) for d in sides}}),
+                      "unique_over_bare_import_mb": {d: round(medians[d]["max_unique_mb"] - min(bare)) for d in sides}}),
           flush=True)
     figures = {"corpus": shape, "bare_import_rss_mb": bare, "rounds": rounds, "medians": medians, "ratios": ratios}
     if not arguments.skip_quality:

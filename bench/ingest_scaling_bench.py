@@ -34,39 +34,12 @@ import psutil
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import store  # noqa: E402
-from common import ENV, PYTHON, REPO, WORK, median, nextword  # noqa: E402
+from common import ENV, PYTHON, REPO, WORK, median, memory_of, nextword  # noqa: E402
 from real_text_bench import CORPORA, bare_import, build  # noqa: E402
 
 MB = 1 << 20
 PASSES = ("pass 1", "pass 2", "pass 3")
 CORES = 16
-
-
-def memory_of(pids: list[int]) -> tuple[int, int, list]:
-    """(PSS sum, unique bytes, [(pid, private, shared) each]) of processes: unique = every process's
-    private pages plus the largest shared set of any one of them, once (TensorFlow's libraries, and
-    for forked workers the forkserver's imported objects, are mapped by several: an RSS sum counts
-    them again each time, a PSS sum also splits them with unrelated processes of the machine that
-    map the same files)."""
-    pss = private = shared = 0
-    each = []
-    for pid in pids:
-        fields = {}
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as handle:
-                for line in handle:
-                    name, _, rest = line.partition(":")
-                    if rest.strip().endswith("kB"):
-                        fields[name] = int(rest.split()[0]) * 1024
-        except OSError:
-            continue
-        mine = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
-        theirs = fields.get("Shared_Clean", 0) + fields.get("Shared_Dirty", 0)
-        pss += fields.get("Pss", 0)
-        private += mine
-        shared = max(shared, theirs)
-        each.append((pid, mine, theirs))
-    return pss, private + shared, each
 
 
 def _phase(out: str, current: int) -> int:

@@ -68,18 +68,59 @@ def fill_generated_tables(lines: list[str], tables: dict[str, Callable[[], str]]
     return out
 
 
-def kept_sections(path: str, written: set[str]) -> list[str]:
-    """The `## ` sections of the RESULTS.md at `path` that bench/run does not write (written by hand from a
-    benchmark of their own: serve, dedup, precision, ...), as they are, in their order: a rerun of bench/run must
-    not drop them."""
+def sections_of(lines: list[str]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """A RESULTS.md's lines split into its header (before the first `## `) and its `## ` sections in their order:
+    (title, the section's lines, its `## ` line included)."""
+    header, sections = [], []
+    for line in lines:
+        if line.startswith("## "):
+            sections.append((line[3:], [line]))
+        elif sections:
+            sections[-1][1].append(line)
+        else:
+            header.append(line)
+    return header, sections
+
+
+def merged_sections(path: str, generated: list[tuple[str, list[str]]], tables: dict[str, Callable[[], str]],
+                    dropped: Iterable[str] = ()) -> list[str]:
+    """The `## ` sections of a RESULTS.md: those of the file at `path` in the file's order, a section bench/run
+    generates replacing its old text in place, one written by hand (serve, dedup, precision, ...) kept as it is but
+    for its marked tables (rendered anew from `tables`); generated sections the file lacks come after the others.
+    A rerun must neither drop nor move what people wrote. `dropped`: titles written once and retired since."""
+    fresh = dict(generated)
+    existing = []
+    if os.path.exists(path):
+        with open(path) as handle:
+            existing = sections_of(handle.read().splitlines())[1]
+    out, placed = [], set()
+
+    def add(lines: list[str]) -> None:  # one blank line between sections, however many the text ended with
+        while lines and not lines[-1]:
+            lines = lines[:-1]
+        out.extend([*lines, ""])
+
+    for title, lines in existing:
+        if title in dropped or title in placed:
+            continue
+        add([f"## {title}", "", *fresh[title]] if title in fresh else fill_generated_tables(lines, tables))
+        placed.add(title)
+    for title, lines in generated:
+        if title not in placed:
+            add([f"## {title}", "", *lines])
+    return out
+
+
+def hand_header(path: str, generated_prefixes: tuple[str, ...]) -> list[str]:
+    """The lines of the file's header (before its first `## `) that bench/run does not write: notes added by hand
+    (e.g. which sections are newer than the run), kept under the generated header."""
     if not os.path.exists(path):
         return []
     with open(path) as handle:
-        lines = handle.read().splitlines()
-    kept, keeping = [], False
-    for line in lines:
-        if line.startswith("## "):
-            keeping = line[3:] not in written
-        if keeping:
-            kept.append(line)
-    return kept + ([""] if kept and kept[-1] else [])
+        header = sections_of(handle.read().splitlines())[0]
+    kept = [line for line in header if not line.startswith(generated_prefixes)]
+    while kept and not kept[0]:
+        kept.pop(0)
+    while kept and not kept[-1]:
+        kept.pop()
+    return kept + [""] if kept else []

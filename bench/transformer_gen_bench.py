@@ -1,6 +1,6 @@
 """Transformer generation per word against the LSTM recipe's, in one process (issue 23 item 4).
 
-    python bench/transformer_gen_bench.py [--rounds 5] [--repeats 3] [--export NAME=EXPORT_DIR ...]
+    python bench/transformer_gen_bench.py [--rounds 5] [--repeats 3] [--export NAME=EXPORT_DIR ...] [--run NAME]
 
 Random-weight exports of this checkout (gen_bench.demo_export: vocabulary 508, context 44): "lstm" (the
 LSTM recipe) and "transformer" (the transformer recipe, `nextword train`'s default), plus any --export
@@ -9,8 +9,11 @@ export in turn, the order rotating from round to round (the machine is shared an
 `generate` call at 1 x 200 and 64 x 200 words (the median of `repeats` calls after a warm-up; wall time,
 and the process's CPU time beside it, which other processes' load disturbs less), and, unless
 --no-first-word, the seconds from launching `gen` to its first word (gen_bench.time_to_first_word).
-The notebook loop (`model.predict` per word) is timed once on the transformer, for the ratio targets.
-Prints JSON: every round, the medians, and each export's words/s over the LSTM's.
+The notebook loop (`model.predict` per word, 20 words) is timed on the transformer every round, for the ratio
+targets (against its median).
+Prints JSON: every round (with the 1-minute load average after it), the medians, and each export's words/s
+over the LSTM's and over the notebook loop; with --run, records the same in bench/results.json (benchmark
+"transformer_gen", that run name).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=200)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
+    parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
     parser.add_argument("--reread-bound", action="store_true",
                         help="add 'transformer-keep1': the transformer re-reading 1 word when its window fills, so "
@@ -77,7 +81,6 @@ def main() -> None:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
-        notebook = notebook_words_per_second(generators["transformer"], 20)
         sizes = {f"1x{arguments.words}": 1, f"{arguments.batch}x{arguments.words}": arguments.batch}
         rounds = []
         names = list(exports)
@@ -92,16 +95,28 @@ def main() -> None:
                     figures[name][f"{size}_cpu_words_per_s"] = round(cpu)
                 if not arguments.no_first_word:
                     figures[name]["first_word_s"] = round(time_to_first_word(exports[name]), 2)
-            rounds.append({"order": order, **figures})
+            figures["notebook_words_per_s"] = round(notebook_words_per_second(generators["transformer"], 20), 1)
+            rounds.append({"order": order, "load_average": round(os.getloadavg()[0], 2), **figures})
             print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
     medians = {name: {key: statistics.median(round_[name][key] for round_ in rounds) for key in rounds[0][name]}
                for name in names}
+    notebook = statistics.median(round_["notebook_words_per_s"] for round_ in rounds)
     ratios = {name: {size: round(medians[name][f"{size}_words_per_s"] / medians["lstm"][f"{size}_words_per_s"], 2)
                      for size in sizes} for name in names}
+    cpu_ratios = {name: {size: round(medians[name][f"{size}_cpu_words_per_s"] / medians["lstm"][f"{size}_cpu_words_per_s"], 2)
+                         for size in sizes} for name in names}
     vs_notebook = {name: {size: round(medians[name][f"{size}_words_per_s"] / notebook) for size in sizes}
                    for name in names}
-    print(json.dumps({"notebook_words_per_s": round(notebook, 1), "rounds": rounds, "medians": medians,
-                      "words_per_s_over_lstm": ratios, "words_per_s_over_notebook": vs_notebook}, indent=1))
+    results = {"notebook_words_per_s": round(notebook, 1), "rounds": rounds, "medians": medians,
+               "words_per_s_over_lstm": ratios, "cpu_words_per_s_over_lstm": cpu_ratios,
+               "words_per_s_over_notebook": vs_notebook}
+    print(json.dumps(results, indent=1))
+    if arguments.run:
+        import store
+
+        store.record("transformer_gen", arguments.run, results,
+                     {"command": "bench/transformer_gen_bench.py " + " ".join(sys.argv[1:]), "rounds": arguments.rounds,
+                      "repeats": arguments.repeats, "words": arguments.words, "batch": arguments.batch})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ A window's last NGRAM ids (its target and the NGRAM - 1 ids before it) are hashe
 a polynomial rolling hash (computed for a whole batch from one prefix sum), then mixed
 (splitmix64). Pass 2 appends the hash of every train position and of every val window that has
 NGRAM ids of its document behind it to a file a side; the report spreads each over 16 range
-files by the hash's top 4 bits (a job a 16 MB chunk), then matches one range at a time (a job a
+files by the hash's top 4 bits (a job an 8 MB chunk), then matches one range at a time (a job a
 range, in the ingest's worker processes): val hashes found among the range's train hashes are
 leaked windows. On a big train split only hashes whose low bits are zero are kept
 (a 1/`sample` sample chosen by the hash itself, the same on both sides, so a sampled val n-gram is
@@ -27,7 +27,7 @@ from nextword.ingest.windows import splitmix64
 NGRAM = 13  # as GPT-3's contamination check (13-grams): long enough that a shared run is no accident
 RANGE_BITS = 4
 RANGES = 1 << RANGE_BITS  # the report matches the hashes of one range of top bytes at a time, a job a range
-CHUNK_HASHES = 1 << 21  # the report spreads a side's file 16 MB at a time, a job a chunk
+CHUNK_HASHES = 1 << 20  # the report spreads a side's file 8 MB at a time, a job a chunk
 SAMPLED_TRAIN_HASHES = 1 << 25  # at most ~32M train hashes on disk (256 MB)
 _BASE = np.uint64(0x100000001B3)
 _INVERSE = np.uint64(pow(0x100000001B3, -1, 1 << 64))
@@ -67,6 +67,9 @@ def ngram_hashes(flat_ids: np.ndarray, lengths: np.ndarray, validation: np.ndarr
     return hashes[keep & ~in_val], hashes[keep & in_val & window_target], counts
 
 
+PENDING_HASHES = 1 << 19  # hashes held before they go to disk (4 MB; each batch's are kept, not joined)
+
+
 class NgramSpill:
     """Train and val hashes appended in document order to one file a side; resumable: the checkpoint
     records each file's size, a resume truncates to it. The report spreads them over RANGES files
@@ -93,14 +96,14 @@ class NgramSpill:
         self.pending_hashes += len(train) + len(val)
         for key, value in counts.items():
             self.counts[key] += value
-        if self.pending_hashes > 1 << 21:
+        if self.pending_hashes > PENDING_HASHES:
             self._flush(durable=False)
 
     def _flush(self, durable: bool) -> None:
         for side, name in enumerate(_SIDES):
             with open(os.path.join(self.directory, name), "ab") as handle:
-                for pair in self.pending:  # each array's own buffer: no joined copy
-                    handle.write(np.ascontiguousarray(pair[side], dtype="<u8").data)
+                for pair in self.pending:  # each batch's array as it is: no joined copy of them all
+                    handle.write(np.ascontiguousarray(pair[side], dtype="<u8"))
                 if durable:
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -134,7 +137,8 @@ class NgramSpill:
 
 def _spread_chunk(path: str, chunk: int) -> int:
     """Chunk `chunk` (CHUNK_HASHES hashes) of a side's file -> a file `path`-RR-CCCCC for each range RR
-    of the top byte (the side's file stays: a report killed half way is made again from it). -> 0."""
+    of the top byte (the side's file stays: a report killed half way is made again from it). -> 0.
+    A chunk costs ~3x its size at once (the sort's index and the sorted copy): 8 MB chunks."""
     with open(path, "rb") as source:
         source.seek(8 * CHUNK_HASHES * chunk)
         hashes = np.frombuffer(source.read(8 * CHUNK_HASHES), dtype="<u8")

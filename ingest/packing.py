@@ -18,7 +18,7 @@ Pure numpy, shared by both runners. Two halves:
 from __future__ import annotations
 
 import functools
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from nextword.tfrecords.manifest import FEATURE_NAME, LENGTHS_FEATURE, PAD_FEATU
 _ROW_CRC_LIMIT = 2048  # records longer than this get their CRC from prefix registers, not a column loop
 _MATRIX_BYTES = 1 << 20  # bytes of a right-aligned record matrix per CRC pass (its temporaries: ~20x)
 _MATRIX_ROWS = 1 << 16
+PIECE_ROWS = 1 << 17  # unordered records packed at a time (see _pack_runs)
 
 
 def encode_payloads(flat_ids: np.ndarray, token_starts: np.ndarray, token_ends: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -187,15 +188,56 @@ def iter_packed(payloads: bytes, info: np.ndarray, windows_per_record: int,
     offsets = np.zeros(len(info) + 1, dtype=np.int64)
     np.cumsum(info["size"], out=offsets[1:])
     source = np.frombuffer(payloads, dtype=np.uint8)
-    per_piece = max(1, int(piece_bytes * (len(starts) - 1) // max(1, int(offsets[-1]))))  # records of ~piece_bytes
+    return _pack_runs(source, offsets, order, info, starts, piece_bytes), len(starts) - 1
 
-    def pieces() -> Iterator[bytes]:
-        for first in range(0, len(starts) - 1, per_piece):
-            bounds = starts[first: first + per_piece + 1]
-            rows = order[bounds[0]: bounds[-1]]
-            sizes = (offsets[rows + 1] - offsets[rows])
-            local = np.cumsum(sizes) - sizes
-            ids = _gather(source, offsets[rows], sizes)
-            yield pack_records(ids, local, sizes, info["tokens"][rows], info["pad"][rows], bounds - bounds[0])
 
-    return pieces(), len(starts) - 1
+def _pack_runs(source: np.ndarray, offsets: np.ndarray, order: np.ndarray, info: np.ndarray, starts: np.ndarray,
+               piece_bytes: int) -> Iterator[bytes]:
+    """Packed frames of the runs `starts` over the rows order[...] (row i's ids: source[offsets[i]:
+    offsets[i + 1]]), as pieces of ~piece_bytes of ids."""
+    runs = len(starts) - 1
+    # runs of ~piece_bytes of ids and at most ~PIECE_ROWS rows (packing holds ~0.15 KB a row at once:
+    # a 1 MB piece of 3-byte dictionary lines was ~50 MB)
+    per_piece = max(1, min(int(piece_bytes * runs // max(1, int(offsets[-1]))), PIECE_ROWS * runs // max(1, int(starts[-1] - starts[0]))))
+    for first in range(0, runs, per_piece):
+        bounds = starts[first: first + per_piece + 1]
+        rows = order[bounds[0]: bounds[-1]]
+        sizes = (offsets[rows + 1] - offsets[rows])
+        local = np.cumsum(sizes) - sizes
+        ids = _gather(source, offsets[rows], sizes)
+        yield pack_records(ids, local, sizes, info["tokens"][rows], info["pad"][rows], bounds - bounds[0])
+
+
+def iter_packed_buckets(buckets: Iterable[tuple[bytes, np.ndarray]], windows_per_record: int, packed: list,
+                        piece_bytes: int = 1 << 20) -> Iterator[bytes]:
+    """iter_packed's bytes from a shard cut into buckets of consecutive order keys (each bucket's rows
+    in arrival order, the buckets in key order; ingest/writer.py), holding one bucket at a time.
+    The greedy runs cross bucket boundaries: a bucket's last run is carried into the next bucket
+    (the next records may join it), so the runs, and the bytes, are iter_packed's. packed[0] counts
+    the packed records written."""
+    carry_info, carry_ids = None, np.zeros(0, dtype=np.uint8)
+    buckets = iter(buckets)
+    current = next(buckets, None)
+    while current is not None:
+        payloads, info = current
+        following = next(buckets, None)
+        order = np.argsort(info["order"], kind="stable")
+        offsets = np.zeros(len(info) + 1, dtype=np.int64)
+        np.cumsum(info["size"], out=offsets[1:])
+        ordered_ids = _gather(np.frombuffer(payloads, dtype=np.uint8), offsets[order], info["size"][order])
+        del payloads, offsets
+        rows = info[order] if carry_info is None else np.concatenate([carry_info, info[order]])
+        ids = np.concatenate([carry_ids, ordered_ids])
+        del info, order, ordered_ids
+        starts = group_starts(rows["windows"], windows_per_record)
+        # the last run stays open while another bucket follows
+        keep = int(starts[-2]) if following is not None and len(starts) > 1 else len(rows)
+        written = starts[starts <= keep]
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(rows["size"], out=offsets[1:])
+        yield from _pack_runs(ids, offsets, np.arange(keep), rows, written, piece_bytes)
+        packed[0] += len(written) - 1
+        carry_info, carry_ids = rows[keep:].copy(), ids[int(offsets[keep]):].copy()
+        del rows, ids, offsets
+        current = following
+

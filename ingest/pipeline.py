@@ -13,6 +13,7 @@ pass 2's frames to the shards. Memory holds a few batches at a time, whatever th
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import tempfile
 import time
@@ -21,6 +22,7 @@ from typing import Callable
 from nextword.ingest.settings import IngestSettings, fingerprint_of
 from nextword.ingest.lengths import counts_of, profile
 from nextword.ingest.dedup import DuplicateFinder, shifted_records
+from nextword.ingest.heap import release_free_heap
 from nextword.ingest.dedup_pass import decide, dedup_pass, drop_removed, load_removed, spill_dir
 from nextword.ingest.output_dir import check_output_dir
 from nextword.ingest.splits import refuse_empty, size_shards, summary_from_totals
@@ -86,9 +88,15 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
             summary = _count_pass(settings, specs, fingerprint, tokenizer, progress, identity, source, pool)
         elif read_state(settings.out, "pass2.json") is None:
             session.note("resuming at pass 2 of 3 (writing windows): pass 1 (counting words) was done before")
+        release_free_heap()  # pass 1's word counts
         plan = window_plan(settings, summary["shard_counts"])
         _window_pass(settings, specs, fingerprint, summary, plan, progress, session, pool)
-        shards = order_shards(settings.out, plan, progress, pool if workers > 1 else None)
+    release_free_heap()
+    # pass 3 in new worker processes (forked from the same forkserver, so quick to start): the
+    # tokenizing workers held ~0.1 GB each (TensorFlow's runtime, the traced tokenizer) that ordering
+    # does not use
+    with (worker_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
+        shards = order_shards(settings.out, plan, progress, pool)
     leakage = (read_state(settings.out, "pass2.json") or {}).get("leakage_report")
     if leakage is not None:
         summary = dict(summary, extra=dict(summary.get("extra", {}), leakage=leakage))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from nextword.ingest.packing import encode_payloads, iter_packed
+from nextword.ingest.packing import encode_payloads, iter_packed, iter_packed_buckets
 from nextword.tfrecords.encode import StreamEncoder
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -218,6 +218,19 @@ def iter_shard(plan: WindowPlan, frames: bytes, info: np.ndarray) -> tuple[Itera
         return pieces, info, records
     pieces, info = iter_ordered(frames, info)
     return pieces, info, len(info)
+
+
+def iter_shard_buckets(plan: WindowPlan, buckets: Iterable[tuple[bytes, np.ndarray]], written: list) -> Iterator[bytes]:
+    """iter_shard's bytes from a shard cut into buckets of consecutive order keys (the buckets in key
+    order, each one's records in arrival order: ingest/writer.py), one bucket in memory at a time.
+    written[0] counts the records written."""
+    if plan.layout == "packed":
+        yield from iter_packed_buckets(buckets, plan.windows_per_record, written)
+        return
+    for frames, info in buckets:
+        pieces, _ = iter_ordered(frames, info)
+        yield from pieces
+        written[0] += len(info)
 
 
 def gather_segments(source: bytes, starts: np.ndarray, sizes: np.ndarray) -> bytes:

@@ -20,7 +20,8 @@ from typing import Iterable
 
 import numpy as np
 
-from nextword.ingest.windows import RECORD_INFO, WindowPlan, iter_shard
+from nextword.ingest.packing import _gather
+from nextword.ingest.windows import RECORD_INFO, WindowPlan, gather_segments, iter_shard, iter_shard_buckets
 from nextword import storage
 from nextword.storage import local_path
 from nextword.errors import ArtifactError
@@ -32,7 +33,12 @@ ORDERED_SUFFIX = ".ordered.json"  # .partial/NAME.ordered.json: shard NAME is or
 LEGACY_ORDER_STATE = "order.json"  # before 0.3: every ordered shard in one file
 STATE_DIR = ".partial"
 INFO_SUFFIX = ".info"
-BUFFER_BYTES = 16 << 20  # pending appends over all shards before they go to disk
+BUFFER_BYTES = 4 << 20  # pending appends over all shards before they go to disk (the main process holds them)
+# Ordering a shard holds its records and ~50 bytes a record of sort keys and run bounds: a shard
+# whose unordered files pass this is cut into buckets of consecutive order keys first, ordered one
+# at a time (on short lines a 100 MB shard held ~0.1 GB a worker, two workers at once).
+ORDER_BUCKET_BYTES = 8 << 20
+SCATTER_ROWS = 1 << 16  # RECORD_INFO rows (1.5 MB) cut into buckets at a time
 
 
 class ShardSet:
@@ -170,18 +176,92 @@ def order_and_publish(data_dir: str, plan: WindowPlan, progress=None, pool=None)
 
 def _order_one(data_dir: str, name: str, plan: WindowPlan) -> dict:
     unordered = storage.join(data_dir, STATE_DIR, name)
-    with storage.open_file(unordered, "rb") as handle:
-        frames = handle.read()
-    with storage.open_file(unordered + INFO_SUFFIX, "rb") as handle:
-        info = np.frombuffer(handle.read(), dtype=RECORD_INFO)
-    if int(info["size"].sum(dtype=np.int64)) != len(frames):
-        raise ArtifactError(f"{unordered} does not match its record index {unordered + INFO_SUFFIX}",
-                            hint="run the same ingest command with --overwrite to start over")
-    pieces, info, records = iter_shard(plan, frames, info)
     temporary = storage.join(data_dir, STATE_DIR, name + ".ordered")
-    entry = write_shard_file(temporary, name, pieces, info, durable=True, records=records)
+    local = local_path(unordered)
+    held = storage.size(unordered) + storage.size(unordered + INFO_SUFFIX) if local is not None else 0
+    if held > ORDER_BUCKET_BYTES:  # a bucket of the shard at a time
+        buckets = _scatter(local, name, -(-held // ORDER_BUCKET_BYTES))
+        windows, written = [], [0]
+
+        def each_bucket():
+            for frames, info in buckets:
+                windows.append(info["windows"].copy())
+                yield frames, info
+
+        entry = write_shard_file(temporary, name, iter_shard_buckets(plan, each_bucket(), written), durable=True,
+                                 info=lambda: np.concatenate(windows).view([("windows", "<u4")]) if windows else
+                                 np.zeros(0, RECORD_INFO), records=lambda: written[0])
+    else:
+        with storage.open_file(unordered, "rb") as handle:
+            frames = handle.read()
+        with storage.open_file(unordered + INFO_SUFFIX, "rb") as handle:
+            info = np.frombuffer(handle.read(), dtype=RECORD_INFO)
+        if int(info["size"].sum(dtype=np.int64)) != len(frames):
+            raise _mismatch(unordered)
+        pieces, info, records = iter_shard(plan, frames, info)
+        entry = write_shard_file(temporary, name, pieces, info, durable=True, records=records)
     storage.rename(temporary, storage.join(data_dir, name))
     return entry
+
+
+def _mismatch(unordered: str) -> ArtifactError:
+    return ArtifactError(f"{unordered} does not match its record index {unordered + INFO_SUFFIX}",
+                         hint="run the same ingest command with --overwrite to start over")
+
+
+def _scatter(unordered: str, name: str, count: int):
+    """Cut a local unordered shard into `count` bucket files of consecutive order keys (the keys are
+    uniform hashes, so buckets come out ~equal), streaming it in chunks of rows; each bucket keeps
+    its records in arrival order, so equal keys (duplicated documents) keep it as in one piece.
+    Returns an iterator of (frames, RECORD_INFO rows) per bucket, in key order, each read back and
+    removed in its turn. Memory: a chunk while cutting, then a bucket."""
+    directory = os.path.dirname(unordered)
+    paths = [os.path.join(directory, f"{name}.bucket-{index:04d}") for index in range(count)]
+    for path in paths:
+        for suffix in ("", INFO_SUFFIX):
+            open(path + suffix, "wb").close()
+    with open(unordered, "rb") as frames_file, open(unordered + INFO_SUFFIX, "rb") as info_file:
+        while rows := info_file.read(SCATTER_ROWS * RECORD_INFO.itemsize):
+            info = np.frombuffer(rows, dtype=RECORD_INFO)
+            frames = frames_file.read(int(info["size"].sum(dtype=np.int64)))
+            offsets = np.zeros(len(info) + 1, dtype=np.int64)
+            np.cumsum(info["size"], out=offsets[1:])
+            if len(frames) != offsets[-1]:
+                raise _mismatch(unordered)
+            # bucket = floor(key / 2^64 * count), from the key's top 32 bits: monotone in the key
+            bucket = ((info["order"] >> np.uint64(32)) * np.uint64(count)) >> np.uint64(32)
+            arranged = np.argsort(bucket, kind="stable")
+            ends = np.searchsorted(bucket[arranged], np.arange(count, dtype=np.uint64), side="right")
+            sizes = info["size"][arranged].astype(np.int64)
+            if offsets[-1] < 64 * len(info):  # short records (packed ids): one numpy gather, not a slice each
+                arranged_frames = _gather(np.frombuffer(frames, dtype=np.uint8), offsets[arranged], sizes).tobytes()
+            else:
+                arranged_frames = gather_segments(frames, offsets[arranged], sizes)
+            arranged_info = info[arranged]
+            frame_ends = np.cumsum(info["size"][arranged], dtype=np.int64)
+            first = 0
+            for index in np.flatnonzero(np.diff(ends, prepend=0)):
+                end = int(ends[index])
+                start_byte = int(frame_ends[first - 1]) if first else 0
+                with _naming_the_file(paths[index]), open(paths[index], "ab") as handle:
+                    handle.write(arranged_frames[start_byte:int(frame_ends[end - 1])])
+                with _naming_the_file(paths[index] + INFO_SUFFIX), open(paths[index] + INFO_SUFFIX, "ab") as handle:
+                    handle.write(arranged_info[first:end].tobytes())
+                first = end
+        if frames_file.read(1):
+            raise _mismatch(unordered)
+
+    def buckets():
+        for path in paths:
+            with open(path, "rb") as handle:
+                frames = handle.read()
+            with open(path + INFO_SUFFIX, "rb") as handle:
+                info = np.frombuffer(handle.read(), dtype=RECORD_INFO)
+            for suffix in ("", INFO_SUFFIX):
+                os.remove(path + suffix)
+            yield frames, info
+
+    return buckets()
 
 
 @contextlib.contextmanager
@@ -195,12 +275,14 @@ def _naming_the_file(path: str):
         raise
 
 
-def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.ndarray, durable: bool = False,
-                     records: int | None = None) -> dict:
+def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info, durable: bool = False,
+                     records=None) -> dict:
     """Write a shard's ordered pieces to `path` (one piece in memory at a time) and return its
     manifest entry (JSON-able): both runners write shards through this. info: a RECORD_INFO row
-    per span (per record unless packed); records: the records written (default len(info)).
-    The histogram counts windows per span: what the reader's epoch plan selects from."""
+    per span (per record unless packed), or only their "windows"; records: the records written
+    (default len(info)). Either may be a function, called once the pieces are written (the
+    bucketed ordering knows them only then). The histogram counts windows per span: what the
+    reader's epoch plan selects from."""
     digest, size = hashlib.sha256(), 0
     local = local_path(path)
     with _naming_the_file(path), (open(local, "wb") if local is not None else storage.open_file(path, "wb")) as handle:
@@ -211,6 +293,8 @@ def write_shard_file(path: str, name: str, pieces: Iterable[bytes], info: np.nda
         if durable and local is not None:
             handle.flush()
             os.fsync(handle.fileno())
+    info = info() if callable(info) else info
+    records = records() if callable(records) else records
     return dict(file=name, records=len(info) if records is None else records, bytes=size, sha256=digest.hexdigest(),
                 windows=int(info["windows"].sum(dtype=np.int64)),
                 record_windows=[list(pair) for pair in histogram(info["windows"])])

@@ -109,11 +109,17 @@ class RecurrentDecoder(tf.Module):
         return self.step(next_ids, state)
 
 
+# From this many rows a cached word's attention runs as BatchMatMul (DecoderBlock.step's many_rows). Measured
+# on a 2-core CPU (CPU words/s, products / BatchMatMul): 16 rows 17.9K / 15.4K, 24 rows 15.6K / 18.3K
+# (bench/RESULTS.md, "Cheaper per word without changing the words").
+MATMUL_ROWS = 20
+
+
 class TransformerDecoder(tf.Module):
     """Cached keys and values over a window; the window's last `keep` words are re-read when it fills.
 
     State: (filled int32 scalar: window slots in the cache, caches: one (keys, values) pair per
-    block, each float32[context, batch, heads, head_dim], key_is_word bool[batch, context]:
+    block, each float32[batch, heads, context, head_dim], key_is_word bool[batch, context]:
     which slots hold words, not pads, next_position int32[batch]: the position of the next word).
     With ignore_padding (model/transformer.py) pads are masked and positions count words; a
     0.2 model sees pads and window positions, and the last two entries go unused.
@@ -138,15 +144,18 @@ class TransformerDecoder(tf.Module):
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
 
-    def _step(self, next_ids, position, filled, caches: tuple, attends) -> tuple[tf.Tensor, tuple]:
+    def _step(self, next_ids, position, filled, caches: tuple, attends, many_rows: bool) -> tuple[tf.Tensor, tuple]:
         """One word per row (int32[batch]) at cache slot `filled`, rank 2 throughout (see
         DecoderBlock.step); attends bool[batch or 1, context]: the slots it may attend to."""
         hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
         key_bias = tf.where(attends, 0.0, MASKED_SCORE)[:, tf.newaxis, :]  # float32[batch, 1 (heads), context]
-        slot = tf.reshape(filled, [1, 1])
+        batch = tf.shape(next_ids)[0]
+        slot_indices = tf.stack([tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, self.heads]),
+                                 tf.broadcast_to(tf.range(self.heads)[tf.newaxis, :], [batch, self.heads]),
+                                 tf.fill([batch, self.heads], filled)], axis=-1)  # int32[batch, heads, 3]
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.step(hidden, cache, slot, key_bias)
+            hidden, cache = block.step(hidden, cache, slot_indices, key_bias, many_rows)
             new_caches.append(cache)
         return self._logits(hidden), tuple(new_caches)
 
@@ -154,8 +163,9 @@ class TransformerDecoder(tf.Module):
         """ids int32[batch, time <= context] in slots 0..time-1 -> (logits, state).
 
         The window runs as in training (attention within it, no cache to scatter into: an einsum
-        against a time-major cache cost ~0.9 ms per re-read at batch 1); its keys and values then
-        fill the cache's first `time` slots."""
+        against a cache cost ~0.9 ms per re-read at batch 1), the last block's output at the last
+        slot only (`DecoderBlock.forward(last_only=True)`); its keys and values then fill the
+        cache's first `time` slots."""
         batch, time = tf.shape(window)[0], tf.shape(window)[1]
         is_word = tf.not_equal(window, PAD_ID)
         key_is_word = tf.concat([is_word, tf.zeros([batch, self.context_length - time], tf.bool)], axis=1)
@@ -165,19 +175,20 @@ class TransformerDecoder(tf.Module):
         else:
             hidden, window_is_word = self.embedding(window, start=0), None
         caches = []
-        empty_slots = [[0, self.context_length - time], [0, 0], [0, 0], [0, 0]]
-        cache_shape = [self.context_length, -1, self.heads, self.head_dim]
-        for block in self.blocks:
-            hidden, (key, value) = block.forward(hidden, key_is_word=window_is_word)  # [batch, time, heads, head_dim]
-            time_major = [tf.pad(tf.transpose(tf.cast(tensor, tf.float32), [1, 0, 2, 3]), empty_slots) for tensor in (key, value)]
-            caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in time_major))  # a static shape for the loop
+        empty_slots = [[0, 0], [0, 0], [0, self.context_length - time], [0, 0]]
+        cache_shape = [-1, self.heads, self.context_length, self.head_dim]
+        for index, block in enumerate(self.blocks):
+            last_only = index == len(self.blocks) - 1
+            hidden, (key, value) = block.forward(hidden, key_is_word=window_is_word, last_only=last_only)
+            batch_major = [tf.pad(tf.transpose(tf.cast(tensor, tf.float32), [0, 2, 1, 3]), empty_slots) for tensor in (key, value)]
+            caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in batch_major))  # a static shape for the loop
         logits = self._logits(hidden[:, -1])
         return logits, (time, tuple(caches), key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
 
     def advance(self, state, next_ids, history, length):
         filled, caches, key_is_word, next_position = state
 
-        def cached():
+        def cached(many_rows: bool):
             # generation never draws <pad>; a pad is handled as word_positions does all the same
             is_word = tf.not_equal(next_ids, PAD_ID)
             in_slot = tf.equal(tf.range(self.context_length), filled)[tf.newaxis, :]  # bool[1, context]
@@ -188,13 +199,18 @@ class TransformerDecoder(tf.Module):
             else:  # window positions, pads seen: every slot up to its own
                 position, slot_is_word = filled, key_is_word
                 attends = tf.range(self.context_length)[tf.newaxis, :] <= filled
-            logits, new_caches = self._step(next_ids, position, filled, caches, attends)
+            logits, new_caches = self._step(next_ids, position, filled, caches, attends, many_rows)
             return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():
             return self.start(history[:, length + 1 - self.keep : length + 1])
 
-        return tf.cond(filled < self.context_length, cached, reread)
+        # One branch a word: a cond per block cost ~10% of one row's words/s. This switch still costs 4-7% at one
+        # row against the plain cond (filled < context) it replaced; tracing the loop twice and choosing once a
+        # call gave that back but doubled the loop's graph: +1.2 s to the first word (bench/RESULTS.md).
+        many_rows = tf.cast(tf.shape(next_ids)[0] >= MATMUL_ROWS, tf.int32)
+        branch = tf.where(filled < self.context_length, many_rows, 2)
+        return tf.switch_case(branch, [lambda: cached(False), lambda: cached(True), reread])
 
 
 def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:

@@ -12,7 +12,8 @@ document-relative positions and masked pads they are one computation. Models of 
 (ignore_padding False) keep window positions with pads as ordinary inputs.
 
 The same layers serve training (a whole window at once) and the export's cached generation
-(`DecoderBlock.forward` with a key/value cache, `TokenAndPositionEmbedding.call(ids, start)`):
+(`DecoderBlock.forward` over a window, `DecoderBlock.step` for one word against a key/value cache,
+`TokenAndPositionEmbedding.call(ids, positions=...)`):
 one set of equations, the trained layers' own weights.
 
 Mixed precision: projections run in the compute dtype; attention scores and their softmax in
@@ -112,68 +113,76 @@ class DecoderBlock(keras.layers.Layer):
         key_is_word = None if ids is None else tf.not_equal(ids, PAD_ID)
         return self.forward(hidden, key_is_word=key_is_word, training=training)[0]
 
-    def forward(self, hidden, start=0, cache=None, key_is_word=None, training=False):
+    def forward(self, hidden, start=0, key_is_word=None, training=False, last_only=False):
         """hidden float[batch, time, width] at window slots start..start+time-1.
 
-        cache: None (a whole window: keys and values of these slots only), or
-        (keys, values), each float32[context, batch, heads, head_dim] (time-major, so one
-        scatter writes the new slots), holding slots < start.
-        key_is_word: None, or bool[batch, key slots] (all the cache's slots when cached): False
-        keys (pads) are masked; a query always sees its own slot, so a pad's row stays finite.
-        Returns (hidden out, (keys, values) including the new slots).
+        key_is_word: None, or bool[batch, time]: False keys (pads) are masked; a query always sees
+        its own slot, so a pad's row stays finite.
+        last_only: the output at the last slot only (hidden out float[batch, 1, width]); keys and
+        values still cover every slot. Why: a cached decoder's re-read needs the last block's keys
+        and values everywhere but its output only where the next word is predicted, and the rest
+        (attention, projections, feed-forward of every other slot) was ~80% of that block's cost
+        (bench/RESULTS.md, "Cheaper per word without changing the words").
+        Returns (hidden out, (keys, values) float[batch, time, heads, head_dim]).
         """
         batch, time = tf.shape(hidden)[0], tf.shape(hidden)[1]
         projected = self.query_key_value(self.attention_norm(hidden))
         split = tf.reshape(projected, [batch, time, 3, self.heads, self.head_dim])
         query, key, value = split[:, :, 0], split[:, :, 1], split[:, :, 2]  # [batch, time, heads, head_dim]
-        if cache is not None:  # the cache is time-major: one scatter writes the new positions
-            rows = (start + tf.range(time))[:, tf.newaxis]
-            key = tf.tensor_scatter_nd_update(cache[0], rows, tf.cast(tf.transpose(key, [1, 0, 2, 3]), cache[0].dtype))
-            value = tf.tensor_scatter_nd_update(cache[1], rows, tf.cast(tf.transpose(value, [1, 0, 2, 3]), cache[1].dtype))
-            pattern_scores, pattern_attend, key_time = "bqhd,kbhd->bhqk", "bhqk,kbhd->bqhd", tf.shape(key)[0]
-        else:
-            pattern_scores, pattern_attend, key_time = "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd", time
-        scores = tf.einsum(pattern_scores, tf.cast(query, tf.float32), tf.cast(key, tf.float32))
-        scores = scores / math.sqrt(self.head_dim)
         query_position = start + tf.range(time)
-        key_position = tf.range(key_time) + (0 if cache is not None else start)
+        if last_only:
+            query, hidden, query_position = query[:, -1:], hidden[:, -1:], query_position[-1:]
+        scores = tf.einsum("bqhd,bkhd->bhqk", tf.cast(query, tf.float32), tf.cast(key, tf.float32))
+        scores = scores / math.sqrt(self.head_dim)
+        key_position = start + tf.range(time)
         allowed = key_position[tf.newaxis, :] <= query_position[:, tf.newaxis]  # causal: [query, key]
         if key_is_word is not None:
             itself = tf.equal(key_position[tf.newaxis, :], query_position[:, tf.newaxis])
             allowed = tf.logical_and(allowed[tf.newaxis], tf.logical_or(key_is_word[:, tf.newaxis, :], itself))
             allowed = allowed[:, tf.newaxis]  # [batch, 1 (heads), query, key]
         weights = tf.nn.softmax(tf.where(allowed, scores, MASKED_SCORE), axis=-1)
-        attended = tf.einsum(pattern_attend, weights, tf.cast(value, tf.float32))
-        attended = tf.cast(tf.reshape(attended, [batch, time, self.width]), hidden.dtype)
+        attended = tf.einsum("bhqk,bkhd->bqhd", weights, tf.cast(value, tf.float32))
+        attended = tf.cast(tf.reshape(attended, [batch, tf.shape(query)[1], self.width]), hidden.dtype)
         hidden = hidden + self.attention_dropout(self.attention_output(attended), training=training)
         feed_forward = self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
         hidden = hidden + self.feed_forward_dropout(feed_forward, training=training)
         return hidden, (key, value)
 
-    def step(self, hidden, cache, slot, key_bias):
+    def step(self, hidden, cache, slot_indices, key_bias, many_rows=False):
         """One new word per row, for cached generation: `forward` at time 1, with fewer ops.
 
         hidden float[batch, width] (rank 2: Dense layers run a plain MatMul, no reshapes around it);
-        cache (keys, values) as in `forward`; slot int32[1, 1]: the cache slot the new word fills;
+        cache (keys, values), each float32[batch, heads, context, head_dim]; slot_indices
+        int32[batch, heads, 3]: (row, head, slot) where the new word's key and value go;
         key_bias float32[batch, 1, context]: 0 where the word may attend (its own slot included),
         MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
-        ~45 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
+        ~40 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
         "Transformer generation per word"). Adding MASKED_SCORE, not replacing by it, gives the same softmax.
+        many_rows: attention by BatchMatMul instead of products and sums (the same values up to rounding).
         Returns (hidden out float[batch, width], (keys, values) with the slot written).
         """
         projected = self.query_key_value(self.attention_norm(hidden))
         query, key, value = tf.unstack(tf.reshape(projected, [-1, 3, self.heads, self.head_dim]), axis=1)
-        keys = tf.tensor_scatter_nd_update(cache[0], slot, tf.cast(key, cache[0].dtype)[tf.newaxis])
-        values = tf.tensor_scatter_nd_update(cache[1], slot, tf.cast(value, cache[1].dtype)[tf.newaxis])
-        # One query a row: products and sums, not einsum/BatchMatMul (~70 us each at this size on a CPU,
-        # against ~4 us for an elementwise op: bench/RESULTS.md, "Transformer generation per word").
-        scores = tf.reduce_sum(tf.cast(query, tf.float32) * tf.cast(keys, tf.float32), axis=-1)  # [context, batch, heads]
-        scores = tf.transpose(scores, [1, 2, 0]) / math.sqrt(self.head_dim)  # [batch, heads, context]
-        weights = tf.transpose(small_softmax(scores + key_bias), [2, 0, 1])[..., tf.newaxis]
-        attended = tf.reduce_sum(weights * tf.cast(values, tf.float32), axis=0)  # [batch, heads, head_dim]
+        keys = tf.tensor_scatter_nd_update(cache[0], slot_indices, tf.cast(key, cache[0].dtype))
+        values = tf.tensor_scatter_nd_update(cache[1], slot_indices, tf.cast(value, cache[1].dtype))
+        new_cache = (keys, values)
+        # One query a row. Few rows: products and sums, not einsum/BatchMatMul (~30-70 us a call at one
+        # row on a CPU, against ~4 us for an elementwise op); many rows (many_rows, a Python bool: the
+        # caller picks one of two traced steps): BatchMatMul, whose cost then grows less per row
+        # (bench/RESULTS.md, "Transformer generation per word"). Batch-major: no transposes around the softmax.
+        query, keys, values = (tf.cast(tensor, tf.float32) for tensor in (query, keys, values))
+        if many_rows:  # BatchMatMul: a fixed cost of ~30 us a call, then cheaper per row than products
+            scores = tf.matmul(query[:, :, tf.newaxis], keys, transpose_b=True)[:, :, 0]
+        else:
+            scores = tf.reduce_sum(query[:, :, tf.newaxis] * keys, axis=-1)
+        weights = small_softmax(scores / math.sqrt(self.head_dim) + key_bias)  # [batch, heads, context]
+        if many_rows:
+            attended = tf.matmul(weights[:, :, tf.newaxis], values)[:, :, 0]
+        else:
+            attended = tf.reduce_sum(weights[..., tf.newaxis] * values, axis=2)  # [batch, heads, head_dim]
         hidden = hidden + self.attention_output(tf.cast(tf.reshape(attended, [-1, self.width]), hidden.dtype))
         hidden = hidden + self.feed_forward_out(self.feed_forward_in(self.feed_forward_norm(hidden)))
-        return hidden, (keys, values)
+        return hidden, new_cache
 
     def compute_output_shape(self, input_shape):
         return input_shape

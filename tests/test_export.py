@@ -256,6 +256,15 @@ def test_transformer_cache_steps_equal_the_whole_window(transformer_export):
     assert_cache_steps_equal_the_whole_window(transformer_export.model, transformer_export.config)
 
 
+def test_cache_steps_of_many_rows_equal_the_whole_window(transformer_export, monkeypatch):
+    """From MATMUL_ROWS rows the one-word attention runs as BatchMatMul instead of products and sums:
+    the same logits (here from 1 row, so the test's 4 rows take that path)."""
+    from nextword.model import export_graph
+
+    monkeypatch.setattr(export_graph, "MATMUL_ROWS", 1)
+    assert_cache_steps_equal_the_whole_window(transformer_export.model, transformer_export.config)
+
+
 def test_a_window_positions_transformer_s_cache_steps_equal_the_whole_window(transformer_export):
     """A 0.2 model (ignore_padding False: window positions, pads seen as words) takes the same
     one-word step, its attention limited to the slots before its own instead of to the words."""

@@ -33,6 +33,18 @@ def test_peak_rss_counts_children():
     assert measured.peak_rss_bytes > 150 << 20
 
 
+def test_peak_unique_memory_counts_each_child_s_private_pages_once():
+    from common import run_measured
+
+    # two children with 100 MB private each, plus the interpreter's shared pages once (not twice as an RSS sum)
+    child = "import time; block = bytearray(100 << 20); block[::4096] = b'x' * len(block[::4096]); time.sleep(2)"
+    parent = (f"import subprocess, sys; children = [subprocess.Popen([sys.executable, '-c', {child!r}]) for _ in range(2)]; "
+              "[each.wait() for each in children]")
+    measured = run_measured([sys.executable, "-c", parent], unique=True)
+    assert measured.returncode == 0
+    assert 200 << 20 < measured.peak_unique_bytes < measured.peak_rss_bytes
+
+
 def test_report_says_when_the_notebook_ran_out_of_memory(tmp_path):
     from report import ingest_table
 

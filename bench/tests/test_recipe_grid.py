@@ -76,6 +76,17 @@ def test_more_time_allows_equal_and_refuses_worse():
     assert not recipe_bench.not_worse({"perplexity": 30.01}, {"perplexity": 30.0})
 
 
+def test_more_time_compares_the_seeds_both_budgets_ran():
+    # the embedded corpus: seed 0 stopped early at the same step under both budgets, seed 1 ran 180 s only; medians
+    # over unmatched seeds (292.19 vs 291.68) would call the identical model worse
+    table = recipe_bench.cells([row("default", 180, 0, 292.19, 0.16), row("default", 180, 1, 291.17, 0.16),
+                                row("default", 720, 0, 292.19, 0.16)])
+    longer, shorter = table[("kjv", "default", 720.0)], table[("kjv", "default", 180.0)]
+    assert recipe_bench.not_worse(longer, shorter)
+    table = recipe_bench.cells([row("default", 180, 0, 292.19, 0.16), row("default", 720, 0, 292.20, 0.16)])
+    assert not recipe_bench.not_worse(table[("kjv", "default", 720.0)], table[("kjv", "default", 180.0)])
+
+
 def test_standing_target_against_the_notebook():
     notebook = {"perplexity": 111.0, "top1": 0.26}
     ratio, top1, perplexity_met, top1_met = recipe_bench.standing_ratios({"perplexity": 37.0, "top1": 0.39}, notebook)
@@ -106,7 +117,7 @@ def test_report_medians_over_seeds_and_targets_per_corpus():
     assert "| **Kneser-Ney 5-gram** | counted on the train windows | – | – | **22.65** | **0.3340** | 0.6080 |" in kjv
     assert "| **350.00** | **0.1400** | – |" in vim  # no top-5 from the baseline: a dash, not nan
     assert "perplexity 31.00 vs 22.65 (beats: no), top-1 0.2500 vs 0.3340 (beats: no): **not met**" in kjv
-    assert "perplexity 27.00 vs 31.00, top-1 0.2800 vs 0.2500 (at least as good: yes)" in kjv
+    assert "over the 1 seed(s) both ran: perplexity 27.00 vs 30.00, top-1 0.2800 vs 0.2500 (at least as good: yes)" in kjv
     assert f"perplexity ×{31 / 111:.3f} (target ≤ ×0.333: met), top-1 ×{0.25 / 0.26:.2f} (target ≥ ×1.5: not met)" in kjv
     assert "perplexity 300.00 vs 350.00 (beats: yes), top-1 0.1600 vs 0.1400 (beats: yes): **met**" in vim
     assert "(at least as good: no)" in vim

@@ -1,0 +1,32 @@
+"""Give the memory a finished stage freed back to the system.
+
+CPython, numpy and pyarrow free into allocators that keep the pages for later: glibc's malloc
+(its arenas, one per thread that allocated) and pyarrow's mimalloc pool. After pass 1 the main
+process held ~40 MB of such free pages through pass 2 and 3 (measured with mallinfo2 on the
+dictionary by line), counted in its RSS all along.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import functools
+import sys
+
+
+@functools.cache
+def _libc():
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return library if hasattr(library, "malloc_trim") else None
+    except OSError:
+        return None  # not glibc (musl, macOS): nothing to trim
+
+
+def release_free_heap() -> None:
+    """Return free allocator pages to the system (glibc malloc_trim, pyarrow's pool); a few ms."""
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    library = _libc()
+    if library is not None:
+        library.malloc_trim(0)
