@@ -6,10 +6,12 @@ them again (~0.27 GB of private memory a worker)."""
 import gc
 import importlib
 
+from nextword.ingest.heap import limit_malloc_arenas
 from nextword.ingest.worker_pool import die_with_parent
 from nextword.quiet import quiet_native_stderr
 
 die_with_parent()  # the main process's kill -9 takes the forkserver with it (and the workers with that)
+limit_malloc_arenas()  # before TensorFlow starts a thread: the workers forked from here inherit the cap
 
 with quiet_native_stderr():  # TensorFlow's C++ start-up lines stay off the user's terminal
     for name in ("tensorflow", "tensorflow_text", "nextword.ingest.text", "nextword.ingest.tokenizing",
