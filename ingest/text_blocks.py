@@ -97,6 +97,18 @@ def _too_long(spec: InputSpec, number: int, on_error: str, counters: SourceCount
     sources._bad_row(spec, f"line {number}", f"longer than {sources.MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
 
 
+def _reads(handle, read_size: int) -> Iterator[bytes]:
+    """The input's bytes in reads of at most read_size, a UTF-8 BOM dropped from the first (read_size holds
+    it whole). read1: one step of the decompressor at a time, so a cut .gz stream keeps what precedes the cut."""
+    first = True
+    while chunk := handle.read1(read_size):
+        if first:
+            first = False
+            if chunk.startswith(codecs.BOM_UTF8):
+                chunk = chunk[len(codecs.BOM_UTF8):]
+        yield chunk  # may be b"" (a read that held the BOM alone): the callers handle an empty read
+
+
 def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block_bytes: int = sources.LINE_BLOCK_BYTES
                  ) -> Iterator[bytes]:
     """A text input's whole lines in blocks of about `block_bytes` (counting 64 bytes a line, as
@@ -107,14 +119,9 @@ def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block
     pending: list[bytes] = []
     size = 0
     with sources._open_binary(spec.path) as handle:
-        number, carry, skipping, first = 0, b"", False, True
+        number, carry, skipping = 0, b"", False
         try:
-            # read1: one step of the decompressor at a time, so a cut .gz stream keeps what precedes the cut
-            while chunk := handle.read1(read_size):
-                if first:
-                    first = False
-                    if chunk.startswith(codecs.BOM_UTF8):
-                        chunk = chunk[len(codecs.BOM_UTF8):]
+            for chunk in _reads(handle, read_size):
                 if skipping:  # the rest of a line already dropped
                     end = chunk.find(b"\n")
                     if end < 0:
@@ -173,13 +180,9 @@ def _paragraph_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, 
     pending: list[bytes] = []
     size = 0
     with sources._open_binary(spec.path) as handle:
-        number, carry, first = 0, b"", True
+        number, carry = 0, b""
         try:
-            while chunk := handle.read1(read_size):
-                if first:
-                    first = False
-                    if chunk.startswith(codecs.BOM_UTF8):
-                        chunk = chunk[len(codecs.BOM_UTF8):]
+            for chunk in _reads(handle, read_size):
                 data = carry + chunk if carry else chunk
                 if len(data) > sources.MAX_DOCUMENT_BYTES:  # a paragraph that may pass the cap: line by line
                     if pending:
