@@ -93,8 +93,8 @@ def run_ingest(settings: IngestSettings, progress: Progress = no_progress,
         _window_pass(settings, specs, fingerprint, summary, plan, progress, session, pool)
     release_free_heap()
     # pass 3 in new worker processes (forked from the same forkserver, so quick to start): the
-    # tokenizing workers held ~0.1 GB each (TensorFlow's runtime, the traced tokenizer) that ordering
-    # does not use
+    # tokenizing workers hold TensorFlow's runtime and their tokenizer (~0.07-0.1 GB each), which
+    # ordering does not use
     with (worker_pool(workers) if workers > 1 else contextlib.nullcontext()) as pool:
         shards = order_shards(settings.out, plan, progress, pool)
     leakage = (read_state(settings.out, "pass2.json") or {}).get("leakage_report")

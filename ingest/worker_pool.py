@@ -103,7 +103,7 @@ def count_job(texts: list[bytes], first_index: int, dedup: str, val_fraction: fl
     """One batch of pass 1 (and of the re-read of the documents --dedup drops). partitions: 0, or
     the words sorted into that many partitions here (ingest/count_partitions.py) for the main
     process to append, not sum. tokenizer: this process's (None) or one given (the main process's,
-    whose functions are traced already)."""
+    whose vocabulary table is built already)."""
     if not texts:
         nothing = np.zeros(0, np.int64)
         return CountedBatch(0, 0, b"", nothing, nothing, {name: collections.Counter() for name in SPLITS},
