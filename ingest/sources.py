@@ -1,7 +1,7 @@
 """Stream documents out of CSV/TSV/Parquet/JSONL/text files (optionally .gz), in batches.
 
-Nothing here holds more than one batch: pyarrow reads CSV and Parquet in record batches,
-text and JSON lines are read line by line with a length cap. Every document comes out as its
+Nothing here holds more than one batch: pyarrow reads CSV and Parquet in record batches
+(ingest/table_sources.py), text and JSON lines are read line by line with a length cap. Every document comes out as its
 raw bytes: repairing them (invalid UTF-8, NUL, controls) is part of the tokenizer definition
 (`ingest.text.split_words`), so the export repairs a prompt exactly alike. What the tokenizer
 will repair, and what was dropped here, is counted in `SourceCounters`.
@@ -22,10 +22,6 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
-
 from nextword.errors import InputError
 
 FORMATS = ("csv", "tsv", "parquet", "jsonl", "text")
@@ -35,7 +31,6 @@ UNIT_SAMPLE_BYTES = 1 << 20  # --text-unit auto decides from this much of each t
 PARAGRAPH_BLANK_SHARE = 0.02  # ... and picks paragraph when at least this share of its lines are blank
 WRAPPED_LINE_BYTES = 120  # ... and 90% of the others are at most this long (hard-wrapped)
 MAX_DOCUMENT_BYTES = 16 << 20  # a single line/row over this is malformed input
-_CSV_BLOCK_BYTES = 2 * MAX_DOCUMENT_BYTES + (1 << 20)  # pyarrow needs a whole row inside one block
 _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".txt": "text", ".text": "text", ".md": "text"}
 BUILTIN = "builtin:pydoc-topics"
@@ -62,7 +57,10 @@ class SourceCounters:
 
     def minus(self, earlier: SourceCounters) -> SourceCounters:
         """What was counted since `earlier` (a copy of these counters taken before)."""
-        return SourceCounters(**{name: value - getattr(earlier, name) for name, value in dataclasses.asdict(self).items()})
+        return SourceCounters(*(getattr(self, name) - getattr(earlier, name) for name in _COUNTER_NAMES))
+
+
+_COUNTER_NAMES = tuple(counter.name for counter in dataclasses.fields(SourceCounters))  # in declaration order
 
 
 @dataclass
@@ -142,73 +140,10 @@ def resolve_inputs(paths: list[str], format: str, column: str | None, text_unit:
         if file_format == "text":
             specs.append(InputSpec(path, file_format, None, detect_text_unit(path) if text_unit == "auto" else text_unit))
         else:
-            specs.append(InputSpec(path, file_format, _pick_column(path, file_format, column)))
+            from nextword.ingest.table_sources import pick_column  # pyarrow loads only for a table input
+
+            specs.append(InputSpec(path, file_format, pick_column(path, file_format, column)))
     return specs
-
-
-def _pick_column(path: str, file_format: str, column: str | None) -> str:
-    columns = _list_columns(path, file_format)
-    if column is not None:
-        if column not in columns:
-            raise InputError(
-                f"{path}: no column {column!r}; it has {columns}",
-                hint="pass --column with one of those names",
-            )
-        return _text_column(path, file_format, column)
-    if len(columns) == 1:
-        return _text_column(path, file_format, columns[0])
-    raise InputError(
-        f"{path}: which column holds the text? It has {columns}",
-        hint="pass --column NAME",
-    )
-
-
-def _is_text_type(kind: pa.DataType) -> bool:
-    if pa.types.is_dictionary(kind):
-        return _is_text_type(kind.value_type)
-    return any(check(kind) for check in (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
-                                         pa.types.is_large_binary, pa.types.is_null,
-                                         getattr(pa.types, "is_string_view", lambda _: False)))
-
-
-def _text_column(path: str, file_format: str, column: str) -> str:
-    """Parquet columns are typed: refuse one that does not hold text (CSV/TSV cells are read as
-    bytes, JSON values are checked row by row)."""
-    if file_format != "parquet":
-        return column
-    schema = pq.ParquetFile(path).schema_arrow
-    kind = schema.field(column).type
-    if not _is_text_type(kind):
-        text = [field.name for field in schema if _is_text_type(field.type)]
-        raise InputError(
-            f"{path}: column {column!r} holds {kind} values, not text",
-            hint=f"pass --column with a string column ({', '.join(map(repr, text))})" if text
-            else "this file has no string column to read documents from",
-        )
-    return column
-
-
-def _list_columns(path: str, file_format: str) -> list[str]:
-    try:
-        if file_format == "parquet":
-            return list(pq.ParquetFile(path).schema_arrow.names)
-        if file_format in ("csv", "tsv"):
-            with _open_binary(path) as handle:
-                reader = pa_csv.open_csv(handle, read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-                                         parse_options=_csv_parse_options(file_format, "skip", SourceCounters()))  # rows are judged later
-                return list(reader.schema.names)
-        with _open_binary(path) as handle:
-            for line in handle:
-                if line.strip():
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise InputError(f"{path}: line 1 is not a JSON object", hint="JSON lines need one object per line")
-                    return list(record)
-            return []
-    except (pa.ArrowInvalid, OSError, EOFError, zlib.error, ValueError) as error:
-        if isinstance(error, InputError):
-            raise
-        raise InputError(f"{path}: cannot read the header ({error})", hint=f"is it really {file_format}?") from None
 
 
 # ---------------------------------------------------------------- decoding
@@ -385,47 +320,6 @@ def _jsonl_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -
         yield value.encode("utf-8", errors="surrogatepass")
 
 
-def _csv_parse_options(file_format: str, on_error: str, counters: SourceCounters | None = None):
-    def invalid_row(row) -> str:
-        # Exceptions raised here are swallowed by pyarrow: "error" makes it raise ArrowInvalid
-        # naming the row, which _guarded turns into an InputError.
-        if on_error == "strict" or counters is None:
-            return "error"
-        counters.skipped_rows += 1
-        return "skip"
-
-    return pa_csv.ParseOptions(delimiter="\t" if file_format == "tsv" else ",", newlines_in_values=True,
-                               invalid_row_handler=invalid_row)
-
-
-def _column_batches(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[pa.Array]:
-    if spec.format == "parquet":
-        yield from (batch.column(0) for batch in pq.ParquetFile(spec.path).iter_batches(batch_size=8192, columns=[spec.column]))
-        return
-    with _open_binary(spec.path) as handle:
-        reader = pa_csv.open_csv(
-            handle,
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES, use_threads=False),
-            parse_options=_csv_parse_options(spec.format, on_error, counters),
-            convert_options=pa_csv.ConvertOptions(column_types={spec.column: pa.binary()}, include_columns=[spec.column]),
-        )
-        for batch in reader:
-            yield batch.column(0)
-
-
-def _table_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> Iterator[bytes]:
-    row = 0
-    for column in _column_batches(spec, on_error, counters):
-        for value in column.cast(pa.binary()).to_pylist():
-            row += 1
-            if value is None:
-                yield b""  # a null cell is an empty document
-            elif len(value) > MAX_DOCUMENT_BYTES:
-                _bad_row(spec, f"row {row}", f"longer than {MAX_DOCUMENT_BYTES >> 20} MB", on_error, counters)
-            else:
-                yield value
-
-
 def _builtin_documents() -> Iterator[bytes]:
     from pydoc_data.topics import topics  # ships inside every CPython: ~65K words of real prose
 
@@ -441,7 +335,9 @@ def _raw_documents(spec: InputSpec, on_error: str, counters: SourceCounters) -> 
     elif spec.format == "jsonl":
         yield from _jsonl_documents(spec, on_error, counters)
     else:
-        yield from _table_documents(spec, on_error, counters)
+        from nextword.ingest.table_sources import table_documents  # pyarrow loads only for a table input
+
+        yield from table_documents(spec, on_error, counters)
 
 
 def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters, reader=None) -> Iterator[bytes]:
@@ -456,12 +352,6 @@ def _guarded(spec: InputSpec, on_error: str, counters: SourceCounters, reader=No
                 hint="re-download or re-compress the file, or pass --on-error skip to keep what precedes the damage",
             ) from None
         counters.truncated_inputs += 1
-    except pa.ArrowInvalid as error:
-        if "CSV parse error" in str(error):
-            raise InputError(f"{spec.path}: {str(error).replace('CSV parse error: ', '')}".replace("\n", " "),
-                             hint="fix the input, or pass --on-error skip to drop such rows and count them") from None
-        raise InputError(f"{spec.path}: cannot be parsed as {spec.format} ({error})",
-                         hint="check --format, or that each row is smaller than 32 MB") from None
     except OSError as error:
         raise InputError(f"{spec.path}: read failed ({error})", hint="check the file and the disk") from None
 

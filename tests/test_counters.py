@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from conftest import synthetic_documents
-from nextword.ingest import sources
+from nextword.ingest import table_sources
 from nextword.ingest.sources import InputSpec, iter_documents
 
 SMALL_BATCH = 256  # a few documents per batch: every file spans many batches
@@ -83,7 +83,7 @@ def broken_jsonl(path) -> dict:
 def dirty_corpus(tmp_path, monkeypatch) -> DirtyCorpus:
     # pyarrow counts a CSV block's bad rows when it parses the block: small blocks make the
     # bad rows turn up while later batches are being filled, as in a CSV of gigabytes.
-    monkeypatch.setattr(sources, "_CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(table_sources, "_CSV_BLOCK_BYTES", 4096)
     builders = [("ragged.csv", "csv", "text", ragged_csv), ("cut.txt.gz", "text", None, cut_gzip),
                 ("dirty.txt", "text", None, dirty_text), ("broken.jsonl", "jsonl", "body", broken_jsonl)]
     specs, expected = [], dict(skipped_rows=0, replaced_bytes=0, nul_bytes=0, truncated_inputs=0, documents=0)

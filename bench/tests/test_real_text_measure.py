@@ -30,7 +30,7 @@ def test_a_measured_ingest_reports_speed_memory_and_where_the_cpu_went(tmp_path)
         row = real_text_bench.measured_ingest(str(corpus), "paragraph", workers, str(tmp_path / "out"), import_cpu=0.0)
         rows.append({"corpus": "gcide-paragraph", "round": 0, "mb": 0, **row})
         assert row["windows"] > 1000 and row["documents"] == 300 and row["median_document_words"] >= 20
-        assert row["peak_rss_main"] > 100 << 20 and row["peak_rss_tree"] >= row["peak_rss_main"]
+        assert row["peak_rss_main"] > 30 << 20 and row["peak_rss_tree"] >= row["peak_rss_main"]  # --workers 2: no TensorFlow in main
         assert row["cpu_seconds"]["main_thread"] > 0 and 0 < row["serial_fraction"] <= 1
         assert (row["cpu_seconds"]["workers"] > 0) == (workers == 2)  # --workers 1 encodes in-process
     assert not os.path.exists(tmp_path / "out")  # the dataset is removed after each run
