@@ -110,14 +110,15 @@ def _reads(handle, read_size: int) -> Iterator[bytes]:
 
 
 def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block_bytes: int = sources.LINE_BLOCK_BYTES
-                 ) -> Iterator[bytes]:
+                 ) -> Iterator[tuple[bytes | list, int]]:
     """A text input's whole lines in blocks of about `block_bytes` (counting 64 bytes a line, as
     `iter_documents` counts a document: a worker's tensors grow with the lines), each ending in b"\n"; a
     line over MAX_DOCUMENT_BYTES is dropped (and counted) as `sources._read_lines` drops it. Reads at most
-    MAX_DOCUMENT_BYTES at a time, so only a line begun in an earlier read can be over the cap."""
+    MAX_DOCUMENT_BYTES at a time, so only a line begun in an earlier read can be over the cap.
+    Yields (block, its number of lines)."""
     read_size = min(max(block_bytes, 1 << 16), sources.MAX_DOCUMENT_BYTES)  # a first read that holds a BOM whole
     pending: list[bytes] = []
-    size = 0
+    size = pending_lines = 0
     with sources._open_binary(spec.path) as handle:
         number, carry, skipping = 0, b"", False
         try:
@@ -140,22 +141,23 @@ def _line_blocks(spec: InputSpec, on_error: str, counters: SourceCounters, block
                     lines = block.count(b"\n")
                     number += lines
                     pending.append(block)
+                    pending_lines += lines
                     size += len(block) + 64 * lines  # as iter_documents sizes a batch: as many documents a job
                     if size >= block_bytes:
-                        yield b"".join(pending)
-                        pending, size = [], 0
+                        yield b"".join(pending), pending_lines
+                        pending, size, pending_lines = [], 0, 0
                 if len(carry) > sources.MAX_DOCUMENT_BYTES:
                     number += 1
                     _too_long(spec, number, on_error, counters)
                     carry, skipping = b"", True
         except (EOFError, zlib.error, gzip.BadGzipFile):
             if pending:  # what precedes the damage is kept, as line by line
-                yield b"".join(pending)
+                yield b"".join(pending), pending_lines
             raise
         if pending:
-            yield b"".join(pending)
+            yield b"".join(pending), pending_lines
         if carry and not skipping:  # a last line without a line ending keeps its bytes as they are
-            yield [carry] if carry.endswith(b"\r") else carry + b"\n"
+            yield ([carry] if carry.endswith(b"\r") else carry + b"\n"), 1
 
 
 def _blank_line_end(data: bytes, start: int) -> int:
@@ -231,7 +233,7 @@ def iter_text_blocks(specs: list[InputSpec], on_error: str, block_bytes: int = 1
     for spec in specs:
         blocks = _paragraph_blocks if spec.unit == "paragraph" else _line_blocks
         for data in sources._guarded(spec, on_error, running, lambda *arguments: blocks(*arguments, block_bytes)):
-            documents = None if spec.unit != "line" else len(data) if isinstance(data, list) else data.count(b"\n")
+            data, documents = data if blocks is _line_blocks else (data, None)  # line blocks come with their count
             yield TextBlock(data, running.minus(reported), spec.unit, documents)
             reported = dataclasses.replace(running)
     if running != reported:

@@ -227,11 +227,11 @@ def varint_length(token_id):
 
 def ids_varint_bytes(kept_counts: list[int], total_tokens: int) -> int:
     """Varint bytes of every corpus token's id: kept word i has id i + 2, any other word is <unk> (1 byte)."""
-    first_id = len(RESERVED_TOKENS)
-    inside = sum(count * varint_length(token_id) for token_id, count in enumerate(kept_counts, start=first_id))
-    return inside + (total_tokens - sum(kept_counts))
+    counts = np.asarray(kept_counts, dtype=np.int64)
+    inside = int((counts * varint_length(np.arange(len(RESERVED_TOKENS), len(RESERVED_TOKENS) + len(counts)))).sum())
+    return inside + (total_tokens - int(counts.sum()))
 
 
 def vocabulary_bytes(tokens: list[str]) -> tuple[bytes, str]:
-    data = "".join(token + "\n" for token in tokens).encode("utf-8")
+    data = ("\n".join(tokens) + "\n" if tokens else "").encode("utf-8")
     return data, hashlib.sha256(data).hexdigest()
