@@ -43,25 +43,33 @@ def root(
     pass  # the app's help is Typer(help=...); this callback only holds --version
 
 
-def _mount() -> None:
-    # Imported here, not at module top, so `nextword --help` stays fast.
-    from nextword.generate.cli import register as register_gen
-    from nextword.generate.serve_cli import register as register_serve
-    from nextword.ingest.cli import register as register_ingest
-    from nextword.model.cli import register as register_model
-    from nextword.demo import register as register_demo
-    from nextword.gpu_check import register as register_gpu_check
+# Each stage's commands, by the module whose register() adds them.
+_STAGES = {
+    "nextword.ingest.cli": ("ingest", "inspect", "verify"),
+    "nextword.model.cli": ("train", "eval", "plot", "export"),
+    "nextword.generate.cli": ("gen",),
+    "nextword.generate.serve_cli": ("serve",),
+    "nextword.demo": ("demo",),
+    "nextword.gpu_check": ("gpu-check",),
+}
 
-    register_ingest(app)
-    register_model(app)
-    register_gen(app)
-    register_serve(app)
-    register_demo(app)
-    register_gpu_check(app)
+
+def _mount(command: str | None = None) -> None:
+    """Add the stages' commands to the app: only `command`'s stage when it names one (imported here,
+    not at module top, so `nextword --help` stays fast, and `nextword ingest` does not import the
+    training and serving stacks: ~0.1 CPU s of a short ingest's serial part), else every stage."""
+    import importlib
+
+    modules = [module for module, commands in _STAGES.items() if command in commands] or list(_STAGES)
+    for module in modules:
+        importlib.import_module(module).register(app)
 
 
 def main() -> None:
-    _mount()
+    import sys
+
+    # the command is the first word that is not an option (the root's only option, --version, takes no value)
+    _mount(next((word for word in sys.argv[1:] if not word.startswith("-")), None))
     run_app(app, "nextword")
 
 

@@ -61,6 +61,20 @@ def test_every_command_is_checked():
     assert set(COMMANDS) >= set(ARGUMENTS) and set(ARGUMENTS) >= set(COMMANDS), "add the new command to ARGUMENTS"
 
 
+def test_each_command_mounts_its_own_stage_alone():
+    """`nextword COMMAND` mounts only the stage that registers COMMAND (nextword/cli.py _STAGES): a
+    command missing there would still run (every stage is mounted then) but import them all."""
+    import importlib
+
+    from nextword.cli import _STAGES
+
+    for module, commands in _STAGES.items():
+        app = typer.Typer()
+        importlib.import_module(module).register(app)
+        assert tuple(info.name for info in app.registered_commands) == commands, module
+    assert sorted(name for commands in _STAGES.values() for name in commands) == sorted(COMMANDS)
+
+
 @pytest.mark.parametrize("args", [[], *[[name] for name in COMMANDS], "gen"], ids=lambda a: " ".join(a) or "gen*")
 def test_help_shows_no_value_type_after_flags_and_h_is_help(args):
     program = "gen" if args == "gen" else "nextword"
