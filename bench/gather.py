@@ -116,8 +116,8 @@ def generated_tables(data: dict) -> dict:
         return table
 
     return {"recipe": recipe_report,
-            "dedup-quality": stored("dedup", "unique_memory", "quality_table"),
-            "dedup-rounds": stored("dedup", "unique_memory", "rounds_table"),
+            "dedup-quality": stored("dedup", "eager-final", "quality_table"),
+            "dedup-rounds": stored("dedup", "eager-final", "rounds_table"),
             "blend-shares": stored("blend", "bible-vim", "shares_table"),
             "blend-throughput": stored("blend", "bible-vim", "throughput_table"),
             "blend-throughput-quiet": stored("blend", "quiet", "throughput_table")}
