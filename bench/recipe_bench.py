@@ -87,6 +87,8 @@ ARMS = {
     # the export's n-gram (model/ngram_graph.py): the network alone, and other orders
     "ngram-0": ["--ngram-order", "0"],
     "ngram-3": ["--ngram-order", "3"],
+    # the mixture without its context cache (model/context_cache.py): every export before 2026-12-06
+    "no-cache": ["--no-context-cache"],
 }
 SMOKE_ARMS = ("default", "notebook", "lstm")
 SMOKE_BUDGETS = (3.0, 6.0)  # stand-ins for 180 s and 720 s, so the report's target lines are exercised
@@ -123,7 +125,9 @@ def resolve(flags: list[str], vocab_size: int = 500, context_length: int = 44) -
     command = typer.main.get_command(app).commands["train"]
     settings = train_settings(command.make_context("train", ["DATA", "--out", "RUN", *flags]).params)
     return {"model": settings.model_config(vocab_size, context_length).to_dict(),
-            "optimization": settings.optimization().to_dict(), "export": {"ngram_order": settings.export_ngram_order()}}
+            "optimization": settings.optimization().to_dict(),
+            "export": {"ngram_order": settings.export_ngram_order(),
+                       "context_cache": settings.context_cache and settings.export_ngram_order() > 0}}
 
 
 def changes(recipe: dict, default: dict) -> str:

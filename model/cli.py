@@ -28,6 +28,9 @@ Precision = Literal[PRECISIONS]
 NGRAM_HELP = (f"the export mixes the network with a Kneser-Ney n-gram of this order counted on the train split, "
               f"weighted by maximum likelihood on the validation sample (gen, eval EXPORT_DIR and TF Serving use the "
               f"mixture); 0: the network alone; default {DEFAULT_NGRAM_ORDER} (0 under --preset notebook)")
+CACHE_HELP = ("with the n-gram, mix in a third part: the share of the 44-word window's own words that are each "
+              "word (a cache: text repeats the words it has just used), its weight fitted with the others; on by "
+              "default (bench/RESULTS.md: the export's perplexity 292 -> ~190 on the embedded corpus)")
 _RECIPE = "default: the preset's, else " + ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
                                                    for name, value in RECIPE_DEFAULTS.items())
 
@@ -73,6 +76,7 @@ def train(
     validation_sample: int = typer.Option(TrainSettings.validation_sample, help="val windows scored at each validation; the whole split is scored at the end"),
     export_checkpoint: CheckpointChoice = typer.Option(TrainSettings.export_checkpoint, help="export the best held-out weights, or the latest"),
     ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP),
+    context_cache: bool = typer.Option(True, "--context-cache/--no-context-cache", help=CACHE_HELP),
     peak_flops: Optional[float] = typer.Option(None, help="FLOP/s of the hardware the run uses (all devices: e.g. 8 x 312e12 for 8 A100s in bf16); the progress bar and summary.json report the step's matmul FLOP/s as a share of it. Default: a short matmul calibration in the step's compute dtype (float32; bfloat16 under mixed_bfloat16; float16 under mixed_float16 on GPUs), cached per machine in ~/.cache/nextword"),
     resume: Optional[bool] = typer.Option(None, "--resume/--no-resume", help="default: resume when RUN_DIR holds a checkpoint"),
     export: bool = typer.Option(True, "--export/--no-export", help="write RUN_DIR/export at the end"),
@@ -196,21 +200,23 @@ def export(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", metavar="DATA_DIR", help="the dataset the run was trained on, if it moved (default: run.json's)"),
     checkpoint: CheckpointChoice = typer.Option("best", help="the best held-out checkpoint (the latest when no validation ran) or the latest"),
     ngram_order: Optional[int] = typer.Option(None, help=NGRAM_HELP + "; default: the run's"),
+    context_cache: Optional[bool] = typer.Option(None, "--context-cache/--no-context-cache", help=CACHE_HELP + "; default: the run's"),
 ) -> None:
     """Export RUN_DIR's best checkpoint (SavedModel + card.json), as `train` does at its end."""
     check_ngram_order(ngram_order)
     load_tensorflow()
     from nextword.model.export import export_run
 
-    export_dir, card = export_run(run_dir, out, data_dir, checkpoint, ngram_order)
+    export_dir, card = export_run(run_dir, out, data_dir, checkpoint, ngram_order, context_cache)
     training = card["training"]
     step = (training.get("exported") or {}).get("step", training.get("steps"))
     typer.echo(f"exported step {step} of {run_dir} ({training.get('exported_from')}) to {export_dir}")
     if card.get("ngram") and "network_weight" in card["ngram"]:
         mixed = card["ngram"]
         figures = mixed["sample_perplexity"]
+        cache = f", context cache weight {mixed['cache_weight']:.3f}" if mixed.get("context_cache") else ""
         typer.echo(f"mixed with a {mixed['order']}-gram counted on the train split (network weight "
-                   f"{mixed['network_weight']:.3f}): validation-sample perplexity {figures['mixture']:.2f} "
+                   f"{mixed['network_weight']:.3f}{cache}): validation-sample perplexity {figures['mixture']:.2f} "
                    f"(network alone {figures['network']:.2f}, {mixed['order']}-gram alone {figures['ngram']:.2f})")
     typer.echo(f"next: gen {export_dir} \"some words\"")
 

@@ -73,12 +73,14 @@ SIGNATURES_DOC = {
 def export_model(
     model: keras.Model, config: ModelConfig, data_dir: str, export_dir: str, training_summary: dict,
     ngram_order: int = ngram.DEFAULT_ORDER, sample_windows: int = 2048, blend: dict | None = None,
+    context_cache: bool = True,
 ) -> dict:
     """Write EXPORT_DIR from a trained Keras model and its DATA_DIR; returns the card (a dict).
 
     ngram_order >= 2: the export mixes the network with a Kneser-Ney n-gram of that order counted
     on the train split, weighted by maximum likelihood on the first `sample_windows` val windows
-    (the validation sample that chose the checkpoint); 0: the network alone.
+    (the validation sample that chose the checkpoint); 0: the network alone. context_cache: the
+    mixture's third part, the window's own words (model/context_cache.py), its weight fitted with the others.
     blend: a blended run's sources and weights (run.json's "blend"), recorded in the card; DATA_DIR
     is then its first source (the vocabulary every source shares; the n-gram is counted on it)."""
     manifest = load_manifest(data_dir)
@@ -89,12 +91,14 @@ def export_model(
     storage.makedirs(staging)
     try:
         network = float32_copy(model, config)
-        mixture, ngram_card = build_mixture(network, config, data_dir, manifest, ngram_order, sample_windows)
+        mixture, ngram_card = build_mixture(network, config, data_dir, manifest, ngram_order, sample_windows,
+                                             context_cache)
         module = ExportModule(network, config, vocabulary, manifest.tokenizer_choice, mixture)
         tf.saved_model.save(module, storage.join(staging, SAVED_MODEL_DIR), signatures=module.signatures())
         storage.write_atomic(storage.join(staging, VOCAB_NAME), "".join(f"{token}\n" for token in vocabulary))
         generation = module.decoder.description + (
-            f"; mixed with a {mixture.order}-gram (network weight {mixture.network_weight:.3f})" if mixture else "")
+            f"; mixed with a {mixture.order}-gram (network weight {mixture.network_weight:.3f})"
+            + (f" and the context cache (weight {mixture.cache_weight:.3f})" if mixture.cache else "") if mixture else "")
         card = _card(config, manifest, training_summary, _file_checksums(staging), generation, ngram_card, blend)
         storage.write_atomic(storage.join(staging, CARD_NAME), json.dumps(card, indent=2, ensure_ascii=False) + "\n")
         _replace_directory(staging, export_dir)
@@ -129,12 +133,14 @@ def float32_copy(model: keras.Model, config: ModelConfig) -> keras.Model:
 
 
 def build_mixture(network: keras.Model, config: ModelConfig, data_dir: str, manifest, order: int,
-                  sample_windows: int) -> tuple[NgramMixture | None, dict | None]:
+                  sample_windows: int, context_cache: bool = True) -> tuple[NgramMixture | None, dict | None]:
     """(the mixture, the card's `ngram` entry), or (None, None) for order 0, or (None, {"order",
-    "skipped": why}) when there is nothing to count or to choose the weight on."""
+    "skipped": why}) when there is nothing to count or to choose the weights on. context_cache: the
+    mixture has the context cache (model/context_cache.py) as its third part."""
     if order == 0:
         return None, None
     from nextword.model.builder import final_word_logits_fn
+    from nextword.model.context_cache import cache_log_probabilities
     from nextword.model.metrics import eval_batch_per_replica
     from nextword.model.validation import read_sample
 
@@ -156,22 +162,38 @@ def build_mixture(network: keras.Model, config: ModelConfig, data_dir: str, mani
         _target_log_probabilities(final_logits(sample_contexts[start:start + batch]), sample_targets[start:start + batch])
         for start in range(0, len(sample_targets), batch)])
     ngram_log_p, _ = ngram.score_events(counts, sample_contexts[:, -(order - 1):], sample_targets)
-    weight = ngram.fit_network_weight(network_log_p, ngram_log_p)
-    mixed_log_p = ngram.mixture_log_probabilities(network_log_p, ngram_log_p, weight)
-    perplexity = {name: round(math.exp(-float(np.mean(values))), 3)
-                  for name, values in (("network", network_log_p), ("ngram", ngram_log_p), ("mixture", mixed_log_p))}
+    pair_weight = ngram.fit_network_weight(network_log_p, ngram_log_p)
+    parts = {"network": network_log_p, "ngram": ngram_log_p}
+    if context_cache:
+        parts["cache"] = cache_log_probabilities(sample_contexts, sample_targets, ngram_log_p)
+    weights = dict(zip(parts, ngram.fit_weights(list(parts.values()))))
+    mixed_log_p = _mixed(parts, weights)
+    perplexity = {name: round(math.exp(-float(np.mean(values))), 3) for name, values in (
+        ("network", network_log_p), ("ngram", ngram_log_p),
+        ("network_and_ngram", ngram.mixture_log_probabilities(network_log_p, ngram_log_p, pair_weight)),
+        ("mixture", mixed_log_p))}
     train_windows = manifest.splits["train"].windows
     entry = {
-        "order": order, "algorithm": ngram.ALGORITHM, "network_weight": weight,
+        "order": order, "algorithm": ngram.ALGORITHM, "network_weight": float(weights["network"]),
+        "ngram_weight": float(weights["ngram"]), "cache_weight": float(weights.get("cache", 0.0)),
+        "context_cache": "the share of the window's words that are each id (model/context_cache.py)"
+        if context_cache else None,
         "train_events": int(counted.sum()),
         "counted": "every train window" if len(targets) >= train_windows
         else f"the first {len(targets):,} of {train_windows:,} train windows (a sample of documents: ingest shuffles records)",
         "weight_chosen_on": f"the first {len(sample_targets):,} val windows (the validation sample that chose the "
                             "checkpoint), by maximum likelihood",
+        # network_and_ngram: the two alone, their own weight refitted (what the cache adds is mixture's difference)
         "sample_perplexity": perplexity,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    return NgramMixture(counts, weight), entry
+    return NgramMixture(counts, weights["network"], weights.get("cache", 0.0), context_cache), entry
+
+
+def _mixed(parts: dict, weights: dict) -> np.ndarray:
+    """log(sum_k w_k p_k) of each event, from each part's log-probabilities."""
+    with np.errstate(divide="ignore"):  # a weight of exactly 0, a cache without the target
+        return np.logaddexp.reduce([np.log(weights[name]) + log_p for name, log_p in parts.items()], axis=0)
 
 
 def _target_log_probabilities(logits: tf.Tensor, targets: np.ndarray) -> np.ndarray:
@@ -249,13 +271,14 @@ def _replace_directory(staging: str, export_dir: str) -> None:
 
 
 def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None = None,
-               which: str = "best", ngram_order: int | None = None) -> tuple[str, dict]:
+               which: str = "best", ngram_order: int | None = None,
+               context_cache: bool | None = None) -> tuple[str, dict]:
     """`nextword export RUN_DIR`: the export `train` writes at its end, from RUN_DIR's best
     held-out checkpoint (`which` "best"; the latest when no validation ran) or its latest.
 
     The model is rebuilt from run.json's config; the vocabulary comes from the dataset the run
     was trained on (run.json's data_dir, or `data_dir` when it has moved; its fingerprint must
-    match). ngram_order None: the run's own (run.json's settings). Returns (EXPORT_DIR, card)."""
+    match). ngram_order, context_cache None: the run's own (run.json's settings). Returns (EXPORT_DIR, card)."""
     from nextword.model import checkpointing
     from nextword.model.builder import build_model
 
@@ -292,7 +315,8 @@ def export_run(run_dir: str, export_dir: str | None = None, data_dir: str | None
     if ngram_order is None:
         ngram_order = 0 if run_settings.get("preset") == "notebook" else ngram.DEFAULT_ORDER
     card = export_model(model, config, data_dir, export_dir, _training_summary(run_dir, checkpoint),
-                        ngram_order=ngram_order, sample_windows=run_settings.get("validation_sample", 2048), blend=blend)
+                        ngram_order=ngram_order, sample_windows=run_settings.get("validation_sample", 2048), blend=blend,
+                        context_cache=run_settings.get("context_cache", True) if context_cache is None else context_cache)
     return export_dir, card
 
 

@@ -244,7 +244,8 @@ class ExportModule(GenerationMixin, tf.Module):
         self.keras_weights = list(model.weights)
         self.decoder = make_decoder(model, config)
         self.mixture = mixture
-        self.ngram_width = mixture.order - 1 if mixture is not None else 0  # ids the n-gram reads before a word
+        # ids the mixture reads before a word: the n-gram's, or the whole window with the context cache
+        self.mixture_width = mixture.ids_read(config.context_length) if mixture is not None else 0
         self.network_logits = final_word_logits_fn(model)
         self.tokenize = tf.function(self._tokenize, input_signature=[tf.TensorSpec([None], tf.string)])
         self.next_word_probabilities = tf.function(

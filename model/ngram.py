@@ -253,22 +253,31 @@ def word_probability(model: KneserNey, context, word: int) -> float:
 def fit_network_weight(network_log_p: np.ndarray, ngram_log_p: np.ndarray, iterations: int = 500,
                        tolerance: float = 1e-7) -> float:
     """The weight w maximising the likelihood of p = w p_network + (1 - w) p_ngram over held-out
-    events, given each model's log-probability of the target (float64[n] each), by EM (it
-    converges monotonically for a convex combination; Jelinek & Mercer 1980). 0.5 for no events.
+    events, given each model's log-probability of the target (float64[n] each): `fit_weights` of
+    the two. 0.5 for no events.
 
     A single weight: weights per highest seen context order gave the same held-out perplexity on
     the embedded corpus (280.53 vs 280.67, bench/RESULTS.md) for five times the parameters."""
-    if len(network_log_p) == 0:
-        return 0.5
-    shift = np.maximum(network_log_p, ngram_log_p)  # exp of very negative logs would underflow to 0/0
-    network, ngram = np.exp(network_log_p - shift), np.exp(ngram_log_p - shift)
-    weight = 0.5
+    return float(fit_weights([network_log_p, ngram_log_p], iterations, tolerance)[0])
+
+
+def fit_weights(log_ps: list[np.ndarray], iterations: int = 500, tolerance: float = 1e-7) -> np.ndarray:
+    """float64[K]: the weights (summing to 1) maximising the likelihood of p = sum_k w_k p_k over
+    held-out events, given each of K models' log-probability of the target (float64[n] each; -inf
+    where a model gives it none), by EM: it converges monotonically for a convex combination
+    (Jelinek & Mercer 1980). Equal weights for no events."""
+    log_p = np.asarray(log_ps, dtype=np.float64)
+    weights = np.full(len(log_p), 1.0 / len(log_p))
+    if log_p.shape[1] == 0:
+        return weights
+    probabilities = np.exp(log_p - log_p.max(axis=0))  # exp of very negative logs would underflow to 0/0
     for _ in range(iterations):
-        network_share = weight * network / (weight * network + (1 - weight) * ngram)
-        weight, previous = float(np.mean(network_share)), weight
-        if abs(weight - previous) < tolerance:
+        shares = weights[:, None] * probabilities
+        shares /= shares.sum(axis=0)
+        weights, previous = shares.mean(axis=1), weights
+        if np.abs(weights - previous).max() < tolerance:
             break
-    return weight
+    return weights
 
 
 def mixture_log_probabilities(network_log_p: np.ndarray, ngram_log_p: np.ndarray, weight: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The Kneser-Ney n-gram inside the exported graph, mixed with the network: p = w p_net + (1 - w) p_ngram.
+"""The Kneser-Ney n-gram inside the exported graph, mixed with the network and the context cache:
+p = w_net p_net + w_ngram p_ngram + w_cache p_cache (model/context_cache.py; w_cache 0 without it).
 
 Why: on a small corpus an n-gram counted from the train windows beats any network trained on
 them (66K words: 5-gram perplexity 313 vs the network's 440), and a linear mixture of the two
@@ -16,16 +17,19 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from nextword.model.ngram import KneserNey
+from nextword.model.ngram import PAD, KneserNey
 
 
 class NgramMixture(tf.Module):
-    """A counted KneserNey and the network's weight in the mixture."""
+    """A counted KneserNey, the network's weight in the mixture and the context cache's (the
+    n-gram has the rest). cache: whether the mixture has the context cache (its weight may be 0)."""
 
-    def __init__(self, ngram: KneserNey, network_weight: float):
+    def __init__(self, ngram: KneserNey, network_weight: float, cache_weight: float = 0.0, cache: bool = False):
         super().__init__(name="ngram_mixture")
         self.order, self.vocab_size = ngram.order, ngram.vocab_size
-        self.network_weight = float(network_weight)
+        self.network_weight, self.cache_weight = float(network_weight), float(cache_weight) if cache else 0.0
+        self.ngram_weight = max(0.0, 1.0 - self.network_weight - self.cache_weight)
+        self.cache = cache
 
         def table(values, dtype):  # variables, not constants: tens of MB stay out of the GraphDef
             return tf.Variable(tf.constant(values, dtype), trainable=False)
@@ -71,12 +75,27 @@ class NgramMixture(tf.Module):
         indices = tf.stack([tf.concat(rows_of, 0), tf.concat(words_of, 0)], axis=1)
         return tf.tensor_scatter_nd_add(dense, indices, tf.concat(values_of, 0))
 
+    def ids_read(self, context_length: int) -> int:
+        """How many of the ids before a word the mixture reads: the whole window with the cache."""
+        return context_length if self.cache else self.order - 1
+
+    def cache_distributions(self, window: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
+        """int32[b, width] -> float32[b, vocab]: the share of each window's words (pad excluded)
+        that are each id; fallback float32[b, vocab] for a window holding no word."""
+        counts = tf.math.bincount(window, minlength=self.vocab_size, maxlength=self.vocab_size, axis=-1,
+                                  dtype=tf.float32)
+        counts = counts * tf.one_hot(PAD, self.vocab_size, on_value=0.0, off_value=1.0)  # pad is no word
+        held = tf.reduce_sum(counts, axis=1, keepdims=True)
+        return tf.where(held > 0, counts / tf.maximum(held, 1.0), fallback)
+
     def mixed_log_probabilities(self, network_logits: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-        """network logits float32[b, vocab] and the ids they follow int32[b, >= order - 1] ->
-        float32[b, vocab]: log(w softmax(logits) + (1 - w) P_ngram). Sampling treats them as
-        logits (their softmax is the mixture itself)."""
+        """network logits float32[b, vocab] and the ids they follow int32[b, >= ids_read] ->
+        float32[b, vocab]: log(w_net softmax(logits) + w_ngram P_ngram + w_cache P_cache).
+        Sampling treats them as logits (their softmax is the mixture itself)."""
         width = self.order - 1
         ngram = self.distributions(window[:, tf.shape(window)[1] - width:])
         network = tf.nn.softmax(network_logits, axis=-1)
-        mixed = self.network_weight * network + (1.0 - self.network_weight) * ngram
+        mixed = self.network_weight * network + self.ngram_weight * ngram
+        if self.cache:
+            mixed += self.cache_weight * self.cache_distributions(window, ngram)
         return tf.math.log(mixed)  # > 0 everywhere: the unigram gives every id mass

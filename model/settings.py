@@ -117,6 +117,7 @@ class TrainSettings:
     validation_sample: int = 2048  # val windows scored at each validation (the whole split at the end)
     export_checkpoint: str = "best"  # which weights the export holds: the best held-out or the latest
     ngram_order: int | None = None  # the export's n-gram mixed with the network; 0: none; None: see export_ngram_order
+    context_cache: bool = True  # the mixture's third part, the window's own words (model/context_cache.py)
     peak_flops: float | None = None  # FLOP/s utilisation is measured against; None: a cached matmul calibration
     resume: bool | None = None  # None: resume when RUN_DIR holds a checkpoint
     export: bool = True

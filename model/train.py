@@ -479,7 +479,7 @@ class TrainingSession:
         export_dir = storage.join(self.settings.out, "export") if self.chief else tempfile.mkdtemp(prefix="nextword-worker-export-")
         export_model(self.trainer.model, self.model_config, self.settings.data_dir, export_dir, summary,
                      ngram_order=self.settings.export_ngram_order(), sample_windows=self.settings.validation_sample,
-                     blend=self.blend)
+                     blend=self.blend, context_cache=self.settings.context_cache)
         if not self.chief:
             storage.remove(export_dir)
 

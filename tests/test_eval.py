@@ -48,9 +48,10 @@ def test_trained_under_mirrored_with_two_replicas_and_exported(mirrored_run):
 
 @pytest.mark.slow
 def test_eval_of_export_equals_the_checkpoint_mixed_with_the_counted_5_gram(mirrored_run, data_dir):
-    """The export scores w p_network + (1 - w) p_5gram: recomputed here from the best checkpoint's
-    logits, a 5-gram counted by model/ngram.py on the train windows, and the card's weight."""
-    from nextword.model import ngram
+    """The export scores w_net p_network + w_ngram p_5gram + w_cache p_cache: recomputed here from the
+    best checkpoint's logits, a 5-gram counted by model/ngram.py on the train windows, the windows' own
+    words (model/context_cache.py) and the card's weights."""
+    from nextword.model import context_cache, ngram
     from nextword.model.evaluate import final_logits_from_run_dir
     from nextword.model.validation import read_sample
     from nextword.tfrecords.manifest import load_manifest
@@ -67,12 +68,15 @@ def test_eval_of_export_equals_the_checkpoint_mixed_with_the_counted_5_gram(mirr
     counts = ngram.count_events(*ngram.events_from_dataset(data_dir, "train", 5), manifest.vocab_size, 5)
     five_gram, _ = ngram.score_events(counts, contexts[:, -4:], targets)
     card = json.load(open(os.path.join(mirrored_run, "export", "card.json")))
-    weight = card["ngram"]["network_weight"]
-    mixed = ngram.mixture_log_probabilities(network, five_gram, weight)
-    assert from_export["loss"] == pytest.approx(-mixed.mean(), rel=1e-4)
-    # the weight maximises the likelihood of the validation sample, here the whole 220-window split
-    # (the 5-gram alone predicts this synthetic data best: a weight of 0 is the maximum there)
-    assert 0 <= weight <= 1 and from_export["loss"] <= min(-network.mean(), -five_gram.mean()) + 1e-6
+    mixed = card["ngram"]
+    cache = context_cache.cache_log_probabilities(contexts, targets, five_gram)
+    with np.errstate(divide="ignore"):
+        mixed_log_p = np.logaddexp.reduce([np.log(mixed["network_weight"]) + network, np.log(mixed["ngram_weight"]) + five_gram,
+                                           np.log(mixed["cache_weight"]) + cache], axis=0)
+    assert from_export["loss"] == pytest.approx(-mixed_log_p.mean(), rel=1e-4)
+    # the weights maximise the likelihood of the validation sample, here the whole 220-window split
+    assert mixed["network_weight"] + mixed["ngram_weight"] + mixed["cache_weight"] == pytest.approx(1.0)
+    assert from_export["loss"] <= min(-network.mean(), -five_gram.mean()) + 1e-6
     assert card["ngram"]["sample_perplexity"]["mixture"] == pytest.approx(from_export["perplexity"], rel=1e-3)
     # the best validation's weights (the sample is the whole 220-window split here)
     history = json.load(open(os.path.join(mirrored_run, "history.json")))

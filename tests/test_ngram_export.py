@@ -1,14 +1,17 @@
-"""The export's n-gram mixture: the graph's Kneser-Ney lookup against model/ngram.py's, the mixing
-weight's fit, the export's signatures against the mixture recomputed in numpy, and the settings."""
+"""The export's n-gram mixture: the graph's Kneser-Ney lookup and context cache against model/ngram.py's
+and model/context_cache.py's, the mixing weights' fit, the export's signatures against the mixture
+recomputed in numpy, and the settings."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from nextword.errors import SettingsError
-from nextword.model import ngram
+from nextword.model import context_cache, ngram
 from nextword.model.builder import final_word_logits_fn
 from nextword.model.ngram_graph import NgramMixture
 from nextword.model.settings import TrainSettings
@@ -44,6 +47,51 @@ def test_the_mixture_is_the_log_of_the_weighted_sum(counted):
     np.testing.assert_allclose(np.exp(mixed), expected, rtol=1e-5)
 
 
+def test_the_mixture_with_the_context_cache_adds_the_windows_own_words(counted):
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(6, 40)).astype(np.float32) * 3
+    windows = rng.integers(0, 40, (6, 9)).astype(np.int32)
+    windows[1, :6] = 0  # a document start: pads are no words
+    windows[2, :] = 0  # an empty prompt: no cache, the n-gram stands in for it
+    windows[3, :] = [0, 0, 0, 7, 7, 7, 3, 1, 7]  # 7 is 4 of the 6 words, <unk> (1) one
+    mixture = NgramMixture(counted, 0.3, 0.2, cache=True)
+    assert mixture.ids_read(9) == 9 and NgramMixture(counted, 0.3).ids_read(9) == 4
+    ngram_part = ngram.predictive_distributions(counted, windows[:, -4:])
+    cache = context_cache.cache_distributions(windows, 40, ngram_part)
+    got = mixture.cache_distributions(tf.constant(windows), tf.constant(ngram_part, tf.float32)).numpy()
+    np.testing.assert_allclose(got, cache, rtol=1e-6)
+    assert cache[3, 7] == pytest.approx(4 / 6) and cache[3, 1] == pytest.approx(1 / 6) and cache[3, 0] == 0
+    np.testing.assert_allclose(cache[2], ngram_part[2])
+    np.testing.assert_allclose(cache.sum(axis=1), 1.0)
+    network = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = 0.3 * network + 0.5 * ngram_part + 0.2 * cache
+    mixed = mixture.mixed_log_probabilities(tf.constant(logits), tf.constant(windows)).numpy()
+    np.testing.assert_allclose(np.exp(mixed), expected, rtol=1e-5)
+    # the per-target figure the weights are fitted on is the same distribution's entry
+    targets = np.array([windows[0, -1], 5, 9, 7, 39, 0])
+    log_p = context_cache.cache_log_probabilities(windows, targets, np.log(ngram_part[np.arange(6), targets]))
+    np.testing.assert_allclose(np.exp(log_p), cache[np.arange(6), targets], rtol=1e-12)
+
+
+def test_three_weights_maximise_the_held_out_likelihood():
+    rng = np.random.default_rng(5)
+    parts = [np.log(rng.uniform(1e-4, 1, 400)) for _ in range(3)]
+    parts[2][:150] = -np.inf  # a cache that does not hold the target
+    weights = ngram.fit_weights(parts)
+    assert weights.sum() == pytest.approx(1.0) and (weights >= 0).all()
+
+    def loss(w):
+        with np.errstate(divide="ignore"):
+            return -np.logaddexp.reduce([np.log(wk) + part for wk, part in zip(w, parts)], axis=0).mean()
+
+    grid = [(a, b, 1 - a - b) for a in np.linspace(0.01, 0.98, 60) for b in np.linspace(0.01, 0.98, 60) if a + b < 0.99]
+    assert loss(weights) <= min(map(loss, grid)) + 1e-9
+    # a part that never gives the target anything gets no weight
+    useless = ngram.fit_weights([parts[0], parts[1], np.full(400, -np.inf)])
+    assert useless[2] < 1e-3 and useless[:2].sum() == pytest.approx(1.0)
+    assert ngram.fit_weights([np.zeros(0)] * 3).tolist() == pytest.approx([1 / 3] * 3)
+
+
 def test_the_weight_maximises_the_held_out_likelihood():
     rng = np.random.default_rng(2)
     network, five_gram = np.log(rng.uniform(1e-4, 1, 500)), np.log(rng.uniform(1e-4, 1, 500))
@@ -63,30 +111,71 @@ def mixed_export(tiny_dataset, tmp_path_factory):
     return make_export(tiny_dataset, tmp_path_factory.mktemp("mixed") / "export", arch="lstm")
 
 
-def test_score_ids_and_greedy_generation_follow_the_mixture(mixed_export, tiny_dataset):
-    card = mixed_export.card["ngram"]
-    assert card["order"] == 5 and 0 <= card["network_weight"] <= 1 and card["counted"] == "every train window"
-    contexts, targets = ngram.events_from_dataset(tiny_dataset, "train", 5)
-    counts = ngram.count_events(contexts, targets, mixed_export.config.vocab_size, 5)
-    windows = np.random.default_rng(3).integers(0, mixed_export.config.vocab_size, (6, mixed_export.config.context_length))
-    windows[0, :5] = 0  # a document start
-    logits = final_word_logits_fn(mixed_export.model)(windows).numpy().astype(np.float64)
+def _mixture_after(export, data_dir: str, windows: np.ndarray) -> np.ndarray:
+    """float64[b, V]: the card's mixture after each window, recomputed in numpy."""
+    card = export.card["ngram"]
+    counts = ngram.count_events(*ngram.events_from_dataset(data_dir, "train", 5), export.config.vocab_size, 5)
+    logits = final_word_logits_fn(export.model)(windows).numpy().astype(np.float64)
     network = np.exp(logits - logits.max(axis=1, keepdims=True))
     network /= network.sum(axis=1, keepdims=True)
-    weight = card["network_weight"]
-    expected = weight * network + (1 - weight) * ngram.predictive_distributions(counts, windows[:, -4:])
+    five_gram = ngram.predictive_distributions(counts, windows[:, -4:])
+    mixture = card["network_weight"] * network + card["ngram_weight"] * five_gram
+    if card["context_cache"]:
+        mixture += card["cache_weight"] * context_cache.cache_distributions(windows, export.config.vocab_size, five_gram)
+    return mixture
+
+
+def test_score_ids_and_greedy_generation_follow_the_mixture(mixed_export, tiny_dataset):
+    card = mixed_export.card["ngram"]
+    assert card["order"] == 5 and card["counted"] == "every train window" and card["context_cache"]
+    weights = [card["network_weight"], card["ngram_weight"], card["cache_weight"]]
+    assert min(weights) >= 0 and sum(weights) == pytest.approx(1.0)
+    assert card["sample_perplexity"]["mixture"] <= card["sample_perplexity"]["network_and_ngram"] + 1e-3
+    windows = np.random.default_rng(3).integers(0, mixed_export.config.vocab_size, (6, mixed_export.config.context_length))
+    windows[0, :5] = 0  # a document start
     scored = mixed_export.loaded.signatures["score_ids"](context=tf.constant(windows, tf.int32))["logits"].numpy()
-    np.testing.assert_allclose(np.exp(scored), expected, rtol=1e-4, atol=1e-8)
-    # greedy: the first generated word is the mixture's most likely word after the prompt (<pad>/<unk> masked)
+    np.testing.assert_allclose(np.exp(scored), _mixture_after(mixed_export, tiny_dataset, windows), rtol=1e-4, atol=1e-8)
+    # greedy: each generated word is the mixture's most likely word after the window so far (<pad>/<unk> masked),
+    # so generation hands the mixture the whole window (the cache reads it all), not the n-gram's 4 ids
     tokens = mixed_export.loaded.signatures["tokenize"](prompts=tf.constant(["the cat", ""]))
-    window = tokens["window"].numpy()
-    logits = final_word_logits_fn(mixed_export.model)(window).numpy().astype(np.float64)
-    network = np.exp(logits - logits.max(axis=1, keepdims=True))
-    mixture = weight * network / network.sum(axis=1, keepdims=True) + (1 - weight) * ngram.predictive_distributions(
-        counts, window[:, -4:])
-    mixture[:, :2] = 0
-    generated = call_generate(mixed_export.loaded, ["the cat", ""], greedy=True, num_words=1)
-    assert generated["ids"][:, 0].tolist() == mixture.argmax(axis=1).tolist()
+    history = tokens["window"].numpy()
+    generated = call_generate(mixed_export.loaded, ["the cat", ""], greedy=True, num_words=4)["ids"]
+    for step in range(4):
+        mixture = _mixture_after(mixed_export, tiny_dataset, history[:, -mixed_export.config.context_length:])
+        mixture[:, :2] = 0
+        assert generated[:, step].tolist() == mixture.argmax(axis=1).tolist(), step
+        history = np.concatenate([history, generated[:, step:step + 1]], axis=1)
+
+
+def test_generation_hands_the_cache_the_whole_window_not_the_ngrams_ids(tiny_dataset):
+    """With the cache's weight high, the first greedy word is the prompt's most repeated word, which
+    only a cache reading more than the n-gram's last 4 ids sees."""
+    from nextword.model.export_graph import ExportModule
+    from nextword.tfrecords.manifest import load_manifest, load_vocabulary
+    from test_export_fixtures import model_config_for, random_model
+
+    manifest = load_manifest(tiny_dataset)
+    vocabulary = load_vocabulary(tiny_dataset, manifest)
+    config = model_config_for(tiny_dataset, arch="lstm")
+    counts = ngram.count_events(*ngram.events_from_dataset(tiny_dataset, "train", 5), config.vocab_size, 5)
+    module = ExportModule(random_model(config), config, vocabulary, "word", NgramMixture(counts, 0.05, 0.9, cache=True))
+    repeated, *others = vocabulary[10:15]
+    prompt = " ".join([repeated] * 3 + others)  # 3 x one word, then 4 others: the last 4 ids hold no repeat
+    generated = call_generate(SimpleNamespace(signatures=module.signatures()), [prompt], greedy=True, num_words=1)
+    assert vocabulary[generated["ids"][0, 0]] == repeated
+
+
+def test_without_the_context_cache_the_mixture_is_the_network_and_the_ngram(tiny_dataset, tmp_path):
+    from nextword.model.export import export_model
+    from test_export_fixtures import model_config_for, random_model
+
+    config = model_config_for(tiny_dataset, arch="lstm")
+    model = random_model(config)
+    card = export_model(model, config, tiny_dataset, str(tmp_path / "export"), {}, context_cache=False)
+    assert card["ngram"]["context_cache"] is None and card["ngram"]["cache_weight"] == 0
+    assert card["ngram"]["network_weight"] + card["ngram"]["ngram_weight"] == pytest.approx(1.0)
+    assert card["ngram"]["sample_perplexity"]["mixture"] == pytest.approx(card["ngram"]["sample_perplexity"]["network_and_ngram"], rel=1e-6)
+    assert "context cache" not in card["generation"]
 
 
 def test_without_val_windows_the_export_says_why_it_holds_the_network_alone(tiny_data_dir):  # noqa: F811
@@ -111,6 +200,7 @@ def test_order_zero_exports_the_network_alone(tiny_data_dir, tmp_path):  # noqa:
 
 def test_ngram_order_settings():
     assert TrainSettings(data_dir="d", out="o").export_ngram_order() == ngram.DEFAULT_ORDER == 5
+    assert TrainSettings(data_dir="d", out="o").context_cache  # the cache rides on the n-gram, on by default
     assert TrainSettings(data_dir="d", out="o", preset="notebook").export_ngram_order() == 0  # the notebook had none
     assert TrainSettings(data_dir="d", out="o", preset="notebook", ngram_order=3).export_ngram_order() == 3
     for bad in (1, -1, 9):
