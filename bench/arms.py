@@ -66,8 +66,11 @@ def train_arm(data_dir: str, run_dir: str, budget: float, flags: list[str], expo
         "scored": "export" if score_export else "checkpoint",
         "network_perplexity": network.get("perplexity") if score_export else None,
         "network_top1": network.get("top1") if score_export else None,
-        "export": {"ngram_order": mixed.get("order", 0) if "network_weight" in mixed else 0},
-        "ngram_network_weight": mixed.get("network_weight"),
+        "export": {"ngram_order": mixed.get("order", 0) if "network_weight" in mixed else 0,
+                   "context_cache": bool(mixed.get("context_cache"))},
+        "ngram_network_weight": mixed.get("network_weight"), "ngram_cache_weight": mixed.get("cache_weight"),
+        # the card's validation-sample perplexities: network, ngram, network_and_ngram (no cache), mixture
+        "ngram_sample_perplexity": mixed.get("sample_perplexity"),
         "load_before": load, "dataset_fingerprint": fingerprint, "date": now(), "code": code,
     }
     if not keep:

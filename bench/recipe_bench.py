@@ -164,8 +164,8 @@ def run_name(row: dict) -> str:
 
 ROW = ("flags", "budget_s", "steps", "stopped_by", "best_step", "wall_seconds", "process_seconds", "windows_per_second",
        "parameters", "utilisation", "model", "optimization", "perplexity", "top1", "top5", "val_windows", "scored",
-       "network_perplexity", "network_top1", "export", "ngram_network_weight", "load_before", "dataset_fingerprint",
-       "date", "code")  # what a row keeps of the arm runner's
+       "network_perplexity", "network_top1", "export", "ngram_network_weight", "ngram_cache_weight",
+       "ngram_sample_perplexity", "load_before", "dataset_fingerprint", "date", "code")  # what a row keeps of the arm runner's
 
 
 def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:

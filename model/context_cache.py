@@ -13,6 +13,12 @@ of the window counts the same.
 
 A window with no word (the start of a document, an empty prompt) has no cache: the n-gram's
 distribution stands in for it, so the mixture there is the network's and the n-gram's alone.
+When generating, a position holding the model's own sample counts as the n-gram's distribution
+instead of its word (model/ngram_graph.py): a cache of its own output feeds on itself. The first
+demo with it sampled "the function returns function function function under the function name
+function function ..." at temperature 0.7; leaving the samples out altogether kept the prompt's
+three words at a third of the cache each for the whole sample ("a class definition class getitem
+is a a a a"), where in real text they thin out as the window fills.
 numpy only, as model/ngram.py.
 """
 
@@ -41,12 +47,16 @@ def cache_log_probabilities(contexts: np.ndarray, targets: np.ndarray, fallback_
         return np.where(np.isnan(probabilities), fallback_log_p, np.log(np.nan_to_num(probabilities)))
 
 
-def cache_distributions(contexts: np.ndarray, vocab_size: int, fallback: np.ndarray) -> np.ndarray:
+def cache_distributions(contexts: np.ndarray, vocab_size: int, fallback: np.ndarray, samples: int = 0) -> np.ndarray:
     """float64[n, V]: P_cache(. | each window); fallback float[n, V] (the n-gram's) for a window
-    holding no word. The reference the graph's version is tested against."""
+    holding no word; the windows' last `samples` ids are the model's own and count as the fallback's
+    distribution. The reference the graph's version is tested against."""
+    samples = min(samples, contexts.shape[1])
+    given = contexts[:, :contexts.shape[1] - samples]
     counts = np.zeros((len(contexts), vocab_size))
-    rows = np.repeat(np.arange(len(contexts)), contexts.shape[1])
-    np.add.at(counts, (rows, contexts.reshape(-1)), 1.0)
+    rows = np.repeat(np.arange(len(contexts)), given.shape[1])
+    np.add.at(counts, (rows, given.reshape(-1)), 1.0)
     counts[:, PAD] = 0.0
+    counts += np.count_nonzero(contexts[:, contexts.shape[1] - samples:] != PAD, axis=1)[:, None] * fallback
     held = counts.sum(axis=1, keepdims=True)
     return np.where(held > 0, counts / np.maximum(held, 1.0), fallback)

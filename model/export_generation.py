@@ -151,7 +151,8 @@ class GenerationMixin:
         step, history, pieces_in_word = loop["step"], loop["history"], loop["pieces_in_word"]
         length = self.context_length + step
         banned = sampling.banned_by_ngrams(history, length, settings["no_repeat_ngram"], self.vocab_size)
-        scores = self._scores(loop["logits"], history[:, length - self.mixture_width : length])
+        own = tf.range(self.mixture_width) >= self.mixture_width - step  # the window's last `step` ids are samples
+        scores = self._scores(loop["logits"], history[:, length - self.mixture_width : length], own)
         next_ids = sampling.choose_next_ids(
             self._must_start_word(scores, pieces_in_word >= MAX_PIECES_PER_WORD), loop["seen"], banned,
             greedy=settings["greedy"], temperature=settings["temperature"], top_k=settings["top_k"],

@@ -302,10 +302,13 @@ class ExportModule(GenerationMixin, tf.Module):
         }
 
     # ---- scoring ------------------------------------------------------------------------
-    def _scores(self, network_logits: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    def _scores(self, network_logits: tf.Tensor, ids: tf.Tensor, generated: tf.Tensor | None = None) -> tf.Tensor:
         """What is sampled from and scored: the network's logits, or with an n-gram the log of the
-        mixture given the ids they follow (int32[batch, >= order - 1], the last ones nearest)."""
-        return network_logits if self.mixture is None else self.mixture.mixed_log_probabilities(network_logits, ids)
+        mixture given the ids they follow (int32[batch, >= order - 1], the last ones nearest; generated:
+        bool[ids], those the model sampled itself, which its context cache does not count)."""
+        if self.mixture is None:
+            return network_logits
+        return self.mixture.mixed_log_probabilities(network_logits, ids, generated)
 
     def _score_ids(self, context: tf.Tensor) -> dict:
         """int32[batch, context] -> logits float32[batch, vocab] of the token after the window (with

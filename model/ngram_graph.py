@@ -79,23 +79,33 @@ class NgramMixture(tf.Module):
         """How many of the ids before a word the mixture reads: the whole window with the cache."""
         return context_length if self.cache else self.order - 1
 
-    def cache_distributions(self, window: tf.Tensor, fallback: tf.Tensor) -> tf.Tensor:
+    def cache_distributions(self, window: tf.Tensor, fallback: tf.Tensor, generated: tf.Tensor | None = None) -> tf.Tensor:
         """int32[b, width] -> float32[b, vocab]: the share of each window's words (pad excluded)
-        that are each id; fallback float32[b, vocab] for a window holding no word."""
-        counts = tf.math.bincount(window, minlength=self.vocab_size, maxlength=self.vocab_size, axis=-1,
+        that are each id; fallback float32[b, vocab] for a window holding no word. generated:
+        bool[width], positions that hold the model's own samples: each counts as the fallback's
+        distribution instead of its word, so a sample does not make itself likelier (a cache of its
+        own output feeds on itself) while the prompt's words still thin out as the window fills."""
+        given = window if generated is None else tf.where(generated[tf.newaxis, :], tf.zeros_like(window), window)
+        counts = tf.math.bincount(given, minlength=self.vocab_size, maxlength=self.vocab_size, axis=-1,
                                   dtype=tf.float32)
         counts = counts * tf.one_hot(PAD, self.vocab_size, on_value=0.0, off_value=1.0)  # pad is no word
+        if generated is not None:  # samples are never pad
+            samples = tf.reduce_sum(tf.cast(tf.logical_and(generated[tf.newaxis, :], window != PAD), tf.float32),
+                                    axis=1, keepdims=True)
+            counts += samples * fallback
         held = tf.reduce_sum(counts, axis=1, keepdims=True)
-        return tf.where(held > 0, counts / tf.maximum(held, 1.0), fallback)
+        return tf.where(held > 0, counts / tf.maximum(held, 1e-30), fallback)
 
-    def mixed_log_probabilities(self, network_logits: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    def mixed_log_probabilities(self, network_logits: tf.Tensor, window: tf.Tensor,
+                                generated: tf.Tensor | None = None) -> tf.Tensor:
         """network logits float32[b, vocab] and the ids they follow int32[b, >= ids_read] ->
         float32[b, vocab]: log(w_net softmax(logits) + w_ngram P_ngram + w_cache P_cache).
-        Sampling treats them as logits (their softmax is the mixture itself)."""
+        Sampling treats them as logits (their softmax is the mixture itself). generated: bool[width],
+        the window's positions that hold the model's own samples (see cache_distributions)."""
         width = self.order - 1
         ngram = self.distributions(window[:, tf.shape(window)[1] - width:])
         network = tf.nn.softmax(network_logits, axis=-1)
         mixed = self.network_weight * network + self.ngram_weight * ngram
         if self.cache:
-            mixed += self.cache_weight * self.cache_distributions(window, ngram)
+            mixed += self.cache_weight * self.cache_distributions(window, ngram, generated)
         return tf.math.log(mixed)  # > 0 everywhere: the unigram gives every id mass

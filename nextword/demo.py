@@ -150,8 +150,9 @@ def evaluate_step(settings: DemoSettings, console) -> dict:
         card = json.load(handle)
     mixed, network = card.get("ngram") or {}, card.get("training", {}).get("validation") or {}
     if "network_weight" in mixed and network:
+        cache = f" and a cache of the window's words (weight {mixed['cache_weight']:.2f})" if mixed.get("context_cache") else ""
         console.print(f"   the export mixes the network with a {mixed['order']}-gram counted on the train split "
-                      f"(network weight {mixed['network_weight']:.2f}); the network alone: "
+                      f"(network weight {mixed['network_weight']:.2f}){cache}; the network alone: "
                       f"perplexity {network['perplexity']:.1f}  top-1 {network['top1']:.1%}")
     from nextword.model.ngram import baseline
 

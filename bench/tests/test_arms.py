@@ -43,7 +43,8 @@ def commands(monkeypatch):
             with open(os.path.join(run_dir, "summary.json"), "w") as handle:
                 json.dump(SUMMARY, handle)
             with open(os.path.join(run_dir, "export", "card.json"), "w") as handle:
-                json.dump({"ngram": {"order": 5, "network_weight": 0.8}}, handle)
+                json.dump({"ngram": {"order": 5, "network_weight": 0.8, "cache_weight": 0.15, "context_cache": "the window's words",
+                                      "sample_perplexity": {"mixture": 60.0}}}, handle)
             return common.Measured(0, 9.87, 0, "", "")
         return common.Measured(0, 1.0, 0, json.dumps(EVAL), "")
 
@@ -73,5 +74,6 @@ def test_an_arm_scored_as_exported_keeps_the_network_alone_beside_the_mixture(da
     train, evaluate = commands
     assert "--export" in train and evaluate[4] == os.path.join(run_dir, "export")
     assert row["scored"] == "export" and (row["network_perplexity"], row["network_top1"]) == (70.0, 0.24)
-    assert row["export"] == {"ngram_order": 5} and row["ngram_network_weight"] == 0.8
+    assert row["export"] == {"ngram_order": 5, "context_cache": True} and row["ngram_network_weight"] == 0.8
+    assert row["ngram_cache_weight"] == 0.15 and row["ngram_sample_perplexity"] == {"mixture": 60.0}
     assert os.path.exists(os.path.join(run_dir, "export", "card.json"))  # keep: the caller samples from it
