@@ -30,7 +30,7 @@ NGRAM_HELP = (f"the export mixes the network with a Kneser-Ney n-gram of this or
               f"mixture); 0: the network alone; default {DEFAULT_NGRAM_ORDER} (0 under --preset notebook)")
 CACHE_HELP = ("with the n-gram, mix in a third part: the share of the 44-word window's own words that are each "
               "word (a cache: text repeats the words it has just used), its weight fitted with the others; on by "
-              "default (bench/RESULTS.md: the export's perplexity 292 -> ~190 on the embedded corpus)")
+              "default (bench/RESULTS.md: the export's held-out perplexity 288 -> 166 on the embedded corpus, the same weights)")
 _RECIPE = "default: the preset's, else " + ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
                                                    for name, value in RECIPE_DEFAULTS.items())
 

@@ -305,7 +305,7 @@ class ExportModule(GenerationMixin, tf.Module):
     def _scores(self, network_logits: tf.Tensor, ids: tf.Tensor, generated: tf.Tensor | None = None) -> tf.Tensor:
         """What is sampled from and scored: the network's logits, or with an n-gram the log of the
         mixture given the ids they follow (int32[batch, >= order - 1], the last ones nearest; generated:
-        bool[ids], those the model sampled itself, which its context cache does not count)."""
+        bool[ids], those the model sampled itself, which its context cache counts as the n-gram's distribution)."""
         if self.mixture is None:
             return network_logits
         return self.mixture.mixed_log_probabilities(network_logits, ids, generated)
