@@ -46,7 +46,7 @@ MAX_PIECES_PER_WORD = 16
 
 class GenerationMixin:
     """The generating signatures of `export_graph.ExportModule`, which provides context_length,
-    vocab_size, subwords, text_to_ids, vocabulary, decoder, mixture_width, _words_and_ids, _window,
+    vocab_size, subwords, text_to_ids, vocabulary, decoder, mixture, mixture_width, _words_and_ids, _window,
     _scores and _must_start_word."""
 
     def _build_generation_signatures(self) -> None:
@@ -151,7 +151,9 @@ class GenerationMixin:
         step, history, pieces_in_word = loop["step"], loop["history"], loop["pieces_in_word"]
         length = self.context_length + step
         banned = sampling.banned_by_ngrams(history, length, settings["no_repeat_ngram"], self.vocab_size)
-        own = tf.range(self.mixture_width) >= self.mixture_width - step  # the window's last `step` ids are samples
+        own = None  # the window's last `step` ids are samples; only a context cache tells them apart (no ops otherwise)
+        if self.mixture is not None and self.mixture.cache:
+            own = tf.range(self.mixture_width) >= self.mixture_width - step
         scores = self._scores(loop["logits"], history[:, length - self.mixture_width : length], own)
         next_ids = sampling.choose_next_ids(
             self._must_start_word(scores, pieces_in_word >= MAX_PIECES_PER_WORD), loop["seen"], banned,
