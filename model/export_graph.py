@@ -64,7 +64,9 @@ class WindowDecoder(tf.Module):
 
     def advance(self, state, next_ids, history, length):
         """history int32[batch, >length] holds next_ids at column `length`."""
-        return self.final_logits(history[:, length + 1 - self.context_length : length + 1]), state
+        # tf.slice: a static width; XLA read another window through the dynamic strided slice (compiled generation)
+        window = tf.slice(history, tf.stack([0, length + 1 - self.context_length]), [-1, self.context_length])
+        return self.final_logits(window), state
 
 
 class RecurrentDecoder(tf.Module):
@@ -203,7 +205,8 @@ class TransformerDecoder(tf.Module):
             return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():
-            return self.start(history[:, length + 1 - self.keep : length + 1])
+            # tf.slice: a static width, which XLA needs (compiled generation)
+            return self.start(tf.slice(history, tf.stack([0, length + 1 - self.keep]), [-1, self.keep]))
 
         # One branch a word: a cond per block cost ~10% of one row's words/s. This switch still costs 4-7% at one
         # row against the plain cond (filled < context) it replaced; tracing the loop twice and choosing once a

@@ -75,8 +75,9 @@ def top_k_filter(logits: tf.Tensor, top_k: tf.Tensor) -> tf.Tensor:
     vocab_size = tf.shape(logits)[-1]
 
     def filtered() -> tf.Tensor:
-        k = tf.minimum(top_k, vocab_size)
-        kth_largest = tf.math.top_k(logits, k=k, sorted=True).values[:, -1:]
+        # the k-th of a sorted row, not tf.math.top_k: XLA needs k at compile time (compiled generation)
+        k = tf.clip_by_value(top_k, 1, vocab_size)
+        kth_largest = tf.gather(tf.sort(logits, axis=-1, direction="DESCENDING"), [k - 1], axis=1)
         return tf.where(logits < kth_largest, tf.constant(NEG_INF, logits.dtype), logits)
 
     return tf.cond(top_k > 0, filtered, lambda: logits)  # skip the sort when off
@@ -100,14 +101,29 @@ def top_p_filter(logits: tf.Tensor, top_p: tf.Tensor) -> tf.Tensor:
     return tf.cond(top_p >= 1.0, lambda: logits, filtered)
 
 
+def uniform_noise(shape: tf.Tensor, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    """float32[shape] in [1e-20, 1): Philox's uniform draw for the counter (seed, step), the same floats
+    compiled by XLA or not.
+
+    Bit for bit what tf.random.stateless_uniform(shape, (seed, step), 1e-20, 1.0) gives uncompiled (so
+    the words drawn for a seed are those of earlier exports), built from Philox's integer bits: XLA draws
+    the same bits but turns them into floats from their high 23 bits, TensorFlow's kernel from their low
+    23, so compiled generation drew other words for the same seed. ~3 more ops a word (~10 us a word at
+    one row on a CPU: bench/RESULTS.md, "Compiled generation")."""
+    counter = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
+    bits = tf.random.stateless_uniform(shape, seed=counter, minval=None, maxval=None, dtype=tf.uint32, alg="philox")
+    mantissa = tf.bitwise.bitwise_and(bits, tf.constant(0x7FFFFF, tf.uint32))
+    one_to_two = tf.bitcast(tf.bitwise.bitwise_or(mantissa, tf.constant(0x3F800000, tf.uint32)), tf.float32)
+    return (one_to_two - 1.0) + 1e-20  # the kernel's (max - min) * u + min with (1.0 - 1e-20) == 1.0 in float32
+
+
 def gumbel_sample(logits: tf.Tensor, seed: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
     """int32[batch]: one draw per row from softmax(logits), by the Gumbel-max trick.
 
-    Counter-based noise seeded by (seed, step); row r takes row r of the noise, so a
-    sample depends only on (seed, row index, step): the same across runs and processes.
+    Counter-based noise (`uniform_noise`) seeded by (seed, step); row r takes row r of the noise, so a
+    sample depends only on (seed, row index, step): the same across runs and processes, compiled or not.
     """
-    noise_seed = tf.stack([tf.cast(seed, tf.int64), tf.cast(step, tf.int64)])
-    uniform = tf.random.stateless_uniform(tf.shape(logits), seed=noise_seed, minval=1e-20, maxval=1.0)
+    uniform = uniform_noise(tf.shape(logits), seed, step)
     gumbel = -tf.math.log(-tf.math.log(uniform))
     return tf.argmax(logits + gumbel, axis=-1, output_type=tf.int32)
 
