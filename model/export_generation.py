@@ -2,7 +2,7 @@
 
 One loop body (`_draw`) serves every generating signature, so all of them draw the same tokens:
 - `generate`: the loop from the prompt to the last word, in one call;
-- `generate_start` + `generate_continue`: the same loop, at most `steps` tokens a call, its whole
+- `generate_start` + `generate_continue` (= `emit(advance(...))`): the same loop, at most `steps` tokens a call, its whole
   state returned as `state_*` tensors and passed back; each call also returns the words completed
   since the previous one (`gen --stream` prints them as they come, stop conditions end the calls);
 - `serving_default`: `generate` with fewer inputs and defaults for them (TF Serving's REST API).
@@ -56,8 +56,12 @@ class GenerationMixin:
         started = self.generate_start.get_concrete_function().structured_outputs  # traces: sets _decoder_structure
         state_specs = {name: tf.TensorSpec(value.shape, value.dtype, name=name)
                        for name, value in started.items() if name.startswith(STATE_PREFIX)}
-        self.generate_continue = tf.function(
-            self._generate_continue, input_signature=[state_specs, tf.TensorSpec([], tf.int32, name="steps")])
+        steps_spec = tf.TensorSpec([], tf.int32, name="steps")
+        # generate_continue's two halves, saved as functions of the module (not signatures) so a loader can
+        # compile the numeric half alone (XLA has no string ops): `Generator.load(compiled=True)`, `gen --compiled`
+        self.advance = tf.function(self._advance, input_signature=[state_specs, steps_spec])
+        self.emit = tf.function(self._emit, input_signature=[state_specs])
+        self.generate_continue = tf.function(self._generate_continue, input_signature=[state_specs, steps_spec])
         defaults = {name: tf.constant(value, GENERATE_SIGNATURE[name].dtype) for name, value in SERVING_DEFAULTS.items()}
 
         def serve(prompts, num_words=defaults["num_words"], temperature=defaults["temperature"],
@@ -105,8 +109,18 @@ class GenerationMixin:
         string[batch, n] ("" padded), word_lengths int32[batch, n] (tokens of each word), ids
         int32[batch, m] (their tokens, 0-padded), lengths int32[batch], done bool[batch] (the row
         has all its words), finished bool (no row draws any more: stop calling)."""
+        return self.emit(self.advance(state, steps))
+
+    def _advance(self, state: dict, steps) -> dict:
+        """state_* tensors -> the state after at most `steps` (>= 1) more tokens: numbers only, so
+        XLA can compile it."""
         loop, settings, emitted = self._unpack_state(state)
-        loop = self._run(loop, settings, tf.maximum(steps, 1))
+        return self._state_tensors(self._run(loop, settings, tf.maximum(steps, 1)), settings, emitted)
+
+    def _emit(self, state: dict) -> dict:
+        """state_* tensors -> generate_continue's outputs: the words completed since the state's
+        `emitted`, done, finished, and the state with `emitted` moved on."""
+        loop, settings, emitted = self._unpack_state(state)
         num_words = settings["num_words"]
         finished = tf.logical_not(self._more(loop, num_words))
         complete = self._complete_words(loop, num_words, finished)
