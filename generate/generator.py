@@ -107,6 +107,7 @@ def resolve_export_dir(model_dir: str) -> str:
 # overhead). Chosen with bench/gen_bench.py (bench/RESULTS.md, "Streaming").
 FIRST_CHUNK_STEPS = 2
 STREAM_CHUNK_STEPS = 64
+WHOLE_LOOP_STEPS = 1 << 30  # a chunk that never ends before the loop does: generate_continue as one call
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,7 @@ class Generator:
     """A loaded, verified export. `Generator.load(MODEL_DIR)` then `.generate(prompts, settings)`
     (or `.stream(...)`)."""
 
-    def __init__(self, export_dir: str, card: dict, loaded):
+    def __init__(self, export_dir: str, card: dict, loaded, compiled: bool = False):
         self.export_dir = export_dir
         self.card = card
         self.loaded = loaded
@@ -158,16 +159,50 @@ class Generator:
         self._start = signatures["generate_start"] if "generate_start" in signatures else None
         self._continue = signatures["generate_continue"] if "generate_continue" in signatures else None
         self._vocabulary: list[str] | None = None
+        self.compiled = compiled
+        if compiled:
+            self._continue = self._compiled_continue()
 
     @classmethod
-    def load(cls, model_dir: str) -> "Generator":
+    def load(cls, model_dir: str, compiled: bool = False) -> "Generator":
+        """compiled: run the sampling loop compiled by XLA (see `_compiled_continue`)."""
         export_dir = resolve_export_dir(model_dir)
         card = verify_export(export_dir)
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
         loaded = tf.saved_model.load(f"{export_dir}/{card.get('saved_model', 'saved_model')}")
-        return cls(export_dir, card, loaded)
+        return cls(export_dir, card, loaded, compiled)
+
+    def _compiled_continue(self):
+        """generate_continue with its loop (the export's `advance`: numbers only) compiled by XLA, and
+        its words out (`emit`: string ops) as saved: the same tokens as uncompiled (the same random
+        floats; the logits within rounding, so only a near tie could flip). XLA compiles once per batch
+        size and `--words` in a process (~1-2 s for the transformer on a 2-core CPU) and pays while rows
+        are few (bench/RESULTS.md, "Compiled generation"). The network alone: an n-gram is refused."""
+        import tensorflow as tf
+
+        advance, emit = getattr(self.loaded, "advance", None), getattr(self.loaded, "emit", None)
+        if advance is None or emit is None or self._start is None:
+            raise SettingsError(
+                f"{self.export_dir} has no compiled generation path: it was exported before its loop was saved apart "
+                "(`advance`, 2026-12-06)",
+                hint="write the export again (`nextword export RUN_DIR`), or leave out --compiled",
+            )
+        if "network_weight" in (self.card.get("ngram") or {}):
+            # its lookup gathers each context's followers, as many as training saw: sizes XLA cannot compile
+            raise SettingsError(
+                f"{self.export_dir} mixes its network with an n-gram, and the n-gram's lookup cannot be compiled "
+                "(XLA needs every size at compile time; a context's followers are as many as training saw)",
+                hint="leave out --compiled, or export the network alone for it: "
+                "`nextword export RUN_DIR --ngram-order 0 --out EXPORT_DIR`",
+            )
+        self._compiled_advance = tf.function(lambda state, steps: advance(state, steps), jit_compile=True)
+
+        def continue_compiled(steps, **state):
+            return emit(self._compiled_advance(state, steps))
+
+        return continue_compiled
 
     @property
     def context_length(self) -> int:
@@ -203,8 +238,9 @@ class Generator:
         """Every prompt x num_samples in one call (in chunks when a stop condition may end it early).
         Returns (samples, seed used; None if greedy). The graph gets each prompt's raw bytes (see
         `prompt_bytes`) and repairs them as ingest did."""
-        if settings.stops_early:
-            stream = self.stream(prompts, settings, first_steps=STREAM_CHUNK_STEPS)
+        if settings.stops_early or self.compiled:  # compiled: the loop is in generate_continue only
+            chunk = STREAM_CHUNK_STEPS if settings.stops_early else WHOLE_LOOP_STEPS
+            stream = self.stream(prompts, settings, first_steps=chunk, steps=chunk)
             for _ in stream:
                 pass
             return stream.samples, stream.seed

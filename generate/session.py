@@ -132,7 +132,7 @@ def run_session(generator, settings: GenerateSettings, output, stdin=None) -> No
     tty = stdin.isatty()
     if tty:
         print("gen -i: type a prompt and Enter; :help lists the commands; Ctrl-D leaves", file=sys.stderr)
-    warm_up(generator)
+    warm_up(generator, settings)
     for line in read_lines(stdin, tty):
         if not line.strip():
             continue
@@ -155,8 +155,11 @@ def run_session(generator, settings: GenerateSettings, output, stdin=None) -> No
             print("(stopped)", file=sys.stderr)
 
 
-def warm_up(generator) -> None:
-    """One word from an empty prompt: the graph's first call builds its kernels (~0.1-1 s), so
-    the first prompt does not wait for them."""
-    for _ in generator.stream([""], GenerateSettings(words=1, greedy=True)):
-        pass
+def warm_up(generator, settings: GenerateSettings | None = None) -> None:
+    """A first chunk from an empty prompt, shaped like the session's (its samples and words): the graph's
+    first call builds its kernels (~0.1-1 s), and with --compiled XLA compiles for those shapes (~1-2 s),
+    so the first prompt waits for neither."""
+    shaped = GenerateSettings(words=settings.words if settings else 1, greedy=True,
+                              num_samples=settings.num_samples if settings else 1)
+    for _ in generator.stream([""], shaped):
+        break

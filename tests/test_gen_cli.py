@@ -217,7 +217,7 @@ def load_once(export_dir, monkeypatch):
     from nextword.generate.generator import Generator
 
     loaded = Generator.load(export_dir)
-    monkeypatch.setattr(Generator, "load", classmethod(lambda cls, model_dir: loaded))
+    monkeypatch.setattr(Generator, "load", classmethod(lambda cls, model_dir, compiled=False: loaded))
 
 
 def test_prompts_come_from_piped_stdin_when_none_are_given(export_dir, load_once, capsys, monkeypatch):
