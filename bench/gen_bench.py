@@ -69,11 +69,12 @@ def gen_words_per_second(generator, samples: int, words: int, repeats: int = 3) 
     return samples * words / best
 
 
-def time_to_first_word(export_dir: str) -> float:
+def time_to_first_word(export_dir: str, compiled: bool = False) -> float:
     """Seconds from launching `gen` to its first byte on stdout (TF import + verify + load + call)."""
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "nextword.generate.cli", export_dir, PROMPT, "--words", "30", "--seed", "1", "--stream"],
+        [sys.executable, "-m", "nextword.generate.cli", export_dir, PROMPT, "--words", "30", "--seed", "1", "--stream",
+         *(["--compiled"] if compiled else [])],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )

@@ -3,7 +3,8 @@
     python bench/transformer_gen_bench.py [--rounds 5] [--repeats 3] [--export NAME=EXPORT_DIR ...] [--run NAME]
 
 Random-weight exports of this checkout (gen_bench.demo_export: vocabulary 508, context 44): "lstm" (the
-LSTM recipe) and "transformer" (the transformer recipe, `nextword train`'s default), plus any --export
+LSTM recipe) and "transformer" (the transformer recipe, `nextword train`'s default), with --compiled the
+same two loaded to run their loop compiled by XLA (`gen --compiled`), plus any --export
 (e.g. one written by another checkout, to compare two versions of the graph). Every round times each
 export in turn, the order rotating from round to round (the machine is shared and noisy): words/s of one
 `generate` call at 1 x 200 and 64 x 200 words (the median of `repeats` calls after a warm-up; wall time,
@@ -63,7 +64,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--words", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", default="64", help="rows besides 1, comma-separated (e.g. 8,64)")
+    parser.add_argument("--compiled", action="store_true",
+                        help="add 'lstm-compiled' and 'transformer-compiled': the same exports loaded with "
+                        "Generator.load(compiled=True) (`gen --compiled`: the sampling loop compiled by XLA; the "
+                        "warm-up call compiles, untimed)")
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
@@ -81,7 +86,12 @@ def main() -> None:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
-        sizes = {f"1x{arguments.words}": 1, f"{arguments.batch}x{arguments.words}": arguments.batch}
+        if arguments.compiled:
+            for kind in ("lstm", "transformer"):
+                exports[f"{kind}-compiled"] = exports[kind]
+                generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
+        batches = [1] + [int(rows) for rows in arguments.batch.split(",")]
+        sizes = {f"{rows}x{arguments.words}": rows for rows in batches}
         rounds = []
         names = list(exports)
         for index in range(arguments.rounds):
@@ -94,7 +104,8 @@ def main() -> None:
                     figures[name][f"{size}_words_per_s"] = round(wall)
                     figures[name][f"{size}_cpu_words_per_s"] = round(cpu)
                 if not arguments.no_first_word:
-                    figures[name]["first_word_s"] = round(time_to_first_word(exports[name]), 2)
+                    figures[name]["first_word_s"] = round(
+                        time_to_first_word(exports[name], compiled=name.endswith("-compiled")), 2)
             figures["notebook_words_per_s"] = round(notebook_words_per_second(generators["transformer"], 20), 1)
             rounds.append({"order": order, "load_average": round(os.getloadavg()[0], 2), **figures})
             print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)

@@ -64,7 +64,7 @@ def gen_command(
     compiled: bool = typer.Option(
         False, "--compiled/--no-compiled", help="run the sampling loop compiled by XLA: the same words, ~1-2 s more "
         "before the first one (a compile per batch size and --words), then faster while rows are few (on 2 CPU cores: "
-        "the transformer x4-5 at 1 row, x1.4 at 64; the LSTM x2 at 1 row, x1 at 64); pays for long samples, many "
+        "the transformer x4.5 at 1 row, x1.7 at 64; the LSTM x1.8 at 1 row, x1 at 64); pays for long samples, many "
         "prompts or a -i session. Not for an export mixed with an n-gram"),
     version: bool = typer.Option(False, "--version", callback=show_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
