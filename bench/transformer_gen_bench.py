@@ -59,6 +59,21 @@ def keep_one_export(directory: str) -> str:
         export_graph.make_decoder = make_decoder
 
 
+def mixed_export(kind: str, data_dir: str, directory: str) -> str:
+    """A random-weight export of the LSTM recipe ("default") or the transformer recipe on DATA_DIR, mixed as
+    `nextword train` exports it: with the 5-gram and the context cache counted on its train split."""
+    from nextword.model.config import TRANSFORMER_DEFAULTS, ModelConfig
+    from nextword.model.export import export_model
+    from nextword.model.synthetic import random_model
+    from nextword.tfrecords.manifest import load_manifest
+
+    manifest = load_manifest(data_dir)
+    settings = dict(arch="transformer", **TRANSFORMER_DEFAULTS) if kind == "transformer" else dict(arch="lstm")
+    config = ModelConfig(vocab_size=manifest.vocab_size, context_length=manifest.context_length, **settings)
+    export_model(random_model(config), config, data_dir, directory, {"note": "random weights (speed only)"})
+    return directory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -69,6 +84,10 @@ def main() -> None:
                         help="add 'lstm-compiled' and 'transformer-compiled': the same exports loaded with "
                         "Generator.load(compiled=True) (`gen --compiled`: the sampling loop compiled by XLA; the "
                         "warm-up call compiles, untimed)")
+    parser.add_argument("--mixture", metavar="DATA_DIR",
+                        help="add 'lstm-mixed' and 'transformer-mixed': the two recipes (random weights) exported "
+                        "on DATA_DIR with the 5-gram and the context cache, as `nextword train` exports them (the "
+                        "default export's gen; the synthetic exports above have no n-gram)")
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
@@ -82,6 +101,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         exports = {kind: demo_export(demo, os.path.join(scratch, kind))
                    for kind, demo in (("lstm", "default"), ("transformer", "transformer"))}
+        if arguments.mixture:
+            for kind, recipe in (("lstm", "default"), ("transformer", "transformer")):
+                exports[f"{kind}-mixed"] = mixed_export(recipe, arguments.mixture, os.path.join(scratch, f"{kind}-mixed"))
         if arguments.reread_bound:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
