@@ -7,22 +7,61 @@ beats both (bench/RESULTS.md). The export carries the counted tables (model/ngra
 variables and looks contexts up with `tf.searchsorted`, so `gen`, `eval EXPORT_DIR` and
 TF Serving get the mixture without any nextword code.
 
-The lookup is model/ngram.py's `predictive_distributions` written in TensorFlow ops: a row's
-trie node for its last k ids is found from its node for the last k - 1 by one sorted-key
-search; each order adds its discounted counts at the words seen after the row's context
-(a ragged gather), and what they leave goes to the order below, down to the unigram.
+The lookup is model/ngram.py's `predictive_distributions` written in TensorFlow ops, in few of
+them, as it runs once a word inside the generation loop where each op costs its dispatch: every
+context of a row (its last 1 .. order - 1 ids) is found by ONE sorted-key search, its ids read as
+one base-V number (one search a depth, from the depth above, when V^(order - 1) overflows int64);
+every order's discounted counts at the words seen after the row's contexts are gathered at once
+(a ragged gather) and summed into the unigram scaled by the backoffs. The tables are only ever read
+whole: a gather from a variable switches it to copy-on-read, and each later read copies it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from nextword.model.ngram import PAD, KneserNey
 
 
+def tuple_key_limit(vocab_size: int, width: int) -> int:
+    """One past the largest tuple key of contexts up to width ids (exact: Python ints)."""
+    return sum(vocab_size ** depth for depth in range(1, width + 1))
+
+
+def tuple_key_offsets(vocab_size: int, width: int) -> np.ndarray:
+    """int64[width]: where depth k's keys start (k - 1), so no two depths share a key."""
+    return np.array([tuple_key_limit(vocab_size, depth - 1) for depth in range(1, width + 1)], np.int64)
+
+
+def tuple_key_weights(vocab_size: int, width: int) -> np.ndarray:
+    """int64[width, width]: [j, k - 1], the weight of context column j (the last is nearest) in the
+    depth-k key; the nearest id is the most significant digit, so keys sort as the trie's nodes do."""
+    weights = np.zeros((width, width), np.int64)
+    for depth in range(1, width + 1):
+        for back in range(1, depth + 1):
+            weights[width - back, depth - 1] = vocab_size ** (depth - back)
+    return weights
+
+
+def tuple_keys(ngram: KneserNey, depth: int) -> np.ndarray:
+    """int64[nodes of depth]: each trie node's last depth ids as a base-V number, nearest most
+    significant; ascending, as the trie's keys parent node * V + id are."""
+    keys = np.zeros(1, np.int64)  # the empty context
+    for level in range(depth):
+        parents, ids = np.divmod(ngram.trie[level], ngram.vocab_size)
+        keys = keys[parents] * ngram.vocab_size + ids
+    return keys
+
+
 class NgramMixture(tf.Module):
     """A counted KneserNey, the network's weight in the mixture and the context cache's (the
-    n-gram has the rest). cache: whether the mixture has the context cache (its weight may be 0)."""
+    n-gram has the rest). cache: whether the mixture has the context cache (its weight may be 0).
+
+    The tables are laid out for few ops a word (inside the generation loop each op costs its dispatch,
+    ~6 us on a CPU, more than its arithmetic): every context of depths 1 .. order - 1 is one node of
+    one table, whose row holds its followers' span and its backoff, and a last row, `unseen`, holds
+    an empty span and a backoff of 1 for a context training never had."""
 
     def __init__(self, ngram: KneserNey, network_weight: float, cache_weight: float = 0.0, cache: bool = False):
         super().__init__(name="ngram_mixture")
@@ -34,46 +73,66 @@ class NgramMixture(tf.Module):
         def table(values, dtype):  # variables, not constants: tens of MB stay out of the GraphDef
             return tf.Variable(tf.constant(values, dtype), trainable=False)
 
-        self.trie = [table(keys, tf.int64) for keys in ngram.trie]
-        self.offsets = [table(level.offsets, tf.int64) for level in ngram.levels]
-        self.words = [table(level.words, tf.int32) for level in ngram.levels]
-        self.discounted = [table(level.discounted, tf.float32) for level in ngram.levels]
-        self.backoff = [table(level.backoff, tf.float32) for level in ngram.levels]
+        width = self.order - 1
+        levels = ngram.levels[1:]  # orders 2 .. order: contexts of depths 1 .. width (order 1 is in the unigram)
+        node_counts = [len(keys) for keys in ngram.trie]
+        self.first_node = np.concatenate([[0], np.cumsum(node_counts)]).astype(np.int64)  # of each depth
+        self.unseen = int(self.first_node[-1])
+        entry_starts = np.concatenate([[0], np.cumsum([len(level.words) for level in levels])])
+        spans = np.concatenate([np.stack([level.offsets[:-1], level.offsets[1:]], axis=1) + start
+                                for level, start in zip(levels, entry_starts)] + [np.zeros((1, 2), np.int64)])
+        self.spans = table(spans, tf.int32)  # < order x MAX_EVENTS entries
+        self.backoff = table(np.concatenate([level.backoff for level in levels] + [[1.0]]), tf.float32)
+        self.words = table(np.concatenate([level.words for level in levels]), tf.int32)
+        self.discounted = table(np.concatenate([level.discounted for level in levels]), tf.float32)
         self.unigram = table(ngram.unigram, tf.float32)
+        self.tuple_keys = tuple_key_limit(self.vocab_size, width) < np.iinfo(np.int64).max
+        if self.tuple_keys:  # one search: each context's key is its ids as a base-V number, by depth
+            self.key_weights = tuple_key_weights(self.vocab_size, width)
+            self.key_offsets = tuple_key_offsets(self.vocab_size, width)
+            keys = [tuple_keys(ngram, depth) + self.key_offsets[depth - 1] for depth in range(1, width + 1)]
+            self.keys = table(np.concatenate(keys + [[np.iinfo(np.int64).max]]), tf.int64)  # a sentinel: unseen
+        else:  # keys too large for int64: one search a depth, from the node of the depth above
+            self.trie = [table(keys, tf.int64) for keys in ngram.trie]
 
-    def context_nodes(self, contexts: tf.Tensor) -> list[tf.Tensor]:
-        """int32[b, order - 1] -> order tensors int64[b]: the trie node of each row's last k ids
-        (k = 0 .. order - 1), -1 where training never had that context."""
+    def context_nodes(self, contexts: tf.Tensor) -> tf.Tensor:
+        """int32[b, order - 1] -> int32[b, order - 1]: column k - 1, each row's node for its last k ids
+        in the mixture's one table of contexts, `unseen` where training never had that context."""
         ids = tf.cast(contexts, tf.int64)
-        nodes = [tf.zeros_like(ids[:, 0])]
+        if self.tuple_keys:
+            keys, table = tf.reduce_sum(ids[:, :, tf.newaxis] * self.key_weights, axis=1) + self.key_offsets, self.keys.value()
+            at = tf.searchsorted(table, tf.reshape(keys, [-1]), out_type=tf.int32)  # <= unseen: the sentinel
+            found = tf.equal(tf.gather(table, at), tf.reshape(keys, [-1]))
+            return tf.reshape(tf.where(found, at, self.unseen), tf.shape(contexts))
+        nodes, above = [], tf.zeros_like(ids[:, 0])
         for depth in range(1, self.order):
-            table, above = self.trie[depth - 1], nodes[-1]
+            table = self.trie[depth - 1].value()
             keys = above * self.vocab_size + ids[:, -depth]  # negative below an unseen node: never found
             at = tf.minimum(tf.searchsorted(table, keys, out_type=tf.int64), tf.size(table, out_type=tf.int64) - 1)
-            found = tf.logical_and(above >= 0, tf.equal(tf.gather(table, at), keys))
-            nodes.append(tf.where(found, at, tf.constant(-1, tf.int64)))
-        return nodes
+            above = tf.where(tf.logical_and(above >= 0, tf.equal(tf.gather(table, at), keys)), at, -1)
+            nodes.append(tf.where(above >= 0, above + self.first_node[depth - 1], self.unseen))
+        return tf.cast(tf.stack(nodes, axis=1), tf.int32)
 
     def distributions(self, contexts: tf.Tensor) -> tf.Tensor:
-        """int32[b, order - 1] -> float32[b, vocab]: P(. | each row's ids)."""
+        """int32[b, order - 1] -> float32[b, vocab]: P(. | each row's ids).
+
+        Unrolled interpolation (model/ngram.py predictive_distributions): each seen order's
+        discounted counts times the product of the backoffs of the orders above it, plus the
+        product of all of them times the unigram; every order's entries gathered and scattered at once."""
+        width = self.order - 1
         nodes = self.context_nodes(contexts)
-        weight = tf.ones(tf.shape(contexts)[:1], tf.float32)  # product of the backoffs of the orders above
-        rows_of, words_of, values_of = [], [], []
-        for n in range(self.order, 1, -1):
-            node = nodes[n - 1]
-            seen = node >= 0
-            safe = tf.maximum(node, 0)
-            starts = tf.gather(self.offsets[n - 1], safe)
-            limits = tf.where(seen, tf.gather(self.offsets[n - 1], safe + 1), starts)  # unseen: no entries
-            entries = tf.ragged.range(starts, limits)
-            rows = entries.value_rowids()
-            rows_of.append(rows)
-            words_of.append(tf.cast(tf.gather(self.words[n - 1], entries.flat_values), tf.int64))
-            values_of.append(tf.gather(weight, rows) * tf.gather(self.discounted[n - 1], entries.flat_values))
-            weight = tf.where(seen, weight * tf.gather(self.backoff[n - 1], safe), weight)
-        dense = weight[:, tf.newaxis] * self.unigram[tf.newaxis, :]
-        indices = tf.stack([tf.concat(rows_of, 0), tf.concat(words_of, 0)], axis=1)
-        return tf.tensor_scatter_nd_add(dense, indices, tf.concat(values_of, 0))
+        backoffs = tf.gather(self.backoff.value(), nodes)  # [b, width]; 1 where unseen
+        above = tf.math.cumprod(backoffs, axis=1, exclusive=True, reverse=True)  # column k: depths > k + 1
+        spans = tf.reshape(tf.gather(self.spans.value(), nodes), [-1, 2])
+        entries = tf.ragged.range(spans[:, 0], spans[:, 1], row_splits_dtype=tf.int32)
+        cells = entries.value_rowids()  # row * width + column of each entry
+        words = tf.gather(self.words.value(), entries.flat_values)
+        values = tf.gather(tf.reshape(above, [-1]), cells) * tf.gather(self.discounted.value(), entries.flat_values)
+        dense = tf.reduce_prod(backoffs, axis=1, keepdims=True) * self.unigram.value()
+        # a segment sum over row * V + word: ~2x faster at 64 rows than tensor_scatter_nd_add (bench/RESULTS.md)
+        flat = tf.cast(cells // width, tf.int64) * self.vocab_size + tf.cast(words, tf.int64)
+        added = tf.math.unsorted_segment_sum(values, flat, tf.size(dense, out_type=tf.int64))
+        return dense + tf.reshape(added, tf.shape(dense))
 
     def ids_read(self, context_length: int) -> int:
         """How many of the ids before a word the mixture reads: the whole window with the cache."""

@@ -30,11 +30,37 @@ def test_the_graph_lookup_equals_the_numpy_distributions(counted):
     seen, _ = events(random_documents(20, 40, seed=5), 5)  # contexts training had, pads at document starts
     contexts = np.concatenate([seen, rng.integers(0, 40, (60, 4)), np.zeros((1, 4), np.int64), np.full((1, 4), 39)])
     expected = ngram.predictive_distributions(counted, contexts)
-    got = NgramMixture(counted, 0.5).distributions(tf.constant(contexts, tf.int32)).numpy()
+    mixture = NgramMixture(counted, 0.5)
+    assert mixture.tuple_keys  # every context found by one search
+    got = mixture.distributions(tf.constant(contexts, tf.int32)).numpy()
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
     # unseen contexts (39 never occurs) back off to lower orders: not every row the unigram
     assert not np.allclose(got[0], got[-1])
+
+
+@pytest.mark.parametrize("vocab_size, order, one_search", [(600, 8, False), (60_000, 5, False), (55_000, 5, True)])
+def test_contexts_near_and_past_the_int64_keys_limit_are_found(vocab_size, order, one_search):
+    # one search needs every context's ids as one int64 (about V^(order-1) < 2^63): past that, one search a depth
+    documents = [list(document) for document in random_documents(120, 40, seed=9)]
+    documents[0][:3] = [vocab_size - 2, vocab_size - 3, 7]  # ids near V: the largest keys
+    counted = ngram.count_events(*events(documents, order), vocab_size, order)
+    mixture = NgramMixture(counted, 0.5)
+    assert mixture.tuple_keys == one_search
+    contexts = np.concatenate([events(documents[:10], order)[0], np.random.default_rng(2).integers(0, 40, (30, order - 1))])
+    got = mixture.distributions(tf.constant(contexts, tf.int32)).numpy()
+    np.testing.assert_allclose(got, ngram.predictive_distributions(counted, contexts), rtol=2e-5, atol=1e-7)
+
+
+def test_the_lookup_reads_its_tables_whole_never_gathering_from_the_variables(counted):
+    # a gather from a variable (ResourceGather) switches it to copy-on-read: every later read of it then
+    # copies it whole, inside the generation loop (590K keys: +140 us a word on the KJV's 5-gram)
+    mixture = NgramMixture(counted, 0.3, 0.2, cache=True)
+    graph = tf.function(mixture.mixed_log_probabilities).get_concrete_function(
+        tf.TensorSpec([None, 40], tf.float32), tf.TensorSpec([None, 9], tf.int32)).graph
+    operations = {operation.type for operation in graph.get_operations()}
+    assert "ReadVariableOp" in operations and "LowerBound" in operations
+    assert "ResourceGather" not in operations
 
 
 def test_the_mixture_is_the_log_of_the_weighted_sum(counted):
