@@ -168,6 +168,16 @@ def test_an_extra_file_in_the_saved_model_is_refused(export_dir, tmp_path, capsy
     assert code != 0 and "extra.txt" in err and "not listed" in err
 
 
+def test_gen_inside_a_program_running_tensorflow_leaves_its_graph_optimizer_alone(export_dir, capsys, monkeypatch):
+    import tensorflow as tf
+
+    before = tf.config.optimizer.get_experimental_options()
+    code, out, _ = run_gen([export_dir, "the cat", "--words", "3", "--seed", "1"], capsys, monkeypatch)
+    assert code == 0 and len(out.split()) == 5
+    assert tf.config.optimizer.get_experimental_options() == before
+    assert not before.get("disable_meta_optimizer")
+
+
 def test_mounted_as_nextword_gen(export_dir):
     app = typer.Typer()
     app.command("other")(lambda: None)  # a multi-command app, like `nextword`
@@ -187,7 +197,10 @@ try:
 except SystemExit as exit_:
     code = exit_.code or 0
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"ingest", "model", "tfrecords"})
-print(json.dumps({"code": code, "heavy": heavy, "seconds": time.perf_counter() - started}), file=sys.stderr)
+import tensorflow as tf
+optimizer = tf.config.optimizer.get_experimental_options()
+print(json.dumps({"code": code, "heavy": heavy, "seconds": time.perf_counter() - started, "optimizer": optimizer}),
+      file=sys.stderr)
 """
 
 
@@ -206,6 +219,7 @@ def test_console_script_in_a_fresh_process(export_dir, tmp_path):
                            capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
     report = json.loads(probe.stderr.strip().splitlines()[-1])
     assert report["code"] == 0 and report["heavy"] == []  # gen loads neither ingest, model nor tfrecords
+    assert report["optimizer"].get("disable_meta_optimizer") is True  # its own TensorFlow: grappler off
     assert probe.stdout == result.stdout  # same seed, same output across processes
     bad = subprocess.run([gen_script, export_dir, "--top-p", "2"], capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode != 0 and "error: --top-p" in bad.stderr and "Traceback" not in bad.stderr
