@@ -51,7 +51,6 @@ class GenerationMixin:
 
     def _build_generation_signatures(self) -> None:
         specs = list(GENERATE_SIGNATURE.values())
-        self.generate = tf.function(self._generate, input_signature=specs)
         self.generate_start = tf.function(self._generate_start, input_signature=specs)
         started = self.generate_start.get_concrete_function().structured_outputs  # traces: sets _decoder_structure
         state_specs = {name: tf.TensorSpec(value.shape, value.dtype, name=name)
@@ -62,6 +61,7 @@ class GenerationMixin:
         self.advance = tf.function(self._advance, input_signature=[state_specs, steps_spec])
         self.emit = tf.function(self._emit, input_signature=[state_specs])
         self.generate_continue = tf.function(self._generate_continue, input_signature=[state_specs, steps_spec])
+        self.generate = tf.function(self._generate, input_signature=specs)
         defaults = {name: tf.constant(value, GENERATE_SIGNATURE[name].dtype) for name, value in SERVING_DEFAULTS.items()}
 
         def serve(prompts, num_words=defaults["num_words"], temperature=defaults["temperature"],
@@ -79,17 +79,21 @@ class GenerationMixin:
         word. With pieces, the first piece must start a word (never continue the prompt's last
         one), a word may take up to MAX_PIECES_PER_WORD pieces, and a row's words are complete once
         the piece starting its word num_words + 1 is drawn (that piece is dropped)."""
-        settings = dict(num_words=num_words, temperature=temperature, greedy=greedy, top_k=top_k, top_p=top_p,
-                        repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram, seed=seed)
-        loop, settings, prompt_outputs = self._start_loop(prompts, settings)
-        loop = self._run(loop, settings, self._max_steps(settings["num_words"]))
+        # generate_start and advance, called as functions: the export holds one trace of the window's forward
+        # pass and of the loop, not one more in each of generate and serving_default (a third of the ops that
+        # `tf.saved_model.load` rebuilds: -0.7 s load, bench/RESULTS.md "Time to the first word")
+        started = self.generate_start(prompts, num_words, temperature, greedy, top_k, top_p, repetition_penalty,
+                                      no_repeat_ngram, seed)
+        state = {name: value for name, value in started.items() if name.startswith(STATE_PREFIX)}
+        loop, settings, _ = self._unpack_state(self.advance(state, self._max_steps(tf.maximum(num_words, 0))))
         context = self.context_length
         generated = self._whole_words(loop["history"][:, context : context + loop["step"]], settings["num_words"])
         return {
             "text": self.text_to_ids.detokenize(generated),
             "ids": generated.to_tensor(default_value=PAD_ID),
             "lengths": tf.cast(generated.row_lengths(), tf.int32),
-            **prompt_outputs,
+            "unknown_words": started["unknown_words"],
+            "prompt_length": started["prompt_length"],
         }
 
     def _generate_start(self, prompts, num_words, temperature, greedy, top_k, top_p, repetition_penalty,
