@@ -66,8 +66,8 @@ class GenerationMixin:
 
         def serve(prompts, num_words=defaults["num_words"], temperature=defaults["temperature"],
                   top_k=defaults["top_k"], top_p=defaults["top_p"], seed=defaults["seed"]):
-            return self._generate(prompts, num_words, temperature, tf.constant(False), top_k, top_p,
-                                  tf.constant(1.0), tf.constant(0), seed)
+            return self.generate(prompts, num_words, temperature, tf.constant(False), top_k, top_p,
+                                 tf.constant(1.0), tf.constant(0), seed)  # called: one trace of generate
 
         self.serving_default = tf.function(serve, input_signature=[
             tf.TensorSpec([None], tf.string, name="prompts"),

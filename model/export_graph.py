@@ -322,9 +322,8 @@ class ExportModule(GenerationMixin, tf.Module):
         """string[batch] -> float32[batch, vocab]: the distribution `generate` samples the first
         token of the next word from at temperature 1 (<pad>, <unk> and pieces that would continue
         the prompt's last word zeroed out, the rest renormalised)."""
-        _, ids, _ = self._words_and_ids(prompts)
-        window = self._window(ids)
-        logits = self._must_start_word(self._scores(self.network_logits(window), window), tf.constant(True))
+        # tokenize and score_ids called as functions: one trace of each in the export (a shorter load)
+        logits = self._must_start_word(self.score_ids(self.tokenize(prompts)["window"])["logits"], tf.constant(True))
         return {"probabilities": tf.nn.softmax(sampling.mask_reserved(logits), axis=-1)}
 
     def _must_start_word(self, logits: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
