@@ -85,7 +85,8 @@ class GenerationMixin:
         started = self.generate_start(prompts, num_words, temperature, greedy, top_k, top_p, repetition_penalty,
                                       no_repeat_ngram, seed)
         state = {name: value for name, value in started.items() if name.startswith(STATE_PREFIX)}
-        loop, settings, _ = self._unpack_state(self.advance(state, self._max_steps(tf.maximum(num_words, 0))))
+        every_step = self._max_steps(state[f"{STATE_PREFIX}num_words"])  # as generate_start clamped it
+        loop, settings, _ = self._unpack_state(self.advance(state, every_step))
         context = self.context_length
         generated = self._whole_words(loop["history"][:, context : context + loop["step"]], settings["num_words"])
         return {

@@ -100,9 +100,10 @@ class NgramMixture(tf.Module):
         in the mixture's one table of contexts, `unseen` where training never had that context."""
         ids = tf.cast(contexts, tf.int64)
         if self.tuple_keys:
-            keys, table = tf.reduce_sum(ids[:, :, tf.newaxis] * self.key_weights, axis=1) + self.key_offsets, self.keys.value()
-            at = tf.searchsorted(table, tf.reshape(keys, [-1]), out_type=tf.int32)  # <= unseen: the sentinel
-            found = tf.equal(tf.gather(table, at), tf.reshape(keys, [-1]))
+            keys = tf.reshape(tf.reduce_sum(ids[:, :, tf.newaxis] * self.key_weights, axis=1) + self.key_offsets, [-1])
+            table = self.keys.value()
+            at = tf.searchsorted(table, keys, out_type=tf.int32)  # <= unseen: the sentinel
+            found = tf.equal(tf.gather(table, at), keys)
             return tf.reshape(tf.where(found, at, self.unseen), tf.shape(contexts))
         nodes, above = [], tf.zeros_like(ids[:, 0])
         for depth in range(1, self.order):
