@@ -67,10 +67,12 @@ def recurrent_features(config: ModelConfig, context):
 def transformer_features(config: ModelConfig, context):
     """-> (features, the keras.layers.Embedding of the tokens)."""
     embed = TokenAndPositionEmbedding(config.vocab_size, config.context_length, config.units,
-                                      ignore_padding=config.ignore_padding, name="embedding")
+                                      ignore_padding=config.ignore_padding,
+                                      learned_positions=config.positions == "learned", name="embedding")
     hidden = keras.layers.Dropout(config.dropout, name="dropout_embedding")(embed(context))
     for index in range(config.layers):
-        block = DecoderBlock(config.units, config.heads, config.feed_forward_dim, config.dropout, name=f"block_{index}")
+        block = DecoderBlock(config.units, config.heads, config.feed_forward_dim, config.dropout,
+                             alibi=config.positions == "alibi", name=f"block_{index}")
         hidden = block(hidden, context) if config.ignore_padding else block(hidden)
     if config.objective == "last":
         hidden = LastPosition(name="last_position")(hidden)

@@ -28,7 +28,8 @@ MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length
                 "arch": "--arch", "layers": "--layers", "units": "--units", "embedding_dim": "--embedding-dim",
                 "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective",
                 "heads": "--heads", "ff_dim": "--ff-dim", "tie_embeddings": "--tie-embeddings",
-                "ignore_padding": "--ignore-padding (runs of 0.2: --no-ignore-padding)"}
+                "ignore_padding": "--ignore-padding (runs of 0.2: --no-ignore-padding)",
+                "positions": "--positions"}
 
 
 class TrainingPosition:

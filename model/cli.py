@@ -7,7 +7,7 @@ from typing import List, Literal, Optional
 
 import typer
 
-from nextword.model.config import ARCHITECTURES, OBJECTIVES, PRECISIONS
+from nextword.model.config import ARCHITECTURES, OBJECTIVES, POSITIONS, PRECISIONS
 from nextword.model.schedule import SCHEDULES
 from nextword.model.settings import (CHECKPOINT_CHOICES, DEFAULT_NGRAM_ORDER, OPTIMIZERS, PRESETS, RECIPE_DEFAULTS,
                                      STRATEGIES, TrainSettings, check_ngram_order)
@@ -25,6 +25,7 @@ Strategy = Literal[STRATEGIES]
 Schedule = Literal[SCHEDULES]
 CheckpointChoice = Literal[CHECKPOINT_CHOICES]
 Precision = Literal[PRECISIONS]
+Positions = Literal[POSITIONS]
 NGRAM_HELP = (f"the export mixes the network with a Kneser-Ney n-gram of this order counted on the train split, "
               f"weighted by maximum likelihood on the validation sample (gen, eval EXPORT_DIR and TF Serving use the "
               f"mixture); 0: the network alone; default {DEFAULT_NGRAM_ORDER} (0 under --preset notebook)")
@@ -51,6 +52,7 @@ def train(
     objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
     tie_embeddings: Optional[bool] = typer.Option(None, "--tie-embeddings/--no-tie-embeddings", help="the output projection reuses the input embeddings (recurrent models project down to --embedding-dim first); " + _MODEL_HELP),
     ignore_padding: Optional[bool] = typer.Option(None, "--ignore-padding/--no-ignore-padding", help="transformer: pads are masked out of attention and positions count from the window's first word, so short documents train as they are scored (default on; off: 0.2's window positions)"),
+    positions: Optional[Positions] = typer.Option(None, help="transformer: learned, a position embedding per window slot (default); alibi, no position embedding, attention falls with the distance in words, so generation slides its cache instead of re-reading the window when it fills (needs --ignore-padding)"),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
     epochs: int = typer.Option(TrainSettings.epochs, help="passes over the train split (counted across resumes)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many global steps (counted across resumes)"),

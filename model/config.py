@@ -11,6 +11,7 @@ ARCHITECTURES = ("lstm", "gru", "transformer")
 OBJECTIVES = ("last", "all")
 # Keras dtype policies a run trains under: variables stay float32 under the mixed ones.
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+POSITIONS = ("learned", "alibi")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class ModelConfig:
     # first word (model/transformer.py says why). Configs written before 0.3 lack the field and
     # load as False, the 0.2 behaviour their weights were trained with.
     ignore_padding: bool = True
+    # transformer only: "learned": a position embedding per window slot (0.2 and 0.3's recipe); "alibi":
+    # no position embedding, each head's attention score falls linearly with the distance in words
+    # (Press et al. 2022, model/transformer.py `alibi_slopes`). Keys then hold no position, so a cached
+    # decoder slides its window instead of re-reading it (model/export_graph.py `SlidingDecoder`).
+    positions: str = "learned"
 
     @property
     def feed_forward_dim(self) -> int:
@@ -73,6 +79,12 @@ class ModelConfig:
             if self.units % self.heads:
                 raise SettingsError(f"--units must be a multiple of --heads: {self.units} is not a multiple of {self.heads}",
                                     hint=f"e.g. --units {max(self.heads, self.units // self.heads * self.heads)} --heads {self.heads}")
+        if self.positions not in POSITIONS:
+            raise SettingsError(f"--positions must be one of {POSITIONS}, got {self.positions!r}")
+        if self.positions == "alibi" and (self.arch != "transformer" or not self.ignore_padding):
+            raise SettingsError(f"--positions alibi is for --arch transformer with --ignore-padding, got --arch {self.arch}"
+                                f"{'' if self.ignore_padding else ' --no-ignore-padding'}",
+                                hint="drop --positions, or train --arch transformer --ignore-padding")
         if self.ff_dim is not None and self.ff_dim < 1:
             raise SettingsError(f"--ff-dim must be at least 1, got {self.ff_dim}")
 
@@ -89,6 +101,8 @@ class ModelConfig:
         tied = ", tied embeddings" if self.tie_embeddings else ""
         if self.arch == "transformer" and not self.ignore_padding:
             tied += ", window positions (pads seen)"
+        if self.positions == "alibi":
+            tied += ", ALiBi positions"
         return f"{shape}, dropout {self.dropout:g}{tied}, objective {self.objective}"
 
     @classmethod

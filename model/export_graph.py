@@ -15,7 +15,8 @@ Generation (`generate` signature):
     word attends to them; when the window is full, the last `keep` words are re-read as a
     new window (positions 0..keep-1) and caching goes on. Every prediction is thus the
     model's output on a window shaped like a training window, at 1/(context-keep) re-reads
-    per word instead of one whole window per word. A new word's step (`DecoderBlock.step`) runs at
+    per word instead of one whole window per word. With ALiBi positions (`SlidingDecoder`) keys
+    hold no position, so the cache is a ring: the new word overwrites the oldest, no re-read. A new word's step (`DecoderBlock.step`) runs at
     rank 2 in ~45 ops a block, avoiding the kernels whose fixed cost dominates at one word
     (oneDNN einsum and softmax, ~60-70 us each on a CPU: bench/RESULTS.md, "Transformer generation
     per word");
@@ -45,7 +46,7 @@ from nextword.model.config import ModelConfig
 from nextword.model.export_generation import GenerationMixin
 from nextword.model import export_generation
 from nextword.model.ngram_graph import NgramMixture
-from nextword.model.transformer import MASKED_SCORE, word_positions
+from nextword.model.transformer import MASKED_SCORE, alibi_slopes, word_positions
 
 
 class WindowDecoder(tf.Module):
@@ -146,15 +147,13 @@ class TransformerDecoder(tf.Module):
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
         return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
 
-    def _step(self, next_ids, position, filled, caches: tuple, attends, many_rows: bool) -> tuple[tf.Tensor, tuple]:
-        """One word per row (int32[batch]) at cache slot `filled`, rank 2 throughout (see
-        DecoderBlock.step); attends bool[batch or 1, context]: the slots it may attend to."""
-        hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
-        key_bias = tf.where(attends, 0.0, MASKED_SCORE)[:, tf.newaxis, :]  # float32[batch, 1 (heads), context]
-        batch = tf.shape(next_ids)[0]
+    def _step(self, hidden, slot, caches: tuple, key_bias, many_rows: bool) -> tuple[tf.Tensor, tuple]:
+        """One word per row (hidden float[batch, width]: its embedding) into cache slot `slot`, rank 2
+        throughout (see DecoderBlock.step); key_bias float32[batch or 1, 1 or heads, context]."""
+        batch = tf.shape(hidden)[0]
         slot_indices = tf.stack([tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, self.heads]),
                                  tf.broadcast_to(tf.range(self.heads)[tf.newaxis, :], [batch, self.heads]),
-                                 tf.fill([batch, self.heads], filled)], axis=-1)  # int32[batch, heads, 3]
+                                 tf.fill([batch, self.heads], slot)], axis=-1)  # int32[batch, heads, 3]
         new_caches = []
         for block, cache in zip(self.blocks, caches):
             hidden, cache = block.step(hidden, cache, slot_indices, key_bias, many_rows)
@@ -201,7 +200,9 @@ class TransformerDecoder(tf.Module):
             else:  # window positions, pads seen: every slot up to its own
                 position, slot_is_word = filled, key_is_word
                 attends = tf.range(self.context_length)[tf.newaxis, :] <= filled
-            logits, new_caches = self._step(next_ids, position, filled, caches, attends, many_rows)
+            hidden = self.embedding.tokens(next_ids) + self.embedding.positions(position)  # [batch, width]
+            key_bias = tf.where(attends, 0.0, MASKED_SCORE)[:, tf.newaxis, :]  # float32[batch, 1 (heads), context]
+            logits, new_caches = self._step(hidden, filled, caches, key_bias, many_rows)
             return logits, (filled + 1, new_caches, slot_is_word, next_position + tf.cast(is_word, tf.int32))
 
         def reread():
@@ -216,9 +217,54 @@ class TransformerDecoder(tf.Module):
         return tf.switch_case(branch, [lambda: cached(False), lambda: cached(True), reread])
 
 
+class SlidingDecoder(TransformerDecoder):
+    """A transformer with ALiBi positions (ModelConfig.positions "alibi"): the cache is a ring of
+    `context` slots and each new word overwrites the oldest, with no re-read.
+
+    Why it is exact up to the window and close past it: a key holds no position (the distance enters as
+    each head's -slope * distance on the scores), so a word's keys and values are what a window holding
+    it would compute, as long as the words they attended to are still in it. Past the window, a later
+    block's cached keys were computed when older words were in view (as in sliding-window attention
+    models): the first block sees exactly the window, the next ones a little more.
+
+    State: (written int32 scalar: words written into the ring so far, the next slot is written mod
+    context; caches, as TransformerDecoder's; key_is_word bool[batch, context]; key_position
+    int32[batch, context]: each slot's word position; next_position int32[batch])."""
+
+    def __init__(self, model: keras.Model, config: ModelConfig):
+        super().__init__(model, config)
+        self.slopes = tf.constant(alibi_slopes(config.heads), tf.float32)[:, tf.newaxis]  # [heads, 1]
+        self.description = (f"cached keys and values in a ring of {self.context_length} slots: the newest word "
+                            f"replaces the oldest (ALiBi positions, no re-read)")
+
+    def start(self, window: tf.Tensor) -> tuple[tf.Tensor, tuple]:
+        logits, (time, caches, key_is_word, next_position) = super().start(window)
+        key_position = tf.pad(word_positions(window), [[0, 0], [0, self.context_length - tf.shape(window)[1]]])
+        key_position = tf.reshape(key_position, [-1, self.context_length])  # a static width for the loop
+        return logits, (time, caches, key_is_word, key_position, next_position)
+
+    def advance(self, state, next_ids, history, length):
+        written, caches, key_is_word, key_position, next_position = state
+        slot = tf.math.floormod(written, self.context_length)
+        in_slot = tf.equal(tf.range(self.context_length), slot)[tf.newaxis, :]  # bool[1, context]
+        # generation never draws <pad>; a pad is handled as word_positions does all the same
+        is_word = tf.not_equal(next_ids, PAD_ID)
+        position = tf.where(is_word, next_position, tf.maximum(next_position - 1, 0))
+        key_is_word = tf.where(in_slot, is_word[:, tf.newaxis], key_is_word)  # the slot's old word leaves the window
+        key_position = tf.where(in_slot, position[:, tf.newaxis], key_position)
+        attends = tf.logical_or(key_is_word, in_slot)[:, tf.newaxis, :]  # the words in the ring, and itself
+        distance = tf.cast(position[:, tf.newaxis] - key_position, tf.float32)[:, tf.newaxis, :]
+        key_bias = tf.where(attends, -self.slopes * distance, MASKED_SCORE)  # float32[batch, heads, context]
+        hidden = self.embedding.tokens(next_ids)
+        logits, new_caches = tf.cond(tf.shape(next_ids)[0] >= MATMUL_ROWS,
+                                     lambda: self._step(hidden, slot, caches, key_bias, True),
+                                     lambda: self._step(hidden, slot, caches, key_bias, False))
+        return logits, (written + 1, new_caches, key_is_word, key_position, next_position + tf.cast(is_word, tf.int32))
+
+
 def make_decoder(model: keras.Model, config: ModelConfig) -> tf.Module:
     if config.arch == "transformer" and config.objective == "all":
-        return TransformerDecoder(model, config)
+        return SlidingDecoder(model, config) if config.positions == "alibi" else TransformerDecoder(model, config)
     if config.bidirectional or config.arch == "transformer":
         # A transformer trained on objective "last" was only ever supervised at the window's last
         # position: a cache would predict from positions it never trained on, so it re-reads.

@@ -21,7 +21,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 OPTIMIZERS = ("adamw", "adam", "rmsprop")
 PRESETS = ("notebook",)
 MODEL_FIELDS = ("arch", "layers", "units", "embedding_dim", "dropout", "bidirectional", "objective", "heads", "ff_dim",
-                "tie_embeddings", "ignore_padding")
+                "tie_embeddings", "ignore_padding", "positions")
 OPTIMIZATION_FIELDS = ("optimizer", "learning_rate", "batch_size", "weight_decay", "schedule", "warmup_steps",
                        "clip_norm", "patience")
 
@@ -90,6 +90,7 @@ class TrainSettings:
     ff_dim: int | None = None
     tie_embeddings: bool | None = None
     ignore_padding: bool | None = None
+    positions: str | None = None
     # optimisation (None: preset, else RECIPE_DEFAULTS)
     batch_size: int | None = None  # global, over all replicas and workers
     optimizer: str | None = None

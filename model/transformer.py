@@ -40,6 +40,20 @@ def word_positions(ids, first=0):
     return tf.maximum(tf.reshape(first, [-1, 1]) + tf.cumsum(real, axis=1) - 1, 0)
 
 
+def alibi_slopes(heads: int) -> list[float]:
+    """ALiBi's per-head slopes (Press et al. 2022, "Train Short, Test Long"): a head's score for a key
+    d words back falls by slope * d. Geometric from 2^(-8/heads); for a head count that is not a power
+    of two, the paper's interleaving of the next power's slopes."""
+    def geometric(count: int) -> list[float]:
+        first = 2.0 ** (-8.0 / count)
+        return [first ** (index + 1) for index in range(count)]
+
+    closest = 2 ** int(math.floor(math.log2(heads)))
+    if closest == heads:
+        return geometric(heads)
+    return geometric(closest) + alibi_slopes(2 * closest)[0::2][: heads - closest]
+
+
 def small_softmax(scores):
     """Softmax over the last axis in plain ops: on a CPU, TensorFlow's oneDNN softmax kernel takes
     ~60 us at float32[1, 4, 44] (a cached decoder's scores), these four ops ~6 us."""
@@ -52,22 +66,27 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
     """ids int32[batch, time] -> float[batch, time, width]: token + learned position embedding.
 
     Positions: counted from the window's first word (`word_positions`) when ignore_padding, else
-    window positions offset by `start`; a cached decoder passes the positions of its new words."""
+    window positions offset by `start`; a cached decoder passes the positions of its new words.
+    learned_positions False (ALiBi, DecoderBlock's `alibi`): the token embedding alone."""
 
-    def __init__(self, vocab_size: int, context_length: int, width: int, ignore_padding: bool = False, **kwargs):
+    def __init__(self, vocab_size: int, context_length: int, width: int, ignore_padding: bool = False,
+                 learned_positions: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.vocab_size, self.context_length, self.width = vocab_size, context_length, width
-        self.ignore_padding = ignore_padding
+        self.ignore_padding, self.learned_positions = ignore_padding, learned_positions
         self.tokens = keras.layers.Embedding(vocab_size, width, name="tokens")
-        self.positions = keras.layers.Embedding(context_length, width, name="positions")
+        self.positions = keras.layers.Embedding(context_length, width, name="positions") if learned_positions else None
 
     def build(self, input_shape):
         self.tokens.build(input_shape)
-        self.positions.build((input_shape[-1],))
+        if self.positions is not None:
+            self.positions.build((input_shape[-1],))
         self.built = True
 
     def call(self, ids, start=0, positions=None):
         """positions int32[batch, time] (see `word_positions`) or None: window positions start + i."""
+        if self.positions is None:
+            return self.tokens(ids)
         if positions is None:
             positions = word_positions(ids) if self.ignore_padding else start + tf.range(tf.shape(ids)[-1])
         return self.tokens(ids) + self.positions(positions)
@@ -77,18 +96,22 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "vocab_size": self.vocab_size, "context_length": self.context_length,
-                "width": self.width, "ignore_padding": self.ignore_padding}
+                "width": self.width, "ignore_padding": self.ignore_padding, "learned_positions": self.learned_positions}
 
 
 @keras.saving.register_keras_serializable(package="nextword")
 class DecoderBlock(keras.layers.Layer):
-    """One pre-LN block: causal multi-head self-attention, then a GELU feed-forward layer."""
+    """One pre-LN block: causal multi-head self-attention, then a GELU feed-forward layer.
 
-    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float = 0.0, **kwargs):
+    alibi: each head's scores fall linearly with the distance in words from the query (`alibi_slopes`),
+    the model's only notion of order (TokenAndPositionEmbedding without positions)."""
+
+    def __init__(self, width: int, heads: int, ff_dim: int, dropout: float = 0.0, alibi: bool = False, **kwargs):
         super().__init__(**kwargs)
         if width % heads:
             raise ValueError(f"width {width} is not a multiple of heads {heads}")
         self.width, self.heads, self.ff_dim, self.dropout_rate = width, heads, ff_dim, dropout
+        self.alibi = alibi
         self.head_dim = width // heads
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="attention_norm")
         self.query_key_value = keras.layers.Dense(3 * width, name="query_key_value")
@@ -134,6 +157,8 @@ class DecoderBlock(keras.layers.Layer):
             query, hidden, query_position = query[:, -1:], hidden[:, -1:], query_position[-1:]
         scores = tf.einsum("bqhd,bkhd->bhqk", tf.cast(query, tf.float32), tf.cast(key, tf.float32))
         scores = scores / math.sqrt(self.head_dim)
+        if self.alibi:
+            scores = scores + self._distance_bias(key_is_word, time, last_only)
         key_position = start + tf.range(time)
         allowed = key_position[tf.newaxis, :] <= query_position[:, tf.newaxis]  # causal: [query, key]
         if key_is_word is not None:
@@ -148,14 +173,26 @@ class DecoderBlock(keras.layers.Layer):
         hidden = hidden + self.feed_forward_dropout(feed_forward, training=training)
         return hidden, (key, value)
 
+    def _distance_bias(self, key_is_word, time, last_only):
+        """float32[batch or 1, heads, query, key]: -slope * (the query's word position - the key's). Word
+        positions count words, not pads (as `word_positions`); a pad key is masked later all the same."""
+        if key_is_word is None:
+            position = tf.range(time)[tf.newaxis, :]
+        else:
+            position = tf.cumsum(tf.cast(key_is_word, tf.int32), axis=1)
+        query_position = position[:, -1:] if last_only else position
+        distance = tf.cast(query_position[:, :, tf.newaxis] - position[:, tf.newaxis, :], tf.float32)
+        slopes = tf.constant(alibi_slopes(self.heads), tf.float32)[:, tf.newaxis, tf.newaxis]
+        return -slopes * distance[:, tf.newaxis]
+
     def step(self, hidden, cache, slot_indices, key_bias, many_rows=False):
         """One new word per row, for cached generation: `forward` at time 1, with fewer ops.
 
         hidden float[batch, width] (rank 2: Dense layers run a plain MatMul, no reshapes around it);
         cache (keys, values), each float32[batch, heads, context, head_dim]; slot_indices
         int32[batch, heads, 3]: (row, head, slot) where the new word's key and value go;
-        key_bias float32[batch, 1, context]: 0 where the word may attend (its own slot included),
-        MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
+        key_bias float32[batch, 1 or heads, context]: 0 (ALiBi: -slope * distance) where the word may attend
+        (its own slot included), MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
         ~40 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
         "Transformer generation per word"). Adding MASKED_SCORE, not replacing by it, gives the same softmax.
         many_rows: attention by BatchMatMul instead of products and sums (the same values up to rounding).
@@ -189,7 +226,7 @@ class DecoderBlock(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "heads": self.heads, "ff_dim": self.ff_dim,
-                "dropout": self.dropout_rate}
+                "dropout": self.dropout_rate, "alibi": self.alibi}
 
 
 @keras.saving.register_keras_serializable(package="nextword")

@@ -76,6 +76,7 @@ DECODERS = {
     "bidirectional": dict(layers=2, bidirectional=True, objective="last"),  # the window decoder
     "transformer": dict(arch="transformer", units=16, heads=2, ff_dim=24, objective="all"),  # the cache
     "transformer_last": dict(arch="transformer", units=16, heads=2, ff_dim=24, objective="last"),  # the window
+    "transformer_alibi": dict(arch="transformer", units=16, heads=2, ff_dim=24, objective="all", positions="alibi"),  # the ring
 }
 
 
