@@ -1,6 +1,9 @@
 #!/usr/bin/env python
 """Generation past the context: held-out next-word loss by distance past the window, for a
 recurrent state carried word to word vs re-reading the last `context` words from a zero state.
+A transformer's "carried" is how its export generates (model/export_graph.py `make_decoder`): the
+key/value cache with its last 3/4 re-read when the window fills (learned positions), or the ring
+that slides without re-reading (ALiBi positions).
 
 The model trains on windows of `context` ids from a zero state. `gen` reads the prompt's last
 `context` words that way, then either carries the recurrent state on (one cell step per word:
@@ -31,14 +34,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BINS = ((0, 1), (1, 11), (11, 45), (45, 101), (101, 201), (201, 301), (301, 501), (501, 1001))
 
 
-def held_out_documents(corpus: str, manifest, vocabulary: list[str], min_tokens: int) -> list[np.ndarray]:
+def held_out_documents(corpus: str, manifest, vocabulary: list[str], min_tokens: int,
+                       column: str | None = None) -> list[np.ndarray]:
     import tensorflow as tf
 
     from nextword.ingest.sources import BUILTIN, iter_documents, resolve_inputs
     from nextword.ingest.text import tokenize_to_ids, vocabulary_table
     from nextword.ingest.windows import document_keys, is_validation
 
-    specs = resolve_inputs([BUILTIN if corpus == "builtin" else corpus], "auto", None)
+    specs = resolve_inputs([BUILTIN if corpus == "builtin" else corpus], "auto", column)
     table = vocabulary_table(vocabulary)
     documents = []
     for batch in iter_documents(specs, "skip"):
@@ -60,7 +64,7 @@ def losses_by_distance(decoder, documents, points, context: int, horizon: int, b
     import tensorflow as tf
 
     sums = {"carried": np.zeros(horizon + 1), "reread": np.zeros(horizon + 1)}
-    step = tf.function(decoder.step)
+    advance = tf.function(decoder.advance)  # as generation calls it: the history so far and its last column
     window_fn = tf.function(decoder.start)
 
     def nll(logits, targets):
@@ -70,11 +74,12 @@ def losses_by_distance(decoder, documents, points, context: int, horizon: int, b
         chunk = points[first:first + batch]
         rows = np.stack([documents[i][s:s + context + horizon + 1] for i, s in chunk])  # [b, context+horizon+1]
         logits, states = window_fn(tf.constant(rows[:, :context]))
+        history = tf.constant(rows)
         for k in range(horizon + 1):
             target = tf.constant(rows[:, context + k])
             sums["carried"][k] += nll(logits, target).sum()
             if k < horizon:
-                logits, states = step(target, states)
+                logits, states = advance(states, target, history, tf.constant(context + k))
         # Re-reading: word context+k predicted from the window ending just before it.
         windows = np.stack([rows[:, k:k + context] for k in range(horizon + 1)], axis=1).reshape(-1, context)
         targets = rows[:, context:context + horizon + 1].reshape(-1)
@@ -103,6 +108,7 @@ def main() -> None:
     parser.add_argument("--horizon", type=int, default=300, help="words past the window to score")
     parser.add_argument("--every", type=int, default=20, help="a start point every N tokens of a held-out document")
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--column", help="a table corpus's text column (bench/work/vim-help.jsonl: text)")
     parser.add_argument("--label", help="record the result in the results store as run LABEL of benchmark \"context\"")
     parser.add_argument("--store", help="the results store (default bench/results.json)")
     args = parser.parse_args()
@@ -113,7 +119,7 @@ def main() -> None:
     from nextword.model import checkpointing
     from nextword.model.builder import build_model
     from nextword.model.config import ModelConfig
-    from nextword.model.export_graph import RecurrentDecoder
+    from nextword.model.export_graph import make_decoder
     from nextword.tfrecords.manifest import load_manifest
 
     record = checkpointing.read_run_file(args.run_dir)
@@ -122,8 +128,8 @@ def main() -> None:
     vocabulary = open(os.path.join(record["data_dir"], "vocab.txt"), encoding="utf-8").read().splitlines()
     model = build_model(config)
     checkpointing.restore_model_weights(args.run_dir, model)
-    decoder = RecurrentDecoder(model, config)
-    documents = held_out_documents(args.corpus, manifest, vocabulary, config.context_length + args.horizon + 1)
+    decoder = make_decoder(model, config)
+    documents = held_out_documents(args.corpus, manifest, vocabulary, config.context_length + args.horizon + 1, args.column)
     points = starts(documents, config.context_length, args.horizon, args.every)
     if not points:
         sys.exit(f"no held-out document holds {config.context_length + args.horizon + 1} tokens")

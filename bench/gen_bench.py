@@ -105,7 +105,8 @@ def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int =
 
 def demo_export(kind: str, directory: str) -> str:
     """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8), `default` (the LSTM recipe), `transformer`
-    (the transformer recipe), or `transformer-reread` (the transformer re-reading its whole window every word)."""
+    (the transformer recipe), `transformer-alibi` (the same with ALiBi positions: a sliding cache), or
+    `transformer-reread` (the transformer re-reading its whole window every word)."""
     from nextword.model import export_graph
     from nextword.model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
     from nextword.model.export import export_model
@@ -113,7 +114,8 @@ def demo_export(kind: str, directory: str) -> str:
 
     words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]
     data_dir = write_data_dir(os.path.join(directory, "data"), context_length=44, words=words)
-    settings = {"notebook": NOTEBOOK_PRESET, "default": dict(arch="lstm")}.get(
+    settings = {"notebook": NOTEBOOK_PRESET, "default": dict(arch="lstm"),
+                "transformer-alibi": dict(arch="transformer", positions="alibi", **TRANSFORMER_DEFAULTS)}.get(
         kind, dict(arch="transformer", **TRANSFORMER_DEFAULTS))
     config = ModelConfig(vocab_size=len(words) + 2, context_length=44, **settings)
     export_dir = os.path.join(directory, "export")

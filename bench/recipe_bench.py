@@ -49,6 +49,8 @@ BENCHMARK = "recipe"  # its runs in the results store: CORPUS/ARM/BUDGET/SEED, f
 ARMS = {
     "default": [],
     "notebook": ["--preset", "notebook"],
+    "alibi": ["--positions", "alibi"],
+    "learned-positions": ["--positions", "learned"],
     "lstm": ["--arch", "lstm"],
     "lstm-lr-3e-3": ["--arch", "lstm", "--learning-rate", "3e-3"],
     "lstm-dropout-0.3": ["--arch", "lstm", "--dropout", "0.3"],
@@ -170,7 +172,7 @@ ROW = ("flags", "budget_s", "steps", "stopped_by", "best_step", "wall_seconds", 
 
 def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
-    row = train_arm(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True)
+    row = train_arm(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True, keep=True)
     return {"corpus": corpus, "arm": arm, "seed": seed, **{key: row[key] for key in ROW}, "flags": ARMS[arm]}
 
 
@@ -194,7 +196,8 @@ def run(arguments) -> int:
     hours = sum(budget + OVERHEAD_S for _, budget, _, _ in order) / 3600
     print(f"plan: {len(order)} runs, about {hours:.1f} h of this machine; results: {path}", flush=True)
     os.makedirs(arguments.work, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix="recipe-runs-", dir=None if arguments.smoke else arguments.work)
+    scratch = arguments.keep_runs or tempfile.mkdtemp(prefix="recipe-runs-", dir=None if arguments.smoke else arguments.work)
+    os.makedirs(scratch, exist_ok=True)
     failed = []
     for index, (corpus, budget, seed, arm) in enumerate(order):
         if index == 0 or order[index - 1][0] != corpus:
@@ -214,7 +217,8 @@ def run(arguments) -> int:
         print(f"[{index + 1}/{len(order)}] {corpus:8} {arm:18} {budget:5g} s seed {seed}  ppl {row['perplexity']:8.2f}  "
               f"top-1 {row['top1'] or 0:.4f}  {row['steps']:6,} steps ({row['stopped_by']})  "
               f"{row['windows_per_second']:6,.0f} windows/s  (load {row['load_before']})", flush=True)
-    shutil.rmtree(scratch, ignore_errors=True)
+    if not arguments.keep_runs:
+        shutil.rmtree(scratch, ignore_errors=True)
     results = gathered(store.load(path))
     print("\n" + report_markdown(results, min(arguments.budgets), max(arguments.budgets)) if arguments.smoke
           else "\n" + report_markdown(results))
@@ -461,6 +465,8 @@ def main() -> int:
     r.add_argument("--smoke", action="store_true", help="3 s and 6 s arms (default, notebook, lstm) on the embedded corpus only, into a temp file")
     r.add_argument("--store", default=None, help="the results store (default bench/results.json; a temp file with --smoke)")
     r.add_argument("--work", default=WORK, help="where the corpora are built (default bench/work)")
+    r.add_argument("--keep-runs", metavar="DIR", help="train the runs into DIR and keep them (e.g. for bench/context_bench.py); "
+                   "default: a temporary directory under --work, removed at the end")
     p = sub.add_parser("report", help="markdown from the results store")
     p.add_argument("--store", default=store.STORE)
     arguments = parser.parse_args()

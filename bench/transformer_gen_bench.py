@@ -60,15 +60,18 @@ def keep_one_export(directory: str) -> str:
 
 
 def mixed_export(kind: str, data_dir: str, directory: str) -> str:
-    """A random-weight export of the LSTM recipe ("default") or the transformer recipe on DATA_DIR, mixed as
-    `nextword train` exports it: with the 5-gram and the context cache counted on its train split."""
+    """A random-weight export of the LSTM recipe ("default"), the transformer recipe ("transformer") or the
+    transformer recipe with ALiBi positions ("transformer-alibi") on DATA_DIR, mixed as `nextword train`
+    exports it: with the 5-gram and the context cache counted on its train split."""
     from nextword.model.config import TRANSFORMER_DEFAULTS, ModelConfig
     from nextword.model.export import export_model
     from nextword.model.synthetic import random_model
     from nextword.tfrecords.manifest import load_manifest
 
     manifest = load_manifest(data_dir)
-    settings = dict(arch="transformer", **TRANSFORMER_DEFAULTS) if kind == "transformer" else dict(arch="lstm")
+    settings = dict(arch="transformer", **TRANSFORMER_DEFAULTS) if kind.startswith("transformer") else dict(arch="lstm")
+    if kind == "transformer-alibi":
+        settings["positions"] = "alibi"
     config = ModelConfig(vocab_size=manifest.vocab_size, context_length=manifest.context_length, **settings)
     export_model(random_model(config), config, data_dir, directory, {"note": "random weights (speed only)"})
     return directory
@@ -88,6 +91,9 @@ def main() -> None:
                         help="add 'lstm-mixed' and 'transformer-mixed': the two recipes (random weights) exported "
                         "on DATA_DIR with the 5-gram and the context cache, as `nextword train` exports them (the "
                         "default export's gen; the synthetic exports above have no n-gram)")
+    parser.add_argument("--alibi", action="store_true",
+                        help="add 'transformer-alibi' (and with --mixture 'transformer-alibi-mixed'): the transformer "
+                        "recipe with --positions alibi, whose cache slides instead of re-reading its window")
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
@@ -99,17 +105,19 @@ def main() -> None:
     from nextword.generate.generator import Generator
 
     with tempfile.TemporaryDirectory() as scratch:
-        exports = {kind: demo_export(demo, os.path.join(scratch, kind))
-                   for kind, demo in (("lstm", "default"), ("transformer", "transformer"))}
+        kinds = (("lstm", "default"), ("transformer", "transformer"))
+        if arguments.alibi:
+            kinds += (("transformer-alibi", "transformer-alibi"),)
+        exports = {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
         if arguments.mixture:
-            for kind, recipe in (("lstm", "default"), ("transformer", "transformer")):
+            for kind, recipe in kinds:
                 exports[f"{kind}-mixed"] = mixed_export(recipe, arguments.mixture, os.path.join(scratch, f"{kind}-mixed"))
         if arguments.reread_bound:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
         if arguments.compiled:
-            for kind in ("lstm", "transformer"):
+            for kind in ("lstm", "transformer") + (("transformer-alibi",) if arguments.alibi else ()):
                 exports[f"{kind}-compiled"] = exports[kind]
                 generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
         batches = [1] + [int(rows) for rows in arguments.batch.split(",")]
