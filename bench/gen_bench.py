@@ -12,6 +12,7 @@ network. `benchmark_generation(export_dir)` returns the figures as a dict for be
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -105,7 +106,8 @@ def benchmark_generation(export_dir: str, notebook_words: int = 20, words: int =
 
 def demo_export(kind: str, directory: str) -> str:
     """A random-weight export: `notebook` (3 x BiLSTM 50, emb 8), `default` (the LSTM recipe), `transformer`
-    (the transformer recipe), `transformer-alibi` (the same with ALiBi positions: a sliding cache), or
+    (the transformer recipe), `transformer-alibi` / `transformer-learned` (the same with ALiBi positions: a
+    sliding cache; with learned positions: a cache whose last 3/4 is re-read when the window fills), or
     `transformer-reread` (the transformer re-reading its whole window every word)."""
     from nextword.model import export_graph
     from nextword.model.config import NOTEBOOK_PRESET, TRANSFORMER_DEFAULTS, ModelConfig
@@ -115,12 +117,14 @@ def demo_export(kind: str, directory: str) -> str:
     words = [f"w{index}" for index in range(498)] + ["last", "night", "i", "went", "on", "a", "date", "with"]
     data_dir = write_data_dir(os.path.join(directory, "data"), context_length=44, words=words)
     settings = {"notebook": NOTEBOOK_PRESET, "default": dict(arch="lstm"),
-                "transformer-alibi": dict(arch="transformer", positions="alibi", **TRANSFORMER_DEFAULTS)}.get(
-        kind, dict(arch="transformer", **TRANSFORMER_DEFAULTS))
+                "transformer-alibi": dict(TRANSFORMER_DEFAULTS, arch="transformer", positions="alibi"),
+                "transformer-learned": dict(TRANSFORMER_DEFAULTS, arch="transformer", positions="learned")}.get(
+        kind, dict(TRANSFORMER_DEFAULTS, arch="transformer"))
     config = ModelConfig(vocab_size=len(words) + 2, context_length=44, **settings)
     export_dir = os.path.join(directory, "export")
     make_decoder = export_graph.make_decoder
-    if kind == "transformer-reread":  # keep = context - 1: a whole window re-read for every word
+    if kind == "transformer-reread":  # learned positions, keep = context - 1: a whole window re-read for every word
+        config = dataclasses.replace(config, positions="learned")
         export_graph.make_decoder = lambda model, config: export_graph.TransformerDecoder(
             model, config, keep=config.context_length - 1)
     try:

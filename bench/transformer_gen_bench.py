@@ -54,24 +54,24 @@ def keep_one_export(directory: str) -> str:
     make_decoder = export_graph.make_decoder
     export_graph.make_decoder = lambda model, config: export_graph.TransformerDecoder(model, config, keep=1)
     try:
-        return demo_export("transformer", directory)
+        return demo_export("transformer-learned", directory)
     finally:
         export_graph.make_decoder = make_decoder
 
 
 def mixed_export(kind: str, data_dir: str, directory: str) -> str:
-    """A random-weight export of the LSTM recipe ("default"), the transformer recipe ("transformer") or the
-    transformer recipe with ALiBi positions ("transformer-alibi") on DATA_DIR, mixed as `nextword train`
-    exports it: with the 5-gram and the context cache counted on its train split."""
+    """A random-weight export of the LSTM recipe ("default"), the transformer recipe ("transformer"), or the
+    transformer recipe with ALiBi or learned positions ("transformer-alibi", "transformer-learned") on DATA_DIR,
+    mixed as `nextword train` exports it: with the 5-gram and the context cache counted on its train split."""
     from nextword.model.config import TRANSFORMER_DEFAULTS, ModelConfig
     from nextword.model.export import export_model
     from nextword.model.synthetic import random_model
     from nextword.tfrecords.manifest import load_manifest
 
     manifest = load_manifest(data_dir)
-    settings = dict(arch="transformer", **TRANSFORMER_DEFAULTS) if kind.startswith("transformer") else dict(arch="lstm")
-    if kind == "transformer-alibi":
-        settings["positions"] = "alibi"
+    settings = dict(TRANSFORMER_DEFAULTS, arch="transformer") if kind.startswith("transformer") else dict(arch="lstm")
+    if kind in ("transformer-alibi", "transformer-learned"):
+        settings["positions"] = kind.split("-")[1]
     config = ModelConfig(vocab_size=manifest.vocab_size, context_length=manifest.context_length, **settings)
     export_model(random_model(config), config, data_dir, directory, {"note": "random weights (speed only)"})
     return directory
@@ -94,6 +94,9 @@ def main() -> None:
     parser.add_argument("--alibi", action="store_true",
                         help="add 'transformer-alibi' (and with --mixture 'transformer-alibi-mixed'): the transformer "
                         "recipe with --positions alibi, whose cache slides instead of re-reading its window")
+    parser.add_argument("--learned", action="store_true",
+                        help="add 'transformer-learned' (and with --mixture 'transformer-learned-mixed'): the transformer "
+                        "recipe with --positions learned, whose cache re-reads 3/4 of its window when it fills")
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
@@ -108,6 +111,8 @@ def main() -> None:
         kinds = (("lstm", "default"), ("transformer", "transformer"))
         if arguments.alibi:
             kinds += (("transformer-alibi", "transformer-alibi"),)
+        if arguments.learned:
+            kinds += (("transformer-learned", "transformer-learned"),)
         exports = {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
         if arguments.mixture:
             for kind, recipe in kinds:
@@ -117,7 +122,8 @@ def main() -> None:
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
         if arguments.compiled:
-            for kind in ("lstm", "transformer") + (("transformer-alibi",) if arguments.alibi else ()):
+            for kind in ("lstm", "transformer") + tuple(name for name in ("transformer-alibi", "transformer-learned")
+                                                         if getattr(arguments, name.split("-")[1])):
                 exports[f"{kind}-compiled"] = exports[kind]
                 generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
         batches = [1] + [int(rows) for rows in arguments.batch.split(",")]

@@ -29,7 +29,7 @@ MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length
                 "dropout": "--dropout", "bidirectional": "--bidirectional", "objective": "--objective",
                 "heads": "--heads", "ff_dim": "--ff-dim", "tie_embeddings": "--tie-embeddings",
                 "ignore_padding": "--ignore-padding (runs of 0.2: --no-ignore-padding)",
-                "positions": "--positions"}
+                "positions": "--positions (0.3's runs before ALiBi: --positions learned)"}
 
 
 class TrainingPosition:

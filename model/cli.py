@@ -52,7 +52,7 @@ def train(
     objective: Optional[Objective] = typer.Option(None, help="last: predict the window's final word; all: every next word (not with --bidirectional)"),
     tie_embeddings: Optional[bool] = typer.Option(None, "--tie-embeddings/--no-tie-embeddings", help="the output projection reuses the input embeddings (recurrent models project down to --embedding-dim first); " + _MODEL_HELP),
     ignore_padding: Optional[bool] = typer.Option(None, "--ignore-padding/--no-ignore-padding", help="transformer: pads are masked out of attention and positions count from the window's first word, so short documents train as they are scored (default on; off: 0.2's window positions)"),
-    positions: Optional[Positions] = typer.Option(None, help="transformer: learned, a position embedding per window slot (default); alibi, no position embedding, attention falls with the distance in words, so generation slides its cache instead of re-reading the window when it fills (needs --ignore-padding)"),
+    positions: Optional[Positions] = typer.Option(None, help="transformer: alibi (default), no position embedding, attention falls with the distance in words, so generation slides its cache instead of re-reading the window when it fills (needs --ignore-padding); learned, a position embedding per window slot (0.3's runs before ALiBi: resume them with --positions learned)"),
     batch_size: Optional[int] = typer.Option(None, help=f"global batch over all replicas; default {RECIPE_DEFAULTS['batch_size']}"),
     epochs: int = typer.Option(TrainSettings.epochs, help="passes over the train split (counted across resumes)"),
     max_steps: Optional[int] = typer.Option(None, help="stop after this many global steps (counted across resumes)"),

@@ -211,6 +211,8 @@ class TrainSettings:
                     hint="drop --embedding-dim (or set --units)",
                 )
             chosen["embedding_dim"] = units
+            if chosen["ignore_padding"] is False and self.positions is None:
+                chosen["positions"] = "learned"  # 0.2's window positions: the learned embedding they were trained with
         return ModelConfig(
             vocab_size=vocab_size,
             context_length=context_length,

@@ -183,6 +183,18 @@ def test_transformer_settings_resolve_and_refuse_clearly():
     assert TrainSettings(data_dir="d", out="o", jit_compile=True).jit_compile_for("lstm") is True
 
 
+def test_the_transformer_recipe_uses_alibi_positions_unless_asked_otherwise():
+    def positions(**flags):
+        return TrainSettings(data_dir="d", out="o", **flags).model_config(500, 44).positions
+
+    assert positions() == positions(arch="transformer") == "alibi"
+    assert positions(arch="transformer", positions="learned") == "learned"
+    assert positions(arch="lstm") == positions(preset="notebook") == "learned"  # no attention: nothing to bias
+    assert positions(arch="transformer", ignore_padding=False) == "learned"  # 0.2's window positions, as trained
+    with pytest.raises(SettingsError, match="--positions alibi is for --arch transformer with --ignore-padding"):
+        positions(arch="transformer", ignore_padding=False, positions="alibi")
+
+
 def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
     run_dir = str(tmp_path / "run")
     trained = run_cli("train", data_dir, "--out", run_dir, "--arch", "transformer", "--layers", "1", "--units", "16",
@@ -191,6 +203,7 @@ def test_transformer_trains_exports_evaluates_and_generates(data_dir, tmp_path):
     assert "validation: loss" in trained.stdout
     card = json.load(open(os.path.join(run_dir, "export", "card.json")))
     assert card["model"]["arch"] == "transformer" and "cached keys and values" in card["generation"]
+    assert card["model"]["positions"] == "alibi" and "ring" in card["generation"]  # the recipe's default: no re-read
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["jit_compile"] is True  # the transformer's default
     # FLOP accounting: the formula's cost of a window, times the windows/s, over the peak (model/flops.py)
