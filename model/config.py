@@ -44,7 +44,7 @@ class ModelConfig:
     # first word (model/transformer.py says why). Configs written before 0.3 lack the field and
     # load as False, the 0.2 behaviour their weights were trained with.
     ignore_padding: bool = True
-    # transformer only: "learned": a position embedding per window slot (0.2 and 0.3's recipe); "alibi":
+    # transformer only: "learned": a position embedding per window slot (0.2's, and 0.3's first recipe); "alibi":
     # no position embedding, each head's attention score falls linearly with the distance in words
     # (Press et al. 2022, model/transformer.py `alibi_slopes`). Keys then hold no position, so a cached
     # decoder slides its window instead of re-reading it (model/export_graph.py `SlidingDecoder`).

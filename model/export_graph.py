@@ -15,11 +15,11 @@ Generation (`generate` signature):
     word attends to them; when the window is full, the last `keep` words are re-read as a
     new window (positions 0..keep-1) and caching goes on. Every prediction is thus the
     model's output on a window shaped like a training window, at 1/(context-keep) re-reads
-    per word instead of one whole window per word. With ALiBi positions (`SlidingDecoder`) keys
-    hold no position, so the cache is a ring: the new word overwrites the oldest, no re-read. A new word's step (`DecoderBlock.step`) runs at
-    rank 2 in ~45 ops a block, avoiding the kernels whose fixed cost dominates at one word
-    (oneDNN einsum and softmax, ~60-70 us each on a CPU: bench/RESULTS.md, "Transformer generation
-    per word");
+    per word instead of one whole window per word. With ALiBi positions (`SlidingDecoder`, the
+    recipe's default) keys hold no position, so the cache is a ring: the new word overwrites the
+    oldest, nothing is re-read. A new word's step (`DecoderBlock.step`) runs at rank 2 in ~45 ops
+    a block, avoiding the kernels whose fixed cost dominates at one word (oneDNN einsum and softmax,
+    ~60-70 us each on a CPU: bench/RESULTS.md, "Transformer generation per word");
   - bidirectional models, and transformers trained on objective "last" (`WindowDecoder`),
     recompute their whole window for every word (a backward layer has no state to carry; the
     transformer's other positions were never trained to predict);

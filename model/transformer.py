@@ -11,6 +11,10 @@ final-word perplexity 60 on the train split's own windows, training loss 26); wi
 document-relative positions and masked pads they are one computation. Models of 0.2
 (ignore_padding False) keep window positions with pads as ordinary inputs.
 
+Positions (ModelConfig.positions): "alibi" (the recipe's default) has no position embedding; each
+head's scores fall linearly with the distance in words (`alibi_slopes`), so a key holds no position
+and the export's cache slides instead of re-reading the window. "learned": a position embedding.
+
 The same layers serve training (a whole window at once) and the export's cached generation
 (`DecoderBlock.forward` over a window, `DecoderBlock.step` for one word against a key/value cache,
 `TokenAndPositionEmbedding.call(ids, positions=...)`):
@@ -63,7 +67,8 @@ def small_softmax(scores):
 
 @keras.saving.register_keras_serializable(package="nextword")
 class TokenAndPositionEmbedding(keras.layers.Layer):
-    """ids int32[batch, time] -> float[batch, time, width]: token + learned position embedding.
+    """ids int32[batch, time] -> float[batch, time, width]: token embedding, plus a learned position embedding
+    unless the model uses ALiBi.
 
     Positions: counted from the window's first word (`word_positions`) when ignore_padding, else
     window positions offset by `start`; a cached decoder passes the positions of its new words.
