@@ -170,9 +170,9 @@ ROW = ("flags", "budget_s", "steps", "stopped_by", "best_step", "wall_seconds", 
        "ngram_sample_perplexity", "load_before", "dataset_fingerprint", "date", "code")  # what a row keeps of the arm runner's
 
 
-def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str) -> dict:
+def one_run(corpus: str, data_dir: str, arm: str, budget: float, seed: int, scratch: str, keep: bool = False) -> dict:
     run_dir = os.path.join(scratch, f"{corpus}-{arm}-{budget:g}s-seed{seed}")
-    row = train_arm(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True, keep=True)
+    row = train_arm(data_dir, run_dir, budget, ["--seed", str(seed), *ARMS[arm]], score_export=True, keep=keep)
     return {"corpus": corpus, "arm": arm, "seed": seed, **{key: row[key] for key in ROW}, "flags": ARMS[arm]}
 
 
@@ -207,7 +207,7 @@ def run(arguments) -> int:
                 store.record(BENCHMARK, f"five_gram/{corpus}", counted, {"data_dir": dirs[corpus]}, path)
         measured = store.stamp()
         try:
-            row = one_run(corpus, dirs[corpus], arm, budget, seed, scratch)
+            row = one_run(corpus, dirs[corpus], arm, budget, seed, scratch, keep=bool(arguments.keep_runs))
         except RuntimeError as error:
             failed.append((corpus, arm, budget, seed))
             print(f"{corpus} {arm} {budget:g} s seed {seed} FAILED: {str(error)[-1500:]}", file=sys.stderr, flush=True)

@@ -122,8 +122,7 @@ def main() -> None:
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
         if arguments.compiled:
-            for kind in ("lstm", "transformer") + tuple(name for name in ("transformer-alibi", "transformer-learned")
-                                                         if getattr(arguments, name.split("-")[1])):
+            for kind, _ in kinds:
                 exports[f"{kind}-compiled"] = exports[kind]
                 generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
         batches = [1] + [int(rows) for rows in arguments.batch.split(",")]
