@@ -179,7 +179,8 @@ class Generator:
         its words out (`emit`: string ops) as saved: the same tokens as uncompiled (the same random
         floats; the logits within rounding, so only a near tie could flip). XLA compiles once per batch
         size and `--words` in a process (~1-2 s for the transformer on a 2-core CPU) and pays while rows
-        are few (bench/RESULTS.md, "Compiled generation"). The network alone: an n-gram is refused."""
+        are few (bench/RESULTS.md, "Compiled generation"). An export mixed with an n-gram compiles its
+        `advance_compilable` (the same loop, the n-gram's lookup in static shapes: NgramMixture.static_shapes)."""
         import tensorflow as tf
 
         advance, emit = getattr(self.loaded, "advance", None), getattr(self.loaded, "emit", None)
@@ -189,14 +190,14 @@ class Generator:
                 "(`advance`, 2026-12-06)",
                 hint="write the export again (`nextword export RUN_DIR`), or leave out --compiled",
             )
-        if "network_weight" in (self.card.get("ngram") or {}):
-            # its lookup gathers each context's followers, as many as training saw: sizes XLA cannot compile
-            raise SettingsError(
-                f"{self.export_dir} mixes its network with an n-gram, and the n-gram's lookup cannot be compiled "
-                "(XLA needs every size at compile time; a context's followers are as many as training saw)",
-                hint="leave out --compiled, or export the network alone for it: "
-                "`nextword export RUN_DIR --ngram-order 0 --out EXPORT_DIR`",
-            )
+        if "network_weight" in (self.card.get("ngram") or {}):  # the loop with the n-gram's lookup in static shapes
+            advance = getattr(self.loaded, "advance_compilable", None)
+            if advance is None:
+                raise SettingsError(
+                    f"{self.export_dir} mixes its network with an n-gram, and was exported before that mixture "
+                    "could be compiled (`advance_compilable`, 2026-12-06): its lookup has sizes XLA cannot compile",
+                    hint="write the export again (`nextword export RUN_DIR`), or leave out --compiled",
+                )
         self._compiled_advance = tf.function(lambda state, steps: advance(state, steps), jit_compile=True)
 
         def continue_compiled(steps, **state):

@@ -60,6 +60,8 @@ class GenerationMixin:
         # compile the numeric half alone (XLA has no string ops): `Generator.load(compiled=True)`, `gen --compiled`
         self.advance = tf.function(self._advance, input_signature=[state_specs, steps_spec])
         self.emit = tf.function(self._emit, input_signature=[state_specs])
+        if self.mixture is not None:  # its lookup in shapes XLA knows (NgramMixture.static_shapes): gen --compiled
+            self.advance_compilable = tf.function(self._advance_compilable, input_signature=[state_specs, steps_spec])
         self.generate_continue = tf.function(self._generate_continue, input_signature=[state_specs, steps_spec])
         self.generate = tf.function(self._generate, input_signature=specs)
         defaults = {name: tf.constant(value, GENERATE_SIGNATURE[name].dtype) for name, value in SERVING_DEFAULTS.items()}
@@ -122,6 +124,13 @@ class GenerationMixin:
         loop, settings, emitted = self._unpack_state(state)
         return self._state_tensors(self._run(loop, settings, tf.maximum(steps, 1)), settings, emitted)
 
+    def _advance_compilable(self, state: dict, steps) -> dict:
+        """`advance` for an export mixed with an n-gram, traced so XLA can compile it (`gen --compiled`): the same
+        tokens. A second trace of the loop, saved by mixed exports only: saved_model.pb +17% on the KJV, its load
+        +0.1 s (bench/RESULTS.md, "Compiled generation with the n-gram")."""
+        with self.mixture.static_shapes():
+            return self._advance(state, steps)
+
     def _emit(self, state: dict) -> dict:
         """state_* tensors -> generate_continue's outputs: the words completed since the state's
         `emitted`, done, finished, and the state with `emitted` moved on."""
@@ -173,7 +182,9 @@ class GenerationMixin:
         own = None  # the window's last `step` ids are samples; only a context cache tells them apart (no ops otherwise)
         if self.mixture is not None and self.mixture.cache:
             own = tf.range(self.mixture_width) >= self.mixture_width - step
-        scores = self._scores(loop["logits"], history[:, length - self.mixture_width : length], own)
+        # tf.slice: a static width, which XLA needs (a strided slice's run-time bounds compile to another window)
+        mixture_ids = tf.slice(history, tf.stack([0, length - self.mixture_width]), [-1, self.mixture_width])
+        scores = self._scores(loop["logits"], mixture_ids, own)
         next_ids = sampling.choose_next_ids(
             self._must_start_word(scores, pieces_in_word >= MAX_PIECES_PER_WORD), loop["seen"], banned,
             greedy=settings["greedy"], temperature=settings["temperature"], top_k=settings["top_k"],

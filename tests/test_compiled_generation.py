@@ -87,28 +87,32 @@ def test_a_wordpiece_export_compiles_and_draws_the_same_pieces(export_dirs, arch
     assert_compiled_draws_what_the_export_draws(export_dirs[arch][1], SETTINGS[:2])
 
 
-@pytest.fixture(scope="module")
-def mixed(tiny_dataset, tmp_path_factory):
-    """An LSTM export mixed with its n-gram (tiny_dataset has val windows to fit the weights)."""
-    export = make_export(tiny_dataset, tmp_path_factory.mktemp("mixed") / "export", seed=2, arch="lstm")
-    assert "network_weight" in export.card["ngram"], export.card["ngram"]
+@pytest.fixture(scope="module", params=["lstm", "transformer_alibi"])
+def mixed(request, tiny_dataset, tmp_path_factory):
+    """An export mixed with its n-gram and context cache (tiny_dataset has val windows to fit the weights): the
+    LSTM recipe's decoder, and the transformer recipe's (the ring)."""
+    export = make_export(tiny_dataset, tmp_path_factory.mktemp("mixed") / "export", seed=2, **DECODERS[request.param])
+    assert "network_weight" in export.card["ngram"] and export.card["ngram"]["context_cache"], export.card["ngram"]
     return export
 
 
-def test_an_export_with_an_ngram_is_refused_with_what_to_do(mixed, capsys, monkeypatch):
-    with pytest.raises(SettingsError, match="cannot be compiled") as raised:
-        Generator.load(mixed.directory, compiled=True)
-    assert "--ngram-order 0" in raised.value.hint
-    code, out, err = run_gen([mixed.directory, "the cat", "--compiled"], capsys, monkeypatch)
-    assert code == SettingsError.exit_code and out == ""
-    assert "cannot be compiled" in err and "--ngram-order 0" in err and "Traceback" not in err
-    # the message is right: XLA refuses the mixture's loop (the n-gram's ragged lookup)
+def test_an_export_with_an_ngram_compiles_and_draws_the_same_words(mixed):
+    assert_compiled_draws_what_the_export_draws(mixed.directory)
+    # what it compiles is the loop with the static lookup: XLA refuses the uncompiled one (its ragged range)
     loaded = Generator.load(mixed.directory)
     started = loaded._start(**loaded._prepare(PROMPTS, SETTINGS[0])[2])
     state = {key: value for key, value in started.items() if key.startswith("state_")}
     advance = tf.function(lambda state, steps: loaded.loaded.advance(state, steps), jit_compile=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Ragged"):
         advance(state, tf.constant(2))
+
+
+def test_a_mixed_export_from_before_the_static_lookup_is_refused_with_what_to_do(mixed):
+    loaded = tf.saved_model.load(f"{mixed.directory}/saved_model")
+    before = types.SimpleNamespace(signatures=loaded.signatures, advance=loaded.advance, emit=loaded.emit)
+    with pytest.raises(SettingsError, match="exported before that mixture could be compiled") as raised:
+        Generator(mixed.directory, mixed.card, before, compiled=True)
+    assert "nextword export RUN_DIR" in raised.value.hint
 
 
 def test_an_export_without_the_compiled_path_is_refused_with_what_to_do(export_dir):  # noqa: F811

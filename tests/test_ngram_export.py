@@ -35,6 +35,7 @@ def test_the_graph_lookup_equals_the_numpy_distributions(counted):
     got = mixture.distributions(tf.constant(contexts, tf.int32)).numpy()
     np.testing.assert_allclose(got, expected, rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    assert_static_shapes_compile_to_the_same(mixture, contexts, got)
     # unseen contexts (39 never occurs) back off to lower orders: not every row the unigram
     assert not np.allclose(got[0], got[-1])
 
@@ -50,6 +51,35 @@ def test_contexts_near_and_past_the_int64_keys_limit_are_found(vocab_size, order
     contexts = np.concatenate([events(documents[:10], order)[0], np.random.default_rng(2).integers(0, 40, (30, order - 1))])
     got = mixture.distributions(tf.constant(contexts, tf.int32)).numpy()
     np.testing.assert_allclose(got, ngram.predictive_distributions(counted, contexts), rtol=2e-5, atol=1e-7)
+    assert_static_shapes_compile_to_the_same(mixture, contexts, got)
+
+
+def assert_static_shapes_compile_to_the_same(mixture: NgramMixture, contexts: np.ndarray, expected: np.ndarray):
+    """The lookup traced in static shapes (NgramMixture.static_shapes): the same distributions, and XLA compiles it."""
+    with mixture.static_shapes():
+        plain = tf.function(mixture.distributions)
+        compiled = tf.function(mixture.distributions, jit_compile=True)
+        contexts = tf.constant(contexts, tf.int32)
+        operations = {operation.type for operation in plain.get_concrete_function(contexts).graph.get_operations()}
+        assert "LowerBound" not in operations and "RaggedRange" not in operations
+        np.testing.assert_allclose(plain(contexts).numpy(), expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(compiled(contexts).numpy(), expected, rtol=1e-6, atol=1e-9)
+        assert "scatter" in compiled.experimental_get_compiler_ir(contexts)(stage="hlo")
+    assert not mixture._static_shapes  # only within the block
+
+
+def test_the_static_lookup_finds_every_context_and_no_other(counted):
+    # every context training had (each found at its own place), and ids it never had (never found)
+    mixture = NgramMixture(counted, 0.5)
+    seen, _ = events(random_documents(200, 40, seed=5), 5)
+    rng = np.random.default_rng(3)
+    contexts = np.concatenate([seen[:500], rng.integers(0, 40, (200, 4)), np.full((3, 4), 39)])
+    expected = mixture.context_nodes(tf.constant(contexts, tf.int32)).numpy()
+    assert (expected == mixture.unseen).any() and (expected != mixture.unseen).any()
+    with mixture.static_shapes():
+        got = tf.function(mixture.context_nodes, jit_compile=True)(tf.constant(contexts, tf.int32)).numpy()
+    np.testing.assert_array_equal(got, expected)
+    assert mixture.index.cap < 16  # a bucket's candidates stay few
 
 
 def test_the_lookup_reads_its_tables_whole_never_gathering_from_the_variables(counted):
@@ -61,6 +91,11 @@ def test_the_lookup_reads_its_tables_whole_never_gathering_from_the_variables(co
     operations = {operation.type for operation in graph.get_operations()}
     assert "ReadVariableOp" in operations and "LowerBound" in operations
     assert "ResourceGather" not in operations
+    with mixture.static_shapes():  # the compilable lookup's tables too (BucketIndex)
+        graph = tf.function(mixture.mixed_log_probabilities).get_concrete_function(
+            tf.TensorSpec([None, 40], tf.float32), tf.TensorSpec([None, 9], tf.int32)).graph
+    operations = {operation.type for operation in graph.get_operations()}
+    assert "ReadVariableOp" in operations and "ResourceGather" not in operations
 
 
 def test_the_mixture_is_the_log_of_the_weighted_sum(counted):
