@@ -39,7 +39,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from nextword.model import sampling
+from nextword.model import sampling, transformer
 from nextword.ingest.text import PAD_ID, TextToIds
 from nextword.model.builder import final_word_logits_fn
 from nextword.model.config import ModelConfig
@@ -145,7 +145,7 @@ class TransformerDecoder(tf.Module):
                             f"its last {self.keep} words are re-read")
 
     def _logits(self, hidden: tf.Tensor) -> tf.Tensor:
-        return tf.cast(self.projection(self.final_norm(hidden)), tf.float32)
+        return tf.cast(self.projection(transformer.layer_norm(self.final_norm, hidden)), tf.float32)
 
     def _step(self, hidden, slot, caches: tuple, key_bias, many_rows: bool) -> tuple[tf.Tensor, tuple]:
         """One word per row (hidden float[batch, width]: its embedding) into cache slot `slot`, rank 2
