@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Training step throughput by XLA (`--jit-compile`) and precision (`--precision`), per architecture.
 
-    python bench/step_bench.py [--arch transformer,lstm] [--sides float32+xla,float32,...] [--rounds 6] [--steps 20]
+    python bench/step_bench.py [--arch transformer,transformer-learned,lstm] [--sides float32+xla,float32,...] [--rounds 6] [--steps 20]
 
 In one process per architecture: one `model.loop.Trainer` of the recipe's model per side (vocabulary --vocab,
 context 44, batch 128, objective "all", the default strategy), all fed the same in-memory batch (half its
@@ -28,6 +28,7 @@ from common import ENV, PYTHON  # noqa: E402
 
 CONTEXT, BATCH = 44, 128
 DEFAULT_SIDES = {"transformer": "float32+xla,float32,mixed_bfloat16+xla,mixed_bfloat16",
+                 "transformer-learned": "float32+xla,float32",  # the recipe with learned positions (0.3's before ALiBi)
                  "lstm": "float32,float32+xla,mixed_bfloat16"}
 COMPUTE_DTYPE = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 
@@ -41,8 +42,10 @@ def measure(arch: str, sides: list[str], rounds: int, steps: int, vocab: int) ->
     from nextword.model.config import TRANSFORMER_DEFAULTS, ModelConfig
     from nextword.model.loop import Trainer
 
-    recipe = dict(TRANSFORMER_DEFAULTS) if arch == "transformer" else {}
-    config = ModelConfig(vocab_size=vocab, context_length=CONTEXT, arch=arch, objective="all",
+    recipe = dict(TRANSFORMER_DEFAULTS) if arch.startswith("transformer") else {}
+    if arch == "transformer-learned":
+        recipe["positions"] = "learned"
+    config = ModelConfig(vocab_size=vocab, context_length=CONTEXT, arch=arch.split("-")[0], objective="all",
                          **{key: value for key, value in recipe.items() if value is not None})
     rng = np.random.default_rng(0)
     context = rng.integers(2, vocab, size=(BATCH, CONTEXT)).astype(np.int32)

@@ -4,7 +4,8 @@
 
 Random-weight exports of this checkout (gen_bench.demo_export: vocabulary 508, context 44): "lstm" (the
 LSTM recipe) and "transformer" (the transformer recipe, `nextword train`'s default), with --compiled the
-same two loaded to run their loop compiled by XLA (`gen --compiled`), plus any --export
+same two loaded to run their loop compiled by XLA (`gen --compiled`; with --mixture the mixed exports too, through
+their `advance_compilable`), plus any --export
 (e.g. one written by another checkout, to compare two versions of the graph). Every round times each
 export in turn, the order rotating from round to round (the machine is shared and noisy): words/s of one
 `generate` call at 1 x 200 and 64 x 200 words (the median of `repeats` calls after a warm-up; wall time,
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--learned", action="store_true",
                         help="add 'transformer-learned' (and with --mixture 'transformer-learned-mixed'): the transformer "
                         "recipe with --positions learned, whose cache re-reads 3/4 of its window when it fills")
+    parser.add_argument("--mixed-only", action="store_true",
+                        help="with --mixture: time the mixed exports only (and with --compiled their compiled loops); "
+                        "ratios are then over 'lstm-mixed', the LSTM recipe as `nextword train` exports it")
     parser.add_argument("--export", action="append", default=[], metavar="NAME=EXPORT_DIR")
     parser.add_argument("--run", help="record the figures in bench/results.json under this run name")
     parser.add_argument("--no-first-word", action="store_true", help="skip the subprocess launches of gen")
@@ -113,7 +117,8 @@ def main() -> None:
             kinds += (("transformer-alibi", "transformer-alibi"),)
         if arguments.learned:
             kinds += (("transformer-learned", "transformer-learned"),)
-        exports = {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
+        mixed_only = arguments.mixed_only and arguments.mixture
+        exports = {} if mixed_only else {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
         if arguments.mixture:
             for kind, recipe in kinds:
                 exports[f"{kind}-mixed"] = mixed_export(recipe, arguments.mixture, os.path.join(scratch, f"{kind}-mixed"))
@@ -121,14 +126,15 @@ def main() -> None:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
-        if arguments.compiled:
-            for kind, _ in kinds:
+        if arguments.compiled:  # an export mixed with an n-gram compiles its advance_compilable
+            for kind in [name for name in exports if name.split("-")[0] in ("lstm", "transformer")]:
                 exports[f"{kind}-compiled"] = exports[kind]
                 generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
         batches = [1] + [int(rows) for rows in arguments.batch.split(",")]
         sizes = {f"{rows}x{arguments.words}": rows for rows in batches}
         rounds = []
         names = list(exports)
+        transformer = "transformer-mixed" if mixed_only else "transformer"  # the notebook loop runs its network
         for index in range(arguments.rounds):
             order = names[index % len(names):] + names[: index % len(names)]
             figures = {}
@@ -141,20 +147,21 @@ def main() -> None:
                 if not arguments.no_first_word:
                     figures[name]["first_word_s"] = round(
                         time_to_first_word(exports[name], compiled=name.endswith("-compiled")), 2)
-            figures["notebook_words_per_s"] = round(notebook_words_per_second(generators["transformer"], 20), 1)
+            figures["notebook_words_per_s"] = round(notebook_words_per_second(generators[transformer], 20), 1)
             rounds.append({"order": order, "load_average": round(os.getloadavg()[0], 2), **figures})
             print(json.dumps(rounds[-1]), file=sys.stderr, flush=True)
     medians = {name: {key: statistics.median(round_[name][key] for round_ in rounds) for key in rounds[0][name]}
                for name in names}
     notebook = statistics.median(round_["notebook_words_per_s"] for round_ in rounds)
-    ratios = {name: {size: round(medians[name][f"{size}_words_per_s"] / medians["lstm"][f"{size}_words_per_s"], 2)
+    lstm = "lstm-mixed" if mixed_only else "lstm"
+    ratios = {name: {size: round(medians[name][f"{size}_words_per_s"] / medians[lstm][f"{size}_words_per_s"], 2)
                      for size in sizes} for name in names}
-    cpu_ratios = {name: {size: round(medians[name][f"{size}_cpu_words_per_s"] / medians["lstm"][f"{size}_cpu_words_per_s"], 2)
+    cpu_ratios = {name: {size: round(medians[name][f"{size}_cpu_words_per_s"] / medians[lstm][f"{size}_cpu_words_per_s"], 2)
                          for size in sizes} for name in names}
     vs_notebook = {name: {size: round(medians[name][f"{size}_words_per_s"] / notebook) for size in sizes}
                    for name in names}
     results = {"notebook_words_per_s": round(notebook, 1), "rounds": rounds, "medians": medians,
-               "words_per_s_over_lstm": ratios, "cpu_words_per_s_over_lstm": cpu_ratios,
+               "ratios_over": lstm, "words_per_s_over_lstm": ratios, "cpu_words_per_s_over_lstm": cpu_ratios,
                "words_per_s_over_notebook": vs_notebook}
     print(json.dumps(results, indent=1))
     if arguments.run:
