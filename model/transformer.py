@@ -71,7 +71,8 @@ def layer_norm(layer: keras.layers.LayerNormalization, hidden):
     dispatches, runs 5 of them a word (bench/RESULTS.md, "Compiled generation with the n-gram")."""
     mean = tf.reduce_mean(hidden, axis=-1, keepdims=True)
     variance = tf.reduce_mean(tf.math.squared_difference(hidden, mean), axis=-1, keepdims=True)
-    return (hidden - mean) * (tf.math.rsqrt(variance + layer.epsilon) * layer.gamma) + layer.beta
+    gamma, beta = (tf.cast(weight, hidden.dtype) for weight in (layer.gamma, layer.beta))  # no op in float32
+    return (hidden - mean) * (tf.math.rsqrt(variance + layer.epsilon) * gamma) + beta
 
 
 @keras.saving.register_keras_serializable(package="nextword")
