@@ -109,6 +109,8 @@ def main() -> None:
                         "almost never: what a cache that slides without re-reading would cost (its words are not the "
                         "model's: a bound for speed only)")
     arguments = parser.parse_args()
+    if arguments.mixed_only and not arguments.mixture:
+        parser.error("--mixed-only times the exports --mixture DATA_DIR makes: pass --mixture too")
     from nextword.generate.generator import Generator
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -117,8 +119,7 @@ def main() -> None:
             kinds += (("transformer-alibi", "transformer-alibi"),)
         if arguments.learned:
             kinds += (("transformer-learned", "transformer-learned"),)
-        mixed_only = arguments.mixed_only and arguments.mixture
-        exports = {} if mixed_only else {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
+        exports = {} if arguments.mixed_only else {kind: demo_export(demo, os.path.join(scratch, kind)) for kind, demo in kinds}
         if arguments.mixture:
             for kind, recipe in kinds:
                 exports[f"{kind}-mixed"] = mixed_export(recipe, arguments.mixture, os.path.join(scratch, f"{kind}-mixed"))
@@ -126,15 +127,16 @@ def main() -> None:
             exports["transformer-keep1"] = keep_one_export(os.path.join(scratch, "keep1"))
         exports.update(dict(item.split("=", 1) for item in arguments.export))
         generators = {name: Generator.load(directory) for name, directory in exports.items()}
-        if arguments.compiled:  # an export mixed with an n-gram compiles its advance_compilable
-            for kind in [name for name in exports if name.split("-")[0] in ("lstm", "transformer")]:
+        if arguments.compiled:  # the recipes' exports; a mixed one compiles its advance_compilable
+            recipes = [kind for kind, _ in kinds] + ([f"{kind}-mixed" for kind, _ in kinds] if arguments.mixture else [])
+            for kind in [name for name in recipes if name in exports]:
                 exports[f"{kind}-compiled"] = exports[kind]
                 generators[f"{kind}-compiled"] = Generator.load(exports[kind], compiled=True)
         batches = [1] + [int(rows) for rows in arguments.batch.split(",")]
         sizes = {f"{rows}x{arguments.words}": rows for rows in batches}
         rounds = []
         names = list(exports)
-        transformer = "transformer-mixed" if mixed_only else "transformer"  # the notebook loop runs its network
+        transformer = "transformer-mixed" if arguments.mixed_only else "transformer"  # the notebook loop runs its network
         for index in range(arguments.rounds):
             order = names[index % len(names):] + names[: index % len(names)]
             figures = {}
@@ -153,7 +155,7 @@ def main() -> None:
     medians = {name: {key: statistics.median(round_[name][key] for round_ in rounds) for key in rounds[0][name]}
                for name in names}
     notebook = statistics.median(round_["notebook_words_per_s"] for round_ in rounds)
-    lstm = "lstm-mixed" if mixed_only else "lstm"
+    lstm = "lstm-mixed" if arguments.mixed_only else "lstm"
     ratios = {name: {size: round(medians[name][f"{size}_words_per_s"] / medians[lstm][f"{size}_words_per_s"], 2)
                      for size in sizes} for name in names}
     cpu_ratios = {name: {size: round(medians[name][f"{size}_cpu_words_per_s"] / medians[lstm][f"{size}_cpu_words_per_s"], 2)
