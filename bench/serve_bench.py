@@ -1,6 +1,7 @@
 """`nextword serve`: batching (16 concurrent clients vs 1), latency, and 1,000 mixed good and bad requests.
 
     python bench/serve_bench.py [EXPORT_DIR] [--demo default|transformer] [--rounds 3] [--seconds 10]
+    python bench/serve_bench.py EXPORT_DIR --compiled   # `serve` against `serve --compiled`, alternating each round
     python bench/serve_bench.py --library     # the HTTP library choice: requests/s of a tiny JSON POST
 
 The server runs as `python -m nextword serve` in its own process; clients are threads with keep-alive
@@ -10,6 +11,11 @@ gen_bench.PROMPT, max_tokens 30 words, temperature 0.8, no seed). A round measur
 (/health counters). Then 1,000 requests from 16 threads, a third of them bad (broken JSON, wrong types,
 unknown fields, too long, too large, n too big), a sixth streamed, some dropped mid-stream: every good one
 must get its words, every bad one a 4xx JSON error, and the server must still answer /health.
+
+--compiled: two servers of the same export, as saved and `--compiled` (a third with --baseline DIR: the
+`serve` of another checkout), all warmed up (every shape the load makes compiled first); each round times 1
+and 16 clients on each, the order rotating between rounds, and reports each / saved in the same round. The
+1,000 mixed requests then go to the compiled one.
 """
 
 from __future__ import annotations
@@ -51,10 +57,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(export_dir: str, port: int, *options: str) -> subprocess.Popen:
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": REPO}
+def start_server(export_dir: str, port: int, *options: str, repo: str = REPO) -> subprocess.Popen:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": repo}
     process = subprocess.Popen([sys.executable, "-m", "nextword", "serve", export_dir, "--port", str(port), *options],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               cwd=repo)  # `-m` puts the working directory first on sys.path
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -256,6 +263,38 @@ def _echo_server(name: str, port: int) -> None:
                 log_level="warning", http=http, loop=loop)
 
 
+def compare_compiled(export_dir: str, rounds: int, seconds: float, baseline: str | None = None) -> None:
+    """`serve` and `serve --compiled` (and `baseline`'s `serve`: a checkout of another commit, whose tree holds
+    the nextword package as this one does), the order rotating each round; ratios to `saved` in the same round."""
+    sides = {"saved": (REPO, []), "compiled": (REPO, ["--compiled"])}
+    if baseline:
+        sides["baseline"] = (os.path.abspath(baseline), [])
+    ports = {side: free_port() for side in sides}
+    servers = {side: start_server(export_dir, ports[side], *options, repo=repo) for side, (repo, options) in sides.items()}
+    try:
+        for side, port in ports.items():  # every shape the load makes, compiled before it is timed
+            load(port, 16, 4), load(port, 1, 2)
+        results = []
+        for index in range(rounds):
+            order = list(ports)[index % len(ports):] + list(ports)[: index % len(ports)]
+            measured = {side: {"one": load(ports[side], 1, seconds), "sixteen": load(ports[side], 16, seconds)}
+                        for side in order}
+            ratios = {f"{side}_over_saved": {clients: round(measured[side][clients]["words_per_s"]
+                                                            / max(measured["saved"][clients]["words_per_s"], 1e-9), 2)
+                                             for clients in ("one", "sixteen")} for side in ports if side != "saved"}
+            results.append({"round": index + 1, "order": order, **measured, **ratios})
+            print(json.dumps(results[-1]), flush=True)
+        print(json.dumps({"medians": {key: {clients: statistics.median(result[key][clients] for result in results)
+                                            for clients in ("one", "sixteen")}
+                                      for key in results[0] if key.endswith("_over_saved")}}), flush=True)
+        print(json.dumps({"mixed_on_compiled": mixed(ports["compiled"]),
+                          "servers_alive": all(server.poll() is None for server in servers.values())}), flush=True)
+    finally:
+        for server in servers.values():
+            server.terminate()
+            server.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("export_dir", nargs="?")
@@ -263,10 +302,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--library", action="store_true")
+    parser.add_argument("--compiled", action="store_true", help="time `serve` against `serve --compiled`")
+    parser.add_argument("--baseline", help="with --compiled: a checkout of another commit whose `serve` is timed too")
     args = parser.parse_args()
     if args.library:
         for index in range(args.rounds):
             print(json.dumps({"round": index + 1, **library_round()}), flush=True)
+        return
+    if args.compiled:
+        with tempfile.TemporaryDirectory() as scratch:
+            compare_compiled(args.export_dir or demo_export(args.demo, scratch), args.rounds, args.seconds, args.baseline)
         return
     with tempfile.TemporaryDirectory() as scratch:
         export_dir = args.export_dir or demo_export(args.demo, scratch)

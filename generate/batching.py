@@ -12,6 +12,13 @@ One worker thread owns the graph: it gathers what is queued (waiting `wait_secon
 when idle), starts a group per compatible set (`generate_start`), then advances every group under way
 by one chunk (`generate_continue`) in turn, so a request arriving during a long generation starts
 within `join_seconds` instead of waiting for the end. A group is dropped as soon as all its rows are cut.
+
+Compiled (`serve --compiled`): XLA compiles the loop once per shape of its state, its rows and its history's
+length (the call's words), ~1.5-3.5 s each. So a group that runs compiled has its rows padded with empty
+prompts to a power of two and its words rounded up to one (`compiled_shape`): a few shapes compile, not one
+per request's n and max_tokens. Neither changes a real row's words: row r draws the noise of (seed, r, step),
+and a word's draw does not depend on how many words the call will draw. A request with a seed keeps its rows
+unpadded, as `gen --seed --compiled` runs them.
 """
 
 from __future__ import annotations
@@ -22,8 +29,19 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from nextword.generate.generator import GenerateSettings
+from nextword.generate.generator import FIRST_CHUNK_STEPS, STREAM_CHUNK_STEPS, GenerateSettings
 from nextword.generate.openai_api import CompletionRequest, RequestError, find_stop, safe_length
+
+MIN_COMPILED_WORDS = 16  # OpenAI's default max_tokens: the smallest words a compiled call is shaped for
+
+
+def compiled_shape(rows: int, words: int, seeded: bool, max_rows: int | None) -> tuple[int, int]:
+    """(rows, words) a compiled call of `rows` rows drawing `words` words runs at: rows up to the next power
+    of two (at most max_rows; a seeded request's rows as they are), words up to the next power of two (at
+    least MIN_COMPILED_WORDS)."""
+    padded_rows = rows if seeded else min(1 << (rows - 1).bit_length(), max(rows, max_rows or rows))
+    return padded_rows, max(MIN_COMPILED_WORDS, 1 << (words - 1).bit_length())
+
 
 # A job's events, emitted from the worker thread in this order per choice:
 #   ("text", choice, delta) ... ("finish", choice, "stop"|"length"); then once ("done", prompt_words,
@@ -100,11 +118,21 @@ class _Group:
         self.jobs, self.counters = jobs, counters
         first = jobs[0].request
         prompts = [prompt for job in jobs for prompt in job.request.row_prompts()]
+        words = max(job.request.max_words for job in jobs)
+        padding = 0
+        if generator.compiles(len(prompts)):
+            padded_rows, words = compiled_shape(len(prompts), words, first.seed is not None, generator.compiled_max_rows)
+            padding = padded_rows - len(prompts)
         settings = GenerateSettings(
-            words=max(job.request.max_words for job in jobs), greedy=first.greedy,
+            words=words, greedy=first.greedy,
             temperature=1.0 if first.greedy else first.temperature, top_p=None if first.top_p == 1.0 else first.top_p,
             seed=first.seed)
-        self.stream = generator.stream(prompts, settings)  # generate_start: one graph call
+        # A streamed request's first words come after a short first chunk; a group that streams nothing draws
+        # STREAM_CHUNK_STEPS a call from the start: each generate_continue call costs ~1.5 ms besides its words
+        # (its words out are ragged string ops), 5 calls for 30 words (bench/RESULTS.md "Serve --compiled").
+        first_steps = FIRST_CHUNK_STEPS if any(job.request.stream for job in jobs) else STREAM_CHUNK_STEPS
+        # the padding rows come last: the real rows keep their places (and so their noise)
+        self.stream = generator.stream(prompts + [""] * padding, settings, first_steps=first_steps)  # generate_start
         counters["graph_calls"] += 1
         self.progress = iter(self.stream)
         self.rows = [_Row(job, choice, prompt) for job in jobs for choice, prompt in enumerate(job.request.row_prompts())]

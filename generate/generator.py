@@ -149,7 +149,8 @@ class Generator:
     """A loaded, verified export. `Generator.load(MODEL_DIR)` then `.generate(prompts, settings)`
     (or `.stream(...)`)."""
 
-    def __init__(self, export_dir: str, card: dict, loaded, compiled: bool = False):
+    def __init__(self, export_dir: str, card: dict, loaded, compiled: bool = False,
+                 compiled_max_rows: int | None = None):
         self.export_dir = export_dir
         self.card = card
         self.loaded = loaded
@@ -159,20 +160,20 @@ class Generator:
         self._start = signatures["generate_start"] if "generate_start" in signatures else None
         self._continue = signatures["generate_continue"] if "generate_continue" in signatures else None
         self._vocabulary: list[str] | None = None
-        self.compiled = compiled
-        if compiled:
-            self._continue = self._compiled_continue()
+        self.compiled, self.compiled_max_rows = compiled, compiled_max_rows
+        self._compiled = self._compiled_continue() if compiled else None
 
     @classmethod
-    def load(cls, model_dir: str, compiled: bool = False) -> "Generator":
-        """compiled: run the sampling loop compiled by XLA (see `_compiled_continue`)."""
+    def load(cls, model_dir: str, compiled: bool = False, compiled_max_rows: int | None = None) -> "Generator":
+        """compiled: run the sampling loop compiled by XLA (see `_compiled_continue`), for calls of at most
+        compiled_max_rows rows (None: every call); larger calls run the saved loop."""
         export_dir = resolve_export_dir(model_dir)
         card = verify_export(export_dir)
         import tensorflow as tf
         import tensorflow_text  # noqa: F401  (registers the tokenizer ops the graph uses)
 
         loaded = tf.saved_model.load(f"{export_dir}/{card.get('saved_model', 'saved_model')}")
-        return cls(export_dir, card, loaded, compiled)
+        return cls(export_dir, card, loaded, compiled, compiled_max_rows)
 
     def _compiled_continue(self):
         """generate_continue with its loop (the export's `advance`: numbers only) compiled by XLA, and
@@ -204,6 +205,10 @@ class Generator:
             return emit(self._compiled_advance(state, steps))
 
         return continue_compiled
+
+    def compiles(self, rows: int) -> bool:
+        """Whether a call of `rows` rows (prompts x samples) runs its loop compiled."""
+        return self.compiled and (self.compiled_max_rows is None or rows <= self.compiled_max_rows)
 
     @property
     def context_length(self) -> int:
@@ -239,7 +244,8 @@ class Generator:
         """Every prompt x num_samples in one call (in chunks when a stop condition may end it early).
         Returns (samples, seed used; None if greedy). The graph gets each prompt's raw bytes (see
         `prompt_bytes`) and repairs them as ingest did."""
-        if settings.stops_early or self.compiled:  # compiled: the loop is in generate_continue only
+        rows = max(len(prompts), 1) * settings.num_samples
+        if settings.stops_early or self.compiles(rows):  # compiled: the loop is in generate_continue only
             chunk = STREAM_CHUNK_STEPS if settings.stops_early else WHOLE_LOOP_STEPS
             stream = self.stream(prompts, settings, first_steps=chunk, steps=chunk)
             for _ in stream:
@@ -314,8 +320,9 @@ class Generator:
         words_so_far = [[] for _ in range(rows)]
         stopped = [False] * rows
         chunk = max(1, first_steps)
+        advance = self._compiled if self.compiles(rows) else self._continue
         while not all(stopped):
-            out = self._continue(**state, steps=tf.constant(chunk, tf.int32))
+            out = advance(**state, steps=tf.constant(chunk, tf.int32))
             state = {key: value for key, value in out.items() if key.startswith("state_")}
             chunk = min(max(chunk * 2, 1), max(steps, 1))
             words, ids, lengths = out["words"].numpy(), out["ids"].numpy(), out["lengths"].numpy()

@@ -30,6 +30,13 @@ from nextword.generate.openai_api import (STREAM_END, CompletionRequest, Limits,
                                           parse_completion_request, stream_chunk, usage)
 
 
+# `serve --compiled` compiles calls of at most this many rows; larger ones run the saved loop. Measured on the
+# default export mixed with the 5-gram and cache (bench/RESULTS.md "Compiled generation with the n-gram"):
+# compiling gains x2.8 / x1.6 at 1 / 8 rows on the KJV, x1.7 at 1 row on Vim's help, and loses at 64 rows
+# there (x0.61: the sampling noise and the widest follower spans cost more compiled).
+COMPILED_MAX_ROWS = 8
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """`nextword serve` options, one to one."""
@@ -45,6 +52,7 @@ class ServeSettings:
     max_body_bytes: int = 1 << 20
     batch_wait_ms: float = 3.0
     model_name: str | None = None
+    compiled: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_words", "max_n", "max_prompts", "max_prompt_chars", "max_batch", "max_queue", "max_body_bytes"):

@@ -18,10 +18,10 @@ import urllib.request
 import pytest
 
 from _launch import launched
-from nextword.generate.batching import make_groups, Job
+from nextword.generate.batching import compiled_shape, make_groups, Job
 from nextword.generate.generator import GenerateSettings, Generator
 from nextword.generate.openai_api import CompletionRequest, find_stop, safe_length
-from nextword.generate.server import Server, ServeSettings
+from nextword.generate.server import COMPILED_MAX_ROWS, Server, ServeSettings
 from nextword.model.export import export_model
 from test_export_fixtures import model_config_for, random_model, tiny_data_dir  # noqa: F401
 
@@ -210,8 +210,8 @@ def test_requests_that_arrive_together_share_one_graph_call(server, monkeypatch)
     assert all(status == 200 for status, _ in results)
     assert [len(body["choices"][0]["text"].split()) for _, body in results] == [6 + index for index in range(8)]
     assert after["batches"] - before["batches"] == 1 and after["largest_batch"] >= 8
-    # one generate_start, then generate_continue calls of 2, 4, 8 tokens: 13 words in 4 calls, not 8 x 4
-    assert after["graph_calls"] - before["graph_calls"] <= 5
+    # one generate_start, then (no request streams) one generate_continue of up to 64 tokens: 13 words in 2 calls
+    assert after["graph_calls"] - before["graph_calls"] == 2
 
 
 def test_grouping_policy():
@@ -259,3 +259,55 @@ def test_the_command_serves_until_interrupted_and_a_taken_port_is_refused_with_a
         first.send_signal(signal.SIGINT)
         rest = first.communicate(timeout=60)[1]
     assert first.returncode == 130 and "Traceback" not in rest, rest  # the CLI's documented exit for Ctrl-C
+
+
+# ---- serve --compiled ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def compiled_server(generator):
+    """The same export served with its loop compiled by XLA for calls of up to COMPILED_MAX_ROWS rows."""
+    compiled = Generator.load(generator.export_dir, compiled=True, compiled_max_rows=COMPILED_MAX_ROWS)
+    running = Server(compiled, ServeSettings(port=0, model_name="tiny", compiled=True, **LIMITS)).start()
+    yield running
+    running.stop()
+
+
+def test_compiled_shapes_are_powers_of_two_and_a_seeded_request_keeps_its_rows():
+    assert compiled_shape(1, 7, seeded=False, max_rows=8) == (1, 16)
+    assert compiled_shape(3, 16, seeded=False, max_rows=8) == (4, 16)
+    assert compiled_shape(5, 17, seeded=False, max_rows=8) == (8, 32)
+    assert compiled_shape(5, 100, seeded=False, max_rows=6) == (6, 128)  # never past the compiled rows' limit
+    assert compiled_shape(3, 9, seeded=True, max_rows=8) == (3, 16)
+
+
+def test_padding_rows_and_rounding_words_up_leave_a_compiled_rows_words_alone(generator):
+    """What the compiled server relies on: the rows it appends and the words it adds change no real row."""
+    compiled = Generator.load(generator.export_dir, compiled=True)
+    prompts = ["the cat", "a b", ""]
+    settings = GenerateSettings(words=7, seed=4, temperature=0.9)
+    expected = [sample.text for sample in compiled.generate(prompts, settings)[0]]
+    padded = compiled.generate(prompts + [""], settings)[0]
+    assert [sample.text for sample in padded[:3]] == expected
+    longer = compiled.generate(prompts, GenerateSettings(words=16, seed=4, temperature=0.9))[0]
+    assert [" ".join(sample.text.split()[:7]) for sample in longer] == expected
+    assert expected == gen_texts(generator, prompts, words=7, seed=4, temperature=0.9)  # and uncompiled draws them too
+
+
+def test_the_compiled_server_answers_what_gen_draws_in_padded_shapes(compiled_server, generator, monkeypatch):
+    compiled = compiled_server.batcher.generator
+    shapes, stream = [], compiled.stream
+
+    def recorded(prompts, settings, *args, **kwargs):
+        shapes.append((len(prompts), settings.words, compiled.compiles(len(prompts))))
+        return stream(prompts, settings, *args, **kwargs)
+
+    monkeypatch.setattr(compiled, "stream", recorded)
+    status, body = post(compiled_server, {"prompt": "the cat", "max_tokens": 7, "seed": 3})
+    assert status == 200 and body["choices"][0]["text"] == " " + gen_texts(generator, ["the cat"], words=7, seed=3)[0]
+    status, body = post(compiled_server, {"prompt": ["the", "a b", "w1"], "max_tokens": 5, "temperature": 0})
+    assert status == 200
+    greedy = gen_texts(generator, ["the", "a b", "w1"], words=5, greedy=True)
+    assert [choice["text"] for choice in body["choices"]] == [" " + text for text in greedy]
+    assert body["usage"]["completion_tokens"] == 15
+    status, body = post(compiled_server, {"prompt": ["the", "a", "b"], "max_tokens": 3, "n": 4, "temperature": 0})
+    assert status == 200 and len(body["choices"]) == 12  # past COMPILED_MAX_ROWS: uncompiled, unpadded
+    assert shapes == [(1, 16, True), (4, 16, True), (12, 3, False)]  # seeded: its rows; 3 rows -> 4; 12: as saved
