@@ -129,7 +129,8 @@ class _Group:
             seed=first.seed)
         # A streamed request's first words come after a short first chunk; a group that streams nothing draws
         # STREAM_CHUNK_STEPS a call from the start: each generate_continue call costs ~1.5 ms besides its words
-        # (its words out are ragged string ops), 5 calls for 30 words (bench/RESULTS.md "Serve --compiled").
+        # (~0.65 ms of it the call of a function of 23 state tensors), 5 calls for 30 words otherwise
+        # (bench/RESULTS.md "Serve: `serve --compiled`").
         first_steps = FIRST_CHUNK_STEPS if any(job.request.stream for job in jobs) else STREAM_CHUNK_STEPS
         # the padding rows come last: the real rows keep their places (and so their noise)
         self.stream = generator.stream(prompts + [""] * padding, settings, first_steps=first_steps)  # generate_start
