@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from nextword.model.config import ModelConfig
+from nextword.model.dropout import Dropout
 from nextword.model.transformer import DecoderBlock, LastPosition, TokenAndPositionEmbedding
 
 LOGITS_FLOAT32 = "logits_float32"  # the weightless cast after "logits" (the model's output)
@@ -60,7 +61,7 @@ def recurrent_features(config: ModelConfig, context):
         is_last = index == config.layers - 1
         hidden = recurrent_layer(config, index, return_sequences=config.objective == "all" or not is_last)(hidden)
         if config.dropout > 0:
-            hidden = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(hidden)
+            hidden = Dropout(config.dropout, name=f"dropout_{index}")(hidden)
     return hidden, embedding
 
 
@@ -69,7 +70,7 @@ def transformer_features(config: ModelConfig, context):
     embed = TokenAndPositionEmbedding(config.vocab_size, config.context_length, config.units,
                                       ignore_padding=config.ignore_padding,
                                       learned_positions=config.positions == "learned", name="embedding")
-    hidden = keras.layers.Dropout(config.dropout, name="dropout_embedding")(embed(context))
+    hidden = Dropout(config.dropout, name="dropout_embedding")(embed(context))
     for index in range(config.layers):
         block = DecoderBlock(config.units, config.heads, config.feed_forward_dim, config.dropout,
                              alibi=config.positions == "alibi", name=f"block_{index}")

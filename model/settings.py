@@ -228,7 +228,7 @@ class TrainSettings:
 
     def jit_compile_for(self, arch: str) -> bool:
         """XLA for the replica's forward + backward pass (model.loop.Trainer). Default by measurement
-        (bench/step_bench.py, 2 cores, float32): the transformer steps 1.51x faster compiled, an LSTM
+        (bench/step_bench.py, 2 cores, float32): the transformer steps x1.42-1.54 faster compiled, an LSTM
         3.2x slower, so recurrent models stay uncompiled; on GPUs Keras runs them on cuDNN's kernels,
         which XLA would replace."""
         return self.jit_compile if self.jit_compile is not None else arch == "transformer"

@@ -32,6 +32,7 @@ import keras
 import tensorflow as tf
 
 from nextword.ingest.text import PAD_ID
+from nextword.model.dropout import Dropout
 
 # A masked score: far below any real one, still finite in float32 (softmax of -inf rows is NaN).
 MASKED_SCORE = -1e9
@@ -134,8 +135,8 @@ class DecoderBlock(keras.layers.Layer):
         self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="feed_forward_norm")
         self.feed_forward_in = keras.layers.Dense(ff_dim, activation="gelu", name="feed_forward_in")
         self.feed_forward_out = keras.layers.Dense(width, name="feed_forward_out")
-        self.attention_dropout = keras.layers.Dropout(dropout, name="attention_dropout")
-        self.feed_forward_dropout = keras.layers.Dropout(dropout, name="feed_forward_dropout")
+        self.attention_dropout = Dropout(dropout, name="attention_dropout")
+        self.feed_forward_dropout = Dropout(dropout, name="feed_forward_dropout")
 
     def build(self, input_shape):
         self.attention_norm.build(input_shape)
