@@ -25,6 +25,7 @@ ONE_STEP = textwrap.dedent(
     from nextword.model.strategy import split_cpu, make_strategy
     devices, data_dir, objective, out, optimizer, arch = int(sys.argv[1]), *sys.argv[2:6], sys.argv[6]
     clip_norm, tie, jit_compile = float(sys.argv[7]), sys.argv[8] == "tie", sys.argv[9] == "jit"
+    dropout = float(sys.argv[10])
     split_cpu(devices)
     import tensorflow as tf
     from nextword.model.config import ModelConfig
@@ -33,7 +34,7 @@ ONE_STEP = textwrap.dedent(
     strategy = make_strategy("mirrored" if devices > 1 else "default", devices)
     assert strategy.num_replicas_in_sync == devices
     config = ModelConfig(vocab_size=22, context_length=6, arch=arch, layers=2, units=16, embedding_dim=8, heads=2,
-                         dropout=0.0, objective=objective, tie_embeddings=tie)
+                         dropout=dropout, objective=objective, tie_embeddings=tie)
     trainer = Trainer(strategy, config, optimizer, 0.5 if optimizer == "sgd" else 0.01, seed=7, clip_norm=clip_norm,
                       jit_compile=jit_compile)
     global_batch = 16
@@ -47,11 +48,11 @@ ONE_STEP = textwrap.dedent(
 
 
 def run_one_step(devices: int, data_dir: str, objective: str, out: str, optimizer: str = "sgd", arch: str = "lstm",
-                 clip_norm: float = 0.0, tie: bool = False, jit_compile: bool = False) -> dict:
+                 clip_norm: float = 0.0, tie: bool = False, jit_compile: bool = False, dropout: float = 0.0) -> dict:
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
     subprocess.run(
         [sys.executable, "-c", ONE_STEP, str(devices), data_dir, objective, out, optimizer, arch, str(clip_norm),
-         "tie" if tie else "untied", "jit" if jit_compile else "eager"],
+         "tie" if tie else "untied", "jit" if jit_compile else "eager", str(dropout)],
         check=True, env=env, timeout=240, capture_output=True,
     )
     return dict(np.load(out))
@@ -90,6 +91,21 @@ def test_xla_compiled_step_on_two_replicas_equals_the_uncompiled_step_on_one(tmp
     assert one.keys() == two.keys() and len(one) > 3
     for name in one:
         np.testing.assert_allclose(one[name], two[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.slow
+def test_the_compiled_step_with_threefry_dropout_runs_on_two_replicas_and_repeats_for_a_seed(tmp_path):
+    """Dropout's masks from XLA's ThreeFry (model/dropout.py) under MirroredStrategy on 2 logical CPUs: each
+    replica draws from its layers' seed generators; the same seed gives the same weights, and the masks act."""
+    data_dir = write_data_dir(str(tmp_path / "data"))
+    settings = dict(optimizer="sgd", arch="transformer", jit_compile=True)
+    first, again = (run_one_step(2, data_dir, "all", str(tmp_path / f"{name}.npz"), **settings, dropout=0.3)
+                    for name in ("first", "again"))
+    without = run_one_step(2, data_dir, "all", str(tmp_path / "without.npz"), **settings)
+    assert np.isfinite(first["loss"]) and len(first) > 3
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name], err_msg=name)
+    assert first["loss"] != without["loss"]
 
 
 def test_mixed_precision_builds_loss_scaling_and_float32_logits():
