@@ -2,8 +2,8 @@
 
 Keras's dropout draws its mask with TensorFlow's stateless Philox. Compiled by XLA on a CPU that draw costs
 ~9 ns an element: a [5632, 128] mask (a transformer's activations at batch 128, window 44) took 6.2 ms against
-0.54 ms for XLA's ThreeFry, and the five masks of the default recipe's step were ~15% of its time
-(bench/RESULTS.md "The training step's dropout masks"). TensorFlow's own kernels have no ThreeFry, so only a
+0.54 ms for XLA's ThreeFry, and the five masks of the default recipe's step were ~17% of its time (x1.21 the
+windows/s drawn from ThreeFry: bench/RESULTS.md "The training step's dropout masks"). TensorFlow's own kernels have no ThreeFry, so only a
 step traced inside `threefry_masks()` (model.loop.Trainer's XLA step) uses it; elsewhere the layer is Keras's.
 The masks are as random either way (another counter-based generator, seeded by the same SeedGenerator, whose
 state the checkpoint keeps: a resumed run draws the same masks), each element kept with probability 1 - rate.
@@ -41,7 +41,7 @@ class Dropout(keras.layers.Dropout):
         seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
         bits = tf.random.stateless_uniform(tf.shape(inputs), seed=seed, minval=None, maxval=None, dtype=tf.uint32,
                                            alg="threefry")
-        # kept with probability 1 - rate (to 2^-32), compared as integers: ~x1.1 the step against
+        # kept with probability 1 - rate (to 2^-32), compared as integers: ~x1.1 the step (noisy) against
         # tf.nn.experimental.stateless_dropout's floats from the same bits (bench/RESULTS.md)
         keep = bits >= tf.constant(min(round(self.rate * 2**32), 2**32 - 1), tf.uint32)
         return tf.where(keep, inputs * tf.cast(1 / (1 - self.rate), inputs.dtype), tf.zeros_like(inputs))
