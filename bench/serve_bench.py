@@ -59,7 +59,8 @@ def free_port() -> int:
 
 def start_server(export_dir: str, port: int, *options: str, repo: str = REPO) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": repo}
-    process = subprocess.Popen([sys.executable, "-m", "nextword", "serve", export_dir, "--port", str(port), *options],
+    process = subprocess.Popen([sys.executable, "-m", "nextword", "serve", os.path.abspath(export_dir), "--port", str(port),
+                                *options],
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                cwd=repo)  # `-m` puts the working directory first on sys.path
     deadline = time.monotonic() + 120
