@@ -94,8 +94,8 @@ def test_xla_compiled_step_on_two_replicas_equals_the_uncompiled_step_on_one(tmp
 
 
 @pytest.mark.slow
-def test_the_compiled_step_with_threefry_dropout_runs_on_two_replicas_and_repeats_for_a_seed(tmp_path):
-    """Dropout's masks from XLA's ThreeFry (model/dropout.py) under MirroredStrategy on 2 logical CPUs: each
+def test_the_compiled_step_with_hashed_dropout_masks_runs_on_two_replicas_and_repeats_for_a_seed(tmp_path):
+    """Dropout's masks from a hash (model/dropout.py) under MirroredStrategy on 2 logical CPUs: each
     replica draws from its layers' seed generators; the same seed gives the same weights, and the masks act."""
     data_dir = write_data_dir(str(tmp_path / "data"))
     settings = dict(optimizer="sgd", arch="transformer", jit_compile=True)
