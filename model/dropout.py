@@ -53,8 +53,8 @@ def mask_bits(shape, seed) -> tf.Tensor:
     """uint32[shape]: 32 bits an element, a hash of its row-major index and seed int32[2].
 
     Two keys from the seed (both of its words mixed, so a step's and the next step's keys share nothing),
-    then two rounds a element, the second keyed by the second key: elements of two seeds are not the same
-    values reordered. Meant for tensors of fewer than 2^32 elements (the index wraps there)."""
+    then two rounds an element, the second keyed by the second key: elements of two seeds are not the same
+    values reordered. For tensors of fewer than 2^31 elements (the index is counted in int32)."""
     words = tf.bitcast(tf.cast(seed, tf.int32), tf.uint32)
     first_key = _mix(tf.bitwise.bitwise_xor(words[0], _mix(words[1] + tf.constant(GOLDEN, tf.uint32))))
     second_key = _mix(first_key + tf.constant(GOLDEN, tf.uint32))

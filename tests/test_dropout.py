@@ -13,7 +13,6 @@ from nextword.model.dropout import Dropout, hashed_masks, mask_bits
 from nextword.model.loop import Trainer
 
 
-
 def compiled_masks(layer, inputs, calls: int) -> list[np.ndarray]:
     @tf.function(jit_compile=True)
     def step(x):
