@@ -180,8 +180,9 @@ class Generator:
         its words out (`emit`: string ops) as saved: the same tokens as uncompiled (the same random
         floats; the logits within rounding, so only a near tie could flip). XLA compiles once per batch
         size and `--words` in a process (~1-2 s for the transformer on a 2-core CPU) and pays while rows
-        are few (bench/RESULTS.md, "Compiled generation"). An export mixed with an n-gram compiles its
-        `advance_compilable` (the same loop, the n-gram's lookup in static shapes: NgramMixture.static_shapes)."""
+        are few (bench/RESULTS.md, "Compiled generation"). An export mixed with an n-gram, or of a cached
+        transformer, compiles its `advance_compilable` (the same loop, traced in ops XLA has: the n-gram's lookup in
+        static shapes, NgramMixture.static_shapes; the cache written by a scatter, TransformerDecoder.compilable)."""
         import tensorflow as tf
 
         advance, emit = getattr(self.loaded, "advance", None), getattr(self.loaded, "emit", None)
@@ -191,9 +192,12 @@ class Generator:
                 "(`advance`, 2026-12-06)",
                 hint="write the export again (`nextword export RUN_DIR`), or leave out --compiled",
             )
-        if "network_weight" in (self.card.get("ngram") or {}):  # the loop with the n-gram's lookup in static shapes
-            advance = getattr(self.loaded, "advance_compilable", None)
-            if advance is None:
+        # the loop traced for XLA (the n-gram's lookup in static shapes, a transformer's cache written by a scatter),
+        # where the export has one: exports of a network alone before 2026-12-07 compile their `advance`
+        compilable = getattr(self.loaded, "advance_compilable", None)
+        advance = compilable or advance
+        if "network_weight" in (self.card.get("ngram") or {}):
+            if compilable is None:
                 raise SettingsError(
                     f"{self.export_dir} mixes its network with an n-gram, and was exported before that mixture "
                     "could be compiled (`advance_compilable`, 2026-12-06): its lookup has sizes XLA cannot compile",

@@ -15,6 +15,8 @@ carried state; the history keeps the whole call's capacity, so the n-gram ban re
 
 from __future__ import annotations
 
+import contextlib
+
 import tensorflow as tf
 
 from nextword.ingest.text import PAD_ID
@@ -60,7 +62,9 @@ class GenerationMixin:
         # compile the numeric half alone (XLA has no string ops): `Generator.load(compiled=True)`, `gen --compiled`
         self.advance = tf.function(self._advance, input_signature=[state_specs, steps_spec])
         self.emit = tf.function(self._emit, input_signature=[state_specs])
-        if self.mixture is not None:  # its lookup in shapes XLA knows (NgramMixture.static_shapes): gen --compiled
+        # gen --compiled: the n-gram's lookup in shapes XLA knows (NgramMixture.static_shapes), a transformer's cache
+        # written as XLA writes it (TransformerDecoder.compilable)
+        if self.mixture is not None or hasattr(self.decoder, "compilable"):
             self.advance_compilable = tf.function(self._advance_compilable, input_signature=[state_specs, steps_spec])
         self.generate_continue = tf.function(self._generate_continue, input_signature=[state_specs, steps_spec])
         self.generate = tf.function(self._generate, input_signature=specs)
@@ -125,10 +129,15 @@ class GenerationMixin:
         return self._state_tensors(self._run(loop, settings, tf.maximum(steps, 1)), settings, emitted)
 
     def _advance_compilable(self, state: dict, steps) -> dict:
-        """`advance` for an export mixed with an n-gram, traced so XLA can compile it (`gen --compiled`): the same
-        tokens. A second trace of the loop, saved by mixed exports only: saved_model.pb +17% on the KJV, its load
-        +0.1 s (bench/RESULTS.md, "Compiled generation with the n-gram")."""
-        with self.mixture.static_shapes():
+        """`advance` traced so XLA can compile it (`gen --compiled`): the same tokens. A second trace of the loop,
+        saved by exports mixed with an n-gram (its lookup in static shapes) and cached transformers (their cache
+        written by a scatter): saved_model.pb +17% on the KJV, its load +0.1 s (bench/RESULTS.md, "Compiled
+        generation with the n-gram")."""
+        with contextlib.ExitStack() as stack:
+            if self.mixture is not None:
+                stack.enter_context(self.mixture.static_shapes())
+            if hasattr(self.decoder, "compilable"):
+                stack.enter_context(self.decoder.compilable())
             return self._advance(state, steps)
 
     def _emit(self, state: dict) -> dict:
@@ -171,6 +180,9 @@ class GenerationMixin:
                               tf.reduce_any(loop["word_starts"] < self._words_needed(num_words)))
 
     def _run(self, loop: dict, settings: dict, max_iterations) -> dict:
+        writable = getattr(self.decoder, "writable", None)  # a decoder whose steps write their state in place
+        if writable is not None:
+            loop = {**loop, "decoder": writable(loop["decoder"])}
         return tf.while_loop(lambda loop: self._more(loop, settings["num_words"]),
                              lambda loop: (self._draw(loop, settings),), (loop,), maximum_iterations=max_iterations)[0]
 

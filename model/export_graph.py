@@ -36,6 +36,8 @@ Generation (`generate` signature):
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import tensorflow as tf
 
@@ -140,6 +142,7 @@ class TransformerDecoder(tf.Module):
         self.embedding = model.get_layer("embedding")
         self.blocks = [model.get_layer(f"block_{index}") for index in range(config.layers)]
         self.final_norm = model.get_layer("final_norm")
+        self.in_place = True  # the cache written in place (transformer.write_rows); False while tracing for XLA
         self.projection = model.get_layer("logits")
         self.description = (f"cached keys and values; when the window of {self.context_length} is full, "
                             f"its last {self.keep} words are re-read")
@@ -151,12 +154,11 @@ class TransformerDecoder(tf.Module):
         """One word per row (hidden float[batch, width]: its embedding) into cache slot `slot`, rank 2
         throughout (see DecoderBlock.step); key_bias float32[batch or 1, 1 or heads, context]."""
         batch = tf.shape(hidden)[0]
-        slot_indices = tf.stack([tf.broadcast_to(tf.range(batch)[:, tf.newaxis], [batch, self.heads]),
-                                 tf.broadcast_to(tf.range(self.heads)[tf.newaxis, :], [batch, self.heads]),
-                                 tf.fill([batch, self.heads], slot)], axis=-1)  # int32[batch, heads, 3]
+        # (row, head, slot) as rows of a cache's [batch * heads * context, head_dim] view: int32[batch * heads]
+        slot_rows = tf.range(batch * self.heads) * self.context_length + slot
         new_caches = []
         for block, cache in zip(self.blocks, caches):
-            hidden, cache = block.step(hidden, cache, slot_indices, key_bias, many_rows)
+            hidden, cache = block.step(hidden, cache, slot_rows, key_bias, many_rows, self.in_place)
             new_caches.append(cache)
         return self._logits(hidden), tuple(new_caches)
 
@@ -185,6 +187,25 @@ class TransformerDecoder(tf.Module):
             caches.append(tuple(tf.reshape(tensor, cache_shape) for tensor in batch_major))  # a static shape for the loop
         logits = self._logits(hidden[:, -1])
         return logits, (time, tuple(caches), key_is_word, tf.reduce_sum(tf.cast(is_word, tf.int32), axis=1))
+
+    @contextlib.contextmanager
+    def compilable(self):
+        """Steps traced within write their cache as XLA compiles it (`transformer.write_rows`): `advance_compilable`."""
+        self.in_place = False
+        try:
+            yield
+        finally:
+            self.in_place = True
+
+    def writable(self, state):
+        """The state with its caches copied, once before a loop whose steps write them in place
+        (`transformer.write_rows`): the tensors the loop was given (a continued call's state_* inputs) stay as
+        they were. Snapshot copies unless no other tensor holds the buffer, and XLA compiles it (DeepCopy it does not).
+        Both decoders' states hold the caches second."""
+        if not self.in_place:
+            return state
+        return (state[0], tuple(tuple(tf.raw_ops.Snapshot(input=tensor) for tensor in cache) for cache in state[1]),
+                *state[2:])
 
     def advance(self, state, next_ids, history, length):
         filled, caches, key_is_word, next_position = state

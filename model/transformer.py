@@ -76,6 +76,24 @@ def layer_norm(layer: keras.layers.LayerNormalization, hidden):
     return (hidden - mean) * (tf.math.rsqrt(variance + layer.epsilon) * gamma) + beta
 
 
+def write_rows(cache, rows, new, in_place=True):
+    """cache float32[batch, heads, context, head_dim] with new [batch, heads, head_dim] written into `rows`
+    (int32[batch * heads]) of its [batch * heads * context, head_dim] view; returns the cache.
+
+    in_place: the raw InplaceUpdate op, which writes into `cache`'s own buffer, so the caller must own it: no
+    other op may read the tensor it passes in (`TransformerDecoder.writable` copies a loop's caches once, before
+    it starts). Why: `tf.tensor_scatter_nd_update` copies the whole cache inside a `tf.while_loop` (its input is
+    never forwarded there), 4 x 1.44 MB a word at 64 rows (bench/RESULTS.md, "A cache written in place").
+    False: that scatter, for a trace XLA compiles (it has no InplaceUpdate kernel; its own scatter is in place)."""
+    head_dim = cache.shape[-1]
+    flat, new = tf.reshape(cache, [-1, head_dim]), tf.reshape(tf.cast(new, cache.dtype), [-1, head_dim])
+    if in_place:
+        flat = tf.raw_ops.InplaceUpdate(x=flat, i=rows, v=new)
+    else:
+        flat = tf.tensor_scatter_nd_update(flat, rows[:, tf.newaxis], new)
+    return tf.reshape(flat, [-1, *cache.shape[1:]])
+
+
 @keras.saving.register_keras_serializable(package="nextword")
 class TokenAndPositionEmbedding(keras.layers.Layer):
     """ids int32[batch, time] -> float[batch, time, width]: token embedding, plus a learned position embedding
@@ -203,23 +221,24 @@ class DecoderBlock(keras.layers.Layer):
         slopes = tf.constant(alibi_slopes(self.heads), tf.float32)[:, tf.newaxis, tf.newaxis]
         return -slopes * distance[:, tf.newaxis]
 
-    def step(self, hidden, cache, slot_indices, key_bias, many_rows=False):
+    def step(self, hidden, cache, slot_rows, key_bias, many_rows=False, in_place=True):
         """One new word per row, for cached generation: `forward` at time 1, with fewer ops.
 
         hidden float[batch, width] (rank 2: Dense layers run a plain MatMul, no reshapes around it);
-        cache (keys, values), each float32[batch, heads, context, head_dim]; slot_indices
-        int32[batch, heads, 3]: (row, head, slot) where the new word's key and value go;
+        cache (keys, values), each float32[batch, heads, context, head_dim], written IN PLACE (`write_rows`: the
+        caller owns them); slot_rows int32[batch * heads]: where the new word's key and value go, as rows of
+        the cache's [batch * heads * context, head_dim] view;
         key_bias float32[batch, 1 or heads, context]: 0 (ALiBi: -slope * distance) where the word may attend
         (its own slot included), MASKED_SCORE elsewhere, computed once per word for every block. The new word's cost is then
         ~40 ops a block instead of ~150 (the per-word cost is op dispatch at this size: bench/RESULTS.md,
         "Transformer generation per word"). Adding MASKED_SCORE, not replacing by it, gives the same softmax.
         many_rows: attention by BatchMatMul instead of products and sums (the same values up to rounding).
+        in_place: False for a trace XLA compiles (`write_rows`).
         Returns (hidden out float[batch, width], (keys, values) with the slot written).
         """
         projected = self.query_key_value(layer_norm(self.attention_norm, hidden))
         query, key, value = tf.unstack(tf.reshape(projected, [-1, 3, self.heads, self.head_dim]), axis=1)
-        keys = tf.tensor_scatter_nd_update(cache[0], slot_indices, tf.cast(key, cache[0].dtype))
-        values = tf.tensor_scatter_nd_update(cache[1], slot_indices, tf.cast(value, cache[1].dtype))
+        keys, values = (write_rows(tensor, slot_rows, new, in_place) for tensor, new in zip(cache, (key, value)))
         new_cache = (keys, values)
         # One query a row. Few rows: products and sums, not einsum/BatchMatMul (~30-70 us a call at one
         # row on a CPU, against ~4 us for an elementwise op); many rows (many_rows, a Python bool: the

@@ -139,3 +139,27 @@ def test_serving_default_records_its_defaults_for_tf_serving(mixed):
     defaults = {name: tf.make_ndarray(value).item() for name, value in signature.defaults.items()}
     assert defaults == {"num_words": 30, "temperature": 1.0, "top_k": 0, "top_p": 1.0, "seed": 0}
     assert signature.method_name == "tensorflow/serving/predict"
+
+
+def graph_ops(function) -> set[str]:
+    """Every op type in a loaded tf.function's graph, its nested functions (the loop's body, its branches) included."""
+    graph_def = function.concrete_functions[0].graph.as_graph_def()
+    return {node.op for node in graph_def.node} | {
+        node.op for library_function in graph_def.library.function for node in library_function.node_def}
+
+
+def test_a_continued_call_leaves_the_state_it_was_given_as_it_was(mixed):
+    """A cached transformer writes its cache in place inside the loop (transformer.write_rows): the state a caller
+    passes in must come back untouched, and continuing twice from it must draw the same tokens."""
+    started = mixed.loaded.signatures["generate_start"](prompts=tf.constant(PROMPTS), **settings_tensors(num_words=9, seed=3))
+    state = {key: value for key, value in started.items() if key.startswith("state_")}
+    before = {key: value.numpy().copy() for key, value in state.items()}
+    first = mixed.loaded.signatures["generate_continue"](**state, steps=tf.constant(5))
+    again = mixed.loaded.signatures["generate_continue"](**state, steps=tf.constant(5))
+    for key, value in state.items():
+        np.testing.assert_array_equal(value.numpy(), before[key], err_msg=key)
+    for key in first:
+        np.testing.assert_array_equal(first[key].numpy(), again[key].numpy(), err_msg=key)
+    cached = mixed.config.arch == "transformer" and mixed.config.objective == "all"
+    assert ("InplaceUpdate" in graph_ops(mixed.loaded.advance)) == cached
+    assert "InplaceUpdate" not in graph_ops(mixed.loaded.advance_compilable)  # XLA has no kernel for it
