@@ -36,7 +36,8 @@ class TrainingPosition:
     """Checkpointed with the model and optimizer: step, epoch, epoch_step (int64), train_seconds
     (float64: seconds of training steps over every session, what --time-budget counts), and the
     early-stopping state: best_step (-1: no validation yet), best_loss (float64, the lowest
-    held-out sample loss so far) and stale_validations (validations since the best)."""
+    held-out sample loss so far) and stale_validations (validations since the best), and decay_from (float64:
+    the schedule's progress where early stopping started wsd's decay; -1: it did not)."""
 
     def __init__(self) -> None:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -46,10 +47,12 @@ class TrainingPosition:
         self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
         self.best_loss = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_loss")
         self.stale_validations = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_validations")
+        self.decay_from = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="decay_from")
 
     def variables(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step, "train_seconds": self.train_seconds,
-                "best_step": self.best_step, "best_loss": self.best_loss, "stale_validations": self.stale_validations}
+                "best_step": self.best_step, "best_loss": self.best_loss, "stale_validations": self.stale_validations,
+                "decay_from": self.decay_from}
 
     def as_dict(self) -> dict:
         return {"step": int(self.step.numpy()), "epoch": int(self.epoch.numpy()), "epoch_step": int(self.epoch_step.numpy())}
@@ -69,10 +72,10 @@ def make_checkpoint(model, optimizer=None, position: TrainingPosition | None = N
 def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
     """Restore every part of `checkpoint` from `path`. A checkpoint written by an older nextword
     restores without the parts it lacks (train_seconds before 0.2, the early-stopping state
-    before 0.3): those start afresh."""
+    before 0.3, decay_from before 2026-12-07): those start afresh."""
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
     status = checkpoint.restore(path)
-    if {"train_seconds", "best_step"} <= saved:
+    if {"train_seconds", "best_step", "decay_from"} <= saved:
         status.assert_existing_objects_matched()
     else:
         status.expect_partial()

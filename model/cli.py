@@ -63,7 +63,8 @@ def train(
     schedule: Optional[Schedule] = typer.Option(None, help=f"after the warm-up, cosine: decay to 1/10 of the peak at the planned end (--epochs/--max-steps, or --time-budget, whichever comes first); wsd: hold the peak, then decay linearly to 0 over the last fifth of that plan; constant: never decay; default {RECIPE_DEFAULTS['schedule']}"),
     warmup_steps: Optional[int] = typer.Option(None, help=f"linear warm-up steps (at most 1/10 of the planned steps); default {RECIPE_DEFAULTS['warmup_steps']}"),
     clip_norm: Optional[float] = typer.Option(None, help=f"clip the global batch's gradient to this norm, 0 = off; default {RECIPE_DEFAULTS['clip_norm']:g}"),
-    patience: Optional[int] = typer.Option(None, help=f"stop after N validations without a better held-out loss, 0 = never; default {RECIPE_DEFAULTS['patience']}"),
+    patience: Optional[int] = typer.Option(None, help=f"stop after N validations without a better held-out loss, 0 = never; default {RECIPE_DEFAULTS['patience']}. "
+                                          "Under --schedule wsd it never cuts the decay short: at the peak rate the decay starts there (to 0 over a fifth of the plan), then the run stops"),
     seed: int = typer.Option(TrainSettings.seed, help="same seed, same data order, init and dropout: same weights"),
     strategy: Strategy = typer.Option(TrainSettings.strategy, help="auto: multiworker if TF_CONFIG is set, mirrored if >1 GPU, else default"),
     devices: Optional[int] = typer.Option(None, help="train on the first N GPUs (default: all; more than exist is refused); without GPUs, split the CPU into N logical devices (a real MirroredStrategy on CPU)"),
@@ -127,8 +128,10 @@ def print_summary(summary: dict, out: str) -> None:
         lines = [f"already complete: {reached}; nothing to train "
                  f"(step {summary['steps']:,}, {summary['epochs_completed']} epochs completed)"]
     else:
+        decayed = (f"; the patience ran out at the peak rate, so the rate decayed to 0 from {summary['early_decay_from']:.0%} "
+                   "of the plan" if summary.get("early_decay_from") is not None else "")
         lines = [f"stopped by {summary['stopped_by']} at step {summary['steps']:,} "
-                 f"({summary['epochs_completed']} epochs completed{spent})"]
+                 f"({summary['epochs_completed']} epochs completed{spent}{decayed})"]
         resumed = f", resumed from step {summary['resumed_from_step']:,}" if summary.get("resumed_from_step") else ""
         if summary["windows_per_second"]:
             lines.append(f"{summary['windows_trained_this_session']:,} windows in {summary['train_seconds_this_session']:.1f} s "

@@ -30,15 +30,18 @@ from nextword.model.schedule import DECAY_SHARE, Schedule
 class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
     """model.schedule.Schedule.rate in the graph: called by the optimizer with its iteration count.
 
-    `time_fraction` (float32 variable) is train_seconds / time_budget, set by the loop between calls."""
+    `time_fraction` (float32 variable) is train_seconds / time_budget, and `decay_end` (wsd) where the rate
+    reaches 0 (Schedule.decay_end), both set by the loop between calls."""
 
     def __init__(self, schedule: Schedule):
         self.schedule = schedule
         self.time_fraction = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="time_fraction")
+        self.decay_end = tf.Variable(1.0, dtype=tf.float32, trainable=False, name="decay_end")
 
-    def set_seconds(self, train_seconds: float) -> None:
+    def set_seconds(self, train_seconds: float, decay_from: float = -1.0) -> None:
         if self.schedule.time_budget:
             self.time_fraction.assign(min(1.0, train_seconds / self.schedule.time_budget))
+        self.decay_end.assign(Schedule.decay_end(decay_from))
 
     def __call__(self, step):
         schedule = self.schedule
@@ -48,7 +51,7 @@ class ScheduledRate(keras.optimizers.schedules.LearningRateSchedule):
             return schedule.peak * warm
         progress = tf.minimum(1.0, tf.maximum(step / schedule.planned_steps, self.time_fraction))
         if schedule.kind == "wsd":
-            return schedule.peak * warm * tf.minimum(1.0, (1.0 - progress) / DECAY_SHARE)
+            return schedule.peak * warm * tf.clip_by_value((self.decay_end - progress) / DECAY_SHARE, 0.0, 1.0)
         final = schedule.final_fraction
         return schedule.peak * warm * (final + (1.0 - final) * 0.5 * (1.0 + tf.cos(math.pi * progress)))
 

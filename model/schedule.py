@@ -9,12 +9,15 @@ and the rate at optimizer step `step` (0-based) is
 
     peak * min(1, (step + 1) / warmup_steps) * decay(progress)
     decay(p) = final_fraction + (1 - final_fraction) * (1 + cos(pi * p)) / 2     (cosine)
-    decay(p) = min(1, (1 - p) / DECAY_SHARE)                                    (wsd)
+    decay(p) = clip((end - p) / DECAY_SHARE, 0, 1), end = 1 or decay_from + DECAY_SHARE  (wsd)
     decay(p) = 1                                                               (constant)
 
 "wsd" (warm-up, stable, decay: Hägele et al. 2024, "Scaling Laws and Compute-Optimal Training
 Beyond Fixed Training Durations"; MiniCPM) holds the peak and decays linearly to 0 over the last
-DECAY_SHARE of the plan. Cosine starts decaying at once, which costs an under-trained run more
+DECAY_SHARE of the plan. Early stopping never cuts that decay short: a patience that runs out while the rate is
+still at its peak starts the decay there (`decay_from`, the progress then; the run ends once the rate reaches 0),
+and one that runs out during the decay lets it finish. The loss falls most in the decay, and a run cut off at or
+near the peak rate never had it (bench/RESULTS.md, "Early stopping finishes wsd's decay"). Cosine starts decaying at once, which costs an under-trained run more
 than its annealing gains (measured on the King James Bible at 180 s, bench/RESULTS.md).
 
 The step part is computed in the graph from the optimizer's own iteration count (checkpointed
@@ -58,14 +61,29 @@ class Schedule:
         by_time = train_seconds / self.time_budget if self.time_budget else 0.0
         return min(1.0, max(by_steps, by_time))
 
-    def rate(self, step: int, train_seconds: float = 0.0) -> float:
+    def decays_early(self, progress: float) -> bool:
+        """Whether early stopping at `progress` starts the decay: under wsd, while the rate is still at its peak."""
+        return self.kind == "wsd" and progress < 1.0 - DECAY_SHARE
+
+    @property
+    def finishes_its_decay(self) -> bool:
+        """Whether early stopping lets the rate reach 0 rather than end the run (wsd: see the module's docstring)."""
+        return self.kind == "wsd"
+
+    @staticmethod
+    def decay_end(decay_from: float) -> float:
+        """The progress where the rate reaches 0: the plan's end, or DECAY_SHARE after an early decay's start
+        (decay_from < 0: none)."""
+        return decay_from + DECAY_SHARE if decay_from >= 0 else 1.0
+
+    def rate(self, step: int, train_seconds: float = 0.0, decay_from: float = -1.0) -> float:
         """The learning rate at 0-based optimizer step `step` (the graph computes the same)."""
         warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
         if self.kind == "constant":
             return self.peak * warm
         progress = self.progress(step, train_seconds)
         if self.kind == "wsd":
-            return self.peak * warm * min(1.0, (1.0 - progress) / DECAY_SHARE)
+            return self.peak * warm * min(1.0, max(0.0, (self.decay_end(decay_from) - progress) / DECAY_SHARE))
         return self.peak * warm * (self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def to_dict(self) -> dict:

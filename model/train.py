@@ -20,7 +20,7 @@ from nextword.model.agreement import WorkerAgreement
 from nextword.model.history import History, plot_history
 from nextword.model.loop import ScheduledRate, Trainer
 from nextword.model.metrics import evaluate_split, metrics_line
-from nextword.model.schedule import Schedule
+from nextword.model.schedule import DECAY_SHARE, Schedule
 from nextword.model.settings import TrainSettings
 from nextword.model.blending import flat_source_metrics, sources_line
 from nextword.model.step_plan import BlendStepPlan, StepPlan
@@ -179,8 +179,7 @@ class TrainingSession:
         # Restored from the checkpoint, so equal on every worker: they all decide alike.
         self.seconds_before = self.train_clock = float(self.position.train_seconds.numpy())
         budget_spent = settings.time_budget is not None and self.seconds_before >= settings.time_budget
-        stale = int(self.position.stale_validations.numpy())
-        stopped_early = self._patience_spent(stale)
+        stopped_early = self._stops_early(start_step, self.seconds_before)
         if start_step >= self.target_steps or budget_spent or stopped_early:
             reason = ("early_stopping" if stopped_early else "time_budget" if budget_spent and start_step < self.target_steps
                       else self.planned_by)
@@ -215,6 +214,18 @@ class TrainingSession:
 
     def _patience_spent(self, stale: int) -> bool:
         return bool(self.optimization.patience) and stale >= self.optimization.patience
+
+    def _decay_from(self) -> float:
+        return float(self.position.decay_from.numpy())
+
+    def _stops_early(self, step: int, seconds: float) -> bool:
+        """Whether early stopping ends the run here: its patience spent, or under wsd (which finishes its decay) the
+        decay a spent patience started has reached 0 (Schedule.decays_early); a wsd run whose patience ran out in
+        the planned decay trains to the plan's end."""
+        decay_from = self._decay_from()
+        if decay_from >= 0:
+            return self.schedule.progress(step, seconds) >= Schedule.decay_end(decay_from)
+        return not self.schedule.finishes_its_decay and self._patience_spent(int(self.position.stale_validations.numpy()))
 
     def _timed(self, part: str, work):
         started = time.monotonic()
@@ -289,19 +300,18 @@ class TrainingSession:
                     "windows_per_second": window_sum / max(elapsed, 1e-9),
                     "utilisation": flops.utilisation(window_sum / max(elapsed, 1e-9), self.flops_per_window,
                                                      self.peak["flops_per_second"])[1],
-                    "learning_rate": self.schedule.rate(step - 1, self.train_clock),
+                    "learning_rate": self.schedule.rate(step - 1, self.train_clock, self._decay_from()),
                 })
                 window_sum, loss_sum, weight_sum, since = 0, 0.0, 0.0, time.monotonic()
-            patience_spent = False
             if step % self.validate_every == 0 and self.sample is not None:
-                patience_spent = self._validate(progress)
+                self._validate(progress)
             elif step % settings.checkpoint_every == 0:
                 self.history.save()
                 self._save()
             # --time-budget counts the seconds of training steps of every session (validation excluded)
             over_budget = settings.time_budget is not None and self.train_clock >= settings.time_budget
             wants_stop, self.train_clock = self.agreement.stop_and_seconds(stop.interrupted or over_budget, self.train_clock)
-            if patience_spent:
+            if self._stops_early(step, self.train_clock):  # the clock agreed: every worker decides alike
                 return "early_stopping"
             if wants_stop:
                 return "interrupt" if stop.interrupted else "time_budget"
@@ -310,7 +320,7 @@ class TrainingSession:
     def _train_call(self, iterator, steps: int, epoch: int, epoch_step: int, steps_per_epoch: int) -> tuple[float, float]:
         """`steps` training steps in one tf.function call; (loss sum, weight sum). Its seconds go
         to the train clock (what --time-budget and the schedule's time part count)."""
-        self.trainer.learning_rate.set_seconds(self.train_clock)
+        self.trainer.learning_rate.set_seconds(self.train_clock, self._decay_from())
         started = time.monotonic()
         try:
             loss, weight = self.trainer.train_steps(iterator, steps)
@@ -329,9 +339,10 @@ class TrainingSession:
         self.wall["training_steps"] += seconds
         return loss, weight
 
-    def _validate(self, progress) -> bool:
-        """Score the val sample; keep the weights if they are the best so far; save a checkpoint
-        (which records the best and the patience count). True when the patience is spent."""
+    def _validate(self, progress) -> None:
+        """Score the val sample; keep the weights if they are the best so far; when the patience is spent at wsd's
+        peak rate, start the decay (Schedule.decays_early); save a checkpoint (which records the best, the patience
+        count and the decay's start). Whether the run stops is `_stops_early`'s call."""
         position, step = self.position, self.position.as_dict()["step"]
         metrics = self._timed("validation", self.sample.score)
         loss = self.agreement.mean(metrics["loss"])
@@ -358,8 +369,16 @@ class TrainingSession:
             mark = "best so far" if improved else f"{stale} without improvement"
             progress.note(f"step {step:,} (epoch {epoch}, {mark}): val {metrics_line(metrics, accuracy_digits=3)}"
                           + (f" (blended; {sources_line(metrics)})" if metrics.get("sources") else ""))
+        if self._patience_spent(stale) and self._decay_from() < 0:
+            # the workers' mean clock, so that every replica computes the same rates from here
+            _, self.train_clock = self.agreement.stop_and_seconds(False, self.train_clock)
+            now = self.schedule.progress(step, self.train_clock)
+            if self.schedule.decays_early(now):
+                position.decay_from.assign(now)
+                progress.note(f"no improvement in {stale} validations at the peak learning rate: it decays to 0 from "
+                              f"here over {DECAY_SHARE:.0%} of the plan, then training stops (best: step "
+                              f"{int(position.best_step.numpy()):,})")
         self._save()
-        return self._patience_spent(stale)
 
     def _select_export_weights(self) -> dict:
         """Load the weights to export into the model: the best held-out checkpoint (unless
@@ -427,6 +446,7 @@ class TrainingSession:
         trained = (position["step"] - start_step) * self.global_batch
         last_steps = self.history.record["steps"][-1] if self.history.record["steps"] else {}
         windows_per_second = trained / train_seconds if trained and train_seconds > 0 else None
+        decay_from = self._decay_from()
         return {
             "stopped_by": stopped_by,
             "already_complete": already_complete,  # a rerun that found nothing left to train
@@ -446,6 +466,8 @@ class TrainingSession:
             "exported": exported,
             "best_step": int(self.position.best_step.numpy()),
             "validations_without_improvement": int(self.position.stale_validations.numpy()),
+            # where early stopping started wsd's decay (the schedule's progress, 0-1), None if it did not
+            "early_decay_from": round(decay_from, 6) if decay_from >= 0 else None,
             "validation_sample_windows": self.sample.windows if self.sample else 0,
             "validate_every": self.validate_every,
             "strategy": type(self.strategy).__name__.replace("_DefaultDistributionStrategy", "default"),

@@ -134,8 +134,10 @@ def train_step(settings: DemoSettings, console) -> dict | None:
     exported = summary.get("exported") or {}
     kept = (f"; kept the best held-out weights, step {exported['step']:,}" if exported.get("checkpoint") == "best"
             else "")
+    decayed = (f" after a decay from {summary['early_decay_from']:.0%} of the plan"
+               if summary.get("early_decay_from") is not None else "")
     console.print(f"   {summary['steps']:,} steps, {summary['windows_per_second'] or 0:,.0f} windows/s, "
-                  f"stopped by {summary['stopped_by'].replace('_', ' ')}{kept}")
+                  f"stopped by {summary['stopped_by'].replace('_', ' ')}{decayed}{kept}")
     return summary
 
 

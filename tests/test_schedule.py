@@ -60,6 +60,25 @@ def test_the_graph_computes_the_same_rates_as_the_plan(kind):
     for step, seconds in [(0, 0.0), (7, 1.0), (19, 5.0), (150, 10.0), (150, 45.0), (250, 50.0), (299, 59.0), (400, 70.0)]:
         graph.set_seconds(seconds)
         assert float(graph(tf.constant(step))) == pytest.approx(schedule.rate(step, seconds), rel=1e-5, abs=1e-12), (step, seconds)
+    for step, seconds, decay_from in [(150, 10.0, 0.5), (200, 33.0, 0.5), (250, 40.0, 0.5), (250, 50.0, 0.5), (10, 5.0, 0.05)]:
+        graph.set_seconds(seconds, decay_from)  # an early decay (wsd), then none again: the variable follows
+        assert float(graph(tf.constant(step))) == pytest.approx(schedule.rate(step, seconds, decay_from),
+                                                                rel=1e-5, abs=1e-12), (step, seconds, decay_from)
+        graph.set_seconds(seconds)
+        assert float(graph(tf.constant(step))) == pytest.approx(schedule.rate(step, seconds), rel=1e-5, abs=1e-12)
+
+
+def test_an_early_decay_falls_to_zero_over_a_fifth_of_the_plan_from_where_it_began():
+    wsd = Schedule.plan("wsd", 1.0, warmup_steps=0, planned_steps=1000, time_budget=None)
+    assert wsd.decays_early(0.3) and wsd.decays_early(0.79) and not wsd.decays_early(0.8)  # the decay had begun
+    assert wsd.rate(300, decay_from=0.3) == 1.0
+    assert wsd.rate(400, decay_from=0.3) == pytest.approx(0.5) and wsd.rate(450, decay_from=0.3) == pytest.approx(0.25)
+    assert wsd.rate(500, decay_from=0.3) == 0.0 == wsd.rate(900, decay_from=0.3)  # past its end: 0, never negative
+    assert Schedule.decay_end(0.3) == pytest.approx(0.5) and Schedule.decay_end(-1.0) == 1.0
+    by_time = Schedule.plan("wsd", 1.0, warmup_steps=0, planned_steps=10**9, time_budget=100.0)
+    assert by_time.rate(5, train_seconds=60.0, decay_from=0.5) == pytest.approx(0.5)
+    for kind in ("cosine", "constant"):  # their rate is lower at the end already: early stopping ends them as before
+        assert not Schedule.plan(kind, 1.0, warmup_steps=0, planned_steps=1000, time_budget=None).decays_early(0.3)
 
 
 def test_weight_decay_skips_embeddings_norms_and_biases():
