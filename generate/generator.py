@@ -193,7 +193,7 @@ class Generator:
                 hint="write the export again (`nextword export RUN_DIR`), or leave out --compiled",
             )
         # the loop traced for XLA (the n-gram's lookup in static shapes, a transformer's cache written by a scatter),
-        # where the export has one: exports of a network alone before 2026-12-07 compile their `advance`
+        # where the export has one: a network alone exported before its cache was written in place compiles `advance`
         compilable = getattr(self.loaded, "advance_compilable", None)
         advance = compilable or advance
         if "network_weight" in (self.card.get("ngram") or {}):

@@ -32,12 +32,19 @@ MODEL_LABELS = {"vocab_size": "vocabulary size (from DATA_DIR)", "context_length
                 "positions": "--positions (0.3's runs before ALiBi: --positions learned)"}
 
 
+NO_EARLY_DECAY = -1.0
+# A checkpoint written before early stopping finished wsd's decay (2026-12-06): a spent patience still ends its run,
+# so a run that ended that way is not trained again by a rerun.
+DECAY_UNRECORDED = -2.0
+
+
 class TrainingPosition:
     """Checkpointed with the model and optimizer: step, epoch, epoch_step (int64), train_seconds
     (float64: seconds of training steps over every session, what --time-budget counts), and the
     early-stopping state: best_step (-1: no validation yet), best_loss (float64, the lowest
     held-out sample loss so far) and stale_validations (validations since the best), and decay_from (float64:
-    the schedule's progress where early stopping started wsd's decay; -1: it did not)."""
+    the schedule's progress where early stopping started wsd's decay; NO_EARLY_DECAY: it did not;
+    DECAY_UNRECORDED: a checkpoint from before early stopping could start it, whose run keeps the rule it had)."""
 
     def __init__(self) -> None:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -47,7 +54,7 @@ class TrainingPosition:
         self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
         self.best_loss = tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="best_loss")
         self.stale_validations = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_validations")
-        self.decay_from = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="decay_from")
+        self.decay_from = tf.Variable(NO_EARLY_DECAY, dtype=tf.float64, trainable=False, name="decay_from")
 
     def variables(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "epoch_step": self.epoch_step, "train_seconds": self.train_seconds,
@@ -69,16 +76,18 @@ def make_checkpoint(model, optimizer=None, position: TrainingPosition | None = N
     return tf.train.Checkpoint(**parts)
 
 
-def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str) -> None:
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, path: str, position: TrainingPosition | None = None) -> None:
     """Restore every part of `checkpoint` from `path`. A checkpoint written by an older nextword
     restores without the parts it lacks (train_seconds before 0.2, the early-stopping state
-    before 0.3, decay_from before 2026-12-07): those start afresh."""
+    before 0.3): those start afresh; without decay_from (before 2026-12-06), `position`'s is DECAY_UNRECORDED."""
     saved = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
     status = checkpoint.restore(path)
     if {"train_seconds", "best_step", "decay_from"} <= saved:
         status.assert_existing_objects_matched()
     else:
         status.expect_partial()
+    if position is not None and "decay_from" not in saved:
+        position.decay_from.assign(DECAY_UNRECORDED)
 
 
 def checkpoint_dir(run_dir: str, chief: bool) -> str:

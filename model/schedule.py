@@ -17,8 +17,9 @@ Beyond Fixed Training Durations"; MiniCPM) holds the peak and decays linearly to
 DECAY_SHARE of the plan. Early stopping never cuts that decay short: a patience that runs out while the rate is
 still at its peak starts the decay there (`decay_from`, the progress then; the run ends once the rate reaches 0),
 and one that runs out during the decay lets it finish. The loss falls most in the decay, and a run cut off at or
-near the peak rate never had it (bench/RESULTS.md, "Early stopping finishes wsd's decay"). Cosine starts decaying at once, which costs an under-trained run more
-than its annealing gains (measured on the King James Bible at 180 s, bench/RESULTS.md).
+near the peak rate never had it (bench/RESULTS.md, "Early stopping finishes wsd's decay"). Cosine starts decaying
+at once, which costs an under-trained run more than its annealing gains (measured on the King James Bible at 180 s,
+bench/RESULTS.md).
 
 The step part is computed in the graph from the optimizer's own iteration count (checkpointed
 with the optimizer, so a resumed run continues the curve exactly); the time part is a variable

@@ -129,7 +129,7 @@ class TrainingSession:
         self.manager = tf.train.CheckpointManager(checkpoint, self.checkpoint_dir, max_to_keep=3)
         best_dir = storage.join(self.checkpoint_dir, checkpointing.BEST)
         if latest:
-            checkpointing.restore_checkpoint(checkpoint, latest)
+            checkpointing.restore_checkpoint(checkpoint, latest, self.position)
             checkpointing.drop_checkpoints_after(best_dir, self.position.as_dict()["step"])
         # Two: a kill after a new best but before the checkpoint that records it resumes with the one before.
         self.best_manager = tf.train.CheckpointManager(checkpointing.make_checkpoint(self.trainer.model), best_dir,
@@ -225,7 +225,9 @@ class TrainingSession:
         decay_from = self._decay_from()
         if decay_from >= 0:
             return self.schedule.progress(step, seconds) >= Schedule.decay_end(decay_from)
-        return not self.schedule.finishes_its_decay and self._patience_spent(int(self.position.stale_validations.numpy()))
+        old_rule = decay_from == checkpointing.DECAY_UNRECORDED  # a run begun before this rule keeps its own
+        return (old_rule or not self.schedule.finishes_its_decay) and self._patience_spent(
+            int(self.position.stale_validations.numpy()))
 
     def _timed(self, part: str, work):
         started = time.monotonic()
@@ -369,7 +371,7 @@ class TrainingSession:
             mark = "best so far" if improved else f"{stale} without improvement"
             progress.note(f"step {step:,} (epoch {epoch}, {mark}): val {metrics_line(metrics, accuracy_digits=3)}"
                           + (f" (blended; {sources_line(metrics)})" if metrics.get("sources") else ""))
-        if self._patience_spent(stale) and self._decay_from() < 0:
+        if self._patience_spent(stale) and self._decay_from() == checkpointing.NO_EARLY_DECAY:
             # the workers' mean clock, so that every replica computes the same rates from here
             _, self.train_clock = self.agreement.stop_and_seconds(False, self.train_clock)
             now = self.schedule.progress(step, self.train_clock)

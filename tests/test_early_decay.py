@@ -64,3 +64,22 @@ def test_a_patience_spent_in_wsd_s_planned_decay_lets_the_decay_finish(tmp_path,
     summary = train(data_dir, str(tmp_path / "run"), "wsd", patience=21)  # spent at step 4 + 21 x 4 = 88 of 100
     assert summary["validations_without_improvement"] == 24 and summary["early_decay_from"] is None
     assert summary["stopped_by"] == "max_steps" and summary["steps"] == 100
+
+
+def test_a_run_stopped_early_before_this_rule_is_not_trained_again(tmp_path, flat_validation, monkeypatch):
+    """A checkpoint without decay_from (written before 2026-12-06's rule) keeps the rule its run had: a rerun of a
+    run that early stopping ended finds nothing to train, as it did then."""
+    from nextword.model.checkpointing import TrainingPosition
+    from nextword.model.schedule import Schedule
+
+    data_dir, out = write_data_dir(str(tmp_path / "data")), str(tmp_path / "run")
+    with monkeypatch.context() as old:  # the old code: no decay_from saved, a spent patience ends a wsd run
+        variables = TrainingPosition.variables
+        old.setattr(TrainingPosition, "variables", lambda self: {
+            name: variable for name, variable in variables(self).items() if name != "decay_from"})
+        old.setattr(Schedule, "finishes_its_decay", property(lambda self: False))
+        old.setattr(Schedule, "decays_early", lambda self, progress: False)
+        first = train(data_dir, out, "wsd")
+    assert first["stopped_by"] == "early_stopping" and first["steps"] == 12
+    again = train(data_dir, out, "wsd")
+    assert again["already_complete"] and again["stopped_by"] == "early_stopping" and again["steps"] == 12
